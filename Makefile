@@ -1,0 +1,52 @@
+# medkiosk: `make demo` runs the main job, `make test` runs every check CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PY36_HOME ?= $(HOME)/.pyenv/versions/3.6.15
+VENV36 ?= .venv36
+# Code that runs on the Jetson Nano (Python 3.6): the runtime and the engine-building side of export.
+DEVICE_CODE := edge export/__init__.py export/cli.py export/engine
+
+.PHONY: venv demo test lint test-py test-py36 clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train,export,edge,dev]'
+	touch $@
+
+demo: venv
+	$(PY) -m edge demo-placeholder 2>/dev/null || bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin -q -t=3.6- --no-tips --violations --eval-annotations $(DEVICE_CODE)
+
+test-py: venv
+	$(VENV)/bin/pytest -q
+
+# The Jetson Nano's world: Python 3.6 with JetPack-era numpy, onnxruntime, OpenCV.
+$(VENV36)/.installed:
+	$(PY36_HOME)/bin/python -m venv $(VENV36)
+	$(VENV36)/bin/python -m pip install -q 'pip==21.3.1'
+	$(VENV36)/bin/python -m pip install -q 'numpy==1.19.5' 'onnxruntime==1.10.0' \
+		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1'
+	touch $@
+
+test-py36: venv
+	@if [ -x "$(PY36_HOME)/bin/python" ]; then \
+		$(MAKE) --no-print-directory $(VENV36)/.installed && \
+		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
+		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
+			$(VENV36)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
+	else \
+		echo "SKIPPED: Python 3.6 edge run ($(PY36_HOME) not found; the Jetson Nano's Python is untested here)"; \
+	fi
+
+test: lint test-py test-py36
+
+clean:
+	rm -rf build $(VENV) $(VENV36) .pytest_cache .ruff_cache

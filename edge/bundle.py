@@ -1,0 +1,252 @@
+"""Model bundles: the contract between export (the lab) and edge (the device).
+
+A bundle is a folder::
+
+    model.onnx        the graph: raw pixels in, calibrated probabilities out
+    manifest.json     schema version 1 (see ``make_manifest``)
+    model_card.md     intended use, data provenance, metrics, known failure modes
+    golden/           optional: sample images and expected.json with their expected outputs
+
+``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
+the fix; it never lets a raw traceback reach the user.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+
+from edge import __version__
+from edge.description import DescriptionError, ModelDescription
+from edge.errors import BundleError
+from edge.onnx_info import OnnxFormatError, read_onnx_info
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+MODEL_CARD = "model_card.md"
+GOLDEN_DIR = "golden"
+GOLDEN_EXPECTED = "expected.json"
+REQUIRED_FIELDS = ("schema_version", "module", "model", "model_file", "model_sha256", "training",
+                   "created", "version")
+RE_EXPORT = "re-export it with `medkiosk export onnx CHECKPOINT --out DIR`"
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(str(path), "rb") as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def utc_now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def make_manifest(description, module_id, title, model_sha256, training=None, version="1.0.0",
+                  opset=None, created=None, extra=None):
+    """Build a schema-1 manifest dictionary (shared by export and tests)."""
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "module": {"id": module_id, "title": title},
+        "model": description.to_dict(),
+        "model_file": MODEL_FILE,
+        "model_sha256": model_sha256,
+        "onnx": {"opset": opset, "input": description.input.name, "output": description.output_name},
+        "training": training if training is not None else {"data": {}, "metrics": {}},
+        "created": created or utc_now_iso(),
+        "version": version,
+        "producer": "medkiosk {}".format(__version__),
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` via a temporary file, fsync and rename."""
+    path = str(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class GoldenSample(object):
+    """One golden image and the probabilities the lab computed for it."""
+
+    def __init__(self, path, probabilities, top1, tolerance):
+        self.path = path
+        self.probabilities = [float(p) for p in probabilities]
+        self.top1 = top1
+        self.tolerance = float(tolerance)
+
+
+class Bundle(object):
+    """A validated model bundle."""
+
+    def __init__(self, path, manifest, description, onnx_info):
+        self.path = str(path)
+        self.manifest = manifest
+        self.description = description
+        self.onnx_info = onnx_info
+
+    @property
+    def module_id(self):
+        return self.manifest["module"]["id"]
+
+    @property
+    def title(self):
+        return self.manifest["module"]["title"]
+
+    @property
+    def version(self):
+        return self.manifest["version"]
+
+    @property
+    def sha256(self):
+        return self.manifest["model_sha256"]
+
+    @property
+    def bundle_id(self):
+        """Short identifier shown in logs and JSON output: module@version+sha."""
+        return "{}@{}+{}".format(self.module_id, self.version, self.sha256[:12])
+
+    @property
+    def model_path(self):
+        return os.path.join(self.path, self.manifest["model_file"])
+
+    @property
+    def input_name(self):
+        return self.onnx_info.inputs[0]["name"]
+
+    @property
+    def output_name(self):
+        return self.onnx_info.outputs[0]["name"]
+
+    def golden_samples(self):
+        """The golden images with their expected outputs; empty when the bundle has none."""
+        expected_path = os.path.join(self.path, GOLDEN_DIR, GOLDEN_EXPECTED)
+        if not os.path.exists(expected_path):
+            return []
+        data = _read_json(self.path, expected_path, "golden/expected.json")
+        samples = []
+        for entry in data.get("samples", []):
+            for key in ("file", "probabilities", "top1"):
+                if key not in entry:
+                    raise BundleError(self.path, "golden/expected.json: " + key, "missing in a sample",
+                                      RE_EXPORT)
+            if len(entry["probabilities"]) != self.description.num_classes:
+                raise BundleError(self.path, "golden/expected.json: probabilities",
+                                  "has {} values for {} classes".format(
+                                      len(entry["probabilities"]), self.description.num_classes), RE_EXPORT)
+            samples.append(GoldenSample(os.path.join(self.path, GOLDEN_DIR, entry["file"]),
+                                        entry["probabilities"], entry["top1"],
+                                        entry.get("tolerance", data.get("tolerance", 1e-3))))
+        return samples
+
+    def __repr__(self):
+        return "Bundle({!r}, {})".format(self.path, self.bundle_id)
+
+
+def _read_json(bundle_path, path, field):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except ValueError as exc:
+        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(exc), RE_EXPORT)
+    except OSError as exc:
+        raise BundleError(bundle_path, field, "cannot be read ({})".format(exc.strerror), RE_EXPORT)
+
+
+def _check_onnx_matches(path, description, info):
+    if len(info.inputs) != 1:
+        raise BundleError(path, "model.onnx inputs", "the model has {} inputs, expected 1".format(
+            len(info.inputs)), RE_EXPORT)
+    model_input = info.inputs[0]
+    spec = description.input
+    if model_input["name"] != spec.name:
+        raise BundleError(path, "model.input.name", "manifest says {!r} but model.onnx has {!r}".format(
+            spec.name, model_input["name"]), RE_EXPORT)
+    if model_input["dtype"] != spec.dtype:
+        raise BundleError(path, "model.input.dtype", "manifest says {} but model.onnx takes {}".format(
+            spec.dtype, model_input["dtype"]), RE_EXPORT)
+    shape = model_input["shape"]
+    expected = [None, spec.channels, spec.height, spec.width]
+    if len(shape) != 4 or any(isinstance(got, int) and got != want
+                              for got, want in zip(shape[1:], expected[1:])):
+        raise BundleError(path, "model.input", "manifest says {} {} NCHW {}x{} but model.onnx takes {}".format(
+            spec.colour, spec.dtype, spec.height, spec.width, shape), RE_EXPORT)
+    if isinstance(shape[0], int) and shape[0] < 1:
+        raise BundleError(path, "model.input", "batch dimension {} is invalid".format(shape[0]), RE_EXPORT)
+    if len(info.outputs) < 1:
+        raise BundleError(path, "model.onnx outputs", "the model has no output", RE_EXPORT)
+    output = info.outputs[0]
+    if output["name"] != description.output_name:
+        raise BundleError(path, "model.output_name", "manifest says {!r} but model.onnx has {!r}".format(
+            description.output_name, output["name"]), RE_EXPORT)
+    check = description.input_check
+    if check and check["output"] not in [o["name"] for o in info.outputs]:
+        raise BundleError(path, "model.input_check.output", "model.onnx has no output {!r}".format(
+            check["output"]), RE_EXPORT)
+    out_shape = output["shape"]
+    if not out_shape or out_shape[-1] != description.num_classes:
+        raise BundleError(path, "model.classes", "manifest lists {} classes but model.onnx outputs {}".format(
+            description.num_classes, out_shape), RE_EXPORT)
+
+
+def load_bundle(path, check_hash=True):
+    """Load and validate the bundle folder at ``path``; raise BundleError on any problem."""
+    path = str(path)
+    if not os.path.isdir(path):
+        raise BundleError(path, "folder", "does not exist or is not a folder",
+                          "pass the bundle folder (it holds manifest.json and model.onnx)")
+    manifest_path = os.path.join(path, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        raise BundleError(path, MANIFEST, "missing", RE_EXPORT)
+    manifest = _read_json(path, manifest_path, MANIFEST)
+    if not isinstance(manifest, dict):
+        raise BundleError(path, MANIFEST, "is not a JSON object", RE_EXPORT)
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(path, "schema_version", "is {!r}; this medkiosk {} reads schema {}".format(
+            version, __version__, SCHEMA_VERSION),
+            "update medkiosk on this device, or re-export the bundle with this medkiosk version")
+    for field in REQUIRED_FIELDS:
+        if field not in manifest:
+            raise BundleError(path, field, "missing from manifest.json", RE_EXPORT)
+    module = manifest["module"]
+    for field in ("id", "title"):
+        if not isinstance(module, dict) or not module.get(field):
+            raise BundleError(path, "module." + field, "missing from manifest.json", RE_EXPORT)
+    try:
+        description = ModelDescription.from_dict(manifest["model"])
+    except DescriptionError as exc:
+        raise BundleError(path, "model." + exc.field, exc.problem, RE_EXPORT)
+    model_path = os.path.join(path, manifest["model_file"])
+    if not os.path.isfile(model_path):
+        raise BundleError(path, manifest["model_file"], "missing", "copy the complete bundle folder again")
+    if not os.path.isfile(os.path.join(path, MODEL_CARD)):
+        raise BundleError(path, MODEL_CARD, "missing", "copy the complete bundle folder again, or " + RE_EXPORT)
+    if check_hash:
+        actual = sha256_file(model_path)
+        if actual != manifest["model_sha256"]:
+            raise BundleError(path, "model_sha256",
+                              "model.onnx has sha256 {}… but the manifest expects {}… (tampered or truncated)".format(
+                                  actual[:12], str(manifest["model_sha256"])[:12]),
+                              "copy the bundle again from its source; never edit model.onnx by hand")
+    try:
+        info = read_onnx_info(model_path)
+    except (OnnxFormatError, IndexError) as exc:
+        raise BundleError(path, manifest["model_file"], "is not a readable ONNX model ({})".format(exc),
+                          "copy the bundle again from its source")
+    _check_onnx_matches(path, description, info)
+    return Bundle(path, manifest, description, info)

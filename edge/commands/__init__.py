@@ -1,0 +1,1 @@
+"""Device subcommands of `medkiosk`: each module has add_arguments(parser) and run(args) -> int."""

@@ -1,0 +1,106 @@
+"""Image loading and the one preprocessing function, derived from the model description.
+
+Normalisation lives inside the ONNX graph, so preprocessing is only: resize to the input size,
+convert colour, lay out as NCHW float32 with raw 0-255 values. Training (validation and test
+splits), export parity checks, INT8 calibration and the kiosk all call ``preprocess`` so the
+model sees the same pixels everywhere.
+"""
+
+import os
+
+from edge.errors import ImageError, require
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def _cv2():
+    return require("cv2", "on a Jetson use JetPack's OpenCV (apt: python3-opencv); elsewhere "
+                          "pip install 'medkiosk[edge]'")
+
+
+def _np():
+    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+
+
+def is_image_file(path):
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _looks_truncated(path, data):
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".jpg", ".jpeg"):
+        # A complete JPEG ends with the EOI marker; OpenCV silently greys out a cut-off tail.
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if ext == ".png":
+        return b"IEND" not in data[-32:]
+    return False
+
+
+def load_image(path):
+    """Read an image file as a BGR uint8 array; raise ImageError naming the file and the problem."""
+    cv2 = _cv2()
+    np = _np()
+    path = str(path)
+    if not os.path.exists(path):
+        raise ImageError("{}: no such file".format(path))
+    if os.path.isdir(path):
+        raise ImageError("{}: is a folder, not an image".format(path))
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ImageError("{}: cannot be read ({})".format(path, exc.strerror))
+    if not data:
+        raise ImageError("{}: empty file".format(path))
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError("{}: not a readable image (supported: {})".format(
+            path, ", ".join(IMAGE_EXTENSIONS)))
+    if _looks_truncated(path, data):
+        raise ImageError("{}: image file is truncated (incomplete copy?)".format(path))
+    return image
+
+
+def resize_to_input(image_bgr, input_spec):
+    """Resize a BGR (or single-channel) uint8 image to the model's input size."""
+    cv2 = _cv2()
+    interpolation = cv2.INTER_AREA if input_spec.resize == "area" else cv2.INTER_LINEAR
+    height, width = image_bgr.shape[:2]
+    if (height, width) == (input_spec.height, input_spec.width):
+        return image_bgr
+    return cv2.resize(image_bgr, (input_spec.width, input_spec.height), interpolation=interpolation)
+
+
+def to_model_colour(image_bgr, input_spec):
+    """Convert a BGR/GRAY uint8 image to the model's colour order (HxWxC, C=3 or 1)."""
+    cv2 = _cv2()
+    if image_bgr.ndim == 2:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+    elif image_bgr.shape[2] == 4:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
+    if input_spec.colour == "RGB":
+        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
+
+
+def preprocess(image_bgr, input_spec, out=None):
+    """BGR uint8 image of any size -> float32 NCHW batch of one, values 0-255.
+
+    ``out`` may be a preallocated (1, C, H, W) float32 array, reused to avoid a per-frame allocation.
+    """
+    np = _np()
+    pixels = to_model_colour(resize_to_input(image_bgr, input_spec), input_spec)
+    if out is None:
+        out = np.empty(input_spec.shape(1), dtype=np.float32)
+    # HWC uint8 -> CHW float32 in one strided copy.
+    np.copyto(out[0], pixels.transpose(2, 0, 1), casting="unsafe")
+    return out
+
+
+def preprocess_batch(images_bgr, input_spec):
+    """Several images -> one float32 NCHW batch."""
+    np = _np()
+    batch = np.empty(input_spec.shape(len(images_bgr)), dtype=np.float32)
+    for index, image in enumerate(images_bgr):
+        preprocess(image, input_spec, out=batch[index:index + 1])
+    return batch

@@ -1,0 +1,42 @@
+"""Build the small real bundle the tests use: synthetic images -> short training -> ONNX bundle.
+
+Run by the main test session (fixture ``tiny_bundle``) and by ``make test-py36`` before the
+Python 3.6 edge run, which has no torch and so reuses the bundle built here.
+Usage: python tests/make_test_bundle.py OUT_DIR
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+TEST_CLASSES = 4
+TEST_IMAGE_SIZE = 64
+TEST_ARCH = "mobilenet_v3_small"
+
+
+def build_test_bundle(workdir):
+    """Generate data, train briefly and export; return (bundle_dir, data_dir)."""
+    from export.onnx_export import export_bundle
+    from training.synth import generate_dataset
+    from training.train import TrainConfig, train
+
+    data_dir = os.path.join(workdir, "data")
+    if not os.path.isdir(data_dir):
+        generate_dataset(data_dir, num_classes=TEST_CLASSES, per_class=40, size=96, seed=0)
+    run_dir = os.path.join(workdir, "run")
+    result = train(TrainConfig(data=data_dir, arch=TEST_ARCH, epochs=2, out=run_dir,
+                               image_size=TEST_IMAGE_SIZE, batch_size=16, seed=0, pretrained=False,
+                               workers=0, progress=False))
+    bundle_dir = os.path.join(workdir, "bundle")
+    export_bundle(result.best_checkpoint, bundle_dir, module_id="synth-test", title="Synthetic test module")
+    return bundle_dir, data_dir
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    out = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "test-bundle"))
+    os.makedirs(out, exist_ok=True)
+    bundle, _data = build_test_bundle(out)
+    print(bundle)
