@@ -1,0 +1,179 @@
+"""One image -> one Prediction: preprocess, infer, postprocess.
+
+``postprocess`` is pure (arrays + bundle -> Prediction) so the decision rules are testable
+without a model. The rules:
+
+* multiclass: the probabilities are a distribution; top-3 are its three largest entries;
+  ``uncertain`` when the top probability is below the bundle's ``abstain_threshold``.
+* multilabel: each probability is the chance that one finding is present (they do not sum to 1);
+  top-3 are the three most probable findings. With ``t = max(abstain_threshold,
+  1 - abstain_threshold)`` a finding is *confidently present* when ``p >= t`` and *confidently
+  absent* when ``p <= 1 - t``.
+  ``uncertain`` when no finding is confidently present and not every finding is confidently
+  absent, i.e. the model can neither name a finding nor rule them all out.
+* ``out_of_scope`` when the bundle has an input check and ``ood_score > threshold``; the
+  message comes from the manifest (e.g. "not a chest X-ray") and the probabilities must not be shown.
+"""
+
+import time
+
+from edge.errors import require
+from edge.preprocess import preprocess
+from edge.quality import assess_quality
+
+DISCLAIMER = "Decision support only \u2014 not a diagnosis"
+TOP_K = 3
+
+
+def _np():
+    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+
+
+class Prediction(object):
+    """What the kiosk shows for one image."""
+
+    def __init__(self, classes, display_names, probabilities, task, uncertain, bundle_id,
+                 present=None, out_of_scope=False, out_of_scope_message=None, ood_score=None,
+                 quality=None, backend=None, latency_ms=None):
+        self.classes = list(classes)
+        self.display_names = list(display_names)
+        self.probabilities = [float(p) for p in probabilities]
+        self.task = task
+        self.uncertain = bool(uncertain)
+        self.bundle_id = bundle_id
+        self.present = list(present or [])
+        self.out_of_scope = bool(out_of_scope)
+        self.out_of_scope_message = out_of_scope_message
+        self.ood_score = None if ood_score is None else float(ood_score)
+        self.quality = quality
+        self.backend = backend
+        self.latency_ms = latency_ms
+
+    @property
+    def ranking(self):
+        """Class indices, most probable first (stable for ties)."""
+        return sorted(range(len(self.probabilities)), key=lambda i: (-self.probabilities[i], i))
+
+    @property
+    def top3(self):
+        """[(display name, probability)] of the three most probable classes/findings."""
+        return [(self.display_names[i], self.probabilities[i]) for i in self.ranking[:TOP_K]]
+
+    @property
+    def top1(self):
+        """Class name (not display name) of the most probable class."""
+        return self.classes[self.ranking[0]]
+
+    def notes(self):
+        """Short lines to show under the top-3 (out of scope, uncertain, image quality)."""
+        lines = []
+        if self.out_of_scope:
+            lines.append("OUT OF SCOPE: {} - result not shown".format(self.out_of_scope_message))
+        if self.uncertain:
+            if self.task == "multilabel":
+                lines.append("UNCERTAIN: no finding is clearly present or clearly absent")
+            else:
+                lines.append("UNCERTAIN: no class is clearly more likely - review by a clinician")
+        if self.quality is not None and not self.quality.ok:
+            lines.append(self.quality.message)
+        return lines
+
+    def to_dict(self):
+        data = {
+            "bundle_id": self.bundle_id,
+            "task": self.task,
+            "probabilities": {name: round(p, 6) for name, p in zip(self.classes, self.probabilities)},
+            "top3": [{"name": name, "probability": round(p, 6)} for name, p in self.top3],
+            "top1": self.top1,
+            "uncertain": self.uncertain,
+            "out_of_scope": self.out_of_scope,
+            "backend": self.backend,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+        }
+        if self.task == "multilabel":
+            data["present"] = list(self.present)
+        if self.out_of_scope:
+            data["out_of_scope_message"] = self.out_of_scope_message
+        if self.ood_score is not None:
+            data["ood_score"] = round(self.ood_score, 6)
+        data["quality"] = self.quality.to_dict() if self.quality is not None else None
+        return data
+
+    def __repr__(self):
+        return "Prediction({}, top3={}, uncertain={}, out_of_scope={})".format(
+            self.bundle_id, [(n, round(p, 3)) for n, p in self.top3], self.uncertain, self.out_of_scope)
+
+
+def multilabel_decision(probabilities, abstain_threshold):
+    """(present indices, uncertain) for per-finding probabilities; see the module docstring."""
+    high = max(abstain_threshold, 1.0 - abstain_threshold)
+    present = [i for i, p in enumerate(probabilities) if p >= high]
+    all_absent = all(p <= 1.0 - high for p in probabilities)
+    return present, (not present and not all_absent)
+
+
+def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms=None):
+    """Runner outputs (row ``index``) + bundle -> Prediction. Pure: no model, no I/O."""
+    description = bundle.description
+    probabilities = [float(p) for p in _np().asarray(outputs["probabilities"])[index]]
+    present = []
+    if description.task == "multilabel":
+        present, uncertain = multilabel_decision(probabilities, description.abstain_threshold)
+        present = [description.classes[i] for i in present]
+    else:
+        uncertain = max(probabilities) < description.abstain_threshold
+    out_of_scope, message, ood_score = False, None, None
+    check = description.input_check
+    if check and outputs.get("ood_score") is not None:
+        ood_score = float(_np().asarray(outputs["ood_score"]).reshape(-1)[index])
+        if ood_score > float(check["threshold"]):
+            out_of_scope, message = True, check["message"]
+    return Prediction(description.classes, description.display_names, probabilities, description.task,
+                      uncertain, bundle.bundle_id, present=present, out_of_scope=out_of_scope,
+                      out_of_scope_message=message, ood_score=ood_score, quality=quality,
+                      backend=backend, latency_ms=latency_ms)
+
+
+def classify(image_bgr, runner, bundle, out=None, quality_thresholds=None):
+    """BGR uint8 image -> Prediction. ``out``: reusable input buffer; quality gate when thresholds given."""
+    start = time.perf_counter()
+    batch = preprocess(image_bgr, bundle.description.input, out=out)
+    outputs = runner.infer(batch)
+    quality = assess_quality(image_bgr, quality_thresholds) if quality_thresholds is not None else None
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    return postprocess(outputs, bundle, quality=quality, backend=runner.describe(), latency_ms=latency_ms)
+
+
+class Classifier(object):
+    """A loaded runner + its bundle + a reusable input buffer: ``classify(image)`` for the kiosk loop."""
+
+    def __init__(self, runner, quality_thresholds=None):
+        self.runner = runner
+        self.bundle = runner.bundle
+        self.quality_thresholds = quality_thresholds
+        self._buffer = _np().empty(self.bundle.description.input.shape(1), dtype=_np().float32)
+
+    @classmethod
+    def open(cls, bundle, backend="auto", precision="fp16", engine_cache=None, quality_thresholds=None,
+             **options):
+        """An unloaded Classifier for ``bundle`` via ``edge.backends.open_runner``; use it with ``with``."""
+        from edge.backends import open_runner
+
+        runner = open_runner(bundle, backend=backend, precision=precision, engine_cache=engine_cache,
+                             **options)
+        return cls(runner, quality_thresholds=quality_thresholds)
+
+    def classify(self, image_bgr):
+        return classify(image_bgr, self.runner, self.bundle, out=self._buffer,
+                        quality_thresholds=self.quality_thresholds)
+
+    def notices(self):
+        return self.runner.notices()
+
+    def __enter__(self):
+        self.runner.load()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.runner.close()
+        return False
