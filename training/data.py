@@ -53,10 +53,11 @@ def _norm(name):
     return str(name).strip().lower().replace("_", " ").replace("-", " ")
 
 
-def patient_id_for(path, patient_pattern=None):
+def patient_id_for(path, patient_pattern=None, fallback=None):
     """The patient id of an image file: from ``patient_pattern`` (group ``patient``), Kermany rules,
-    or the file stem."""
+    else ``fallback`` or the file stem."""
     name = os.path.basename(str(path))
+    stem = fallback if fallback is not None else os.path.splitext(name)[0]
     if patient_pattern is not None:
         pattern = re.compile(patient_pattern) if isinstance(patient_pattern, str) else patient_pattern
         if "patient" not in pattern.groupindex:
@@ -65,12 +66,12 @@ def patient_id_for(path, patient_pattern=None):
         match = pattern.search(name)
         if match:
             return match.group("patient")
-        return os.path.splitext(name)[0]
+        return stem
     for pattern in KERMANY_PATTERNS:
         match = pattern.search(name)
         if match:
             return match.group("patient")
-    return os.path.splitext(name)[0]
+    return stem
 
 
 def _summarise(samples, summary):
@@ -86,7 +87,9 @@ def samples_from_folder(root, classes=None, patient_pattern=None):
 
     ``classes``: class names (or a ModuleDefinition); folders are matched to them case-insensitively
     (``NORMAL`` -> ``Normal``); folders that match no class are skipped and reported. Without
-    ``classes`` the folder names are the classes.
+    ``classes`` the folder names are the classes. A file that no patient rule matches is its own
+    patient, named by its path below ``root`` without extension (``circle/000``), because the same
+    file name in two class folders (``000.png``) is not the same patient.
     """
     root = str(root)
     if not os.path.isdir(root):
@@ -126,7 +129,8 @@ def samples_from_folder(root, classes=None, patient_pattern=None):
                     skipped_files += 1
                     continue
                 path = os.path.join(dirpath, name)
-                samples.append(Sample(path, (cls,), patient_id_for(path, patient_pattern)))
+                fallback = os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "/")
+                samples.append(Sample(path, (cls,), patient_id_for(path, patient_pattern, fallback)))
     summary = {"source": root, "layout": "folder", "skipped_folders": skipped_folders,
                "skipped_non_image_files": skipped_files}
     result = SampleList(samples, _summarise(samples, summary))
