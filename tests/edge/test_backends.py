@@ -1,0 +1,182 @@
+"""Backends on real ONNX models with ONNX Runtime on the CPU: shape/dtype checks, the provider
+really in use, loud GPU->CPU downgrades, the backend table and auto fallback."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from edge.backends import BACKEND_CHOICES, BACKENDS, open_runner, validate_backend
+from edge.backends.base import batch_is_dynamic
+from edge.backends.onnxruntime import (
+    CPU_EP,
+    CUDA_EP,
+    TENSORRT_EP,
+    OnnxRuntimeRunner,
+    provider_downgrade,
+    resolve_providers,
+)
+from edge.bundle import load_bundle
+from edge.errors import BackendError, ConfigError
+from edge.preprocess import load_image, preprocess
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    """Hand-built bundles: fixed batch, and multilabel with an ood_score output."""
+    pytest.importorskip("onnx", reason="building graph variants needs the onnx package")
+    from tests.edge.tiny_onnx import make_tiny_bundle
+
+    root = str(tmp_path_factory.mktemp("variants"))
+    check = {"output": "ood_score", "threshold": 0.8, "method": "brightness", "message": "not a chest X-ray"}
+    return {
+        "fixed": load_bundle(make_tiny_bundle(os.path.join(root, "fixed"), dynamic=False)),
+        "ood": load_bundle(make_tiny_bundle(os.path.join(root, "ood"), task="multilabel", input_check=check)),
+    }
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return load_bundle(tiny_bundle)
+
+
+def _batch(bundle, n=1, value=100.0):
+    return np.full(bundle.description.input.shape(n), value, dtype=np.float32)
+
+
+def test_onnxruntime_runner_reports_the_provider_in_use(bundle):
+    with OnnxRuntimeRunner(bundle, providers="cpu", threads=1) as runner:
+        assert runner.provider == CPU_EP
+        assert runner.precision == "fp32"
+        assert not runner.downgraded
+        outputs = runner.infer(_batch(bundle))
+    probs = outputs["probabilities"]
+    assert probs.shape == (1, bundle.description.num_classes)
+    assert probs.dtype == np.float32
+    assert abs(float(probs.sum()) - 1.0) < 1e-4
+    assert "ood_score" not in outputs
+    assert runner.session is None  # released on exit
+
+
+def test_runner_matches_onnxruntime_directly(bundle, synth_images):
+    import onnxruntime as ort
+
+    image = load_image(next(iter(synth_images.values()))[0])
+    batch = preprocess(image, bundle.description.input)
+    expected = ort.InferenceSession(bundle.model_path, providers=[CPU_EP]).run(None, {"image": batch})[0]
+    with open_runner(bundle, backend="onnxruntime", precision="fp32") as runner:
+        got = runner.infer(batch)["probabilities"]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda b: _batch(b).astype(np.float64), "dtype must be float32"),
+    (lambda b: _batch(b).astype(np.uint8), "dtype must be float32"),
+    (lambda b: _batch(b)[0], "shape must be"),
+    (lambda b: np.zeros((1, 1, 64, 64), np.float32), "shape must be"),
+    (lambda b: np.zeros((1, 3, 32, 32), np.float32), "shape must be"),
+    (lambda b: np.asfortranarray(_batch(b)), "C-contiguous"),
+    (lambda b: _batch(b)[:, :, :, ::-1], "C-contiguous"),
+    (lambda b: _batch(b).tolist(), "numpy array"),
+])
+def test_infer_rejects_bad_input(bundle, make, problem):
+    with open_runner(bundle, backend="onnxruntime") as runner, pytest.raises(BackendError, match=problem):
+        runner.infer(make(bundle))
+
+
+def test_infer_before_load_is_an_error(bundle):
+    runner = open_runner(bundle, backend="onnxruntime")
+    with pytest.raises(BackendError, match="before load"):
+        runner.infer(_batch(bundle))
+
+
+def test_batch_size_follows_the_model(bundle, variants):
+    assert batch_is_dynamic(bundle)
+    with open_runner(bundle, backend="onnxruntime") as runner:
+        assert runner.infer(_batch(bundle, n=3))["probabilities"].shape == (3, bundle.description.num_classes)
+    fixed = variants["fixed"]
+    assert not batch_is_dynamic(fixed)
+    with open_runner(fixed, backend="onnxruntime") as runner:
+        assert runner.infer(_batch(fixed, n=1))["probabilities"].shape == (1, 4)
+        with pytest.raises(BackendError, match="batch size 2"):
+            runner.infer(_batch(fixed, n=2))
+
+
+def test_ood_output_is_returned(variants):
+    bundle = variants["ood"]
+    with open_runner(bundle, backend="onnxruntime") as runner:
+        out = runner.infer(np.concatenate([_batch(bundle, value=10.0), _batch(bundle, value=250.0)]))
+    assert out["ood_score"].shape == (2,)
+    # The hand-built graph scores mean brightness in 0..1.
+    np.testing.assert_allclose(out["ood_score"], [10 / 255.0, 250 / 255.0], atol=1e-5)
+
+
+def test_gpu_requested_but_cpu_used_is_loud(bundle, caplog):
+    """Real ONNX Runtime without CUDA: asking for CUDA must not fall back to the CPU silently."""
+    caplog.set_level(logging.WARNING, logger="medkiosk")
+    with open_runner(bundle, backend="onnxruntime", precision="fp32", providers="cuda,cpu") as runner:
+        assert runner.provider == CPU_EP
+        assert runner.downgraded
+        assert "GPU NOT IN USE" in runner.downgrade_reason
+        assert runner.downgrade_reason in runner.notices()
+    assert "GPU NOT IN USE" in caplog.text
+
+
+def test_fp16_requested_on_cpu_is_shown(bundle):
+    with open_runner(bundle, backend="onnxruntime", precision="fp16", providers="cpu") as runner:
+        assert runner.precision == "fp32"
+        assert any("FP16 precision requested, running FP32" in line for line in runner.notices())
+
+
+def test_provider_downgrade_rule():
+    assert provider_downgrade([CUDA_EP, CPU_EP], CPU_EP)
+    assert provider_downgrade([TENSORRT_EP, CUDA_EP, CPU_EP], CPU_EP)
+    assert provider_downgrade([TENSORRT_EP, CUDA_EP, CPU_EP], CUDA_EP) is None
+    assert provider_downgrade([CPU_EP], CPU_EP) is None
+
+
+def test_resolve_providers():
+    assert resolve_providers("cuda, cpu") == [CUDA_EP, CPU_EP]
+    assert resolve_providers([TENSORRT_EP]) == [TENSORRT_EP]
+    default = resolve_providers(None)
+    assert default[-1] == CPU_EP and "AzureExecutionProvider" not in default
+    with pytest.raises(BackendError, match="unknown ONNX Runtime provider"):
+        resolve_providers("azure")
+
+
+def test_backend_table_and_validation():
+    assert set(BACKENDS) == {"tensorrt", "onnxruntime"}
+    assert BACKEND_CHOICES[0] == "auto"
+    for entry in BACKENDS.values():
+        assert callable(entry.load) and callable(entry.check)
+    with pytest.raises(ConfigError, match="backend 'cuda' is unknown"):
+        validate_backend("cuda")
+    with pytest.raises(ConfigError, match="precision 'fp8' is unknown"):
+        validate_backend("auto", "fp8")
+
+
+def test_auto_falls_back_with_a_reason(bundle):
+    """No TensorRT on this machine: auto must pick ONNX Runtime and say why."""
+    runner = open_runner(bundle, backend="auto")
+    assert runner.name == "onnxruntime"
+    assert runner.fallback_reason.startswith("Using onnxruntime: tensorrt unavailable")
+    assert runner.fallback_reason in runner.notices()
+
+
+def test_explicit_tensorrt_without_tensorrt_is_an_error(bundle):
+    with pytest.raises(BackendError, match="backend tensorrt cannot run"):
+        open_runner(bundle, backend="tensorrt")
+
+
+def test_broken_model_file_is_a_backend_error(tmp_path, bundle):
+    import shutil
+
+    broken = str(tmp_path / "broken")
+    shutil.copytree(bundle.path, broken)
+    loaded = load_bundle(broken)
+    with open(loaded.model_path, "r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\xff" * 64)
+    with pytest.raises(BackendError, match="ONNX Runtime cannot load"):
+        open_runner(loaded, backend="onnxruntime").load()

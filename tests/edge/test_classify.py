@@ -1,0 +1,129 @@
+"""classify/postprocess: decision rules on arrays (pure), and the full step on a real model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.backends import open_runner
+from edge.bundle import Bundle, load_bundle, make_manifest
+from edge.classify import DISCLAIMER, Classifier, classify, multilabel_decision, postprocess
+from edge.description import InputSpec, ModelDescription
+from edge.preprocess import load_image, preprocess
+from edge.quality import QualityThresholds
+
+
+def _bundle(task="multiclass", classes=("a", "b", "c", "d"), abstain=0.5, input_check=None):
+    """An in-memory Bundle (no model file): postprocess only reads its description and id."""
+    description = ModelDescription("tiny", task, list(classes), InputSpec(16, 16),
+                                   display_names=[c.upper() for c in classes], abstain_threshold=abstain,
+                                   input_check=input_check)
+    manifest = make_manifest(description, "unit", "Unit", "0" * 64)
+    return Bundle("/nonexistent", manifest, description, onnx_info=None)
+
+
+CHECK = {"output": "ood_score", "threshold": 0.7, "method": "mahalanobis", "message": "not a chest X-ray"}
+
+
+def test_multiclass_top3_and_confident():
+    prediction = postprocess({"probabilities": np.array([[0.1, 0.6, 0.25, 0.05]], np.float32)}, _bundle())
+    assert [name for name, _p in prediction.top3] == ["B", "C", "A"]
+    assert prediction.top3[0][1] == pytest.approx(0.6)
+    assert prediction.top1 == "b"
+    assert not prediction.uncertain and not prediction.out_of_scope
+    assert prediction.notes() == []
+
+
+def test_multiclass_uncertain_below_abstain_threshold():
+    outputs = {"probabilities": np.array([[0.45, 0.35, 0.15, 0.05]], np.float32)}
+    assert postprocess(outputs, _bundle(abstain=0.5)).uncertain
+    assert not postprocess(outputs, _bundle(abstain=0.4)).uncertain
+    assert "UNCERTAIN" in postprocess(outputs, _bundle(abstain=0.5)).notes()[0]
+
+
+def test_two_classes_give_two_entries_and_ties_are_stable():
+    outputs = {"probabilities": np.array([[0.5, 0.5]], np.float32)}
+    prediction = postprocess(outputs, _bundle(classes=("x", "y")))
+    assert [name for name, _p in prediction.top3] == ["X", "Y"]
+
+
+def test_row_index_selects_the_image():
+    outputs = {"probabilities": np.array([[0.9, 0.1, 0, 0], [0, 0, 0.1, 0.9]], np.float32)}
+    assert postprocess(outputs, _bundle(), index=1).top1 == "d"
+
+
+@pytest.mark.parametrize("probs, abstain, present, uncertain", [
+    ([0.9, 0.1, 0.2], 0.7, [0], False),        # one finding confidently present
+    ([0.1, 0.2, 0.05], 0.7, [], False),         # all confidently absent: "no finding"
+    ([0.5, 0.1, 0.1], 0.7, [], True),           # one in the grey zone, none present
+    ([0.8, 0.5, 0.1], 0.7, [0], False),         # grey zone beside a confident finding
+    ([0.5, 0.1, 0.1], 0.3, [], True),           # 0.3 means the same band as 0.7
+    ([0.75, 0.72, 0.0], 0.7, [0, 1], False),
+])
+def test_multilabel_rule(probs, abstain, present, uncertain):
+    assert multilabel_decision(probs, abstain) == (present, uncertain)
+
+
+def test_multilabel_prediction_lists_findings_not_a_distribution():
+    bundle = _bundle(task="multilabel", classes=("effusion", "nodule", "mass", "edema"), abstain=0.7)
+    prediction = postprocess({"probabilities": np.array([[0.92, 0.85, 0.4, 0.05]], np.float32)}, bundle)
+    assert prediction.top3 == [("EFFUSION", pytest.approx(0.92)), ("NODULE", pytest.approx(0.85)),
+                               ("MASS", pytest.approx(0.4))]
+    assert prediction.present == ["effusion", "nodule"]
+    assert not prediction.uncertain
+    assert prediction.to_dict()["present"] == ["effusion", "nodule"]
+
+
+def test_out_of_scope_from_ood_score():
+    bundle = _bundle(input_check=CHECK)
+    probs = np.array([[0.9, 0.05, 0.03, 0.02]], np.float32)
+    inside = postprocess({"probabilities": probs, "ood_score": np.array([0.2], np.float32)}, bundle)
+    outside = postprocess({"probabilities": probs, "ood_score": np.array([0.95], np.float32)}, bundle)
+    assert not inside.out_of_scope and inside.ood_score == pytest.approx(0.2)
+    assert outside.out_of_scope
+    assert outside.out_of_scope_message == "not a chest X-ray"
+    assert outside.notes()[0].startswith("OUT OF SCOPE: not a chest X-ray")
+    assert outside.to_dict()["out_of_scope_message"] == "not a chest X-ray"
+
+
+def test_to_dict_has_every_class_and_is_json():
+    prediction = postprocess({"probabilities": np.array([[0.1, 0.6, 0.25, 0.05]], np.float32)}, _bundle())
+    data = json.loads(json.dumps(prediction.to_dict()))
+    assert set(data["probabilities"]) == {"a", "b", "c", "d"}
+    assert data["top3"][0] == {"name": "B", "probability": pytest.approx(0.6)}
+    assert data["bundle_id"].startswith("unit@1.0.0+")
+
+
+def test_disclaimer_text():
+    assert DISCLAIMER == "Decision support only \u2014 not a diagnosis"
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return load_bundle(tiny_bundle)
+
+
+def test_classify_real_model_matches_runner(bundle, synth_images):
+    image = load_image(next(iter(synth_images.values()))[0])
+    with open_runner(bundle, backend="onnxruntime", precision="fp32") as runner:
+        expected = runner.infer(preprocess(image, bundle.description.input))["probabilities"][0]
+        prediction = classify(image, runner, bundle)
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)
+    assert prediction.quality is None
+    assert prediction.latency_ms > 0
+    assert prediction.backend == "onnxruntime (CPUExecutionProvider, fp32)"
+    assert prediction.bundle_id == bundle.bundle_id
+
+
+def test_classifier_reuses_its_buffer_and_checks_quality(bundle, synth_images, real_xray):
+    with Classifier.open(bundle, backend="onnxruntime", precision="fp32",
+                         quality_thresholds=QualityThresholds()) as classifier:
+        buffer = classifier._buffer
+        results = [classifier.classify(load_image(path)) for path in
+                   [paths[0] for paths in synth_images.values()] + [real_xray]]
+        dark = classifier.classify(np.full((48, 64, 3), 3, np.uint8))
+    assert classifier._buffer is buffer
+    assert all(abs(sum(r.probabilities) - 1.0) < 1e-4 for r in results)
+    assert results[-1].quality.ok  # a real, sharp X-ray (grey PNG -> RGB model input)
+    assert [name for name, _v in dark.quality.problems] == ["too dark"]
+    assert any("too dark" in line for line in dark.notes())
