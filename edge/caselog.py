@@ -1,0 +1,308 @@
+"""The case log: saved frames and their results, private to the device, crash safe.
+
+Layout under ``state_dir`` (default /var/lib/medkiosk)::
+
+    cases/cases.db              SQLite, WAL, synchronous=FULL
+    cases/images/YYYYMMDD/<case uid>.png
+
+A case is saved image first (temporary file, fsync, rename, fsync of the folder), then its row,
+so a row never points at a missing file; a crash can leave at most an image without a row or a
+``.tmp`` file, both cleaned up at the next open. Folders are 0700, files 0600. When the disk is
+nearly full the save is refused (CaseLogError) and nothing already saved is touched.
+"""
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import sqlite3
+import uuid
+
+from edge.errors import MedkioskError, require
+
+DB_NAME = "cases.db"
+CASES_DIR = "cases"
+IMAGES_DIR = "images"
+TMP_SUFFIX = ".tmp"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    created_utc TEXT NOT NULL,
+    module TEXT NOT NULL,
+    bundle_id TEXT,
+    bundle_version TEXT,
+    bundle_sha256 TEXT,
+    backend TEXT,
+    precision TEXT,
+    image_path TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    top1 TEXT,
+    top1_probability REAL,
+    uncertain INTEGER NOT NULL DEFAULT 0,
+    out_of_scope INTEGER NOT NULL DEFAULT 0,
+    quality_ok INTEGER NOT NULL DEFAULT 1,
+    result_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cases_created ON cases (created_utc);
+"""
+COLUMNS = ("id", "uid", "created_utc", "module", "bundle_id", "bundle_version", "bundle_sha256", "backend",
+           "precision", "image_path", "image_sha256", "top1", "top1_probability", "uncertain", "out_of_scope",
+           "quality_ok", "result_json")
+
+EXPORT_COLUMNS = ["case", "created_utc", "module", "bundle", "backend", "finding_1", "percent_1", "finding_2",
+                  "percent_2", "finding_3", "percent_3", "uncertain", "out_of_scope", "quality_ok", "image"]
+
+
+class CaseLogError(MedkioskError):
+    """A case cannot be saved or read (disk full, unwritable state folder, damaged database)."""
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _private_dir(path):
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def write_file_atomic(path, data):
+    """Write bytes to ``path`` (mode 0600): temporary file, fsync, rename, fsync of the folder."""
+    folder = os.path.dirname(path)
+    tmp = "{}.{}{}".format(path, uuid.uuid4().hex[:8], TMP_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    _fsync_dir(folder)
+
+
+def free_mb(path):
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize / (1024.0 * 1024.0)
+
+
+def result_summary(result):
+    """Columns derived from a result dict (see ``Kiosk`` / ``prediction_to_dict``)."""
+    top3 = result.get("top3") or []
+    quality = result.get("quality") or {}
+    return {
+        "top1": top3[0][0] if top3 else None,
+        "top1_probability": float(top3[0][1]) if top3 else None,
+        "uncertain": int(bool(result.get("uncertain"))),
+        "out_of_scope": int(bool(result.get("out_of_scope"))),
+        "quality_ok": int(bool(quality.get("ok", True))),
+    }
+
+
+class CaseRecord(object):
+    """One row of the case log; ``image`` is the absolute image path."""
+
+    def __init__(self, row, root):
+        for name in COLUMNS:
+            setattr(self, name, row[name])
+        self.image = os.path.join(root, row["image_path"])
+        self.result = json.loads(row["result_json"])
+
+    def to_dict(self):
+        data = {name: getattr(self, name) for name in COLUMNS if name != "result_json"}
+        data["result"] = self.result
+        data["image"] = self.image
+        return data
+
+
+class CaseLog(object):
+    """Open (creating if needed) the case log under ``state_dir``; use as a context manager."""
+
+    def __init__(self, state_dir, min_free_mb=200):
+        self.state_dir = str(state_dir)
+        self.root = os.path.join(self.state_dir, CASES_DIR)
+        self.db_path = os.path.join(self.root, DB_NAME)
+        self.min_free_mb = float(min_free_mb)
+        self.cleaned = 0
+        self._db = None
+
+    def open(self, create=True):
+        if not create and not os.path.isfile(self.db_path):
+            raise CaseLogError("no case log at {}. Fix: check --state-dir (cases are saved with key S in "
+                               "`medkiosk run`)".format(self.db_path))
+        try:
+            _private_dir(self.state_dir)
+            _private_dir(self.root)
+            _private_dir(os.path.join(self.root, IMAGES_DIR))
+            fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            os.chmod(self.db_path, 0o600)
+            self._db = sqlite3.connect(self.db_path, timeout=10.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except OSError as exc:
+            raise CaseLogError("case log {}: cannot be created ({}). Fix: create the folder writable by the "
+                               "kiosk "
+                               "user, or set state_dir / "
+                               "--state-dir".format(self.root, exc.strerror)) from exc
+        except sqlite3.DatabaseError as exc:
+            images = os.path.join(self.root, IMAGES_DIR)
+            raise CaseLogError("case log {}: the database is damaged ({}). Fix: move it aside; the images "
+                               "in {} are intact".format(self.db_path, exc, images)) from exc
+        self.cleaned = self._clean_temporaries()
+        return self
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _clean_temporaries(self, min_age_s=60.0):
+        """Remove ``.tmp`` leftovers of interrupted saves (never listed, never exported).
+
+        Young ones are left alone: another process (the running kiosk) may be writing them now.
+        """
+        import time
+
+        removed = 0
+        limit = time.time() - min_age_s
+        for folder, _dirs, files in os.walk(os.path.join(self.root, IMAGES_DIR)):
+            for name in files:
+                path = os.path.join(folder, name)
+                if name.endswith(TMP_SUFFIX) and os.path.getmtime(path) < limit:
+                    os.unlink(path)
+                    removed += 1
+        return removed
+
+    def check_space(self, needed_bytes=0):
+        """Raise CaseLogError when saving would leave less than ``min_free_mb`` free."""
+        available = free_mb(self.root)
+        if available - needed_bytes / (1024.0 * 1024.0) < self.min_free_mb:
+            raise CaseLogError("Disk nearly full ({:.0f} MB free, {:.0f} MB kept free): case not saved. "
+                               "Fix: export "
+                               "cases with `medkiosk cases export` and free "
+                               "space".format(available, self.min_free_mb))
+
+    def save(self, image_bgr, result, module, bundle_id=None, bundle_version=None, bundle_sha256=None,
+             backend=None, precision=None, created=None):
+        """Save one case; return its CaseRecord. ``result``: a JSON-serialisable dict."""
+        if self._db is None:
+            raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
+        cv2 = require("cv2", "pip install 'medkiosk[edge]' (JetPack: python3-opencv)")
+        ok, encoded = cv2.imencode(".png", image_bgr)
+        if not ok:
+            raise CaseLogError("the frame could not be encoded as PNG. Fix: report this; the camera frame "
+                               "is invalid")
+        data = encoded.tobytes()
+        self.check_space(len(data))
+        created = created or utc_now()
+        uid = "{}-{}".format(created.replace(":", "").replace("-", "")[:15], uuid.uuid4().hex[:10])
+        day_dir = os.path.join(self.root, IMAGES_DIR, created[:10].replace("-", ""))
+        relative = os.path.relpath(os.path.join(day_dir, uid + ".png"), self.root)
+        result_json = json.dumps(result, sort_keys=True)
+        summary = result_summary(result)
+        try:
+            _private_dir(day_dir)
+            write_file_atomic(os.path.join(self.root, relative), data)
+        except OSError as exc:
+            raise CaseLogError("case image could not be written ({}). Fix: check free space and that {} is "
+                               "writable".format(exc.strerror, self.root)) from exc
+        values = {"uid": uid, "created_utc": created, "module": module, "bundle_id": bundle_id,
+                  "bundle_version": bundle_version, "bundle_sha256": bundle_sha256, "backend": backend,
+                  "precision": precision, "image_path": relative,
+                  "image_sha256": hashlib.sha256(data).hexdigest(),
+                  "result_json": result_json}
+        values.update(summary)
+        names = sorted(values)
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT INTO cases ({}) VALUES ({})".format(
+                    ", ".join(names), ", ".join("?" for _ in names)), [values[n] for n in names])
+        except sqlite3.Error as exc:
+            os.unlink(os.path.join(self.root, relative))
+            raise CaseLogError("case could not be recorded ({}). Fix: check free space; the case log at {} "
+                               "is "
+                               "unchanged".format(exc, self.db_path)) from exc
+        return self.get(uid)
+
+    def get(self, uid):
+        row = self._db.execute("SELECT * FROM cases WHERE uid = ?", (uid,)).fetchone()
+        return CaseRecord(row, self.root) if row else None
+
+    def cases(self, since=None):
+        """All cases (oldest first), optionally those created at or after ``since`` (ISO date/time)."""
+        if self._db is None:
+            raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
+        query, params = "SELECT * FROM cases", ()
+        if since:
+            query, params = query + " WHERE created_utc >= ?", (since,)
+        return [CaseRecord(row, self.root) for row in self._db.execute(query + " ORDER BY id", params)]
+
+    def integrity_check(self):
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def export(self, destination, since=None, now=None):
+        """Copy cases (CSV + images) into a new folder under ``destination``; return (folder, count)."""
+        import shutil
+
+        if not os.path.isdir(destination):
+            raise CaseLogError("export target {} is not a folder. Fix: insert and mount the USB stick, then "
+                               "pass "
+                               "its mount point with --to".format(destination))
+        records = self.cases(since)
+        stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
+        folder = os.path.join(destination, "medkiosk-cases-" + stamp)
+        try:
+            os.makedirs(os.path.join(folder, IMAGES_DIR))
+            rows = []
+            for record in records:
+                name = os.path.basename(record.image)
+                shutil.copyfile(record.image, os.path.join(folder, IMAGES_DIR, name))
+                top3 = (record.result.get("top3") or []) + [[None, None]] * 3
+                rows.append([record.uid, record.created_utc, record.module, record.bundle_id, record.backend,
+                             top3[0][0], _pct(top3[0][1]), top3[1][0], _pct(top3[1][1]),
+                             top3[2][0], _pct(top3[2][1]),
+                             record.uncertain, record.out_of_scope, record.quality_ok,
+                             os.path.join(IMAGES_DIR, name)])
+            tmp = os.path.join(folder, "cases.csv" + TMP_SUFFIX)
+            with open(tmp, "w") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(EXPORT_COLUMNS)
+                writer.writerows(rows)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, os.path.join(folder, "cases.csv"))
+        except OSError as exc:
+            raise CaseLogError("export to {} failed ({}). Fix: check the USB stick has space and is "
+                               "writable".format(
+                folder, exc.strerror)) from exc
+        return folder, len(records)
+
+
+def _pct(probability):
+    return "" if probability is None else "{:.1f}".format(100.0 * float(probability))

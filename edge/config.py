@@ -1,0 +1,204 @@
+"""The kiosk's INI configuration (``/etc/medkiosk/medkiosk.conf``): defaults, parsing, validation.
+
+Python 3.6 has no tomllib, so the device config is INI (configparser). Every value is checked
+here; a bad value raises ConfigError naming the section, the key and the fix. Command-line flags
+override the file through ``overrides`` ({"key": value} for [kiosk] keys or {"section.key": value}).
+"""
+
+import configparser
+import os
+
+from edge.errors import ConfigError
+
+DEFAULT_PATH = "/etc/medkiosk/medkiosk.conf"
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+PRECISIONS = ("fp16", "fp32", "int8")
+TRUE_WORDS = ("1", "yes", "true", "on")
+FALSE_WORDS = ("0", "no", "false", "off")
+
+
+def _name(key):
+    return key.split()[-1]
+
+
+def _text(value, key):
+    value = str(value).strip()
+    if not value:
+        raise ConfigError("config {}: must not be empty. Fix: give it a value or delete the line to use "
+                          "the default".format(key))
+    return value
+
+
+def _choice(choices):
+    def parse(value, key):
+        value = str(value).strip().lower()
+        if value not in choices:
+            raise ConfigError("config {}: {!r} is not one of {}. Fix: set {} = {}".format(
+                key, value, ", ".join(choices), _name(key), choices[0]))
+        return value
+    return parse
+
+
+def _bool(value, key):
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError("config {}: {!r} is not yes/no. Fix: set {} = yes or no".format(
+        key, value, _name(key)))
+
+
+def _number(low, high, integer=False):
+    def parse(value, key):
+        try:
+            number = int(str(value).strip()) if integer else float(str(value).strip())
+        except ValueError:
+            raise ConfigError("config {}: {!r} is not {}. Fix: set a number in {}..{}".format(
+                key, value, "a whole number" if integer else "a number", low, high)) from None
+        if not low <= number <= high:
+            raise ConfigError("config {}: {} is outside {}..{}. Fix: set a number in that range".format(
+                key, number, low, high))
+        return number
+    return parse
+
+
+def _modules(value, key):
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        items = [part.strip() for part in str(value).replace("\n", ",").split(",")]
+    items = [item for item in items if item]
+    if len(set(items)) != len(items):
+        raise ConfigError("config {}: lists a module twice ({}). Fix: list each module id once".format(
+            key, ", ".join(items)))
+    return items
+
+
+# section -> key -> (default as written in the file, parser)
+SCHEMA = {
+    "kiosk": {
+        "models_dir": ("/opt/medkiosk/models", _text),
+        "modules": ("chest, pediatric-pneumonia, skin", _modules),
+        "source": ("csi://0", _text),
+        "output": ("display://0", _text),
+        "backend": ("auto", _choice(BACKENDS)),
+        "precision": ("fp16", _choice(PRECISIONS)),
+        "state_dir": ("/var/lib/medkiosk", _text),
+        "engine_cache": ("/var/lib/medkiosk/engines", _text),
+        "kiosk_mode": ("yes", _bool),
+        "import_dir": ("/media/usb", _text),
+        "min_free_mb": ("200", _number(0, 10 ** 6, integer=True)),
+        "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
+        "inference_timeout_s": ("30", _number(1, 3600)),
+    },
+    "camera": {
+        "width": ("1280", _number(64, 8192, integer=True)),
+        "height": ("720", _number(48, 8192, integer=True)),
+        "fps": ("30", _number(1, 240, integer=True)),
+        "flip_method": ("0", _number(0, 7, integer=True)),
+        "open_timeout_s": ("10", _number(1, 120)),
+    },
+    "display": {
+        "width": ("1280", _number(320, 7680, integer=True)),
+        "height": ("720", _number(240, 4320, integer=True)),
+    },
+    "quality": {
+        "blur_threshold": ("60", _number(0, 100000)),
+        "dark_threshold": ("40", _number(0, 255)),
+        "bright_threshold": ("220", _number(0, 255)),
+    },
+    "live": {
+        "smoothing": ("0.6", _number(0.0, 0.99)),
+    },
+}
+
+
+class Config(object):
+    """Validated configuration: ``config.kiosk["source"]``, ``config.quality`` (dict), ``config.path``."""
+
+    def __init__(self, values, path=None):
+        self.values = values
+        self.path = path
+
+    def section(self, name):
+        return dict(self.values[name])
+
+    def __getattr__(self, name):
+        values = self.__dict__.get("values") or {}
+        if name in values:
+            return dict(values[name])
+        raise AttributeError(name)
+
+    def get(self, dotted):
+        section, _dot, key = dotted.rpartition(".")
+        return self.values[section or "kiosk"][key]
+
+    def __repr__(self):
+        return "Config(path={!r})".format(self.path)
+
+
+def _locate(key):
+    """'key' or 'section.key' -> (section, key); raises ConfigError for unknown keys."""
+    if "." in key:
+        section, name = key.split(".", 1)
+    else:
+        section, name = "kiosk", key
+    if section not in SCHEMA or name not in SCHEMA[section]:
+        raise ConfigError("unknown setting {!r}. Fix: use one of {}".format(
+            key, ", ".join("{}.{}".format(s, k) for s in sorted(SCHEMA) for k in sorted(SCHEMA[s]))))
+    return section, name
+
+
+def load_config(path=None, overrides=None, use_default_path=True):
+    """Defaults, then the INI file (``path``, else DEFAULT_PATH when it exists), then ``overrides``.
+
+    ``overrides`` values that are None are ignored, so argparse results can be passed as they are.
+    """
+    raw = {section: {key: spec[0] for key, spec in keys.items()} for section, keys in SCHEMA.items()}
+    if path is None and use_default_path and os.path.isfile(DEFAULT_PATH):
+        path = DEFAULT_PATH
+    if path is not None:
+        path = str(path)
+        if not os.path.isfile(path):
+            raise ConfigError("config file {}: does not exist. Fix: pass an existing file with --config, "
+                              "or omit --config to use the defaults".format(path))
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path) as handle:
+                parser.read_file(handle)
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError("config file {}: cannot be parsed ({}). Fix: write it as INI "
+                              "([kiosk] then key = value "
+                              "lines)".format(path, str(exc).splitlines()[0])) from exc
+        except OSError as exc:
+            raise ConfigError("config file {}: cannot be read ({}). Fix: check its permissions".format(
+                path, exc.strerror)) from exc
+        for section in parser.sections():
+            if section not in SCHEMA:
+                raise ConfigError("config file {}: unknown section [{}]. Fix: use {}".format(
+                    path, section, ", ".join("[{}]".format(s) for s in sorted(SCHEMA))))
+            for key, value in parser.items(section):
+                if key not in SCHEMA[section]:
+                    raise ConfigError("config file {}: unknown key {!r} in [{}] (typo?). Fix: use one of "
+                                      "{}".format(
+                        path, key, section, ", ".join(sorted(SCHEMA[section]))))
+                raw[section][key] = value
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, name = _locate(key)
+        raw[section][name] = value
+    values = {}
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for key, (_default, parse) in keys.items():
+            values[section][key] = parse(raw[section][key], "[{}] {}".format(section, key))
+    quality = values["quality"]
+    if not quality["dark_threshold"] < quality["bright_threshold"]:
+        raise ConfigError("config [quality]: dark_threshold {} must be below bright_threshold {}. Fix: "
+                          "e.g. dark_threshold = 40, bright_threshold = 220".format(
+                              quality["dark_threshold"], quality["bright_threshold"]))
+    return Config(values, path)
