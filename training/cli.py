@@ -1,0 +1,165 @@
+"""``medkiosk train``, ``medkiosk evaluate`` and ``medkiosk data``: thin wrappers over the libraries.
+
+Light at import: torch and the training modules are imported inside the handlers, and a missing
+torch becomes a one-line error saying what to install.
+"""
+
+import argparse
+import sys
+
+from edge.errors import MissingDependencyError
+
+TRAIN_HINT = "pip install 'medkiosk[train]'"
+
+
+def _need_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("PyTorch is not installed ({}). Install it: {}".format(
+            exc, TRAIN_HINT)) from exc
+
+
+def add_train_arguments(parser):
+    parser.add_argument("--data", required=True, help="image folder (one subfolder per class), or the images "
+                        "folder of --csv")
+    parser.add_argument("--csv", help="NIH-style CSV (image, finding labels, patient id); needs --module")
+    parser.add_argument("--module", help="built-in module (skin, chest, pediatric-pneumonia) or a module "
+                        ".json/.ini: classes, task, colour, size, augmentation")
+    parser.add_argument("--arch", default="mobilenet_v3_small", help="architecture (see `medkiosk train "
+                        "--list-archs`; default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", required=True, help="run folder: best.pt, last.pt, metrics.csv, split.json")
+    parser.add_argument("--image-size", type=int, help="input size (default: the module's, else 224)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--task", choices=("multiclass", "multilabel"), help="default: the module's")
+    parser.add_argument("--colour", choices=("RGB", "GRAY"), help="default: the module's, else RGB")
+    parser.add_argument("--augmentation", help="augmentation preset (default: the module's, else none)")
+    parser.add_argument("--balance", choices=("none", "sampler", "weights"), default="none",
+                        help="class balancing: weighted sampler or loss weights")
+    parser.add_argument("--split-file", help="reuse this split (from `medkiosk data split`)")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--patience", type=int,
+                        help="stop after this many epochs without val-loss improvement")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                        help="random init (default: ImageNet weights, which must be on this machine)")
+    parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                        help="skip the temperature fit on the validation split")
+    parser.add_argument("--abstain-coverage", type=float, default=0.9,
+                        help="fraction of validation cases answered; sets the 'uncertain' threshold")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("run", help="run folder (uses best.pt and split.json) or a checkpoint .pt")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test")
+    parser.add_argument("--data", help="evaluate on this folder (class subfolders) instead of the run's "
+                        "split; with --csv: the images folder")
+    parser.add_argument("--csv", help="NIH-style CSV to evaluate on (with --data as the images folder)")
+    parser.add_argument("--out", help="report folder (default RUN/eval-SPLIT)")
+    parser.add_argument("--coverage", type=float, default=None,
+                        help="coverage for the abstain threshold (default: the one training used)")
+    parser.add_argument("--set-threshold", action="store_true",
+                        help="store the abstain threshold found here into the checkpoint")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95%% CIs")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _train_config(args):
+    from training.train import TrainConfig
+
+    keys = ("data", "csv", "module", "arch", "epochs", "out", "image_size", "batch_size", "lr",
+            "weight_decay", "optimizer", "label_smoothing", "task", "colour", "augmentation", "balance",
+            "split_file",
+            "val_fraction", "test_fraction", "warmup_epochs", "patience", "seed", "workers", "device",
+            "pretrained", "calibrate", "abstain_coverage", "resume", "progress")
+    return TrainConfig(**{key: getattr(args, key) for key in keys})
+
+
+def run_train(args):
+    _need_torch()
+    from training.train import train
+
+    result = train(_train_config(args))
+    last = result.history[-1] if result.history else {}
+    print("best checkpoint: {}".format(result.best_checkpoint))
+    print("run folder: {} ({} epochs, last val loss {})".format(
+        result.run_dir, len(result.history), last.get("val_loss")))
+    return 0
+
+
+def run_evaluate(args):
+    _need_torch()
+    from training.evaluate import evaluate_cli
+
+    return evaluate_cli(args)
+
+
+def run_list_archs(_args):
+    _need_torch()
+    from training.registry import ARCHITECTURES
+
+    for name, spec in sorted(ARCHITECTURES.items()):
+        print("{:20s} {:4d}px  weights: {} ({})  {}".format(
+            name, spec.default_size, spec.weights, "present" if spec.offline_weights() else "absent",
+            spec.summary))
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="medkiosk", description="Training tools (need the [train] extra).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train_parser = sub.add_parser("train", help="train a model on an image folder or CSV dataset")
+    add_train_arguments(train_parser)
+    train_parser.set_defaults(handler=run_train)
+    archs = sub.add_parser("archs", help="list the architectures and whether their weights are here")
+    archs.set_defaults(handler=run_list_archs)
+    evaluate = sub.add_parser("evaluate", help="evaluate a run: metrics, plots, calibration, report.md")
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+    data = sub.add_parser("data", help="dataset tools: synth, split, augment, leak check")
+    try:
+        from training import data_cli
+    except ImportError as exc:
+        data.set_defaults(handler=lambda _a, exc=exc: _missing_data_cli(exc))
+    else:
+        data_cli.add_arguments(data)
+        if not data.get_default("handler"):
+            data.set_defaults(handler=getattr(data_cli, "run", None))
+    return parser
+
+
+def _missing_data_cli(exc):
+    raise MissingDependencyError("`medkiosk data` is not available ({}). Install: {}".format(exc, TRAIN_HINT))
+
+
+def main(argv=None):
+    from edge.cli import run_guarded
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train" and "--list-archs" in argv:
+        argv = ["archs"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return run_guarded(handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
