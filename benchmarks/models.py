@@ -1,0 +1,472 @@
+"""Model cost: parameters, FLOPs, ONNX size and inference latency of every architecture in the zoo.
+
+Each architecture is exported (random weights: speed does not depend on them) through the real
+export path (``export.onnx_export.export_bundle``) into ``--export-dir``; FLOPs are counted on the
+ONNX graph with onnx-tool; latency is timed through the same runner the kiosk uses
+(``edge.backends.open_runner``) at batch 1 with fixed threads, all models interleaved round by
+round so that machine drift hits them equally. Speed-ups are ratios of medians against the
+reference models (the seed's vgg16_seed and resattn56), shown beside each model's accuracy from
+the evaluation reports (``docs/models/*/metrics.json``). Shipped bundles (``models/*/``) are
+measured in the same rounds.
+
+Exporting needs torch (a workstation); on a device pass ``--bundles-dir`` with bundles built there.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+NAME = "models"
+DEFAULT_ARCHS = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "densenet121",
+                 "vgg16_seed", "resattn56")
+REFERENCES = ("vgg16_seed", "resattn56")
+DEFAULT_EXPORT_DIR = os.path.join(common.ROOT, "build", "bench-models")
+MODELS_DIR = os.path.join(common.ROOT, "models")
+METRICS_GLOB = os.path.join(common.ROOT, "docs", "models", "*", "metrics.json")
+SPEEDUP_GOAL = 10.0
+# Headline metrics looked up in an evaluation report, best first (multilabel AUROC, then accuracy).
+ACCURACY_KEYS = ("auroc_macro", "macro_auroc", "mean_auroc", "auc_macro", "roc_auc_macro", "auroc",
+                 "balanced_accuracy", "accuracy")
+
+
+# ---- bundles --------------------------------------------------------------------------------------
+
+def bundle_path(export_dir, arch, size):
+    return os.path.join(export_dir, "{}-{}".format(arch, size))
+
+
+def build_bundle(arch, size, num_classes, out_dir):
+    """Export a randomly initialised ``arch`` at ``size`` x ``size`` RGB into a bundle (needs torch)."""
+    from edge.errors import require
+
+    torch = require("torch", "exporting needs torch: pip install 'medkiosk[train,export]' (or build the "
+                             "bundles on a workstation and pass --bundles-dir)")
+    from edge.description import InputSpec, ModelDescription
+    from export.onnx_export import ExportSource, export_bundle
+    from training.checkpoint import build_net
+    from training.nets import DeployModel
+
+    torch.manual_seed(0)
+    description = ModelDescription(arch=arch, task="multiclass",
+                                   classes=["class{}".format(i) for i in range(num_classes)],
+                                   input_spec=InputSpec(size, size, "RGB"))
+    net = build_net(description, pretrained=False).eval()
+    source = ExportSource(DeployModel(net, description).eval(), description,
+                          data={"module": {"id": "bench-" + arch, "title": "benchmark " + arch}})
+    title = "Benchmark: {} (random weights)".format(arch)
+    return export_bundle(source, out_dir, module_id="bench-" + arch, title=title, golden=False)
+
+
+def ensure_bundles(archs, size, export_dir, num_classes, rebuild=False, log=print):
+    """{arch: bundle path}, exporting the ones missing (or of another size) from ``export_dir``."""
+    from edge.bundle import load_bundle
+    from edge.errors import BundleError
+
+    paths = {}
+    for arch in archs:
+        path = bundle_path(export_dir, arch, size)
+        usable = False
+        if os.path.isdir(path) and not rebuild:
+            try:
+                description = load_bundle(path, check_hash=False).description
+                usable = description.arch == arch and description.input.height == size
+            except BundleError:
+                usable = False
+        if not usable:
+            log("exporting {} at {}x{} -> {}".format(arch, size, size, path))
+            build_bundle(arch, size, num_classes, path)
+        paths[arch] = path
+    return paths
+
+
+def shipped_bundles(models_dir=MODELS_DIR):
+    """{module id: bundle path} of the bundles shipped in ``models/`` (folders with a manifest.json)."""
+    found = {}
+    for manifest in sorted(glob.glob(os.path.join(models_dir, "*", "manifest.json"))):
+        path = os.path.dirname(manifest)
+        found[os.path.basename(path)] = path
+    return found
+
+
+# ---- static cost ----------------------------------------------------------------------------------
+
+def onnx_cost(model_path, input_shape):
+    """Parameters and MACs counted on the ONNX graph by onnx-tool, and the file size."""
+    cost = {"onnx_bytes": os.path.getsize(model_path), "params": None, "macs": None, "flops": None,
+            "counter": None}
+    try:
+        import onnx_tool
+    except ImportError:
+        cost["counter"] = "onnx-tool not installed (pip install onnx-tool)"
+        return cost
+    import numpy as np
+
+    model = onnx_tool.Model(model_path, {"verbose": False})
+    graph = model.graph
+    graph.graph_reorder_nodes()
+    name = graph.input[0]
+    graph.shape_infer({name: np.zeros(input_shape, dtype=np.float32)})
+    graph.profile()
+    cost["params"] = int(graph.params)
+    cost["macs"] = int(round(graph.macs[0]))
+    cost["flops"] = 2 * cost["macs"]  # one multiply-accumulate = two floating-point operations
+    version = getattr(onnx_tool, "VERSION", getattr(onnx_tool, "__version__", ""))
+    cost["counter"] = "onnx-tool {}".format(version)
+    return cost
+
+
+# ---- accuracy from the evaluation reports ---------------------------------------------------------
+
+def _find_metric(data):
+    """(key, value) of the first headline metric found in a (nested) report, test split preferred."""
+    if not isinstance(data, dict):
+        return None
+    for section in ("test", "metrics", "overall", "summary"):
+        found = _find_metric(data.get(section)) if isinstance(data.get(section), dict) else None
+        if found:
+            return found
+    for key in ACCURACY_KEYS:
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return key, float(value)
+    return None
+
+
+def _find_arch(data):
+    if not isinstance(data, dict):
+        return None
+    for key in ("arch", "architecture"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    for section in ("description", "model", "config"):
+        found = _find_arch(data.get(section))
+        if found:
+            return found
+    return None
+
+
+def _report_entries(path, data):
+    """Evaluation entries of one metrics.json: a single report, or {"models"/"runs": [...]} of several."""
+    entries = []
+    if isinstance(data, dict):
+        for key in ("models", "runs", "candidates", "comparison"):
+            nested = data.get(key)
+            if isinstance(nested, list):
+                entries.extend(item for item in nested if isinstance(item, dict))
+            elif isinstance(nested, dict):
+                entries.extend(dict(v, arch=v.get("arch", k)) for k, v in nested.items()
+                               if isinstance(v, dict))
+        entries.append(data)
+    found = []
+    module = os.path.basename(os.path.dirname(path))
+    for entry in entries:
+        arch = _find_arch(entry)
+        metric = _find_metric(entry)
+        if arch and metric:
+            found.append({"module": module, "arch": arch, "metric": metric[0], "value": metric[1],
+                          "source": os.path.relpath(path, common.ROOT)})
+    return found
+
+
+def accuracy_reports(pattern=METRICS_GLOB):
+    """Every (module, arch, metric, value) found in the evaluation reports."""
+    found = []
+    for path in sorted(glob.glob(pattern)):
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        found.extend(_report_entries(path, data))
+    return found
+
+
+def accuracy_for(arch, reports, module=None):
+    """The reports for an architecture (optionally one module)."""
+    return [r for r in reports if r["arch"] == arch and (module is None or r["module"] == module)]
+
+
+# ---- latency ---------------------------------------------------------------------------------------
+
+def sample_tensor(input_spec, seed=0):
+    """A preprocessed batch of one from a synthetic 640x480 frame (speed does not depend on pixels)."""
+    import numpy as np
+
+    from edge.preprocess import preprocess
+
+    frame = np.random.RandomState(seed).randint(0, 256, size=(480, 640, 3)).astype(np.uint8)
+    return preprocess(frame, input_spec)
+
+
+def open_runners(bundles, backend, precision, threads, engine_cache, providers=None):
+    """{name: loaded runner} for {name: bundle path}."""
+    from edge.backends import open_runner
+    from edge.bundle import load_bundle
+
+    runners = {}
+    try:
+        for name, path in bundles.items():
+            options = {"threads": threads, "providers": providers} if backend == "onnxruntime" else {}
+            runner = open_runner(load_bundle(path), backend=backend, precision=precision,
+                                 engine_cache=engine_cache, allow_build=True, **options)
+            runners[name] = runner.load()
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return runners
+
+
+def interleaved_latency(runners, tensors, runs, warmup):
+    """{name: [seconds]}: each round times one inference of every model, the order rotating per round."""
+    import time
+
+    names = list(runners)
+    for name in names:
+        for _ in range(warmup):
+            runners[name].infer(tensors[name])
+    samples = {name: [] for name in names}
+    for round_index in range(runs):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            runners[name].infer(tensors[name])
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+# ---- main ------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="benchmarks/models.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", default=None,
+                        help="comma-separated architectures (default: the whole zoo: {})".format(
+                            ",".join(DEFAULT_ARCHS)))
+    parser.add_argument("--references", default=",".join(REFERENCES),
+                        help="models every speed-up is computed against (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=224, help="input height and width (default: %(default)s)")
+    parser.add_argument("--classes", type=int, default=2,
+                        help="classes of the exported heads (default: %(default)s)")
+    parser.add_argument("--export-dir", default=DEFAULT_EXPORT_DIR,
+                        help="where the benchmark bundles are built and reused (default: %(default)s)")
+    parser.add_argument("--bundles-dir", default=None,
+                        help="use the bundles in this folder (ARCH-SIZE/), never export (on a device)")
+    parser.add_argument("--rebuild", action="store_true", help="export again even if a bundle exists")
+    parser.add_argument("--export-only", action="store_true", help="build the bundles and stop")
+    parser.add_argument("--shipped", default=MODELS_DIR,
+                        help="shipped bundles measured alongside ('' for none; default: %(default)s)")
+    parser.add_argument("--backend", default="onnxruntime",
+                        help="onnxruntime or tensorrt (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    parser.add_argument("--providers", default="cpu",
+                        help="ONNX Runtime execution providers, comma-separated (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads, fixed for every model (default: %(default)s)")
+    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder")
+    parser.add_argument("--runs", type=int, default=100, help="timed rounds (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed inferences per model first")
+    parser.add_argument("--metrics", default=METRICS_GLOB,
+                        help="glob of evaluation reports (default: %(default)s)")
+    common.add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, 5)
+        args.warmup = min(args.warmup, 1)
+    if args.archs is None:
+        args.archs = "mobilenet_v3_small" if args.quick else ",".join(DEFAULT_ARCHS)
+    args.archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    args.references = [a.strip() for a in args.references.split(",") if a.strip()]
+    return args
+
+
+def measure(args, log=print):
+    from edge.bundle import load_bundle
+
+    if args.bundles_dir:
+        bundles = {}
+        for arch in args.archs:
+            path = bundle_path(args.bundles_dir, arch, args.size)
+            if os.path.isdir(path):
+                bundles[arch] = path
+            else:
+                log("skipping {}: no bundle {} (build it with --export-only on a workstation)".format(
+                    arch, path))
+    else:
+        bundles = ensure_bundles(args.archs, args.size, args.export_dir, args.classes, args.rebuild, log=log)
+    if args.export_only:
+        return None
+    rows = []
+    for arch, path in bundles.items():
+        rows.append({"name": arch, "arch": arch, "kind": "zoo", "bundle": os.path.relpath(path, common.ROOT)})
+    for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
+        rows.append({"name": "shipped:" + module, "arch": None, "kind": "shipped", "module": module,
+                     "bundle": os.path.relpath(path, common.ROOT)})
+    tensors = {}
+    for row in rows:
+        bundle = load_bundle(os.path.join(common.ROOT, row["bundle"]))
+        spec = bundle.description.input
+        row["arch"] = bundle.description.arch
+        row["input"] = "{}x{} {}".format(spec.height, spec.width, spec.colour)
+        row.update(onnx_cost(bundle.model_path, spec.shape(1)))
+        tensors[row["name"]] = sample_tensor(spec)
+    log("timing {} models x {} interleaved rounds ({} {}, {} thread(s))".format(
+        len(rows), args.runs, args.backend, args.precision, args.threads))
+    runners = open_runners({row["name"]: os.path.join(common.ROOT, row["bundle"]) for row in rows},
+                           args.backend, args.precision, args.threads, args.engine_cache, args.providers)
+    try:
+        for row in rows:
+            row["provider"] = runners[row["name"]].provider
+            row["precision_in_use"] = runners[row["name"]].precision
+        samples = interleaved_latency(runners, tensors, args.runs, args.warmup)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    reports = accuracy_reports(args.metrics)
+    for row in rows:
+        row["latency"] = common.summarize(samples[row["name"]])
+        row["fps"] = 1000.0 / row["latency"]["median_ms"]
+        row["accuracy"] = accuracy_for(row["arch"], reports, row.get("module"))
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:
+        row["speedup"] = {}
+        for ref in args.references:
+            if ref in by_name:
+                row["speedup"][ref] = by_name[ref]["latency"]["median_ms"] / row["latency"]["median_ms"]
+    return rows, reports
+
+
+def goal_checks(rows, references):
+    """The goal: each shipped model >= 10x faster than vgg16_seed at equal or better accuracy."""
+    checks = []
+    reference = "vgg16_seed"
+    if reference not in references:
+        return checks
+    ref_rows = [r for r in rows if r["name"] == reference]
+    for row in rows:
+        if row["kind"] != "shipped":
+            continue
+        speedup = row["speedup"].get(reference)
+        check = {"model": row["name"], "speedup": speedup, "speed_ok": None, "accuracy_ok": None,
+                 "note": ""}
+        if speedup is not None:
+            check["speed_ok"] = speedup >= SPEEDUP_GOAL
+        mine = row["accuracy"]
+        theirs = []
+        if mine and ref_rows:
+            theirs = [a for a in ref_rows[0]["accuracy"]
+                      if a["module"] == mine[0]["module"] and a["metric"] == mine[0]["metric"]]
+        if theirs:
+            check["accuracy_ok"] = mine[0]["value"] >= theirs[0]["value"]
+            check["note"] = "{} {:.3f} vs {:.3f}".format(mine[0]["metric"], mine[0]["value"],
+                                                         theirs[0]["value"])
+        else:
+            check["note"] = "accuracy comparison n/a (no evaluation report for {} on {})".format(
+                reference, row.get("module"))
+        checks.append(check)
+    return checks
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.backend not in ("onnxruntime", "tensorrt"):
+        print("benchmarks/models.py: --backend must be onnxruntime or tensorrt", file=sys.stderr)
+        return 2
+    env = common.environment()
+    measured = measure(args)
+    if measured is None:
+        print("bundles ready in {}".format(args.export_dir))
+        return 0
+    rows, reports = measured
+    result = {
+        "title": "Model cost ({} {}, {}x{}, batch 1)".format(args.backend, args.precision, args.size,
+                                                             args.size),
+        "command": common.command_line(NAME, argv),
+        "environment": env,
+        "backend": args.backend,
+        "precision": args.precision,
+        "threads": args.threads,
+        "size": args.size,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "quick": args.quick,
+        "references": args.references,
+        "rows": rows,
+        "accuracy_reports": reports,
+        "goals": goal_checks(rows, args.references),
+    }
+    common.finish(result, args, NAME)
+    return 0
+
+
+# ---- markdown --------------------------------------------------------------------------------------
+
+def _accuracy_cell(row):
+    if not row.get("accuracy"):
+        return "n/a"
+    return "; ".join("{} {} {:.3f}".format(a["module"], a["metric"], a["value"]) for a in row["accuracy"])
+
+
+def render_markdown(result):
+    env = result["environment"]
+    refs = result["references"]
+    lines = ["## {}".format(result["title"]), ""]
+    lines.append("Measured {} on {} ({} CPUs{}; load average {}), Python {}, onnxruntime {}; {} thread(s), "
+                 "{} interleaved rounds after {} warm-up runs{}.".format(
+                     env["date"], env.get("jetson") or env.get("cpu") or env["machine"], env["cpu_count"],
+                     "" if not env.get("jetson") else ", Jetson", env["load_average"], env["python"],
+                     env["onnxruntime"], result["threads"], result["runs"], result["warmup"],
+                     " (**--quick: not a measurement**)" if result.get("quick") else ""))
+    lines.append("")
+    lines.append("Command: `{}`".format(result["command"]))
+    lines.append("")
+    header = ["model", "input", "params (M)", "GFLOPs", "ONNX (MB)", "median (ms)", "IQR (ms)", "p90 (ms)",
+              "FPS"] + ["x vs {}".format(r) for r in refs] + ["accuracy (evaluation report)"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * len(header)) + "|")
+    for row in result["rows"]:
+        lat = row["latency"]
+        name = row["name"] if row["kind"] == "zoo" else "**{}** ({})".format(row["name"], row["arch"])
+        cells = [name, row["input"],
+                 common.fmt(None if row["params"] is None else row["params"] / 1e6, 2),
+                 common.fmt(None if row["flops"] is None else row["flops"] / 1e9, 2),
+                 common.fmt(row["onnx_bytes"] / 1e6, 1),
+                 common.fmt(lat["median_ms"], 2), common.fmt(lat["iqr_ms"], 2), common.fmt(lat["p90_ms"], 2),
+                 common.fmt(row["fps"], 1)]
+        cells += [common.fmt(row["speedup"].get(r), 1, "x") for r in refs]
+        cells.append(_accuracy_cell(row))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    counter = next((r["counter"] for r in result["rows"] if r.get("counter")), None)
+    lines.append("GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
+                 "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
+                 "architecture through `export_bundle`; bold rows are the shipped bundles.".format(
+                     counter or "n/a"))
+    lines.append("")
+    goals = result.get("goals") or []
+    if goals:
+        lines.append("Goal: the shipped default >= {:.0f}x faster than vgg16_seed at equal or better "
+                     "accuracy.".format(SPEEDUP_GOAL))
+        lines.append("")
+        for check in goals:
+            if check["speed_ok"] and check["accuracy_ok"]:
+                verdict = "met"
+            elif check["speed_ok"] and check["accuracy_ok"] is None:
+                verdict = "speed met, accuracy unverified"
+            else:
+                verdict = "MISSED"
+            lines.append("- {}: {} faster -> {} ({})".format(
+                check["model"], common.fmt(check["speedup"], 1, "x"), verdict, check["note"]))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
