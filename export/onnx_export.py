@@ -98,9 +98,28 @@ def load_source(checkpoint):
         description = ModelDescription.from_dict(description)
     net = loaded.net
     net.eval()
-    deploy = nets.DeployModel(net, description)
+    data = getattr(loaded, "data", None) or {}
+    ood_head = _ood_head(data, description, path)
+    deploy = nets.DeployModel(net, description, ood_head=ood_head)
     deploy.eval()
-    return ExportSource(deploy, description, getattr(loaded, "data", None), path)
+    return ExportSource(deploy, description, data, path)
+
+
+OOD_HEAD_KEYS = ("input_check_head", "ood_head", "input_check_state")
+
+
+def _ood_head(data, description, path):
+    """The input-check head the description promises, rebuilt from the checkpoint; None if none."""
+    if not description.input_check:
+        return None
+    for key in OOD_HEAD_KEYS:
+        if isinstance(data.get(key), dict):
+            ood = require("training.ood", "pip install 'medkiosk[train]'")
+            return ood.InputCheckHead.from_state(data[key]).eval()
+    raise ExportError("checkpoint {}: the description has an input check ({!r}) but the checkpoint holds no "
+                      "input-check head (looked for {}). Fix: re-run the input-check fit, or drop "
+                      "input_check from the description".format(path, description.input_check.get("output"),
+                                                     ", ".join(OOD_HEAD_KEYS)))
 
 
 # --- checkpoint data: what training recorded ------------------------------------------------------
@@ -144,18 +163,25 @@ def _json_safe(value):
     return str(value)
 
 
-def validation_images(data, limit=MAX_PARITY_IMAGES):
-    """Image paths of the checkpoint's validation split, when training recorded them and they exist."""
-    recorded = _first(data, ["splits.val", "splits.validation", "val_images", "data.val_images",
-                             "data_summary.val_images", "training.data.val_images"], [])
+def validation_images(data, checkpoint_path=None, limit=MAX_PARITY_IMAGES):
+    """Image paths of the checkpoint's validation split, when recorded and present on this machine.
+
+    Looked for in the checkpoint data, then in the run's ``split.json`` beside the checkpoint.
+    """
+    recorded = _first(data, ["splits.val", "val_images", "training.data.val_images"], [])
+    if not recorded and checkpoint_path:
+        split_file = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "split.json")
+        if os.path.isfile(split_file):
+            splits = require("training.splits", "pip install 'medkiosk[train]'")
+            recorded = [sample.path for sample in splits.Split.from_file(split_file).val]
     paths = []
     for entry in recorded if isinstance(recorded, (list, tuple)) else []:
-        path = entry.get("path") if isinstance(entry, dict) else entry
+        path = entry.get("path") if isinstance(entry, dict) else getattr(entry, "path", entry)
         if isinstance(path, str) and os.path.isfile(path):
             paths.append(path)
-        if len(paths) >= limit:
-            break
-    return paths
+    # Spread over the split (it is sorted by path, i.e. by class folder) instead of the first few.
+    step = max(1, len(paths) // limit)
+    return paths[::step][:limit]
 
 
 def generate_sample_images(folder, description, count=GENERATED_IMAGES, seed=0):
@@ -484,7 +510,7 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
             paths = _expand_samples(sample_images)
             info["parity_images"] = "given"
         else:
-            paths = validation_images(data)
+            paths = validation_images(data, source.checkpoint_path)
             info["parity_images"] = "validation split"
             if not paths:
                 paths = generate_sample_images(os.path.join(tmp, "generated"), description)
