@@ -15,6 +15,8 @@ import logging
 from edge.errors import BackendError, require
 
 LOG = logging.getLogger("medkiosk.backends")
+# Library convention: no output unless the application configures logging (the CLIs print notices).
+LOG.addHandler(logging.NullHandler())
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -24,14 +24,14 @@ from edge.preprocess import load_image, preprocess
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
-    """Hand-built bundles: fixed batch, and multilabel with an ood_score output."""
+    """Hand-built bundles: dynamic batch, and multilabel with an ood_score output."""
     pytest.importorskip("onnx", reason="building graph variants needs the onnx package")
     from tests.edge.tiny_onnx import make_tiny_bundle
 
     root = str(tmp_path_factory.mktemp("variants"))
     check = {"output": "ood_score", "threshold": 0.8, "method": "brightness", "message": "not a chest X-ray"}
     return {
-        "fixed": load_bundle(make_tiny_bundle(os.path.join(root, "fixed"), dynamic=False)),
+        "dynamic": load_bundle(make_tiny_bundle(os.path.join(root, "dynamic"), dynamic=True)),
         "ood": load_bundle(make_tiny_bundle(os.path.join(root, "ood"), task="multilabel", input_check=check)),
     }
 
@@ -91,16 +91,20 @@ def test_infer_before_load_is_an_error(bundle):
         runner.infer(_batch(bundle))
 
 
-def test_batch_size_follows_the_model(bundle, variants):
-    assert batch_is_dynamic(bundle)
+def test_fixed_batch_model_takes_one_image(bundle):
+    assert not batch_is_dynamic(bundle)  # export's default: batch fixed at 1
     with open_runner(bundle, backend="onnxruntime") as runner:
-        assert runner.infer(_batch(bundle, n=3))["probabilities"].shape == (3, bundle.description.num_classes)
-    fixed = variants["fixed"]
-    assert not batch_is_dynamic(fixed)
-    with open_runner(fixed, backend="onnxruntime") as runner:
-        assert runner.infer(_batch(fixed, n=1))["probabilities"].shape == (1, 4)
+        assert runner.max_batch == 1
+        assert runner.infer(_batch(bundle))["probabilities"].shape == (1, bundle.description.num_classes)
         with pytest.raises(BackendError, match="batch size 2"):
-            runner.infer(_batch(fixed, n=2))
+            runner.infer(_batch(bundle, n=2))
+
+
+def test_dynamic_batch_model_takes_several(variants):
+    dynamic = variants["dynamic"]
+    assert batch_is_dynamic(dynamic)
+    with open_runner(dynamic, backend="onnxruntime") as runner:
+        assert runner.infer(_batch(dynamic, n=3))["probabilities"].shape == (3, 4)
 
 
 def test_ood_output_is_returned(variants):
