@@ -101,13 +101,24 @@ def free_mb(path):
     return stats.f_bavail * stats.f_frsize / (1024.0 * 1024.0)
 
 
+def top3_pairs(result):
+    """[(name, probability)] from a result dict's "top3" (``Prediction.to_dict`` objects or pairs)."""
+    pairs = []
+    for item in result.get("top3") or []:
+        if isinstance(item, dict):
+            pairs.append((item.get("name"), float(item.get("probability"))))
+        else:
+            pairs.append((item[0], float(item[1])))
+    return pairs
+
+
 def result_summary(result):
-    """Columns derived from a result dict (see ``Kiosk`` / ``prediction_to_dict``)."""
-    top3 = result.get("top3") or []
+    """Columns derived from a result dict (``Prediction.to_dict()`` plus what the kiosk adds)."""
+    top3 = top3_pairs(result)
     quality = result.get("quality") or {}
     return {
         "top1": top3[0][0] if top3 else None,
-        "top1_probability": float(top3[0][1]) if top3 else None,
+        "top1_probability": top3[0][1] if top3 else None,
         "uncertain": int(bool(result.get("uncertain"))),
         "out_of_scope": int(bool(result.get("out_of_scope"))),
         "quality_ok": int(bool(quality.get("ok", True))),
@@ -283,7 +294,7 @@ class CaseLog(object):
             for record in records:
                 name = os.path.basename(record.image)
                 shutil.copyfile(record.image, os.path.join(folder, IMAGES_DIR, name))
-                top3 = (record.result.get("top3") or []) + [[None, None]] * 3
+                top3 = top3_pairs(record.result) + [(None, None)] * 3
                 rows.append([record.uid, record.created_utc, record.module, record.bundle_id, record.backend,
                              top3[0][0], _pct(top3[0][1]), top3[1][0], _pct(top3[1][1]),
                              top3[2][0], _pct(top3[2][1]),

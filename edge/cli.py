@@ -26,6 +26,8 @@ DELEGATED = {
 EDGE_COMMANDS = {
     "classify": ("edge.commands.classify", "classify image files with a model bundle (top-3 per image)"),
     "bundle": ("edge.commands.bundle", "check model bundles: manifest, hash, ONNX contract, golden images"),
+    "run": ("edge.commands.run", "run the kiosk: camera or USB images -> top-3 findings on the screen"),
+    "cases": ("edge.commands.cases", "list saved cases, export them to a USB stick for referral"),
 }
 
 

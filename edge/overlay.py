@@ -160,8 +160,6 @@ def _wrap(cv2, text, font, scale, thickness, max_width, max_lines):
             line = candidate
     if line:
         lines.append(line)
-    if len(lines) > max_lines:
-        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
     return lines
 
 
@@ -170,13 +168,15 @@ def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2
     text = ascii_text(text)
     font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
     scale = _font_scale(cv2, pixels, font)
-    for _attempt in range(6):
+    for _attempt in range(8):
         thickness = _thickness(scale, bold)
         lines = _wrap(cv2, text, font, scale, thickness, rect.w, max_lines)
         line_h = int(cv2.getTextSize("Ag", font, scale, thickness)[0][1] * 1.45) + 1
-        if line_h * len(lines) <= rect.h or scale < 0.35:
+        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or scale < 0.35:
             break
         scale *= 0.85
+    if len(lines) > max_lines:  # still too long at the smallest size: the last line ends with "..."
+        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
     total = line_h * len(lines)
     y = rect.y + max(0, (rect.h - total) // 2) + int(line_h * 0.75)
     for line in lines:
@@ -346,5 +346,8 @@ def draw_overlay(frame, result, state, canvas=None):
         _banner(cv2, canvas, layout.message, state.message, BLACK, WHITE, unit * 0.7)
     tech = _tech_line(state, result)
     if tech:
+        band = layout.tech
+        cv2.rectangle(canvas, (band.x - layout.pad // 2, band.y), (band.x + band.w, band.y + band.h), DARK,
+                      -1)
         _text_block(cv2, canvas, tech, layout.tech, max(12.0, unit * 0.5), GREY, max_lines=1)
     return canvas

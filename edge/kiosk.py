@@ -1,0 +1,664 @@
+"""The kiosk loop: capture -> classify -> overlay -> display, with capture and inference decoupled.
+
+* Capture: live cameras keep only their newest frame in their own grabber thread
+  (``edge.sources``); ``source.read()`` blocks until the next frame, so the display loop runs at
+  the camera's frame rate.
+* Inference: one worker thread classifies the newest frame it was given (older pending frames
+  are dropped). It owns every runner: TensorRT/CUDA contexts are bound to the thread that made them.
+* Display: draws the newest result over the newest frame. In live mode the result shown is never
+  older than one inference plus one frame (``Kiosk.result_ages`` records it). Files and image
+  folders are not live: each frame waits for its own result, so nothing is skipped.
+
+The pure steps (``Classifier.classify``, ``draw_overlay``) stay pure; this module only orchestrates.
+Keys: SPACE freeze/live, M next module, F next image (import folder), S save case, H heatmap,
+Q quit (not in kiosk mode). A camera that disappears never stops the loop; per-frame errors are
+counted and too many in a row end the run with a non-zero status so systemd restarts it.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+from edge.errors import BundleError, MedkioskError, SourceError
+from edge.overlay import OverlayState, draw_overlay, prediction_state
+from edge.smoothing import ProbabilitySmoother
+
+MESSAGE_SECONDS = 3.0
+HEATMAP_MISSING = "Heatmap not available for this model"
+
+
+class KioskFailure(MedkioskError):
+    """The loop cannot go on (too many consecutive failures, inference stalled): exit non-zero."""
+
+    exit_code = 3
+
+
+class ModuleSlot(object):
+    """One configured module: its bundle when installed, else why it is not usable."""
+
+    def __init__(self, module_id, bundle=None, problem=None):
+        self.module_id = module_id
+        self.bundle = bundle
+        self.problem = problem
+        self.runner_info = None  # set by the inference worker once the runner is loaded
+
+    @property
+    def title(self):
+        return self.bundle.title if self.bundle is not None else self.module_id
+
+    @property
+    def usable(self):
+        return self.bundle is not None and self.problem is None
+
+    def __repr__(self):
+        return "ModuleSlot({!r}, installed={}, problem={!r})".format(
+            self.module_id, self.bundle is not None, self.problem)
+
+
+def _manifest_module_id(folder):
+    try:
+        with open(os.path.join(folder, "manifest.json")) as handle:
+            return json.load(handle)["module"]["id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def discover_modules(models_dir, module_ids, first=None):
+    """ModuleSlots for ``module_ids`` (config order) from the bundles under ``models_dir``.
+
+    ``models_dir`` may also be one bundle folder. ``first`` (``--module``) is put first when it
+    is not listed. A listed module without a bundle is "not installed"; a bundle that fails
+    validation is listed with its problem. Returns (slots, start index).
+    """
+    from edge.bundle import load_bundle
+
+    folders = []
+    if os.path.isfile(os.path.join(models_dir, "manifest.json")):
+        folders = [models_dir]
+    elif os.path.isdir(models_dir):
+        folders = sorted(os.path.join(models_dir, name) for name in os.listdir(models_dir)
+                         if os.path.isfile(os.path.join(models_dir, name, "manifest.json")))
+    found = {}
+    for folder in folders:
+        try:
+            bundle = load_bundle(folder)
+        except BundleError as exc:
+            module_id = _manifest_module_id(folder) or os.path.basename(folder.rstrip("/"))
+            found.setdefault(module_id, ModuleSlot(module_id, problem="Model bundle damaged: {}".format(exc)))
+            continue
+        found[bundle.module_id] = ModuleSlot(bundle.module_id, bundle=bundle)
+    ids = list(module_ids)
+    if first and first not in ids:
+        ids.insert(0, first)
+    if not ids:
+        ids = sorted(found)
+    slots = []
+    for module_id in ids:
+        slot = found.get(module_id)
+        if slot is None:
+            slot = ModuleSlot(module_id, problem="No model bundle for '{}' in {}. Install it, or press M for "
+                                                 "another module".format(module_id, models_dir))
+        slots.append(slot)
+    if first:
+        start = ids.index(first)
+    else:
+        start = next((i for i, slot in enumerate(slots) if slot.usable), 0)
+    return slots, start
+
+
+class Job(object):
+    def __init__(self, seq, frame, stamp, slot, frozen):
+        self.seq = seq
+        self.frame = frame
+        self.stamp = stamp
+        self.slot = slot
+        self.frozen = frozen
+
+
+class Outcome(object):
+    def __init__(self, job, prediction=None, error=None, slot_failed=False):
+        self.job = job
+        self.prediction = prediction
+        self.error = error
+        self.slot_failed = slot_failed
+        self.finished = time.monotonic()
+
+
+def runner_info(classifier):
+    runner = classifier.runner
+    provider = runner.provider or ""
+    notices = list(classifier.notices())
+    on_cpu = "CPU" in provider.upper()
+    return {"name": runner.name, "precision": runner.precision, "provider": provider, "notices": notices,
+            "on_cpu": on_cpu, "describe": runner.describe()}
+
+
+class InferenceWorker(object):
+    """One thread that owns the runners and classifies the newest submitted frame."""
+
+    def __init__(self, open_classifier):
+        self.open_classifier = open_classifier
+        self._cond = threading.Condition()
+        self._pending = None
+        self._outcome = None
+        self._taken = 0
+        self._stop = False
+        self.busy_since = None
+        self.dropped = 0
+        self.classifiers = {}
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def submit(self, job):
+        with self._cond:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = job
+            self._cond.notify_all()
+
+    def take(self):
+        """The newest outcome not yet taken, or None."""
+        with self._cond:
+            outcome = self._outcome
+            if outcome is None or outcome.job.seq <= self._taken:
+                return None
+            self._taken = outcome.job.seq
+            return outcome
+
+    def wait_for(self, seq, timeout):
+        """Wait until the job ``seq`` (or a newer one) is done; return its outcome or None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._outcome is None or self._outcome.job.seq < seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop:
+                    return None
+                self._cond.wait(remaining)
+        return self.take()
+
+    @property
+    def idle(self):
+        with self._cond:
+            return self._pending is None and self.busy_since is None
+
+    def stop(self, timeout=5.0):
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _classifier(self, slot):
+        classifier = self.classifiers.get(slot.module_id)
+        if classifier is None:
+            classifier = self.open_classifier(slot)
+            self.classifiers[slot.module_id] = classifier
+            slot.runner_info = runner_info(classifier)
+        return classifier
+
+    def _run(self):
+        try:
+            while True:
+                with self._cond:
+                    while self._pending is None and not self._stop:
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    job, self._pending = self._pending, None
+                    self.busy_since = time.monotonic()
+                outcome = self._process(job)
+                with self._cond:
+                    self._outcome = outcome
+                    self.busy_since = None
+                    self._cond.notify_all()
+        finally:
+            for classifier in self.classifiers.values():
+                classifier.__exit__(None, None, None)
+            self.classifiers = {}
+
+    def _process(self, job):
+        try:
+            classifier = self._classifier(job.slot)
+        except MedkioskError as exc:
+            return Outcome(job, error="{}: {}".format(job.slot.module_id, exc), slot_failed=True)
+        try:
+            return Outcome(job, prediction=classifier.classify(job.frame))
+        except Exception as exc:  # reported to the loop, which counts it and stops after too many
+            return Outcome(job, error="{}: {}: {}".format(job.slot.module_id, type(exc).__name__, exc))
+
+
+def default_classifier_opener(backend="auto", precision="fp16", engine_cache=None, quality=None):
+    """A function slot -> loaded Classifier (runs in the inference thread)."""
+    from edge.classify import Classifier
+    from edge.quality import QualityThresholds
+
+    thresholds = QualityThresholds.from_mapping(quality) if quality is not None else None
+
+    def open_classifier(slot):
+        classifier = Classifier.open(slot.bundle, backend=backend, precision=precision,
+                                     engine_cache=engine_cache, quality_thresholds=thresholds)
+        return classifier.__enter__()
+
+    return open_classifier
+
+
+def format_result_line(frame_number, slot, prediction, kind):
+    """The one line printed per new result in headless mode."""
+    head = "[{}] {}".format(frame_number, slot.module_id)
+    if kind == "quality":
+        return "{}  IMAGE QUALITY: {}".format(head, prediction.quality.message)
+    if kind == "out_of_scope":
+        return "{}  OUT OF SCOPE: {}".format(head, prediction.out_of_scope_message)
+    top = " | ".join("{} {:.1f}%".format(name, 100.0 * p) for name, p in prediction.top3)
+    flag = "  UNCERTAIN" if kind == "uncertain" else ""
+    latency = "" if prediction.latency_ms is None else ", {:.1f} ms".format(prediction.latency_ms)
+    return "{}  {}{}  ({}{})".format(head, top, flag, prediction.backend, latency)
+
+
+class Kiosk(object):
+    """Runs the loop until ``max_frames``, the end of a file, Q (not in kiosk mode) or ``stop()``."""
+
+    def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
+                 max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
+                 stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
+                 size=(1280, 720)):
+        self.source = source
+        self.sink = sink
+        self.slots = list(slots)
+        self.index = start
+        self.open_classifier = open_classifier or default_classifier_opener()
+        self.keys = keys
+        self.kiosk_mode = kiosk_mode
+        self.max_frames = max_frames
+        self.smoother = ProbabilitySmoother(smoothing)
+        self.caselog_factory = caselog_factory
+        self.importer_factory = importer_factory
+        self.notifier = notifier
+        self.stdout = stdout
+        self.stderr = stderr or sys.stderr
+        self.max_consecutive_failures = int(max_consecutive_failures)
+        self.inference_timeout_s = float(inference_timeout_s)
+        self.size = tuple(size)
+        self._stop = threading.Event()
+        # loop state
+        self.frames = 0
+        self.failures = 0
+        self.consecutive_failures = 0
+        self.cases_saved = 0
+        self.result_ages = []
+        self.last_error = None
+        self.frozen = False
+        self._frozen_frame = None
+        self._frozen_stamp = None
+        self._canvas = None
+        self._result_seq = None
+        self._frame = None
+        self._stamp = None
+        self._result = None
+        self._result_stamp = None
+        self._pending_seq = None
+        self._seq = 0
+        self._submitted_stamp = None
+        self._message = None
+        self._fps = None
+        self._last_tick = None
+        self._caselog = None
+        self._importer = None
+        self._printed_seq = None
+        self._ready = False
+
+    # ---- control ----
+    def stop(self):
+        """Ask the loop to finish after the current frame (signal handlers call this)."""
+        self._stop.set()
+
+    @property
+    def slot(self):
+        return self.slots[self.index]
+
+    def _say(self, text):
+        self._message = (text, time.monotonic() + MESSAGE_SECONDS)
+
+    def _log(self, text):
+        self.stderr.write("medkiosk: {}\n".format(text))
+        self.stderr.flush()
+
+    def _fail(self, text):
+        """Count one failed frame; too many in a row end the run."""
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = text
+        if self.consecutive_failures <= 3 or self.consecutive_failures % 10 == 0:
+            self._log("frame error {} in a row: {}".format(self.consecutive_failures, text))
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            raise KioskFailure("{} consecutive frame failures, last: {}. Fix: see the errors above; systemd "
+                               "restarts the kiosk".format(self.consecutive_failures, text))
+
+    # ---- the loop ----
+    def run(self):
+        """Run until finished; return the exit status (0) or raise KioskFailure."""
+        worker = InferenceWorker(self.open_classifier).start()
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    break
+                if not self._step(worker):
+                    break
+        finally:
+            worker.stop()
+            if self._caselog is not None:
+                self._caselog.close()
+            if self._importer is not None:
+                self._importer.close()
+            if self.notifier is not None:
+                self.notifier.stopping("stopped after {} frames".format(self.frames))
+        return 0
+
+    def _read(self):
+        """Next frame from the source, or (None, stamp) when there is none now; False at end of file."""
+        if self.frozen:
+            fps = self.source.fps or 15.0
+            time.sleep(1.0 / max(1.0, fps))
+            return self._frozen_frame, self._frozen_stamp
+        try:
+            ok, frame, stamp = self.source.read()
+        except SourceError as exc:
+            self._fail(str(exc))
+            time.sleep(0.05)
+            return None, time.monotonic()
+        if not ok:
+            if self.source.finished:
+                return False
+            return None, stamp
+        return frame, stamp
+
+    def _step(self, worker):
+        got = self._read()
+        if got is False:
+            return False
+        frame, stamp = got
+        idle = frame is None or (not self.source.live and stamp == self._stamp)
+        if self.sink.interactive or idle:
+            self._pace()
+        slot = self.slot
+        live = self.source.live and not self.frozen
+        if frame is not None:
+            self._frame, self._stamp = frame, stamp
+        elif not self.frozen:
+            self._frame = None
+        if frame is not None and slot.usable and stamp != self._submitted_stamp:
+            self._seq += 1
+            self._submitted_stamp = stamp
+            self._pending_seq = self._seq
+            worker.submit(Job(self._seq, frame, stamp, slot, self.frozen))
+            if not live:
+                self._wait(worker, self._seq)
+        self._collect(worker, live)
+        self._check_stall(worker)
+        disconnected = bool(self.source.disconnected) and not self.frozen
+        if disconnected:
+            self._result = None
+        canvas = draw_overlay(self._frame if not disconnected else None, self._current_result(),
+                              self._overlay_state(slot, disconnected), canvas=self._canvas)
+        self._canvas = canvas
+        self.sink.write(canvas)
+        self.frames += 1
+        self._tick()
+        self._report(slot, disconnected)
+        key = self.keys.next_key() if self.keys is not None else self.sink.poll_key(1)
+        if key:
+            return self._on_key(key, worker)
+        return True
+
+    def _pace(self):
+        """Sleep so that the loop does not redraw faster than the source's frame rate."""
+        if self._last_tick is None:
+            return
+        interval = 1.0 / (self.source.fps or 15.0)
+        remaining = self._last_tick + interval - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+    def _wait(self, worker, seq):
+        deadline = time.monotonic() + self.inference_timeout_s
+        while not self._stop.is_set():
+            if self.notifier is not None:
+                self.notifier.watchdog()
+            outcome = worker.wait_for(seq, min(0.5, max(0.01, deadline - time.monotonic())))
+            if outcome is not None:
+                self._apply(outcome, live=False)
+                return
+            if time.monotonic() >= deadline:
+                raise KioskFailure("inference did not finish within {:g} s. Fix: check the backend (run "
+                                   "`medkiosk selftest`); systemd restarts the "
+                                   "kiosk".format(self.inference_timeout_s))
+
+    def _collect(self, worker, live):
+        outcome = worker.take()
+        if outcome is not None:
+            self._apply(outcome, live)
+
+    def _apply(self, outcome, live):
+        job = outcome.job
+        if outcome.slot_failed:
+            job.slot.problem = "Module cannot run here: {}".format(outcome.error)
+            self._log(job.slot.problem)
+            return
+        if outcome.error is not None:
+            self._fail(outcome.error)
+            return
+        self.consecutive_failures = 0
+        if job.slot is not self.slot or job.frozen != self.frozen:
+            return  # the user switched module or freeze state meanwhile
+        prediction = outcome.prediction
+        if live and self.smoother.factor > 0:
+            prediction = self._smoothed(prediction, job.slot)
+        self._result = prediction
+        self._result_stamp = job.stamp
+        self._result_seq = job.seq
+        if live and self._stamp is not None:
+            self.result_ages.append(self._stamp - job.stamp)
+
+    def _smoothed(self, prediction, slot):
+        kind = prediction_state(prediction, OverlayState())
+        if kind in ("quality", "out_of_scope"):
+            self.smoother.reset()
+            return prediction
+        from edge.classify import postprocess
+
+        probabilities = self.smoother.update(prediction.probabilities, key=slot.module_id)
+        outputs = {"probabilities": [probabilities]}
+        if prediction.ood_score is not None:
+            outputs["ood_score"] = [prediction.ood_score]
+        return postprocess(outputs, slot.bundle, quality=prediction.quality, backend=prediction.backend,
+                           latency_ms=prediction.latency_ms)
+
+    def _check_stall(self, worker):
+        busy = worker.busy_since
+        if busy is not None and time.monotonic() - busy > self.inference_timeout_s:
+            raise KioskFailure("inference stalled for more than {:g} s. Fix: check the backend (run "
+                               "`medkiosk "
+                               "selftest`); systemd restarts the kiosk".format(self.inference_timeout_s))
+
+    def _current_result(self):
+        if not self.slot.usable:
+            return None
+        return self._result
+
+    def _overlay_state(self, slot, disconnected):
+        message = None
+        if self._message is not None:
+            text, until = self._message
+            if time.monotonic() < until:
+                message = text
+            else:
+                self._message = None
+        info = slot.runner_info or {}
+        notices = info.get("notices") or []
+        result = self._current_result()
+        return OverlayState(
+            module_title=slot.title, module_installed=slot.usable, module_problem=slot.problem,
+            frozen=self.frozen, analysing=slot.usable and self._frame is not None and result is None,
+            disconnected=disconnected, source_notice=getattr(self.source, "notice", None), message=message,
+            backend=info.get("name"), precision=info.get("precision"), provider=info.get("provider"),
+            fallback_reason="; ".join(notices) if notices else None, on_cpu=info.get("on_cpu", False),
+            fps=self._fps, latency_ms=getattr(result, "latency_ms", None), show_keys=True, size=self.size)
+
+    def _tick(self):
+        now = time.monotonic()
+        if self._last_tick is not None:
+            interval = now - self._last_tick
+            if interval > 0:
+                fps = 1.0 / interval
+                self._fps = fps if self._fps is None else 0.9 * self._fps + 0.1 * fps
+        self._last_tick = now
+
+    def _report(self, slot, disconnected):
+        if self.notifier is not None:
+            if not self._ready:
+                self._ready = True
+                self.notifier.ready("showing {} from {}".format(slot.module_id, self.source.describe()))
+            self.notifier.watchdog()
+            if disconnected:
+                status = "camera disconnected - reconnecting"
+            elif not slot.usable:
+                status = "module {} not usable".format(slot.module_id)
+            else:
+                info = slot.runner_info or {}
+                status = "{} {} on {}".format("frozen" if self.frozen else "live", slot.module_id,
+                                             info.get("describe", "loading"))
+            self.notifier.status(status)
+        result = self._current_result()
+        if self.stdout is not None and result is not None and self._result_seq != self._printed_seq:
+            self._printed_seq = self._result_seq
+            kind = prediction_state(result, OverlayState())
+            self.stdout.write(format_result_line(self.frames, slot, result, kind) + "\n")
+            self.stdout.flush()
+
+    # ---- keys ----
+    def _on_key(self, key, worker):
+        handler = KEY_HANDLERS.get(key)
+        if handler is None:
+            return True
+        return handler(self, worker) is not False
+
+    def _toggle_freeze(self, worker):
+        self.smoother.reset()
+        if self.frozen:
+            self.frozen = False
+            self._result = None
+            self._frozen_frame = None
+            self._submitted_stamp = None
+            return
+        if self._frame is None:
+            self._say("Nothing to freeze - no image yet")
+            return
+        self._freeze(self._frame.copy())
+
+    def _freeze(self, image):
+        self.frozen = True
+        self._frozen_frame = image
+        self._frozen_stamp = time.monotonic()
+        self._result = None
+        self._submitted_stamp = None
+
+    def _next_module(self, worker):
+        self.index = (self.index + 1) % len(self.slots)
+        self.smoother.reset()
+        self._result = None
+        self._submitted_stamp = None
+        if self.frozen:
+            self._frozen_stamp = time.monotonic()  # classify the frozen image with the new module
+        self._say("Module: {}".format(self.slot.title))
+
+    def _next_image(self, worker):
+        self.smoother.reset()
+        self._result = None
+        if hasattr(self.source, "next_image") and not self.source.live:
+            try:
+                path = self.source.next_image()
+            except SourceError as exc:
+                self._say(str(exc))
+                return
+            self._submitted_stamp = None
+            if path is None:
+                self._say("No images to show")
+            return
+        if self.importer_factory is None:
+            self._say("No import folder configured")
+            return
+        try:
+            if self._importer is None:
+                self._importer = self.importer_factory()
+                self._importer.open()
+            path = self._importer.next_image()
+        except SourceError as exc:
+            self._importer = None
+            self._say("No USB images: {}".format(exc))
+            return
+        if path is None:
+            self._say(self._importer.notice or "No images on the USB stick")
+            return
+        _ok, image, _stamp = self._importer.read()
+        self._freeze(image)
+        self._say("Image {}".format(os.path.basename(path)))
+
+    def _save_case(self, worker):
+        result = self._current_result()
+        frame = self._frozen_frame if self.frozen else self._frame
+        if result is None or frame is None:
+            self._say("Nothing to save yet")
+            return
+        if self.caselog_factory is None:
+            self._say("Case saving is not configured")
+            return
+        from edge.caselog import CaseLogError
+
+        slot = self.slot
+        record = dict(result.to_dict())
+        record.update({"module": slot.module_id, "module_title": slot.title, "frozen": self.frozen,
+                       "source": self.source.describe(), "state": prediction_state(result, OverlayState())})
+        info = slot.runner_info or {}
+        try:
+            if self._caselog is None:
+                caselog = self.caselog_factory()
+                caselog.open()
+                self._caselog = caselog
+            case = self._caselog.save(frame, record, slot.module_id, bundle_id=slot.bundle.bundle_id,
+                                      bundle_version=slot.bundle.version, bundle_sha256=slot.bundle.sha256,
+                                      backend=info.get("describe") or result.backend,
+                                      precision=info.get("precision"))
+        except CaseLogError as exc:
+            self._say(str(exc).split(". Fix:")[0])
+            self._log("case not saved: {}".format(exc))
+            return
+        self.cases_saved += 1
+        self._say("Case saved ({})".format(case.uid))
+        if self.stdout is not None:
+            self.stdout.write("[{}] case saved {} -> {}\n".format(self.frames, case.uid, case.image))
+            self.stdout.flush()
+
+    def _heatmap(self, worker):
+        self._say(HEATMAP_MISSING)
+
+    def _quit(self, worker):
+        if self.kiosk_mode:
+            self._say("Kiosk mode: the kiosk cannot be closed from the keyboard")
+            return True
+        return False
+
+
+KEY_HANDLERS = {
+    "SPACE": Kiosk._toggle_freeze,
+    "M": Kiosk._next_module,
+    "F": Kiosk._next_image,
+    "S": Kiosk._save_case,
+    "H": Kiosk._heatmap,
+    "Q": Kiosk._quit,
+    "ESC": Kiosk._quit,
+}
