@@ -46,6 +46,7 @@ def run_split(args):
     module = get_module(args.module)
     samples = data.load_samples(module, args.data, csv_path=args.csv, patient_pattern=args.patient_pattern)
     meta = {"module": module.id, "classes": list(module.classes), "task": module.task,
+            "augmentation": module.augmentation,
             "data": os.path.abspath(args.data), "csv": os.path.abspath(args.csv) if args.csv else None,
             "loaded": samples.summary}
     split = splits.make_split(samples, fractions=_fractions(args), seed=args.seed,
@@ -82,6 +83,8 @@ def run_augment(args):
 
 
 def _preset_from_split(split):
+    if split.meta.get("augmentation") not in (None, "none"):
+        return split.meta["augmentation"]
     module_id = split.meta.get("module")
     if module_id:
         from training.modules import get_module
