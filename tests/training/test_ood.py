@@ -1,0 +1,77 @@
+"""The Mahalanobis input check on synthetic embeddings, and its images of out-of-scope inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from edge.errors import ConfigError
+from training import ood
+
+
+def _clusters(rng, n_per_class=200, dim=16, classes=3):
+    centres = rng.normal(0, 4, (classes, dim))
+    x = np.concatenate([centres[c] + rng.normal(0, 1, (n_per_class, dim)) for c in range(classes)])
+    y = np.repeat(np.arange(classes), n_per_class)
+    return x.astype(np.float32), y
+
+
+def test_fit_accepts_in_distribution_and_rejects_far_points():
+    rng = np.random.default_rng(0)
+    x, y = _clusters(rng)
+    val, _ = _clusters(np.random.default_rng(0), n_per_class=100)  # same centres, fresh noise
+    fit = ood.fit_mahalanobis(x, y, num_classes=3)
+    threshold = ood.choose_threshold(fit.distances(val), accept=0.99)
+    far = rng.normal(0, 1, (50, 16)).astype(np.float32) * 30.0
+    assert ood.rates(fit.distances(val), threshold) <= 0.01
+    assert ood.rates(fit.distances(far), threshold) == 1.0
+
+
+def test_head_matches_numpy_and_normalises_threshold_to_one():
+    rng = np.random.default_rng(1)
+    x, y = _clusters(rng, dim=8)
+    fit = ood.fit_mahalanobis(x, y, num_classes=3, shrinkage=0.2)
+    head = ood.InputCheckHead(fit, distance_threshold=2.5)
+    probe = rng.normal(0, 5, (20, 8)).astype(np.float32)
+    got = head(torch.from_numpy(probe), None).numpy()
+    np.testing.assert_allclose(got, fit.distances(probe) / 2.5, rtol=1e-4, atol=1e-4)
+    rebuilt = ood.InputCheckHead.from_state(head.state())
+    np.testing.assert_allclose(rebuilt(torch.from_numpy(probe)).numpy(), got, rtol=1e-6)
+    entry = ood.input_check_entry(head, accept=0.99)
+    assert entry["threshold"] == 1.0 and entry["output"] == "ood_score" and entry["method"] == "mahalanobis"
+
+
+def test_colour_term_flags_saturated_images_only():
+    rng = np.random.default_rng(2)
+    x, y = _clusters(rng, dim=4)
+    head = ood.InputCheckHead(ood.fit_mahalanobis(x, y, 3), distance_threshold=1e6, colour_threshold=0.05)
+    grey = torch.full((1, 3, 8, 8), 120.0)
+    colour = grey.clone()
+    colour[:, 0] = 220.0
+    emb = torch.from_numpy(x[:1])
+    assert head(emb, None, grey).item() < 1.0
+    assert head(emb, None, colour).item() > 1.0
+
+
+def test_invalid_inputs_raise_config_errors():
+    with pytest.raises(ConfigError):
+        ood.fit_mahalanobis(np.zeros((4, 3)), np.zeros(5), 2)
+    with pytest.raises(ConfigError):
+        ood.choose_threshold([])
+    with pytest.raises(ConfigError):
+        ood.InputCheckHead.from_state({"method": "energy"})
+
+
+def test_generated_out_of_scope_images_cover_every_category():
+    images = ood.generated_images(count=2, size=64)
+    cats = {ood.category(name) for name in images}
+    assert cats == {"skin-like", "shapes", "blank", "noise"}
+    assert all(img.shape == (64, 64, 3) and img.dtype == np.uint8 for img in images.values())
+    table = ood.summarise(list(images), [2.0] * len(images))
+    assert table["all"]["rate"] == 1.0
+
+
+def test_skimage_photos_are_real_bundled_images():
+    pytest.importorskip("skimage")
+    photos = ood.skimage_photos(("astronaut", "camera"))
+    assert photos["skimage:astronaut"].shape == (512, 512, 3)
+    assert photos["skimage:camera"].shape == (512, 512, 3)
