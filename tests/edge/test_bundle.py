@@ -1,0 +1,172 @@
+"""Bundle validation on a real exported bundle and tampered copies of it, and `bundle verify`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from edge.bundle import load_bundle, sha256_file, write_json_atomic
+from edge.errors import BundleError
+from edge.verify import FAIL, PASS, compare_golden, verify_bundle
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def copy(tiny_bundle, tmp_path):
+    target = str(tmp_path / "bundle")
+    shutil.copytree(tiny_bundle, target)
+    return target
+
+
+def _edit_manifest(path, change):
+    manifest_path = os.path.join(path, "manifest.json")
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    change(manifest)
+    write_json_atomic(manifest_path, manifest)
+
+
+def _field(path, check_hash=True):
+    with pytest.raises(BundleError) as info:
+        load_bundle(path, check_hash=check_hash)
+    return info.value
+
+
+def test_valid_bundle_loads(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    assert bundle.description.num_classes == 4
+    assert bundle.bundle_id.startswith(bundle.module_id + "@")
+    assert len(bundle.golden_samples()) >= 1
+
+
+def test_unknown_schema_version(copy):
+    _edit_manifest(copy, lambda m: m.update(schema_version=99))
+    error = _field(copy)
+    assert error.field == "schema_version" and "99" in error.problem
+    assert "update medkiosk" in error.fix
+
+
+def test_missing_field(copy):
+    _edit_manifest(copy, lambda m: m.pop("model_sha256"))
+    assert _field(copy).field == "model_sha256"
+
+
+def test_missing_model_description_field(copy):
+    _edit_manifest(copy, lambda m: m["model"].pop("temperature"))
+    assert _field(copy).field == "model.temperature"
+
+
+def test_sha_mismatch(copy):
+    model = os.path.join(copy, "model.onnx")
+    with open(model, "r+b") as handle:
+        handle.seek(os.path.getsize(model) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    error = _field(copy)
+    assert error.field == "model_sha256" and "tampered or truncated" in error.problem
+
+
+def test_truncated_model(copy):
+    model = os.path.join(copy, "model.onnx")
+    with open(model, "r+b") as handle:
+        handle.truncate(os.path.getsize(model) // 3)
+    assert _field(copy).field == "model_sha256"
+    # Even when the hash check is skipped, a cut-off file is not read as a model.
+    _edit_manifest(copy, lambda m: m.update(model_sha256=sha256_file(model)))
+    assert _field(copy).field == "model.onnx"
+
+
+def test_class_count_differs_from_onnx_output(copy):
+    def add_class(manifest):
+        manifest["model"]["classes"].append("extra")
+        manifest["model"]["display_names"].append("Extra")
+    _edit_manifest(copy, add_class)
+    error = _field(copy)
+    assert error.field == "model.classes" and "5 classes" in error.problem
+
+
+def test_input_size_differs_from_onnx_input(copy):
+    _edit_manifest(copy, lambda m: m["model"]["input"].update(height=32, width=32))
+    error = _field(copy)
+    assert error.field == "model.input" and "32x32" in error.problem
+
+
+def test_input_name_differs_from_onnx_input(copy):
+    _edit_manifest(copy, lambda m: m["model"]["input"].update(name="pixels"))
+    assert _field(copy).field == "model.input.name"
+
+
+def test_missing_model_card_and_bad_json(copy):
+    os.remove(os.path.join(copy, "model_card.md"))
+    assert _field(copy).field == "model_card.md"
+    with open(os.path.join(copy, "manifest.json"), "w") as handle:
+        handle.write("{not json")
+    assert _field(copy).field == "manifest.json"
+
+
+def test_verify_passes_golden_images(tiny_bundle):
+    bundle, checks = verify_bundle(tiny_bundle, backend="onnxruntime", precision="fp32")
+    assert bundle is not None
+    golden = [c for c in checks if c.name.startswith("golden ")]
+    assert golden and all(c.status == PASS for c in golden)
+    assert not any(c.failed for c in checks)
+
+
+def test_verify_fails_on_changed_expectations(copy):
+    expected_path = os.path.join(copy, "golden", "expected.json")
+    with open(expected_path) as handle:
+        expected = json.load(handle)
+    probs = expected["samples"][0]["probabilities"]
+    probs[0], probs[1] = probs[0] + 0.05, probs[1] - 0.05
+    os.remove(os.path.join(copy, "golden", expected["samples"][-1]["file"]))
+    write_json_atomic(expected_path, expected)
+    _bundle, checks = verify_bundle(copy, backend="onnxruntime", precision="fp32")
+    failed = [c for c in checks if c.failed]
+    assert len(failed) == 2
+    assert "max |diff| 0.05" in failed[0].detail
+    assert "no such file" in failed[1].detail
+
+
+def test_compare_golden_tolerates_near_ties_only():
+    from edge.bundle import GoldenSample
+
+    sample = GoldenSample("x.png", [0.5004, 0.4996], "a", 1e-3)
+    assert compare_golden(sample, [0.4999, 0.5001], ["a", "b"])[0].status == PASS  # swap inside tolerance
+    sample = GoldenSample("x.png", [0.9, 0.1], "a", 1e-3)
+    check, diff = compare_golden(sample, [0.2, 0.8], ["a", "b"])
+    assert check.status == FAIL and "top-1 b but expected a" in check.detail
+    assert diff == pytest.approx(0.7)
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "edge"] + list(args), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+
+
+def test_bundle_verify_cli(tiny_bundle, copy, tmp_path):
+    _edit_manifest(copy, lambda m: m.update(schema_version=2))
+    process = _cli("bundle", "verify", tiny_bundle, copy, str(tmp_path / "missing"),
+                   "--backend", "onnxruntime", "--precision", "fp32")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert "PASS: {}".format(tiny_bundle) in out
+    assert "FAIL: {}".format(copy) in out and "schema_version: is 2" in out
+    assert "FAIL: {}".format(tmp_path / "missing") in out
+    assert "1 of 3 bundles passed" in out
+    assert "Traceback" not in err
+
+
+def test_bundle_verify_cli_json(tiny_bundle):
+    process = _cli("bundle", "verify", tiny_bundle, "--json",
+                   "--backend", "onnxruntime", "--precision", "fp32")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert {c["status"] for c in report["bundles"][0]["checks"]} == {PASS}
