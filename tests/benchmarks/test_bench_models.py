@@ -1,0 +1,121 @@
+"""benchmarks/models.py runs end to end on tiny exports and writes well-formed JSON and markdown.
+
+Not a timing test: it checks the script's plumbing (real exports, real ONNX Runtime runs, the
+onnx-tool counter, the accuracy lookup and the regenerated document), never how fast anything is.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch", reason="models.py exports its bundles with torch")
+
+from benchmarks import models  # noqa: E402
+from benchmarks.common import ROOT  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench-models")
+
+
+def _metrics(folder, module, arch, value):
+    path = folder / module / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"arch": arch, "test": {"auroc_macro": value, "accuracy": 0.5}}))
+
+
+@pytest.fixture(scope="module")
+def result(run_dir, tiny_bundle):
+    shipped = run_dir / "shipped"
+    shipped.mkdir()
+    shutil.copytree(tiny_bundle, str(shipped / "synth-test"))
+    # Evaluation reports as M's evaluation writes them (values are inputs of this test, not results).
+    _metrics(run_dir / "metrics", "synth-test", "mobilenet_v3_small", 0.91)
+    _metrics(run_dir / "metrics", "other", "resnet18", 0.80)
+    out = run_dir / "results" / "models.json"
+    reports = str(run_dir / "metrics" / "*" / "metrics.json")
+    code = models.main(["--quick", "--size", "32", "--archs", "mobilenet_v3_small,resnet18",
+                        "--references", "resnet18", "--export-dir", str(run_dir / "bundles"),
+                        "--shipped", str(shipped), "--metrics", reports,
+                        "--out-json", str(out), "--doc", str(run_dir / "benchmarks.md")])
+    assert code == 0
+    with open(str(out)) as handle:
+        return json.load(handle)
+
+
+def test_json_has_a_row_per_model_with_cost_and_latency(result):
+    rows = {row["name"]: row for row in result["rows"]}
+    assert sorted(rows) == ["mobilenet_v3_small", "resnet18", "shipped:synth-test"]
+    for row in rows.values():
+        assert row["latency"]["n"] == result["runs"] == 5
+        lat = row["latency"]
+        assert 0 < lat["min_ms"] <= lat["p25_ms"] <= lat["median_ms"] <= lat["p75_ms"] <= lat["p90_ms"]
+        assert row["onnx_bytes"] == os.path.getsize(os.path.join(ROOT, row["bundle"], "model.onnx"))
+        assert row["provider"] == "CPUExecutionProvider"
+    assert rows["shipped:synth-test"]["input"] == "64x64 RGB"
+    assert rows["resnet18"]["input"] == "32x32 RGB"
+    assert rows["resnet18"]["speedup"]["resnet18"] == pytest.approx(1.0)
+    ratio = rows["resnet18"]["latency"]["median_ms"] / rows["mobilenet_v3_small"]["latency"]["median_ms"]
+    assert rows["mobilenet_v3_small"]["speedup"]["resnet18"] == pytest.approx(ratio)
+
+
+def test_flops_and_params_come_from_the_onnx_graph(result):
+    pytest.importorskip("onnx_tool")
+    rows = {row["name"]: row for row in result["rows"]}
+    small, big = rows["mobilenet_v3_small"], rows["resnet18"]
+    assert small["flops"] == 2 * small["macs"] > 0
+    # resnet18 has ~11M parameters; the head has 2 classes. MobileNetV3-Small ~1.5M without its ImageNet head.
+    assert 10.5e6 < big["params"] < 12e6
+    assert 1.0e6 < small["params"] < 2.0e6
+    assert big["flops"] > 5 * small["flops"]
+
+
+def test_accuracy_is_read_from_the_evaluation_reports(result):
+    rows = {row["name"]: row for row in result["rows"]}
+    shipped = rows["shipped:synth-test"]
+    assert shipped["arch"] == "mobilenet_v3_small"
+    assert [(a["module"], a["metric"], a["value"]) for a in shipped["accuracy"]] == [
+        ("synth-test", "auroc_macro", 0.91)]
+    assert rows["resnet18"]["accuracy"][0]["value"] == 0.80
+    assert rows["mobilenet_v3_small"]["accuracy"][0]["module"] == "synth-test"
+
+
+def test_markdown_is_regenerated_with_the_table(result, run_dir):
+    doc = (run_dir / "benchmarks.md").read_text()
+    assert doc.startswith("# Benchmarks")
+    assert "## Model cost (onnxruntime fp32, 32x32, batch 1)" in doc
+    table = [line for line in doc.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| model | input | params (M) | GFLOPs")
+    assert len(table) == 1 + 3
+    assert "| **shipped:synth-test** (mobilenet_v3_small) | 64x64 RGB |" in doc
+    assert "--quick: not a measurement" in doc
+    assert "No Jetson device was available" in doc
+
+
+def test_existing_bundles_are_reused_on_a_device(result, run_dir, tmp_path):
+    """--bundles-dir never exports: a missing architecture is skipped and said so."""
+    out = tmp_path / "r" / "models.json"
+    code = models.main(["--quick", "--size", "32", "--archs", "mobilenet_v3_small,densenet121",
+                        "--bundles-dir", str(run_dir / "bundles"), "--shipped", "", "--references", "",
+                        "--out-json", str(out), "--no-doc"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert [row["name"] for row in data["rows"]] == ["mobilenet_v3_small"]
+
+
+def test_runs_as_a_script(run_dir, tmp_path):
+    out = tmp_path / "models.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "models.py"), "--quick", "--size",
+                           "32", "--archs", "mobilenet_v3_small", "--bundles-dir", str(run_dir / "bundles"),
+                           "--shipped", "", "--out-json", str(out), "--no-doc"],
+                          capture_output=True, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(out.read_text())["benchmark"] == "models"
+    assert b"| mobilenet_v3_small | 32x32 RGB |" in proc.stdout
