@@ -1,9 +1,28 @@
-"""TensorRT backend via pycuda (Jetson GPU). Work in progress: capability check only."""
+"""TensorRT backend via pycuda (Jetson GPU).
 
-from edge.errors import BackendError
+The engine is built on the device (``medkiosk export engine``) and cached beside its sidecar;
+this runner only deserialises it. TensorRT API differences (8.2 bindings + ``execute_async_v2``,
+8.5+/10.x named tensors + ``execute_async_v3``) are handled by ``export.engine.trt_compat`` by
+feature detection.
+
+CUDA context discipline: the runner creates its own context (never ``pycuda.autoinit``), pops it
+right after loading, and every later use (infer, close) pushes it and pops it again in
+``try/finally`` under a lock, so any one thread may call ``infer`` and the context stack is left
+as it was found even when TensorRT raises ("invalid device context" / "context stack not empty"
+cannot happen). Host buffers are page-locked and, with the device buffers, allocated once at
+load; copies and inference run asynchronously on one CUDA stream.
+"""
+
+import os
+import threading
+
+from edge.backends.base import Runner
+from edge.errors import BackendError, MedkioskError, require
 
 TRT_HINT = "on a Jetson install JetPack's TensorRT Python bindings (apt: python3-libnvinfer)"
-PYCUDA_HINT = "pip install pycuda (needs the CUDA toolkit from JetPack)"
+PYCUDA_HINT = ("pip install pycuda (needs the CUDA toolkit from JetPack: "
+               "export PATH=/usr/local/cuda/bin:$PATH)")
+BUILD_HINT = "build it on this device: `medkiosk export engine {bundle}`"
 
 
 def _import(name):
@@ -12,7 +31,197 @@ def _import(name):
     return importlib.import_module(name)
 
 
-def check_tensorrt(bundle, **options):
+def import_pycuda():
+    return require("pycuda.driver", PYCUDA_HINT)
+
+
+def _engine_cache_module():
+    try:
+        return _import("export.engine.cache")
+    except ImportError:
+        return None
+
+
+def find_engine(bundle, precision, engine_cache):
+    """Path of a cached engine for ``bundle`` at ``precision``, or (None, reason)."""
+    cache = _engine_cache_module()
+    if cache is None:
+        return None, "the engine cache module (export.engine.cache) is not installed"
+    try:
+        path = cache.find_engine(bundle, precision=precision, cache_dir=engine_cache)
+    except MedkioskError as exc:
+        return None, str(exc)
+    if not path:
+        return None, "no {} engine for {} in {}; {}".format(
+            precision, bundle.bundle_id, engine_cache or "the engine cache",
+            BUILD_HINT.format(bundle=bundle.path))
+    return path, None
+
+
+class TensorRTRunner(Runner):
+    """Runs a deserialised TensorRT engine with pycuda; see the module docstring for threading."""
+
+    name = "tensorrt"
+
+    def __init__(self, bundle, engine_path, precision="fp16", device=0, max_batch=1, trt_module=None,
+                 cuda_module=None):
+        super().__init__(bundle, precision=precision)
+        self.engine_path = str(engine_path)
+        self.device = int(device)
+        self._max_batch = int(max_batch)
+        self._trt_module = trt_module
+        self._cuda_module = cuda_module
+        self._lock = threading.Lock()
+        self._ctx = None
+        self._engine = None
+        self._context = None
+        self._stream = None
+        self._host = {}
+        self._device = {}
+        self._dynamic_inputs = []
+        self._engine_precision = None
+        self._provider_name = None
+
+    @property
+    def provider(self):
+        return self._provider_name
+
+    @property
+    def precision(self):
+        return self._engine_precision or self.requested_precision
+
+    @property
+    def max_batch(self):
+        return self._max_batch
+
+    # ---- loading ----
+    def _load(self):
+        from export.engine.trt_compat import TensorRT
+
+        cuda = self._cuda_module or import_pycuda()
+        self._cuda = cuda
+        self._compat = TensorRT(self._trt_module)
+        try:
+            with open(self.engine_path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise BackendError("cannot read TensorRT engine {} ({}); {}".format(
+                self.engine_path, exc.strerror, BUILD_HINT.format(bundle=self.bundle.path))) from exc
+        self._engine_precision = _sidecar_precision(self.engine_path)
+        cuda.init()
+        device = cuda.Device(self.device)
+        self._provider_name = "TensorRT {} on {}".format(self._compat.version, device.name())
+        self._ctx = device.make_context()  # created and pushed on this thread
+        try:
+            self._setup(data)
+        except BaseException:
+            self._release_in_context()
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None
+            raise
+        self._ctx.pop()
+
+    def _setup(self, data):
+        cuda, compat, np = self._cuda, self._compat, _np()
+        logger = compat.logger("WARNING")
+        self._runtime = compat.runtime(logger)
+        self._engine = compat.deserialize(self._runtime, data)
+        self._context = self._engine.create_execution_context()
+        tensors = compat.io_tensors(self._engine)
+        names = [t.name for t in tensors]
+        needed = [self.bundle.input_name] + self.output_names
+        missing = [n for n in needed if n not in names]
+        if missing:
+            raise BackendError("TensorRT engine {} has no tensor {} (has {}); it was built from another "
+                               "model. Fix: {}".format(self.engine_path, missing, names,
+                                                BUILD_HINT.format(bundle=self.bundle.path)))
+        self._stream = cuda.Stream()
+        for tensor in tensors:
+            shape = list(tensor.shape)
+            if shape and shape[0] < 0:
+                shape[0] = self._max_batch
+                if tensor.is_input:
+                    self._dynamic_inputs.append(tensor.name)
+            if any(d < 0 for d in shape):
+                raise BackendError("TensorRT engine {}: tensor {!r} has dynamic dimensions {} besides the "
+                                   "batch. Fix: re-export with a fixed image size".format(
+                                       self.engine_path, tensor.name, tensor.shape))
+            host = cuda.pagelocked_empty(tuple(shape), dtype=np.dtype(tensor.dtype))
+            self._host[tensor.name] = host
+            self._device[tensor.name] = cuda.mem_alloc(host.nbytes)
+        self._tensors = tensors
+
+    # ---- inference ----
+    def _infer(self, batch):
+        with self._lock:
+            self._ctx.push()
+            try:
+                return self._run(batch)
+            finally:
+                self._ctx.pop()
+
+    def _run(self, batch):
+        cuda, np = self._cuda, _np()
+        count = batch.shape[0]
+        name = self.bundle.input_name
+        for dynamic in self._dynamic_inputs:
+            self._compat.set_input_shape(self._context, dynamic, (count,) + tuple(batch.shape[1:]))
+        host_in = self._host[name]
+        np.copyto(host_in[:count], batch, casting="same_kind")
+        cuda.memcpy_htod_async(self._device[name], host_in, self._stream)
+        bindings = {t.name: int(self._device[t.name]) for t in self._tensors}
+        self._compat.execute(self._context, self._stream.handle, bindings)
+        for output in self.output_names:
+            cuda.memcpy_dtoh_async(self._host[output], self._device[output], self._stream)
+        self._stream.synchronize()
+        outputs = {"probabilities": np.array(self._host[self.output_names[0]][:count], dtype=np.float32)}
+        if len(self.output_names) > 1:
+            outputs["ood_score"] = np.array(self._host[self.output_names[1]][:count], dtype=np.float32)
+        return outputs
+
+    # ---- release ----
+    def _release_in_context(self):
+        for allocation in self._device.values():
+            allocation.free()
+        self._device = {}
+        self._host = {}
+        self._context = None
+        self._engine = None
+        self._stream = None
+
+    def _close(self):
+        if self._ctx is None:
+            return
+        with self._lock:
+            self._ctx.push()
+            try:
+                self._release_in_context()
+            finally:
+                self._ctx.pop()
+                self._ctx.detach()
+                self._ctx = None
+
+
+def _np():
+    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+
+
+def _sidecar_precision(engine_path):
+    """The precision recorded in the engine's JSON sidecar (ENGINE.json), if there is one."""
+    import json
+
+    for candidate in (engine_path + ".json", os.path.splitext(engine_path)[0] + ".json"):
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate) as handle:
+                    return json.load(handle).get("precision")
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def check_tensorrt(bundle, precision="fp16", engine_cache=None, **options):
     """None when TensorRT can run ``bundle`` here; else the reason."""
     for module, hint in (("tensorrt", TRT_HINT), ("pycuda.driver", PYCUDA_HINT)):
         try:
@@ -21,8 +230,18 @@ def check_tensorrt(bundle, **options):
             return "{} not importable ({}); {}".format(module, exc, hint)
         except Exception as exc:  # a broken native install raises OSError/RuntimeError on import
             return "{} fails to import ({})".format(module, exc)
-    return "the TensorRT runner is not available in this build"
+    if options.get("engine_path"):
+        return None
+    _path, reason = find_engine(bundle, precision, engine_cache)
+    return reason
 
 
-def load_tensorrt(bundle, **options):
-    raise BackendError("the TensorRT runner is not available in this build; use --backend onnxruntime")
+def load_tensorrt(bundle, precision="fp16", engine_cache=None, allow_build=False, **options):
+    """Backend table loader: an unloaded TensorRTRunner for the cached engine."""
+    engine_path = options.get("engine_path")
+    if not engine_path:
+        engine_path, reason = find_engine(bundle, precision, engine_cache)
+        if reason:
+            raise BackendError("TensorRT cannot run {}: {}".format(bundle.bundle_id, reason))
+    return TensorRTRunner(bundle, engine_path, precision=precision, device=options.get("device", 0),
+                          max_batch=options.get("max_batch", 1))
