@@ -146,6 +146,7 @@ class ImageFolderSource(Source):
     def _show_from(self, start, step=1):
         """Show the first readable image at or after ``start`` (wrapping); return its path or None."""
         count = len(self._files)
+        skipped = None
         for offset in range(count):
             index = (start + step * offset) % count
             image, problem = self._load(index)
@@ -153,10 +154,11 @@ class ImageFolderSource(Source):
                 self._index = index
                 self._image = image
                 self._stamp = self.clock()
-                self.notice = None
+                self.notice = skipped
                 return self._files[index]
             self.skipped += 1
-            self.notice = "Skipped unreadable image: {}".format(problem)
+            skipped = "Skipped unreadable image: {}".format(problem)
+        self.notice = skipped
         return None
 
     def _check_new(self):
