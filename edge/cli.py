@@ -28,6 +28,7 @@ EDGE_COMMANDS = {
     "bundle": ("edge.commands.bundle", "check model bundles: manifest, hash, ONNX contract, golden images"),
     "run": ("edge.commands.run", "run the kiosk: camera or USB images -> top-3 findings on the screen"),
     "cases": ("edge.commands.cases", "list saved cases, export them to a USB stick for referral"),
+    "selftest": ("edge.commands.selftest", "on-device checklist: bundles, golden images, camera, display"),
 }
 
 

@@ -1,0 +1,219 @@
+"""`medkiosk selftest`: the on-device checklist a technician runs after installing or repairing a kiosk.
+
+Checks, in order: libraries, configuration, every model bundle (manifest, hash, ONNX contract,
+golden images through the chosen backend, what the backend really uses), that each configured
+module has a bundle, the camera delivers frames, the display opens. Prints one [PASS]/[FAIL]/
+[WARN]/[SKIP] line each and exits 1 on any FAIL.
+"""
+
+import json
+import os
+import platform
+import sys
+import time
+
+CAMERA_FRAMES = 5
+
+
+def add_arguments(parser):
+    from edge.commands.classify import add_backend_arguments
+
+    parser.add_argument("--config", default=None, metavar="PATH",
+                        help="kiosk config (default /etc/medkiosk/medkiosk.conf when it exists)")
+    parser.add_argument("--models", default=None, metavar="DIR",
+                        help="models folder (one bundle per subfolder) or one bundle; default: the config's")
+    add_backend_arguments(parser)
+    parser.add_argument("--camera", default=None, metavar="URI",
+                        help="camera to test (csi://0, v4l2:///dev/video0, a video or folder); default: the "
+                             "config's source")
+    parser.add_argument("--no-camera", action="store_true", help="skip the camera check")
+    parser.add_argument("--no-display", action="store_true", help="skip the display check")
+    parser.add_argument("--json", action="store_true", help="print the checklist as JSON")
+
+
+def _version(module_name):
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    except Exception as exc:  # a broken native library raises OSError/RuntimeError on import
+        return "broken ({})".format(exc)
+    return str(getattr(module, "__version__", "installed"))
+
+
+def library_checks():
+    """Python and the libraries the kiosk needs (numpy, OpenCV) or may use (ONNX Runtime, TensorRT)."""
+    from edge.verify import FAIL, PASS, SKIP, WARN, Check
+
+    checks = [Check("python", PASS, "{} ({})".format(platform.python_version(), sys.executable))]
+    for name, hint in (("numpy", "apt install python3-numpy (JetPack) or pip install numpy"),
+                       ("cv2", "apt install python3-opencv (JetPack's OpenCV, with GStreamer)")):
+        version = _version(name)
+        if version is None or version.startswith("broken"):
+            checks.append(Check(name, FAIL, "{}. Fix: {}".format(version or "not installed", hint)))
+        else:
+            checks.append(Check(name, PASS, version))
+    if _version("cv2") and not _version("cv2").startswith("broken"):
+        import cv2
+
+        from edge.sources.camera import opencv_has_gstreamer
+
+        has = opencv_has_gstreamer(cv2.getBuildInformation())
+        checks.append(Check("OpenCV GStreamer", PASS if has else WARN,
+                            "yes" if has else "no: the CSI camera cannot be opened with this OpenCV "
+                                              "(pip's opencv-python); install JetPack's python3-opencv"))
+    ort = _version("onnxruntime")
+    if ort and not ort.startswith("broken"):
+        from edge.backends.onnxruntime import available_providers
+
+        checks.append(Check("onnxruntime", PASS, "{} (providers: {})".format(
+            ort, ", ".join(available_providers()))))
+    else:
+        checks.append(Check("onnxruntime", SKIP, ort or "not installed"))
+    trt, pycuda = _version("tensorrt"), _version("pycuda")
+    if trt and pycuda and not trt.startswith("broken") and not pycuda.startswith("broken"):
+        checks.append(Check("tensorrt", PASS, "TensorRT {}, pycuda {}".format(trt, pycuda)))
+    else:
+        checks.append(Check("tensorrt", SKIP, "TensorRT {}, pycuda {}".format(trt or "not installed",
+                                                                               pycuda or "not installed")))
+    return checks
+
+
+def load_settings(args):
+    """(settings dict, [Check]) from the config file (if any) and the command line."""
+    from edge.errors import ConfigError
+    from edge.verify import FAIL, PASS, Check
+
+    settings = {"models_dir": "/opt/medkiosk/models", "modules": [], "source": "csi://0", "backend": "auto",
+                "precision": "fp16", "engine_cache": None}
+    checks = []
+    try:
+        from edge.config import load_config
+
+        config = load_config(args.config)
+        settings.update({key: config.kiosk[key] for key in settings if key in config.kiosk})
+        checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
+    except ConfigError as exc:
+        checks.append(Check("config", FAIL, str(exc)))
+    overrides = {"models_dir": args.models, "source": args.camera, "backend": args.backend,
+                 "precision": args.precision, "engine_cache": args.engine_cache}
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    return settings, checks
+
+
+def model_checks(settings):
+    """Every bundle under models_dir through the backend, and each configured module present."""
+    from edge.verify import FAIL, PASS, Check, find_bundles, verify_bundle
+
+    models_dir = settings["models_dir"]
+    if os.path.isfile(os.path.join(models_dir, "manifest.json")):
+        folders = [models_dir]
+    else:
+        folders = find_bundles(models_dir)
+    if not folders:
+        return [Check("models", FAIL, "no model bundles in {}. Fix: copy the bundles there (one folder each) "
+                                      "or pass --models DIR".format(models_dir))]
+    checks, found = [], set()
+    for folder in folders:
+        bundle, bundle_checks = verify_bundle(folder, backend=settings["backend"],
+                                              precision=settings["precision"],
+                                              engine_cache=settings["engine_cache"])
+        label = bundle.module_id if bundle is not None else os.path.basename(folder.rstrip("/"))
+        if bundle is not None and not any(c.failed for c in bundle_checks):
+            found.add(bundle.module_id)
+        for check in bundle_checks:
+            check.name = "{}: {}".format(label, check.name)
+        checks.extend(bundle_checks)
+    for module_id in settings["modules"]:
+        if module_id in found:
+            checks.append(Check("module " + module_id, PASS, "installed and verified"))
+        else:
+            checks.append(Check("module " + module_id, FAIL, "configured but no working bundle in {}. Fix: "
+                                                             "install its bundle".format(models_dir)))
+    return checks
+
+
+def camera_check(uri, frames=CAMERA_FRAMES, timeout_s=15.0):
+    """Open the source and read ``frames`` frames."""
+    from edge.errors import MedkioskError
+    from edge.verify import FAIL, PASS, SKIP, Check
+
+    try:
+        from edge.sources import open_source
+    except ImportError as exc:
+        return Check("camera " + uri, SKIP, "edge.sources is not available ({})".format(exc))
+    name = "camera " + uri
+    start = time.monotonic()
+    got, shape = 0, None
+    try:
+        with open_source(uri, reconnect=False) as source:
+            while got < frames and time.monotonic() - start < timeout_s:
+                ok, frame, _stamp = source.read()
+                if ok and frame is not None:
+                    got += 1
+                    shape = frame.shape
+                elif source.finished:
+                    break
+    except MedkioskError as exc:
+        return Check(name, FAIL, str(exc))
+    elapsed = time.monotonic() - start
+    if got < frames:
+        return Check(name, FAIL, "delivered {} of {} frames in {:.1f} s".format(got, frames, elapsed))
+    return Check(name, PASS, "{} frames of {}x{} in {:.2f} s".format(got, shape[1], shape[0], elapsed))
+
+
+def display_check(environ=None):
+    """Open the kiosk window once, draw a test card, close it."""
+    from edge.errors import MedkioskError
+    from edge.verify import FAIL, PASS, SKIP, Check
+
+    environ = os.environ if environ is None else environ
+    if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        return Check("display", SKIP, "no DISPLAY set (headless session); run it on the kiosk screen "
+                                      "with DISPLAY=:0 to check the HDMI output")
+    import numpy as np
+
+    from edge.outputs import open_output
+
+    try:
+        with open_output("display://0", fullscreen=False) as sink:
+            sink.write(np.full((240, 320, 3), 128, dtype=np.uint8))
+            sink.poll_key(200)
+    except MedkioskError as exc:
+        return Check("display", FAIL, str(exc))
+    return Check("display", PASS, "window opened on {}".format(environ.get("DISPLAY") or "Wayland"))
+
+
+def run(args):
+    from edge.backends import validate_backend
+    from edge.commands.bundle import print_checks
+    from edge.console import echo, quiet_opencv
+    from edge.verify import SKIP, Check
+
+    quiet_opencv()
+    settings, config_checks = load_settings(args)
+    validate_backend(settings["backend"], settings["precision"])
+    sections = [("Libraries", library_checks()), ("Configuration", config_checks),
+                ("Models ({}, backend {})".format(settings["models_dir"], settings["backend"]),
+                 model_checks(settings))]
+    if args.no_camera:
+        camera = Check("camera", SKIP, "--no-camera")
+    else:
+        camera = camera_check(settings["source"])
+    sections.append(("Camera", [camera]))
+    sections.append(("Display", [Check("display", SKIP, "--no-display") if args.no_display
+                                 else display_check()]))
+    failures = sum(1 for _title, checks in sections for check in checks if check.failed)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": failures == 0, "failures": failures,
+                                     "sections": [{"title": title, "checks": [c.to_dict() for c in checks]}
+                                                  for title, checks in sections]}, indent=2) + "\n")
+    else:
+        echo("medkiosk selftest")
+        for title, checks in sections:
+            print_checks(title, checks)
+        echo("RESULT: {}".format("PASS" if not failures else "FAIL ({} failed check{})".format(
+            failures, "" if failures == 1 else "s")))
+    return 1 if failures else 0

@@ -1,0 +1,102 @@
+"""`medkiosk selftest` end to end in a subprocess: real config, real bundle, a folder as the camera."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from edge.commands.selftest import display_check, library_checks
+from edge.verify import FAIL, PASS, SKIP
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _selftest(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge", "selftest"] + list(args), cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = process.communicate(timeout=180)
+    return process.returncode, out, err
+
+
+def _config(tmp_path, models_dir, modules):
+    path = str(tmp_path / "medkiosk.conf")
+    with open(path, "w") as handle:
+        handle.write("[kiosk]\nmodels_dir = {}\nmodules = {}\nbackend = onnxruntime\nprecision = fp32\n"
+                     "[quality]\nblur_threshold = 60\n".format(models_dir, modules))
+    return path
+
+
+def _statuses(document):
+    return {c["name"]: c["status"] for s in document["sections"] for c in s["checks"]}
+
+
+def test_selftest_passes_on_a_good_install(tmp_path, tiny_bundle, synth_images):
+    models = str(tmp_path / "models")
+    shutil.copytree(tiny_bundle, os.path.join(models, "synth"))
+    camera = os.path.dirname(next(iter(synth_images.values()))[0])
+    config = _config(tmp_path, models, "synth-test")
+    code, out, err = _selftest("--config", config, "--camera", camera, "--json")
+    assert code == 0, out + err
+    document = json.loads(out)
+    statuses = _statuses(document)
+    assert document["ok"] is True and document["failures"] == 0
+    assert statuses["config"] == PASS
+    assert statuses["synth-test: manifest, sha256, ONNX contract"] == PASS
+    assert statuses["synth-test: backend"] == PASS
+    assert [n for n in statuses if n.startswith("synth-test: golden ")]
+    assert statuses["module synth-test"] == PASS
+    assert statuses["camera " + camera] == PASS
+    assert statuses["display"] == SKIP  # no DISPLAY in this session
+
+
+def test_selftest_fails_loudly(tmp_path, tiny_bundle):
+    models = str(tmp_path / "models")
+    shutil.copytree(tiny_bundle, os.path.join(models, "synth"))
+    with open(os.path.join(models, "synth", "model.onnx"), "ab") as handle:
+        handle.write(b"tampered")
+    code, out, err = _selftest("--config", _config(tmp_path, models, "synth-test, chest"),
+                               "--camera", str(tmp_path / "no-such-video.mp4"), "--no-display")
+    assert code == 1
+    assert "Traceback" not in err
+    lines = out.splitlines()
+    assert any(line.startswith("  [FAIL] synth: manifest, sha256, ONNX contract") and "tampered" in line
+               for line in lines), out
+    assert any(line.startswith("  [FAIL] module chest: configured but no working bundle") for line in lines)
+    assert any(line.startswith("  [FAIL] camera ") for line in lines)
+    assert "  [SKIP] display: --no-display" in lines
+    assert lines[-1] == "RESULT: FAIL (4 failed checks)"
+
+
+def test_bad_config_is_a_failed_check(tmp_path, tiny_bundle):
+    config = str(tmp_path / "bad.conf")
+    with open(config, "w") as handle:
+        handle.write("[kiosk]\nbackend = quantum\n")
+    code, out, _err = _selftest("--config", config, "--models", tiny_bundle, "--no-camera", "--no-display")
+    assert code == 1
+    assert "[FAIL] config:" in out and "quantum" in out
+
+
+def test_library_checks():
+    checks = {c.name: c for c in library_checks()}
+    assert checks["numpy"].status == PASS and checks["cv2"].status == PASS
+    assert checks["onnxruntime"].status == PASS and "CPUExecutionProvider" in checks["onnxruntime"].detail
+    assert checks["tensorrt"].status in (PASS, SKIP)
+
+
+def test_display_check_without_a_screen(monkeypatch):
+    import cv2
+
+    assert display_check(environ={}).status == SKIP
+    if "GUI:                           NONE" not in cv2.getBuildInformation():
+        pytest.skip("this OpenCV has a GUI backend; opening a window without an X server may abort")
+    # pip's headless OpenCV cannot open a window: a FAIL naming the fix, not a crash.
+    monkeypatch.setenv("DISPLAY", ":99")
+    check = display_check()
+    assert check.status == FAIL
+    assert "cannot open windows" in check.detail and "Fix" in check.detail
