@@ -25,37 +25,50 @@ PYCUDA_HINT = ("pip install pycuda (needs the CUDA toolkit from JetPack: "
 BUILD_HINT = "build it on this device: `medkiosk export engine {bundle}`"
 
 
-def _import(name):
-    import importlib
-
-    return importlib.import_module(name)
-
-
 def import_pycuda():
     return require("pycuda.driver", PYCUDA_HINT)
 
 
-def _engine_cache_module():
-    try:
-        return _import("export.engine.cache")
-    except ImportError:
-        return None
+ENGINE_CACHE_ENV = "MEDKIOSK_ENGINE_CACHE"
+DEFAULT_ENGINE_CACHE = "/var/lib/medkiosk/engines"
 
 
-def find_engine(bundle, precision, engine_cache):
-    """Path of a cached engine for ``bundle`` at ``precision``, or (None, reason)."""
-    cache = _engine_cache_module()
-    if cache is None:
-        return None, "the engine cache module (export.engine.cache) is not installed"
-    try:
-        path = cache.find_engine(bundle, precision=precision, cache_dir=engine_cache)
-    except MedkioskError as exc:
-        return None, str(exc)
-    if not path:
-        return None, "no {} engine for {} in {}; {}".format(
-            precision, bundle.bundle_id, engine_cache or "the engine cache",
-            BUILD_HINT.format(bundle=bundle.path))
-    return path, None
+def default_engine_cache():
+    return os.environ.get(ENGINE_CACHE_ENV) or DEFAULT_ENGINE_CACHE
+
+
+def _modules(options):
+    """(tensorrt module, pycuda.driver module): injected ones (tests) or the real imports."""
+    trt = options.get("trt_module") or require("tensorrt", TRT_HINT)
+    cuda = options.get("cuda_module") or import_pycuda()
+    return trt, cuda
+
+
+def find_engine(bundle, precision, engine_cache=None, allow_build=False, **options):
+    """(engine path, None) for a fresh cached engine of ``bundle`` on this TensorRT and GPU; else (None, why).
+
+    Uses ``export.engine.cache`` (key + sidecar + hash checks; nothing is deserialised). With
+    ``allow_build`` a missing or stale engine is built via ``export.engine.manage.ensure_engine``.
+    """
+    from export.engine import cache
+    from export.engine.gpu import detect_gpu
+    from export.engine.trt_compat import TensorRT
+
+    trt, cuda = _modules(options)
+    cache_dir = engine_cache or default_engine_cache()
+    version = TensorRT(trt).version
+    gpu = detect_gpu(cuda)
+    lookup = cache.find_engine(cache_dir, bundle, version, gpu, precision, batch=options.get("max_batch", 1))
+    if lookup.fresh:
+        return lookup.path, None
+    if allow_build:
+        try:
+            from export.engine.manage import ensure_engine
+        except ImportError as exc:
+            return None, "{}; cannot build it here ({})".format(lookup.explain(), exc)
+        result = ensure_engine(bundle.path, cache_dir, precision=precision)
+        return result.path, None
+    return None, "{}. Fix: {}".format(lookup.explain(), BUILD_HINT.format(bundle=bundle.path))
 
 
 class TensorRTRunner(Runner):
@@ -221,27 +234,33 @@ def _sidecar_precision(engine_path):
     return None
 
 
-def check_tensorrt(bundle, precision="fp16", engine_cache=None, **options):
-    """None when TensorRT can run ``bundle`` here; else the reason."""
-    for module, hint in (("tensorrt", TRT_HINT), ("pycuda.driver", PYCUDA_HINT)):
-        try:
-            _import(module)
-        except ImportError as exc:
-            return "{} not importable ({}); {}".format(module, exc, hint)
-        except Exception as exc:  # a broken native install raises OSError/RuntimeError on import
-            return "{} fails to import ({})".format(module, exc)
+def check_tensorrt(bundle, precision="fp16", engine_cache=None, allow_build=False, **options):
+    """None when TensorRT can run ``bundle`` here (libraries import, a fresh engine exists or may be
+    built); else the reason."""
+    try:
+        _modules(options)
+    except MedkioskError as exc:
+        return str(exc)
+    except Exception as exc:  # a broken native install raises OSError/RuntimeError on import
+        return "TensorRT/pycuda fail to import ({})".format(exc)
     if options.get("engine_path"):
         return None
-    _path, reason = find_engine(bundle, precision, engine_cache)
+    try:
+        _path, reason = find_engine(bundle, precision, engine_cache, allow_build=False, **options)
+    except MedkioskError as exc:
+        return str(exc)
+    if reason and allow_build:
+        return None  # load_tensorrt builds it
     return reason
 
 
 def load_tensorrt(bundle, precision="fp16", engine_cache=None, allow_build=False, **options):
-    """Backend table loader: an unloaded TensorRTRunner for the cached engine."""
+    """Backend table loader: an unloaded TensorRTRunner for the cached (with allow_build: built) engine."""
     engine_path = options.get("engine_path")
     if not engine_path:
-        engine_path, reason = find_engine(bundle, precision, engine_cache)
+        engine_path, reason = find_engine(bundle, precision, engine_cache, allow_build=allow_build, **options)
         if reason:
             raise BackendError("TensorRT cannot run {}: {}".format(bundle.bundle_id, reason))
     return TensorRTRunner(bundle, engine_path, precision=precision, device=options.get("device", 0),
-                          max_batch=options.get("max_batch", 1))
+                          max_batch=options.get("max_batch", 1), trt_module=options.get("trt_module"),
+                          cuda_module=options.get("cuda_module"))

@@ -85,6 +85,9 @@ class FakeDevice(object):
     def name(self):
         return "Fake Orin"
 
+    def compute_capability(self):
+        return (8, 7)
+
     def make_context(self):
         context = FakeContext(self.cuda)
         self.cuda.contexts.append(context)
@@ -452,6 +455,69 @@ def test_unreadable_engine(bundle, engine_file, tmp_path):
     runner = TensorRTRunner(bundle, str(tmp_path / "none.engine"), trt_module=_trt, cuda_module=cuda)
     with pytest.raises(MedkioskError, match="cannot read TensorRT engine"):
         runner.load()
+
+
+def _cached_engine(bundle, cache_dir, trt_version="10.3.0", precision="fp16"):
+    from export.engine.cache import write_engine
+
+    return write_engine(cache_dir, bundle, FAKE_ENGINE, trt_version, {"name": "Fake Orin", "sm": "sm_87"},
+                        precision)
+
+
+def test_open_runner_uses_the_cached_engine(bundle, tmp_path):
+    """The real engine cache (key + sidecar + hash) with the stand-in TensorRT/pycuda injected."""
+    from edge.backends import open_runner
+
+    cache_dir = str(tmp_path / "engines")
+    path = _cached_engine(bundle, cache_dir)
+    cuda = FakeCuda()
+    trt = fake_tensorrt(cuda, EngineV3, _tensors(bundle), "10.3.0")
+    runner = open_runner(bundle, backend="auto", precision="fp16", engine_cache=cache_dir, trt_module=trt,
+                         cuda_module=cuda)
+    assert runner.name == "tensorrt" and runner.engine_path == path
+    assert runner.fallback_reason is None
+    with runner:
+        assert runner.precision == "fp16" and runner.notices() == []
+        batch = _images(bundle, seed=9)
+        np.testing.assert_allclose(runner.infer(batch)["probabilities"], compute(batch, 4), rtol=1e-6)
+    assert _balanced(cuda)
+
+
+def test_stale_or_missing_engine_falls_back_with_the_reason(bundle, tmp_path):
+    from edge.backends import open_runner
+    from edge.errors import BackendError
+
+    cache_dir = str(tmp_path / "engines")
+    _cached_engine(bundle, cache_dir, trt_version="8.2.1")  # built by another TensorRT
+    cuda = FakeCuda()
+    trt = fake_tensorrt(cuda, EngineV3, _tensors(bundle), "10.3.0")
+    runner = open_runner(bundle, backend="auto", engine_cache=cache_dir, trt_module=trt, cuda_module=cuda)
+    assert runner.name == "onnxruntime"
+    assert "tensorrt unavailable" in runner.fallback_reason
+    assert "built with TensorRT 8.2.1" in runner.fallback_reason
+    assert "medkiosk export engine" in runner.fallback_reason
+    with pytest.raises(BackendError, match="no engine built yet for TensorRT 10.3.0"):
+        open_runner(bundle, backend="tensorrt", engine_cache=cache_dir, trt_module=trt, cuda_module=cuda)
+    # fp32 was never built: asking for it must not quietly use the fp16 engine
+    _cached_engine(bundle, cache_dir, trt_version="10.3.0", precision="fp16")
+    with pytest.raises(BackendError, match="at fp32"):
+        open_runner(bundle, backend="tensorrt", precision="fp32", engine_cache=cache_dir, trt_module=trt,
+                    cuda_module=cuda)
+
+
+def test_corrupted_cached_engine_is_not_loaded(bundle, tmp_path):
+    from edge.backends import open_runner
+    from edge.errors import BackendError
+
+    cache_dir = str(tmp_path / "engines")
+    path = _cached_engine(bundle, cache_dir)
+    with open(path, "r+b") as handle:
+        handle.write(b"X")
+    cuda = FakeCuda()
+    trt = fake_tensorrt(cuda, EngineV3, _tensors(bundle), "10.3.0")
+    with pytest.raises(BackendError, match="does not match the sha256"):
+        open_runner(bundle, backend="tensorrt", engine_cache=cache_dir, trt_module=trt, cuda_module=cuda)
+    assert trt.engines == []  # never handed to TensorRT
 
 
 @pytest.mark.gpu
