@@ -3,8 +3,8 @@
 * Capture: live cameras keep only their newest frame in their own grabber thread
   (``edge.sources``); ``source.read()`` blocks until the next frame, so the display loop runs at
   the camera's frame rate.
-* Inference: one worker thread classifies the newest frame it was given (older pending frames
-  are dropped). It owns every runner: TensorRT/CUDA contexts are bound to the thread that made them.
+* Inference: one worker thread classifies the newest frame, handed over only when it is free
+  (nothing queues). It owns every runner: TensorRT/CUDA contexts are bound to the thread that made them.
 * Display: draws the newest result over the newest frame. In live mode the result shown is never
   older than one inference plus one frame (``Kiosk.result_ages`` records it). Files and image
   folders are not live: each frame waits for its own result, so nothing is skipped.
@@ -391,7 +391,9 @@ class Kiosk(object):
             self._frame, self._stamp = frame, stamp
         elif not self.frozen:
             self._frame = None
-        if frame is not None and slot.usable and stamp != self._submitted_stamp:
+        # Live: hand over a frame only when the worker is free, so a result is never older than one
+        # inference plus one frame; files and folders: every frame, and wait for its result.
+        if frame is not None and slot.usable and stamp != self._submitted_stamp and (not live or worker.idle):
             self._seq += 1
             self._submitted_stamp = stamp
             self._pending_seq = self._seq
@@ -594,9 +596,12 @@ class Kiosk(object):
             return
         try:
             if self._importer is None:
-                self._importer = self.importer_factory()
-                self._importer.open()
-            path = self._importer.next_image()
+                importer = self.importer_factory()
+                importer.open()
+                self._importer = importer
+                path = importer.current_path  # the first F shows the first image
+            else:
+                path = self._importer.next_image()
         except SourceError as exc:
             self._importer = None
             self._say("No USB images: {}".format(exc))

@@ -197,7 +197,7 @@ def _banner(cv2, canvas, rect, text, background, colour, pixels):
 def _place_image(cv2, np, canvas, frame, rect):
     region = rect.crop(canvas)
     region[:] = IMAGE_BG
-    if frame is None:
+    if frame is None or frame.size == 0:
         return
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)

@@ -1,0 +1,114 @@
+"""``medkiosk run`` as a real subprocess: headless output, SIGTERM, sd_notify, clear errors."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def _config(tmp_path, tiny_bundle, **values):
+    settings = {"models_dir": tiny_bundle, "modules": "synth-test, skin", "backend": "onnxruntime",
+                "precision": "fp32", "state_dir": str(tmp_path / "state"), "output": "null://"}
+    settings.update(values)
+    path = tmp_path / "medkiosk.conf"
+    path.write_text("[kiosk]\n" + "".join("{} = {}\n".format(k, v) for k, v in settings.items()) +
+                    "[display]\nwidth = 800\nheight = 480\n")
+    return str(path)
+
+
+def _folder(tmp_path, synth_images):
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    for index, paths in enumerate(sorted(synth_images.values())[:2]):
+        shutil.copy(paths[0], str(folder / "{}.png".format(index)))
+    return str(folder) + "/"
+
+
+def _medkiosk(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "edge"] + args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
+
+
+def test_headless_run_prints_results_and_saves_a_case(tmp_path, tiny_bundle, synth_images):
+    config = _config(tmp_path, tiny_bundle)
+    out = tmp_path / "frames"
+    process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
+                         "--output", "file://{}/".format(out), "--max-frames", "4", "--keys", "WAIT1,S,F,M"],
+                        env=_env())
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("[1] synth-test") and "%" in lines[0]
+    assert any("case saved" in line for line in lines)
+    assert "4 frames shown, 1 cases saved, 0 frame errors" in stderr
+    frames = sorted(os.listdir(str(out)))
+    assert len(frames) == 4 and cv2.imread(str(out / frames[0])).shape == (480, 800, 3)
+    listing = _medkiosk(["cases", "--config", config, "list"], env=_env())
+    listed, _err = listing.communicate(timeout=60)
+    assert listing.returncode == 0 and "1 case(s)" in listed
+
+
+def test_sigterm_is_a_clean_exit_with_sd_notify(tmp_path, tiny_bundle, synth_images):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(60)
+    process = _medkiosk(["run", "--config", _config(tmp_path, tiny_bundle), "--source",
+                         _folder(tmp_path, synth_images), "--quiet"],
+                        env=_env(NOTIFY_SOCKET=path, WATCHDOG_USEC="200000"))
+    messages = []
+    try:
+        while not any(m.startswith("READY=1") for m in messages):
+            messages.append(sock.recv(4096).decode())
+        sock.settimeout(5)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            messages.append(sock.recv(4096).decode())
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=30)
+        while True:
+            messages.append(sock.recv(4096).decode())
+            if messages[-1].startswith("STOPPING=1"):
+                break
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        sock.close()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert "STATUS=showing synth-test" in ready
+    assert messages.count("WATCHDOG=1") >= 3  # pinged at half of 0.2 s for a second
+    assert any(m.startswith("STATUS=live synth-test on onnxruntime") for m in messages)
+    assert messages[-1].startswith("STOPPING=1")
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path, tiny_bundle):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[kiosk]\nbackend = gpu\n")
+    process = _medkiosk(["run", "--config", str(bad)], env=_env())
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "[kiosk] backend" in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    process = _medkiosk(["run", "--config", _config(tmp_path, tiny_bundle), "--source", "csi://0",
+                         "--max-frames", "1"], env=_env())
+    _stdout, stderr = process.communicate(timeout=60)
+    if "no GStreamer support" in stderr:  # pip's OpenCV: refused clearly, not hung
+        assert process.returncode == 2 and "JetPack's OpenCV" in stderr and "Traceback" not in stderr
