@@ -25,6 +25,8 @@ SHAPE_CLASSES = (
     ("star", 105),
 )
 MAX_CLASSES = len(SHAPE_CLASSES)
+# Shape radius as a fraction of the image size: large enough for a small CNN to learn in 1-2 epochs.
+SHAPE_RADIUS = (0.24, 0.38)
 
 # Skin tones (BGR) from light to dark, and lesion colours (BGR).
 SKIN_TONES = ((196, 214, 242), (170, 196, 232), (140, 170, 214), (105, 140, 190), (75, 105, 150),
@@ -76,7 +78,7 @@ def _shape_mask(rng, kind, size):
     np = _np()
     cv2 = _cv2()
     mask = np.zeros((size, size), dtype=np.uint8)
-    radius = int(size * rng.uniform(0.18, 0.32))
+    radius = int(size * rng.uniform(*SHAPE_RADIUS))
     margin = radius + 2
     cx = int(rng.integers(margin, max(margin + 1, size - margin)))
     cy = int(rng.integers(margin, max(margin + 1, size - margin)))
@@ -127,12 +129,12 @@ def draw_shape_image(rng, class_index, size):
     kind, hue = SHAPE_CLASSES[class_index]
     image = _background(rng, size)
     mask = _shape_mask(rng, kind, size)
-    colour = np.array(_hsv_colour(hue + rng.integers(-6, 7), rng.uniform(170, 255), rng.uniform(150, 255)),
+    colour = np.array(_hsv_colour(hue + rng.integers(-6, 7), rng.uniform(190, 255), rng.uniform(170, 255)),
                       dtype=np.float32)
     image = image * (1.0 - mask[:, :, None]) + colour[None, None, :] * mask[:, :, None]
     # A distractor: a faint grey blob, so "any object" is not enough to tell a class.
     distractor = _shape_mask(rng, SHAPE_CLASSES[int(rng.integers(0, MAX_CLASSES))][0], size)
-    image += distractor[:, :, None] * rng.uniform(-30, 30)
+    image += distractor[:, :, None] * rng.uniform(-20, 20)
     image += rng.normal(0, rng.uniform(3, 12), image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
