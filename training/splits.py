@@ -10,11 +10,14 @@ All images of one patient land in one split. Patients are ordered by a seeded ha
 import collections
 import hashlib
 import json
+import logging
 import os
 import time
 
 from edge.errors import ConfigError, MedkioskError, require
 from training.data import Sample
+
+LOG = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_FORMAT = "medkiosk-split"
@@ -272,9 +275,14 @@ def file_hashes(paths, cache_path=None, perceptual=True):
             len(failures), "; ".join(failures[:5])))
     if cache_path and changed:
         tmp = cache_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(cache, handle, sort_keys=True)
-        os.replace(tmp, cache_path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(cache, handle, sort_keys=True)
+            os.replace(tmp, cache_path)
+        except OSError as exc:
+            # The hashes are correct either way; only the next check is slower.
+            LOG.warning("cannot write the hash cache %s (%s); the next leak check will re-hash", cache_path,
+                        exc.strerror)
     return result
 
 
