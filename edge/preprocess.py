@@ -27,11 +27,11 @@ def is_image_file(path):
 
 
 def _looks_truncated(path, data):
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".jpg", ".jpeg"):
+    # Judged by content, not extension: a PNG saved as .jpg is not "truncated".
+    if data[:2] == b"\xff\xd8":
         # A complete JPEG ends with the EOI marker; OpenCV silently greys out a cut-off tail.
         return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
-    if ext == ".png":
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
         return b"IEND" not in data[-32:]
     return False
 
@@ -49,10 +49,12 @@ def load_image(path):
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise ImageError("{}: cannot be read ({})".format(path, exc.strerror))
+        raise ImageError("{}: cannot be read ({})".format(path, exc.strerror)) from exc
     if not data:
         raise ImageError("{}: empty file".format(path))
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None and _looks_truncated(path, data):
+        raise ImageError("{}: image file is truncated (incomplete copy?)".format(path))
     if image is None:
         raise ImageError("{}: not a readable image (supported: {})".format(
             path, ", ".join(IMAGE_EXTENSIONS)))

@@ -54,6 +54,7 @@ def test_bad_files_get_one_line_each_and_the_rest_is_classified(tiny_bundle, inp
     for name in ("truncated.png", "truncated.jpg", "notes.jpg", "missing.png"):
         assert sum(name in line for line in error_lines) == 1, (name, err)
     assert "no such file" in err
+    assert sum("truncated" in line for line in error_lines) == 2
     assert "4 of 7 images could not be classified" in err
     # the three good images (two synthetic, one real X-ray) are still classified
     for path in inputs["good"] + [inputs["xray"]]:
