@@ -179,6 +179,14 @@ def finish(result, args, name):
     return path
 
 
+def display_path(path):
+    """A path relative to the repository when inside it, else absolute."""
+    path = os.path.abspath(str(path))
+    if path.startswith(ROOT + os.sep):
+        return os.path.relpath(path, ROOT)
+    return path
+
+
 def fmt(value, digits=1, suffix=""):
     """A number for a table cell; 'n/a' for None."""
     if value is None:

@@ -171,7 +171,7 @@ def _report_entries(path, data):
         metric = _find_metric(entry)
         if arch and metric:
             found.append({"module": module, "arch": arch, "metric": metric[0], "value": metric[1],
-                          "source": os.path.relpath(path, common.ROOT)})
+                          "source": common.display_path(path)})
     return found
 
 
@@ -304,10 +304,10 @@ def measure(args, log=print):
         return None
     rows = []
     for arch, path in bundles.items():
-        rows.append({"name": arch, "arch": arch, "kind": "zoo", "bundle": os.path.relpath(path, common.ROOT)})
+        rows.append({"name": arch, "arch": arch, "kind": "zoo", "bundle": common.display_path(path)})
     for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
         rows.append({"name": "shipped:" + module, "arch": None, "kind": "shipped", "module": module,
-                     "bundle": os.path.relpath(path, common.ROOT)})
+                     "bundle": common.display_path(path)})
     tensors = {}
     for row in rows:
         bundle = load_bundle(os.path.join(common.ROOT, row["bundle"]))

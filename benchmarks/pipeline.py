@@ -1,0 +1,727 @@
+"""Pipeline overhead: the real kiosk loop, headless, against the raw inference rate of the same backend.
+
+The kiosk is built exactly as ``medkiosk run --models BUNDLE --source file://VIDEO --output null://``
+builds it (``edge.commands.run.build_kiosk``) on a generated 640x480 video, and instrumented by
+wrapping its pure steps, never by re-implementing the loop: ``source.read`` (capture/decode),
+``edge.classify.preprocess``, the runner's ``infer``, ``edge.classify.assess_quality`` (quality
+gate), ``edge.classify.postprocess``, ``edge.kiosk.draw_overlay`` and ``sink.write``.
+
+Two modes:
+
+* **file**: a video file or USB images; every frame waits for its own result (the loop is
+  sequential), so end-to-end frames per second = 1 / (decode + classify + overlay + sink).
+* **live**: a camera; capture, inference and display are decoupled. A CSI camera is emulated
+  (``edge.sources.CsiCamera`` with a capture object replaying the decoded video at
+  ``--camera-fps``: no camera exists here). Reported: results per second, displayed frames per
+  second and the age of each result when first displayed (``Kiosk.result_ages``).
+
+Raw inference: the same backend and precision (``open_runner``) on the preprocessed tensors of
+the same video frames, timed in blocks interleaved with the file-mode kiosk runs, so the
+end-to-end / raw ratio is measured under the same machine load.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+
+NAME = "pipeline"
+RATIO_GOAL = 0.95
+DEFAULT_BUNDLE = os.path.join(common.ROOT, "models", "chest")
+STAGES = (
+    ("capture", "capture/decode (source.read)"),
+    ("preprocess", "preprocess (resize, colour, NCHW)"),
+    ("inference", "inference (runner.infer)"),
+    ("quality", "quality gate (assess_quality)"),
+    ("postprocess", "postprocess (top-3, uncertain)"),
+    ("overlay", "overlay (draw_overlay)"),
+    ("sink", "sink (null:// write)"),
+)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------
+
+
+def make_video(path, frames):
+    """A generated 640x480 MJPG video (synthetic shapes; no patient data)."""
+    from training.synth import generate_video
+
+    return generate_video(path, frames, size=(640, 480), fps=30, seed=3)
+
+
+def decode_all(video, limit=None):
+    import cv2
+
+    capture = cv2.VideoCapture(video)
+    frames = []
+    try:
+        while limit is None or len(frames) < limit:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    return frames
+
+
+class ReplayCapture(object):
+    """A cv2.VideoCapture stand-in for a camera: returns decoded frames in a loop at ``fps``."""
+
+    def __init__(self, frames, fps):
+        self.frames = frames
+        self.interval = 1.0 / float(fps)
+        self._next = None
+        self._index = 0
+
+    def isOpened(self):  # noqa: N802 (the cv2.VideoCapture interface)
+        return True
+
+    def read(self):
+        now = time.monotonic()
+        if self._next is None:
+            self._next = now
+        if self._next > now:
+            time.sleep(self._next - now)
+        self._next = max(self._next + self.interval, time.monotonic() - self.interval)
+        frame = self.frames[self._index % len(self.frames)].copy()  # a camera delivers a fresh buffer
+        self._index += 1
+        return True, frame
+
+    def set(self, *args):
+        return True
+
+    def release(self):
+        pass
+
+
+# ---- instrumentation ------------------------------------------------------------------------------
+
+
+class StageTimes(object):
+    """Durations per stage, recorded by wrappers around the loop's steps (from any thread)."""
+
+    def __init__(self):
+        self.samples = {}
+        self.stamps = {}
+        self.enabled = True
+
+    def wrap(self, stage, func, stamp=False):
+        samples = self.samples.setdefault(stage, [])
+        stamps = self.stamps.setdefault(stage, []) if stamp else None
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                end = time.perf_counter()
+                if self.enabled:
+                    samples.append(end - start)
+                    if stamps is not None:
+                        stamps.append(end)
+
+        timed.__wrapped__ = func
+        return timed
+
+
+class Patched(object):
+    """Replace module attributes for the duration of a ``with`` block."""
+
+    def __init__(self, replacements):
+        self.replacements = replacements  # [(module, name, new)]
+        self.saved = []
+
+    def __enter__(self):
+        for module, name, new in self.replacements:
+            self.saved.append((module, name, getattr(module, name)))
+            setattr(module, name, new)
+        return self
+
+    def __exit__(self, *exc):
+        for module, name, old in reversed(self.saved):
+            setattr(module, name, old)
+        self.saved = []
+        return False
+
+
+def instrument(kiosk, source, sink, times, profiler=None):
+    """Wrap the kiosk's steps (instance and module attributes); return the Patched context."""
+    import edge.classify
+    import edge.kiosk
+
+    source.read = times.wrap("capture", source.read)
+    sink.write = times.wrap("sink", sink.write, stamp=True)
+    opener = kiosk.open_classifier
+
+    def open_instrumented(slot):
+        classifier = opener(slot)
+        runner = classifier.runner
+        runner.infer = times.wrap("inference", runner.infer, stamp=True)
+        if profiler is not None:
+            classify = classifier.classify
+
+            def profiled(image):
+                profiler.enable()
+                try:
+                    return classify(image)
+                finally:
+                    profiler.disable()
+
+            classifier.classify = profiled
+        return classifier
+
+    kiosk.open_classifier = open_instrumented
+    return Patched(
+        [
+            (edge.classify, "preprocess", times.wrap("preprocess", edge.classify.preprocess)),
+            (edge.classify, "assess_quality", times.wrap("quality", edge.classify.assess_quality)),
+            (edge.classify, "postprocess", times.wrap("postprocess", edge.classify.postprocess)),
+            (edge.kiosk, "draw_overlay", times.wrap("overlay", edge.kiosk.draw_overlay)),
+        ]
+    )
+
+
+# ---- the kiosk as `medkiosk run` builds it ---------------------------------------------------------
+
+
+def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, config=None):
+    """(kiosk, source, sink) from ``edge.commands.run.build_kiosk`` with headless arguments."""
+    from edge.bundle import load_bundle
+    from edge.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    argv = [
+        "--models",
+        bundle,
+        "--module",
+        load_bundle(bundle).module_id,
+        "--source",
+        "file://" + video,
+        "--output",
+        "null://",
+        "--max-frames",
+        str(frames),
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+        "--quiet",
+    ]
+    if config:
+        argv += ["--config", config]
+    args = parser.parse_args(argv)
+    kiosk, source, sink = run_command.build_kiosk(args)
+    if engine_cache:
+        from edge.kiosk import default_classifier_opener
+
+        kiosk.open_classifier = default_classifier_opener(backend, precision, engine_cache)
+    return kiosk, source, sink
+
+
+def run_kiosk(kiosk, source, sink, times, profiler=None):
+    """Run the instrumented kiosk to its max_frames; return wall seconds."""
+    with instrument(kiosk, source, sink, times, profiler):
+        start = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        try:
+            with source, sink:
+                kiosk.run()
+        finally:
+            if profiler is not None:
+                profiler.disable()
+    return time.perf_counter() - start
+
+
+def steady(values, skip):
+    return values[skip:] if len(values) > skip + 1 else values
+
+
+def throughput(stamps):
+    """Events per second from their completion times (first one excluded: it starts the clock)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return None
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log):
+    """Blocks of (raw inference, file-mode kiosk), interleaved."""
+    import edge.kiosk  # noqa: F401 (imported before timing)
+
+    for block in range(args.blocks):
+        start = time.perf_counter()
+        durations = common.time_calls(_cycler(runner, tensors), args.raw_runs, warmup=3)
+        raw_blocks.append({"durations": durations, "wall_s": time.perf_counter() - start})
+        kiosk, source, sink = build_kiosk(
+            args.bundle, video, args.backend, args.precision, args.frames, args.engine_cache, args.config
+        )
+        times = StageTimes()
+        wall = run_kiosk(kiosk, source, sink, times)
+        if kiosk.failures:
+            raise RuntimeError(
+                "the kiosk reported {} frame failures: {}".format(kiosk.failures, kiosk.last_error)
+            )
+        times_blocks.append({"times": times, "wall_s": wall, "frames": kiosk.frames})
+        log(
+            "block {}/{}: raw {:.1f}/s, kiosk {:.1f} frames/s".format(
+                block + 1,
+                args.blocks,
+                len(durations) / sum(durations),
+                throughput(steady(times.stamps["sink"], args.skip)) or 0.0,
+            )
+        )
+
+
+def _cycler(runner, tensors):
+    state = {"i": 0}
+
+    def call():
+        runner.infer(tensors[state["i"] % len(tensors)])
+        state["i"] += 1
+
+    return call
+
+
+def run_live_mode(args, frames, log):
+    """The decoupled loop fed by an emulated CSI camera at ``--camera-fps``."""
+    from edge.sources import CsiCamera
+
+    kiosk, _file_source, sink = build_kiosk(
+        args.bundle,
+        args.video_path,
+        args.backend,
+        args.precision,
+        args.live_frames,
+        args.engine_cache,
+        args.config,
+    )
+    camera = CsiCamera(
+        fps=args.camera_fps, capture_factory=lambda _pipeline: ReplayCapture(frames, args.camera_fps)
+    )
+    kiosk.source = camera
+    times = StageTimes()
+    wall = run_kiosk(kiosk, camera, sink, times)
+    if kiosk.failures:
+        raise RuntimeError(
+            "the live kiosk reported {} frame failures: {}".format(kiosk.failures, kiosk.last_error)
+        )
+    log("live: {} frames displayed, {} results".format(kiosk.frames, len(times.samples.get("inference", []))))
+    return kiosk, times, wall
+
+
+# ---- summary --------------------------------------------------------------------------------------
+
+
+def stage_summary(blocks, skip):
+    merged = {}
+    for block in blocks:
+        for stage, values in block["times"].samples.items():
+            merged.setdefault(stage, []).extend(steady(values, skip))
+    return {stage: common.summarize(values) for stage, values in merged.items()}
+
+
+def summarize_file_mode(times_blocks, raw_blocks, skip):
+    per_block = []
+    for timed, raw in zip(times_blocks, raw_blocks):
+        e2e = throughput(steady(timed["times"].stamps["sink"], skip))
+        raw_rate = len(raw["durations"]) / sum(raw["durations"])
+        per_block.append(
+            {
+                "end_to_end_fps": e2e,
+                "raw_inference_fps": raw_rate,
+                "ratio": None if e2e is None else e2e / raw_rate,
+                "frames": timed["frames"],
+            }
+        )
+    ratios = sorted(b["ratio"] for b in per_block if b["ratio"] is not None)
+    raw_all = [d for raw in raw_blocks for d in raw["durations"]]
+    stages = stage_summary(times_blocks, skip)
+    frame_times = []
+    for block in times_blocks:
+        stamps = steady(block["times"].stamps["sink"], skip)
+        frame_times.extend(b - a for a, b in zip(stamps, stamps[1:]))
+    frame = common.summarize(frame_times)
+    accounted = sum(stages[s]["median_ms"] for s, _ in STAGES if s in stages)
+    return {
+        "blocks": per_block,
+        "ratio_median": common.percentile(ratios, 50) if ratios else None,
+        "ratio_min": ratios[0] if ratios else None,
+        "ratio_max": ratios[-1] if ratios else None,
+        "end_to_end_fps_median": 1000.0 / frame["median_ms"] if frame.get("n") else None,
+        "raw_inference": common.summarize(raw_all),
+        "raw_inference_fps_median": 1000.0 / common.summarize(raw_all)["median_ms"],
+        "frame": frame,
+        "stages": stages,
+        "unaccounted_ms": frame["median_ms"] - accounted if frame.get("n") else None,
+    }
+
+
+def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
+    infer_stamps = steady(times.stamps.get("inference", []), skip)
+    display_stamps = steady(times.stamps.get("sink", []), skip)
+    results_fps = throughput(infer_stamps)
+    display_fps = throughput(display_stamps)
+    ages = [a * 1000.0 for a in steady(kiosk.result_ages, skip)]
+    classify_ms = common.summarize(steady(times.samples.get("inference", []), skip))
+    frame_ms = 1000.0 / camera_fps
+    ceiling = min(raw_fps, camera_fps) if raw_fps else camera_fps
+    age_summary = common.summarize([a / 1000.0 for a in ages]) if ages else {"n": 0}
+    # One inference (the slowest step of a classify) plus one camera frame.
+    bound = None
+    if ages:
+        worst_classify = max(
+            sum(v)
+            for v in zip(
+                *[
+                    steady(times.samples.get(s, []), skip)
+                    for s in ("preprocess", "inference", "quality", "postprocess")
+                ]
+            )
+        )
+        bound = worst_classify * 1000.0 + frame_ms
+    return {
+        "camera_fps": camera_fps,
+        "frames_displayed": kiosk.frames,
+        "wall_s": wall,
+        "display_fps": display_fps,
+        "results_fps": results_fps,
+        "results_ceiling_fps": ceiling,
+        "ratio": None if results_fps is None else results_fps / ceiling,
+        "inference": classify_ms,
+        "stages": {stage: common.summarize(steady(values, skip)) for stage, values in times.samples.items()},
+        "result_age": age_summary,
+        "age_bound_ms": bound,
+        "age_ok": None if bound is None else max(ages) <= bound,
+    }
+
+
+def profile_rows(profiler, top):
+    """The functions where the time goes (own time), as shares of the profiled total."""
+    import pstats
+
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt or 1e-12
+    rows = []
+    for (filename, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():
+        rows.append(
+            {
+                "function": "{}:{}({})".format(_short(filename), line, func),
+                "calls": calls,
+                "own_s": tottime,
+                "own_share": tottime / total,
+                "cumulative_s": cumtime,
+                "cumulative_share": cumtime / total,
+            }
+        )
+    rows.sort(key=lambda r: -r["own_s"])
+    return {"total_s": total, "top": rows[:top]}
+
+
+def _short(filename):
+    for marker in ("site-packages" + os.sep, common.ROOT + os.sep):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="benchmarks/pipeline.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default=DEFAULT_BUNDLE, help="model bundle (default: %(default)s)")
+    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "fp16", "int8"),
+        help="default: fp32 for onnxruntime, fp16 for tensorrt",
+    )
+    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder")
+    parser.add_argument("--config", default=None, help="kiosk INI config (default: the kiosk's own default)")
+    parser.add_argument("--frames", type=int, default=300, help="frames per file-mode kiosk run")
+    parser.add_argument("--raw-runs", type=int, default=300, help="raw inferences per block")
+    parser.add_argument("--blocks", type=int, default=3, help="interleaved (raw, kiosk) blocks")
+    parser.add_argument("--skip", type=int, default=10, help="warm-up frames excluded from each run")
+    parser.add_argument("--camera-fps", type=float, default=30.0, help="emulated camera rate, live mode")
+    parser.add_argument(
+        "--live-frames", type=int, default=300, help="displayed frames in live mode (0: skip)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run one file-mode kiosk under cProfile and report where the time goes",
+    )
+    parser.add_argument("--profile-top", type=int, default=25)
+    common.add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.precision is None:
+        args.precision = "fp16" if args.backend == "tensorrt" else "fp32"
+    if args.quick:
+        args.frames = min(args.frames, 12)
+        args.raw_runs = min(args.raw_runs, 10)
+        args.blocks = min(args.blocks, 2)
+        args.skip = min(args.skip, 2)
+        args.live_frames = min(args.live_frames, 12)
+        args.profile_top = min(args.profile_top, 10)
+    return args
+
+
+def measure(args, workdir, log=print):
+    from edge.backends import open_runner
+    from edge.bundle import load_bundle
+    from edge.preprocess import preprocess
+
+    bundle = load_bundle(args.bundle)
+    video_frames = max(args.frames, 60)
+    args.video_path = make_video(os.path.join(workdir, "clip.avi"), video_frames)
+    frames = decode_all(args.video_path)
+    tensors = [preprocess(frame, bundle.description.input) for frame in frames]
+    runner = open_runner(
+        bundle,
+        backend=args.backend,
+        precision=args.precision,
+        engine_cache=args.engine_cache,
+        allow_build=True,
+    )
+    times_blocks, raw_blocks = [], []
+    with runner:
+        runner_desc = {
+            "describe": runner.describe(),
+            "provider": runner.provider,
+            "precision": runner.precision,
+            "notices": runner.notices(),
+        }
+        run_file_mode(args, args.video_path, times_blocks, raw_blocks, runner, tensors, log)
+    file_mode = summarize_file_mode(times_blocks, raw_blocks, args.skip)
+    live = None
+    if args.live_frames > 0:
+        kiosk, times, wall = run_live_mode(args, frames, log)
+        live = summarize_live(
+            kiosk, times, wall, args.camera_fps, args.skip, file_mode["raw_inference_fps_median"]
+        )
+    profile = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        kiosk, source, sink = build_kiosk(
+            args.bundle,
+            args.video_path,
+            args.backend,
+            args.precision,
+            args.frames,
+            args.engine_cache,
+            args.config,
+        )
+        run_kiosk(kiosk, source, sink, StageTimes(), profiler=profiler)
+        profile = profile_rows(profiler, args.profile_top)
+    return bundle, runner_desc, file_mode, live, profile
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    env = common.environment()
+    workdir = tempfile.mkdtemp(prefix="medkiosk-bench-pipeline-")
+    try:
+        bundle, runner_desc, file_mode, live, profile = measure(args, workdir)
+    finally:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    spec = bundle.description.input
+    result = {
+        "title": "Pipeline overhead ({} {}), {}".format(args.backend, args.precision, bundle.bundle_id),
+        "command": common.command_line(NAME, argv),
+        "environment": env,
+        "backend": args.backend,
+        "precision": args.precision,
+        "runner": runner_desc,
+        "bundle": common.display_path(args.bundle),
+        "model": {
+            "arch": bundle.description.arch,
+            "input": "{}x{} {}".format(spec.height, spec.width, spec.colour),
+        },
+        "video": "generated 640x480 MJPG",
+        "settings": {
+            "frames": args.frames,
+            "raw_runs": args.raw_runs,
+            "blocks": args.blocks,
+            "skip": args.skip,
+            "camera_fps": args.camera_fps,
+            "live_frames": args.live_frames,
+        },
+        "quick": args.quick,
+        "file_mode": file_mode,
+        "live_mode": live,
+        "profile": profile,
+        "goals": {
+            "ratio_goal": RATIO_GOAL,
+            "file_mode_ratio_ok": None
+            if file_mode["ratio_median"] is None
+            else file_mode["ratio_median"] >= RATIO_GOAL,
+            "live_ratio_ok": None if not live or live["ratio"] is None else live["ratio"] >= RATIO_GOAL,
+            "live_age_ok": None if not live else live["age_ok"],
+        },
+    }
+    common.finish(result, args, NAME)
+    return 0
+
+
+# ---- markdown -------------------------------------------------------------------------------------
+
+
+def _verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+
+def render_markdown(result):
+    env = result["environment"]
+    fm = result["file_mode"]
+    settings = result["settings"]
+    lines = ["## {}".format(result["title"]), ""]
+    lines.append(
+        "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}; model {} "
+        "{}; {}; {} interleaved blocks of {} raw inferences and a {}-frame kiosk run, first {} frames of "
+        "each run excluded{}.".format(
+            env["date"],
+            env.get("jetson") or env.get("cpu") or env["machine"],
+            env["cpu_count"],
+            env["load_average"],
+            env["python"],
+            env["onnxruntime"],
+            result["runner"]["describe"],
+            result["model"]["arch"],
+            result["model"]["input"],
+            result["video"],
+            settings["blocks"],
+            settings["raw_runs"],
+            settings["frames"],
+            settings["skip"],
+            " (**--quick: not a measurement**)" if result.get("quick") else "",
+        )
+    )
+    lines.append("")
+    lines.append("Command: `{}`".format(result["command"]))
+    lines.append("")
+    lines.append("### File mode (video file or USB images: every frame classified, sequential)")
+    lines.append("")
+    lines.append("| stage | median (ms) | IQR (ms) | p90 (ms) | share of a frame |")
+    lines.append("|---|---|---|---|---|")
+    frame_ms = fm["frame"].get("median_ms")
+    for key, label in STAGES:
+        stage = fm["stages"].get(key)
+        if not stage or not stage.get("n"):
+            continue
+        share = stage["median_ms"] / frame_ms if frame_ms else None
+        lines.append(
+            "| {} | {:.2f} | {:.2f} | {:.2f} | {} |".format(
+                label,
+                stage["median_ms"],
+                stage["iqr_ms"],
+                stage["p90_ms"],
+                "n/a" if share is None else "{:.0%}".format(share),
+            )
+        )
+    if fm.get("unaccounted_ms") is not None:
+        lines.append(
+            "| loop bookkeeping + thread hand-off (remainder) | {:.2f} | | | {:.0%} |".format(
+                fm["unaccounted_ms"], fm["unaccounted_ms"] / frame_ms if frame_ms else 0
+            )
+        )
+    lines.append(
+        "| **whole frame (sink to sink)** | **{:.2f}** | {:.2f} | {:.2f} | 100% |".format(
+            frame_ms, fm["frame"]["iqr_ms"], fm["frame"]["p90_ms"]
+        )
+    )
+    lines.append("")
+    raw = fm["raw_inference"]
+    lines.append(
+        "- Raw inference, same runner settings, same preprocessed tensors: median {:.2f} ms (IQR {:.2f}, "
+        "p90 {:.2f}) = {:.1f} inferences/s.".format(
+            raw["median_ms"], raw["iqr_ms"], raw["p90_ms"], fm["raw_inference_fps_median"]
+        )
+    )
+    lines.append(
+        "- End-to-end: {:.1f} frames/s (median frame time).".format(fm["end_to_end_fps_median"] or 0.0)
+    )
+    lines.append(
+        "- End-to-end / raw throughput per block: {}; median **{}** (goal >= {:.2f}: **{}**).".format(
+            ", ".join("{:.2f}".format(b["ratio"]) for b in fm["blocks"] if b["ratio"] is not None),
+            common.fmt(fm["ratio_median"], 2),
+            result["goals"]["ratio_goal"],
+            _verdict(result["goals"]["file_mode_ratio_ok"]),
+        )
+    )
+    lines.append("")
+    live = result.get("live_mode")
+    if live:
+        lines.append(
+            "### Live mode (camera emulated at {:g} fps; capture, inference and display decoupled)".format(
+                live["camera_fps"]
+            )
+        )
+        lines.append("")
+        lines.append("| measure | value |")
+        lines.append("|---|---|")
+        lines.append("| displayed frames/s | {} |".format(common.fmt(live["display_fps"], 1)))
+        lines.append("| results/s (inferences completed) | {} |".format(common.fmt(live["results_fps"], 1)))
+        lines.append(
+            "| ceiling: min(raw inference/s, camera fps) | {} |".format(
+                common.fmt(live["results_ceiling_fps"], 1)
+            )
+        )
+        lines.append(
+            "| results/s / ceiling (goal >= {:.2f}) | **{}** ({}) |".format(
+                result["goals"]["ratio_goal"],
+                common.fmt(live["ratio"], 2),
+                _verdict(result["goals"]["live_ratio_ok"]),
+            )
+        )
+        lines.append(
+            "| inference in the loop, median / p90 (ms) | {} / {} |".format(
+                common.fmt(live["inference"].get("median_ms"), 2),
+                common.fmt(live["inference"].get("p90_ms"), 2),
+            )
+        )
+        age = live["result_age"]
+        lines.append(
+            "| result age when first shown, median / p90 / max (ms) | {} / {} / {} |".format(
+                common.fmt(age.get("median_ms"), 1),
+                common.fmt(age.get("p90_ms"), 1),
+                common.fmt(age.get("max_ms"), 1),
+            )
+        )
+        lines.append(
+            "| bound: slowest classify + one camera frame (ms) | {} (**{}**) |".format(
+                common.fmt(live["age_bound_ms"], 1), _verdict(live["age_ok"])
+            )
+        )
+        lines.append("")
+    profile = result.get("profile")
+    if profile:
+        lines.append("### Where the time goes (cProfile, one file-mode run, own time)")
+        lines.append("")
+        lines.append("| function | calls | own (s) | share | cumulative share |")
+        lines.append("|---|---|---|---|---|")
+        for row in profile["top"]:
+            lines.append(
+                "| `{}` | {} | {:.3f} | {:.1%} | {:.1%} |".format(
+                    row["function"], row["calls"], row["own_s"], row["own_share"], row["cumulative_share"]
+                )
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

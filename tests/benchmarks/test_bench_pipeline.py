@@ -1,0 +1,90 @@
+"""benchmarks/pipeline.py runs the real kiosk loop on a tiny bundle and video and writes JSON + markdown.
+
+Not a timing test: it checks that every stage of the real loop was measured, that the numbers are
+consistent with each other (stage counts, ratios computed from the same run) and that the document
+is regenerated. The live mode's CSI camera is emulated (no camera exists here).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import pipeline
+from benchmarks.common import ROOT
+
+pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def outcome(tiny_bundle, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench-pipeline")
+    out = folder / "results" / "pipeline.json"
+    code = pipeline.main(["--quick", "--profile", "--bundle", tiny_bundle, "--out-json", str(out),
+                          "--doc", str(folder / "benchmarks.md")])
+    assert code == 0
+    return json.loads(out.read_text()), (folder / "benchmarks.md").read_text()
+
+
+def test_every_stage_of_the_real_loop_is_timed(outcome):
+    result, _doc = outcome
+    settings = result["settings"]
+    stages = result["file_mode"]["stages"]
+    steady_frames = (settings["frames"] - settings["skip"]) * settings["blocks"]
+    for key, _label in pipeline.STAGES:
+        assert stages[key]["n"] == steady_frames, key
+        assert stages[key]["median_ms"] >= 0
+    # Sequential file mode: the stages of one frame cannot take longer than the frame itself.
+    frame = result["file_mode"]["frame"]
+    inner = sum(stages[k]["median_ms"] for k in ("preprocess", "inference", "quality", "postprocess"))
+    assert inner < frame["median_ms"]
+
+
+def test_ratio_is_end_to_end_over_raw_from_the_same_blocks(outcome):
+    result, _doc = outcome
+    fm = result["file_mode"]
+    assert len(fm["blocks"]) == result["settings"]["blocks"]
+    for block in fm["blocks"]:
+        assert block["ratio"] == pytest.approx(block["end_to_end_fps"] / block["raw_inference_fps"])
+        assert block["frames"] == result["settings"]["frames"]
+    assert fm["raw_inference"]["n"] == result["settings"]["raw_runs"] * result["settings"]["blocks"]
+    assert result["goals"]["file_mode_ratio_ok"] == (fm["ratio_median"] >= pipeline.RATIO_GOAL)
+    assert result["runner"]["provider"] == "CPUExecutionProvider"
+
+
+def test_live_mode_reports_rates_and_result_ages(outcome):
+    result, _doc = outcome
+    live = result["live_mode"]
+    assert live["frames_displayed"] == result["settings"]["live_frames"]
+    assert live["display_fps"] > 0 and live["results_fps"] > 0
+    assert live["result_age"]["n"] > 0
+    assert live["age_ok"] == (live["result_age"]["max_ms"] <= live["age_bound_ms"])
+
+
+def test_profile_names_the_functions_where_time_goes(outcome):
+    result, _doc = outcome
+    top = result["profile"]["top"]
+    assert top and all(0 <= row["own_share"] <= 1 for row in top)
+    names = " ".join(row["function"] for row in result["profile"]["top"])
+    assert "(" in names
+
+
+def test_markdown_section(outcome):
+    _result, doc = outcome
+    assert "## Pipeline overhead (onnxruntime fp32), synth-test" in doc
+    assert "| inference (runner.infer) |" in doc
+    assert "| overlay (draw_overlay) |" in doc
+    assert "### Live mode (camera emulated at 30 fps" in doc
+    assert "### Where the time goes (cProfile" in doc
+
+
+def test_runs_as_a_script(tiny_bundle, tmp_path):
+    out = tmp_path / "p.json"
+    proc = subprocess.run([sys.executable, "benchmarks/pipeline.py", "--quick", "--live-frames", "0",
+                           "--bundle", tiny_bundle, "--out-json", str(out), "--no-doc"],
+                          cwd=ROOT, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = json.loads(out.read_text())
+    assert data["live_mode"] is None and data["benchmark"] == "pipeline"

@@ -1,0 +1,47 @@
+"""docs/benchmarks.md is regenerated from every JSON result: one script never clobbers another's section."""
+
+import json
+
+from benchmarks import common, report
+
+
+def _result(kind, title, **extra):
+    data = {"schema": common.SCHEMA, "benchmark": kind, "title": title}
+    data.update(extra)
+    return data
+
+
+def test_sections_come_from_all_results_in_document_order(tmp_path, monkeypatch):
+    rendered = []
+
+    def fake_section(result):
+        rendered.append(result["title"])
+        return "## {}\n".format(result["title"])
+
+    monkeypatch.setattr(report, "render_section", fake_section)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "memory-x.json").write_text(json.dumps(_result("memory", "M")))
+    (results / "pipeline-tensorrt-fp16.json").write_text(json.dumps(_result("pipeline", "P-trt")))
+    (results / "pipeline-onnxruntime-fp32.json").write_text(json.dumps(_result("pipeline", "P-ort")))
+    (results / "not-a-result.json").write_text(json.dumps({"something": "else"}))
+    (results / "broken.json").write_text("{")
+    doc = report.write_doc(str(results), str(tmp_path / "docs" / "benchmarks.md"))
+    with open(doc) as handle:
+        text = handle.read()
+    assert rendered == ["P-ort", "P-trt", "M"]
+    assert text.index("## P-ort\n") < text.index("## P-trt\n") < text.index("## M\n")
+    assert "Result file: `memory-x.json`." in text
+    assert "No Jetson device was available" in text
+
+
+def test_no_results_says_so(tmp_path):
+    assert "No results yet" in report.render_doc(str(tmp_path))
+
+
+def test_summarize_reports_median_and_spread():
+    stats = common.summarize([0.001 * v for v in range(1, 101)])
+    assert stats["n"] == 100
+    assert abs(stats["median_ms"] - 50.5) < 1e-9
+    assert abs(stats["iqr_ms"] - (stats["p75_ms"] - stats["p25_ms"])) < 1e-12
+    assert stats["p25_ms"] < stats["median_ms"] < stats["p75_ms"] < stats["p90_ms"] <= stats["max_ms"]
