@@ -95,3 +95,17 @@ def test_balanced_sampler_draws_classes_evenly():
     assert 0.4 < drawn["b"] / 2000 < 0.6
     first, second = (list(balanced_sampler(samples, ["a", "b"], seed=3)) for _ in range(2))
     assert first == second
+
+
+def test_offline_chest_preset_never_flips(tmp_path):
+    from training.offline import augment_split
+
+    generate_dataset(str(tmp_path / "data"), num_classes=2, per_class=6, size=48)
+    split = make_split(samples_from_folder(str(tmp_path / "data")), seed=0)
+    report = augment_split(split, str(tmp_path / "out"), per_class=15, preset="chest-xray", seed=1)
+    augmented = [f for f in report["files"] if f["techniques"]]
+    assert len(augmented) == 30 - len(split.train)
+    assert all("flip" not in t and "sat" not in t for f in augmented for t in f["techniques"])
+    assert all(f["source"] in {s.path for s in split.train} for f in report["files"])
+    with pytest.raises(ConfigError):
+        augment_split(split, str(tmp_path / "bad"), per_class=5, preset="none")
