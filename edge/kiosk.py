@@ -26,6 +26,7 @@ from edge.overlay import OverlayState, draw_overlay, prediction_state
 from edge.smoothing import ProbabilitySmoother
 
 MESSAGE_SECONDS = 3.0
+LOAD_TIMEOUT_S = 300.0  # deserialising a TensorRT engine on a Jetson Nano can take a while
 HEATMAP_MISSING = "Heatmap not available for this model"
 
 
@@ -145,7 +146,9 @@ class InferenceWorker(object):
         self._outcome = None
         self._taken = 0
         self._stop = False
-        self.busy_since = None
+        self.busy_since = None  # when the current job started (loading its runner included)
+        self.phase = None  # "loading" a runner or "inferring"
+        self.phase_since = None
         self.dropped = 0
         self.classifiers = {}
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -215,17 +218,24 @@ class InferenceWorker(object):
                 with self._cond:
                     self._outcome = outcome
                     self.busy_since = None
+                    self.phase = self.phase_since = None
                     self._cond.notify_all()
         finally:
             for classifier in self.classifiers.values():
                 classifier.__exit__(None, None, None)
             self.classifiers = {}
 
+    def _set_phase(self, phase):
+        self.phase, self.phase_since = phase, time.monotonic()
+
     def _process(self, job):
+        if job.slot.module_id not in self.classifiers:
+            self._set_phase("loading")
         try:
             classifier = self._classifier(job.slot)
         except MedkioskError as exc:
             return Outcome(job, error="{}: {}".format(job.slot.module_id, exc), slot_failed=True)
+        self._set_phase("inferring")
         try:
             return Outcome(job, prediction=classifier.classify(job.frame))
         except Exception as exc:  # reported to the loop, which counts it and stops after too many
@@ -343,14 +353,18 @@ class Kiosk(object):
     def run(self):
         """Run until finished; return the exit status (0) or raise KioskFailure."""
         worker = InferenceWorker(self.open_classifier).start()
+        stalled = False
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and self.frames >= self.max_frames:
                     break
                 if not self._step(worker):
                     break
+        except KioskFailure:
+            stalled = True
+            raise
         finally:
-            worker.stop()
+            worker.stop(timeout=0.5 if stalled else 5.0)  # a hung runner is left to the process exit
             if self._caselog is not None:
                 self._caselog.close()
             if self._importer is not None:
@@ -427,18 +441,14 @@ class Kiosk(object):
             time.sleep(remaining)
 
     def _wait(self, worker, seq):
-        deadline = time.monotonic() + self.inference_timeout_s
         while not self._stop.is_set():
             if self.notifier is not None:
                 self.notifier.watchdog()
-            outcome = worker.wait_for(seq, min(0.5, max(0.01, deadline - time.monotonic())))
+            outcome = worker.wait_for(seq, 0.2)
             if outcome is not None:
                 self._apply(outcome, live=False)
                 return
-            if time.monotonic() >= deadline:
-                raise KioskFailure("inference did not finish within {:g} s. Fix: check the backend (run "
-                                   "`medkiosk selftest`); systemd restarts the "
-                                   "kiosk".format(self.inference_timeout_s))
+            self._check_stall(worker)
 
     def _collect(self, worker, live):
         outcome = worker.take()
@@ -481,11 +491,16 @@ class Kiosk(object):
                            latency_ms=prediction.latency_ms)
 
     def _check_stall(self, worker):
-        busy = worker.busy_since
-        if busy is not None and time.monotonic() - busy > self.inference_timeout_s:
-            raise KioskFailure("inference stalled for more than {:g} s. Fix: check the backend (run "
-                               "`medkiosk "
-                               "selftest`); systemd restarts the kiosk".format(self.inference_timeout_s))
+        """A hung inference (or runner load) ends the run, so systemd restarts the kiosk."""
+        phase, since = worker.phase, worker.phase_since
+        if phase is None or since is None:
+            return
+        inferring = phase == "inferring"
+        limit = self.inference_timeout_s if inferring else max(LOAD_TIMEOUT_S, self.inference_timeout_s)
+        if time.monotonic() - since > limit:
+            what = "inference" if inferring else "loading the model"
+            raise KioskFailure("{} stalled for more than {:g} s. Fix: check the backend (run `medkiosk "
+                               "selftest`); systemd restarts the kiosk".format(what, limit))
 
     def _current_result(self):
         if not self.slot.usable:

@@ -290,3 +290,35 @@ def test_smoothing_is_an_ema_reset_per_module():
     assert ProbabilitySmoother(0.0).update([0.3, 0.7]) == [0.3, 0.7]
     with pytest.raises(ValueError):
         ProbabilitySmoother(1.0)
+
+
+class HungClassifier(object):
+    """Stand-in for a GPU that never returns (cannot be produced on CI): classify blocks."""
+
+    def __init__(self, release):
+        self.release = release
+        self.runner = type("R", (), {"name": "tensorrt", "provider": "GPU", "precision": "fp16",
+                                     "describe": lambda self: "tensorrt (GPU, fp16)"})()
+
+    def notices(self):
+        return []
+
+    def classify(self, image):
+        self.release.wait(30)
+        raise RuntimeError("released")
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_hung_inference_ends_the_run_for_systemd(tmp_path, slot, two_class_folder):
+    import threading
+
+    release = threading.Event()
+    kiosk = Kiosk(open_source(str(two_class_folder) + "/"), NullSink(), [slot], size=SIZE,
+                  open_classifier=lambda _slot: HungClassifier(release), inference_timeout_s=0.5)
+    try:
+        with kiosk.source, pytest.raises(KioskFailure, match="inference stalled for more than 0.5 s"):
+            kiosk.run()
+    finally:
+        release.set()
