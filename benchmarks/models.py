@@ -308,6 +308,9 @@ def measure(args, log=print):
     for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
         rows.append({"name": "shipped:" + module, "arch": None, "kind": "shipped", "module": module,
                      "bundle": common.display_path(path)})
+    if not rows:
+        raise SystemExit("benchmarks/models.py: nothing to measure: no bundles for {} at {}x{} (and no "
+                         "shipped bundles)".format(",".join(args.archs), args.size, args.size))
     tensors = {}
     for row in rows:
         bundle = load_bundle(os.path.join(common.ROOT, row["bundle"]))
