@@ -162,9 +162,9 @@ def _read_json(bundle_path, path, field):
         with open(path) as handle:
             return json.load(handle)
     except ValueError as exc:
-        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(exc), RE_EXPORT)
+        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(exc), RE_EXPORT) from exc
     except OSError as exc:
-        raise BundleError(bundle_path, field, "cannot be read ({})".format(exc.strerror), RE_EXPORT)
+        raise BundleError(bundle_path, field, "cannot be read ({})".format(exc.strerror), RE_EXPORT) from exc
 
 
 def _check_onnx_matches(path, description, info):
@@ -183,8 +183,8 @@ def _check_onnx_matches(path, description, info):
     expected = [None, spec.channels, spec.height, spec.width]
     if len(shape) != 4 or any(isinstance(got, int) and got != want
                               for got, want in zip(shape[1:], expected[1:])):
-        raise BundleError(path, "model.input", "manifest says {} {} NCHW {}x{} but model.onnx takes {}".format(
-            spec.colour, spec.dtype, spec.height, spec.width, shape), RE_EXPORT)
+        raise BundleError(path, "model.input", "manifest says {} {} NCHW {}x{} but model.onnx takes {}"
+                          .format(spec.colour, spec.dtype, spec.height, spec.width, shape), RE_EXPORT)
     if isinstance(shape[0], int) and shape[0] < 1:
         raise BundleError(path, "model.input", "batch dimension {} is invalid".format(shape[0]), RE_EXPORT)
     if len(info.outputs) < 1:
@@ -230,23 +230,24 @@ def load_bundle(path, check_hash=True):
     try:
         description = ModelDescription.from_dict(manifest["model"])
     except DescriptionError as exc:
-        raise BundleError(path, "model." + exc.field, exc.problem, RE_EXPORT)
+        raise BundleError(path, "model." + exc.field, exc.problem, RE_EXPORT) from exc
     model_path = os.path.join(path, manifest["model_file"])
     if not os.path.isfile(model_path):
         raise BundleError(path, manifest["model_file"], "missing", "copy the complete bundle folder again")
     if not os.path.isfile(os.path.join(path, MODEL_CARD)):
-        raise BundleError(path, MODEL_CARD, "missing", "copy the complete bundle folder again, or " + RE_EXPORT)
+        raise BundleError(path, MODEL_CARD, "missing",
+                          "copy the complete bundle folder again, or " + RE_EXPORT)
     if check_hash:
         actual = sha256_file(model_path)
         if actual != manifest["model_sha256"]:
             raise BundleError(path, "model_sha256",
-                              "model.onnx has sha256 {}… but the manifest expects {}… (tampered or truncated)".format(
-                                  actual[:12], str(manifest["model_sha256"])[:12]),
+                              "model.onnx has sha256 {}… but the manifest expects {}… (tampered or "
+                              "truncated)".format(actual[:12], str(manifest["model_sha256"])[:12]),
                               "copy the bundle again from its source; never edit model.onnx by hand")
     try:
         info = read_onnx_info(model_path)
     except (OnnxFormatError, IndexError) as exc:
         raise BundleError(path, manifest["model_file"], "is not a readable ONNX model ({})".format(exc),
-                          "copy the bundle again from its source")
+                          "copy the bundle again from its source") from exc
     _check_onnx_matches(path, description, info)
     return Bundle(path, manifest, description, info)
