@@ -121,10 +121,14 @@ class TensorRTRunner(Runner):
             raise BackendError("cannot read TensorRT engine {} ({}); {}".format(
                 self.engine_path, exc.strerror, BUILD_HINT.format(bundle=self.bundle.path))) from exc
         self._engine_precision = _sidecar_precision(self.engine_path)
-        cuda.init()
-        device = cuda.Device(self.device)
-        self._provider_name = "TensorRT {} on {}".format(self._compat.version, device.name())
-        self._ctx = device.make_context()  # created and pushed on this thread
+        try:
+            cuda.init()
+            device = cuda.Device(self.device)
+            self._provider_name = "TensorRT {} on {}".format(self._compat.version, device.name())
+            self._ctx = device.make_context()  # created and pushed on this thread
+        except Exception as exc:  # pycuda's LogicError/RuntimeError family is not importable without CUDA
+            raise BackendError("CUDA cannot start on GPU {} ({}). Fix: check the NVIDIA driver (JetPack) "
+                               "and that no other process holds the GPU".format(self.device, exc)) from exc
         try:
             self._setup(data)
         except BaseException:
@@ -171,6 +175,11 @@ class TensorRTRunner(Runner):
             self._ctx.push()
             try:
                 return self._run(batch)
+            except MedkioskError:
+                raise
+            except Exception as exc:  # pycuda/TensorRT runtime errors: one line for the user, not a traceback
+                raise BackendError("TensorRT inference failed on {}: {}: {}".format(
+                    self.bundle.bundle_id, type(exc).__name__, exc)) from exc
             finally:
                 self._ctx.pop()
 
@@ -247,7 +256,7 @@ def check_tensorrt(bundle, precision="fp16", engine_cache=None, allow_build=Fals
         return None
     try:
         _path, reason = find_engine(bundle, precision, engine_cache, allow_build=False, **options)
-    except MedkioskError as exc:
+    except (MedkioskError, ImportError) as exc:
         return str(exc)
     if reason and allow_build:
         return None  # load_tensorrt builds it

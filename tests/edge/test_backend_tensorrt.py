@@ -388,6 +388,20 @@ def test_context_popped_when_inference_raises(bundle, engine_file):
     assert not runner.loaded
 
 
+def test_cuda_errors_during_inference_become_one_line_backend_errors(bundle, engine_file):
+    from edge.errors import BackendError
+
+    runner, cuda, _trt = _runner(bundle, engine_file)
+    with runner:
+        def broken_copy(dest, src, stream):
+            raise CudaError("cuMemcpyHtoDAsync failed: an illegal memory access was encountered")
+        cuda.memcpy_htod_async = broken_copy
+        with pytest.raises(BackendError, match="TensorRT inference failed .*CudaError: cuMemcpyHtoDAsync"):
+            runner.infer(_images(bundle))
+        assert _balanced(cuda)
+    assert cuda.contexts[0].detached
+
+
 def test_other_threads_may_infer(bundle, engine_file):
     """The kiosk loads on the main thread and infers on a worker thread."""
     runner, cuda, _trt = _runner(bundle, engine_file)
