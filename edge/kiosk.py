@@ -22,7 +22,7 @@ import threading
 import time
 
 from edge.errors import BundleError, MedkioskError, SourceError
-from edge.overlay import OverlayState, draw_overlay, prediction_state
+from edge.overlay import OverlayRenderer, OverlayState, prediction_state
 from edge.smoothing import ProbabilitySmoother
 
 MESSAGE_SECONDS = 3.0
@@ -305,7 +305,7 @@ class Kiosk(object):
         self.frozen = False
         self._frozen_frame = None
         self._frozen_stamp = None
-        self._canvas = None
+        self.renderer = OverlayRenderer()
         self._result_seq = None
         self._frame = None
         self._stamp = None
@@ -419,9 +419,9 @@ class Kiosk(object):
         disconnected = bool(self.source.disconnected) and not self.frozen
         if disconnected:
             self._result = None
-        canvas = draw_overlay(self._frame if not disconnected else None, self._current_result(),
-                              self._overlay_state(slot, disconnected), canvas=self._canvas)
-        self._canvas = canvas
+        frame_shown = self._frame if not disconnected else None
+        state = self._overlay_state(slot, disconnected)
+        canvas = self.renderer.draw(frame_shown, self._current_result(), state)
         self.sink.write(canvas)
         self.frames += 1
         self._tick()

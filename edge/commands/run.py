@@ -76,11 +76,8 @@ def build_kiosk(args, stdout=None):
 
 
 def run(args):
-    from edge.backends import validate_backend
-
     os.umask(0o077)  # cases and logs are patient data: private to the kiosk user
     kiosk, source, sink = build_kiosk(args)
-    validate_backend(args.backend or "auto", args.precision or "fp16")
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: kiosk.stop())
     try:
         with source, sink:

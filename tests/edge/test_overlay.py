@@ -166,3 +166,18 @@ def test_ascii_and_percent_formatting():
     assert folded == "Decision support only - not a diagnosis"
     assert ascii_text("Ur\u00e9mie") == "Uremie"
     assert format_percent(0.8649) == "86%" and format_percent(0.004) == "<1%" and format_percent(0.0) == "0%"
+
+
+def test_renderer_matches_draw_overlay_and_skips_unchanged_panels():
+    from edge.overlay import OverlayRenderer
+
+    renderer = OverlayRenderer()
+    confident, uncertain = _prediction(CONFIDENT), _prediction([0.4, 0.3, 0.2, 0.1])
+    sequence = [(textured(0), confident, _state(SIZES[0], fps=10.0)),
+                (textured(1), confident, _state(SIZES[0], fps=11.0, message="Case saved")),
+                (textured(2), uncertain, _state(SIZES[0], fps=12.0, frozen=True)),
+                (None, None, _state(SIZES[0], disconnected=True)),
+                (textured(3), uncertain, _state(SIZES[1]))]
+    for frame, result, state in sequence:
+        assert np.array_equal(renderer.draw(frame, result, state), draw_overlay(frame, result, state))
+    assert renderer.panel_draws == 4  # the second frame reused the first one's panel
