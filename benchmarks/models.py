@@ -6,7 +6,8 @@ ONNX graph with onnx-tool; latency is timed through the same runner the kiosk us
 (``edge.backends.open_runner``) at batch 1 with fixed threads, all models interleaved round by
 round so that machine drift hits them equally. Speed-ups are ratios of medians against the
 reference models (the seed's vgg16_seed and resattn56), shown beside each model's accuracy from
-the evaluation reports (``docs/models/*/metrics.json``). Shipped bundles (``models/*/``) are
+the evaluation reports (``docs/models/MODULE/metrics.json`` and the baselines' in
+``docs/models/MODULE/baseline-ARCH/``). Shipped bundles (``models/*/``) are
 measured in the same rounds.
 
 Exporting needs torch (a workstation); on a device pass ``--bundles-dir`` with bundles built there.
@@ -24,19 +25,36 @@ if __package__ in (None, ""):
 from benchmarks import common  # noqa: E402
 
 NAME = "models"
-DEFAULT_ARCHS = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "densenet121",
-                 "vgg16_seed", "resattn56")
+DEFAULT_ARCHS = (
+    "efficientnet_lite0",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "resnet18",
+    "densenet121",
+    "vgg16_seed",
+    "resattn56",
+)
 REFERENCES = ("vgg16_seed", "resattn56")
+GOAL_REFERENCE = "vgg16_seed"
 DEFAULT_EXPORT_DIR = os.path.join(common.ROOT, "build", "bench-models")
 MODELS_DIR = os.path.join(common.ROOT, "models")
-METRICS_GLOB = os.path.join(common.ROOT, "docs", "models", "*", "metrics.json")
+REPORTS_DIR = os.path.join(common.ROOT, "docs", "models")
 SPEEDUP_GOAL = 10.0
 # Headline metrics looked up in an evaluation report, best first (multilabel AUROC, then accuracy).
-ACCURACY_KEYS = ("auroc_macro", "macro_auroc", "mean_auroc", "auc_macro", "roc_auc_macro", "auroc",
-                 "balanced_accuracy", "accuracy")
+ACCURACY_KEYS = (
+    "auroc_macro",
+    "macro_auroc",
+    "mean_auroc",
+    "auc_macro",
+    "roc_auc_macro",
+    "auroc",
+    "balanced_accuracy",
+    "accuracy",
+)
 
 
 # ---- bundles --------------------------------------------------------------------------------------
+
 
 def bundle_path(export_dir, arch, size):
     return os.path.join(export_dir, "{}-{}".format(arch, size))
@@ -46,20 +64,29 @@ def build_bundle(arch, size, num_classes, out_dir):
     """Export a randomly initialised ``arch`` at ``size`` x ``size`` RGB into a bundle (needs torch)."""
     from edge.errors import require
 
-    torch = require("torch", "exporting needs torch: pip install 'medkiosk[train,export]' (or build the "
-                             "bundles on a workstation and pass --bundles-dir)")
+    torch = require(
+        "torch",
+        "exporting needs torch: pip install 'medkiosk[train,export]' (or build the "
+        "bundles on a workstation and pass --bundles-dir)",
+    )
     from edge.description import InputSpec, ModelDescription
     from export.onnx_export import ExportSource, export_bundle
     from training.checkpoint import build_net
     from training.nets import DeployModel
 
     torch.manual_seed(0)
-    description = ModelDescription(arch=arch, task="multiclass",
-                                   classes=["class{}".format(i) for i in range(num_classes)],
-                                   input_spec=InputSpec(size, size, "RGB"))
+    description = ModelDescription(
+        arch=arch,
+        task="multiclass",
+        classes=["class{}".format(i) for i in range(num_classes)],
+        input_spec=InputSpec(size, size, "RGB"),
+    )
     net = build_net(description, pretrained=False).eval()
-    source = ExportSource(DeployModel(net, description).eval(), description,
-                          data={"module": {"id": "bench-" + arch, "title": "benchmark " + arch}})
+    source = ExportSource(
+        DeployModel(net, description).eval(),
+        description,
+        data={"module": {"id": "bench-" + arch, "title": "benchmark " + arch}},
+    )
     title = "Benchmark: {} (random weights)".format(arch)
     return export_bundle(source, out_dir, module_id="bench-" + arch, title=title, golden=False)
 
@@ -97,10 +124,16 @@ def shipped_bundles(models_dir=MODELS_DIR):
 
 # ---- static cost ----------------------------------------------------------------------------------
 
+
 def onnx_cost(model_path, input_shape):
     """Parameters and MACs counted on the ONNX graph by onnx-tool, and the file size."""
-    cost = {"onnx_bytes": os.path.getsize(model_path), "params": None, "macs": None, "flops": None,
-            "counter": None}
+    cost = {
+        "onnx_bytes": os.path.getsize(model_path),
+        "params": None,
+        "macs": None,
+        "flops": None,
+        "counter": None,
+    }
     try:
         import onnx_tool
     except ImportError:
@@ -124,6 +157,7 @@ def onnx_cost(model_path, input_shape):
 
 # ---- accuracy from the evaluation reports ---------------------------------------------------------
 
+
 def _find_metric(data):
     """(key, value) of the first headline metric found in a (nested) report, test split preferred."""
     if not isinstance(data, dict):
@@ -139,52 +173,55 @@ def _find_metric(data):
     return None
 
 
-def _find_arch(data):
+def _find(data, keys, sections=("recipe", "description", "model", "config")):
+    """The first value under one of ``keys``, at the top or in one of ``sections``."""
     if not isinstance(data, dict):
         return None
-    for key in ("arch", "architecture"):
-        if isinstance(data.get(key), str):
+    for key in keys:
+        if data.get(key) is not None and not isinstance(data.get(key), dict):
             return data[key]
-    for section in ("description", "model", "config"):
-        found = _find_arch(data.get(section))
-        if found:
+    for section in sections:
+        found = _find(data.get(section), keys, ())
+        if found is not None:
             return found
     return None
 
 
-def _report_entries(path, data):
-    """Evaluation entries of one metrics.json: a single report, or {"models"/"runs": [...]} of several."""
-    entries = []
-    if isinstance(data, dict):
-        for key in ("models", "runs", "candidates", "comparison"):
-            nested = data.get(key)
-            if isinstance(nested, list):
-                entries.extend(item for item in nested if isinstance(item, dict))
-            elif isinstance(nested, dict):
-                entries.extend(dict(v, arch=v.get("arch", k)) for k, v in nested.items()
-                               if isinstance(v, dict))
-        entries.append(data)
-    found = []
-    module = os.path.basename(os.path.dirname(path))
-    for entry in entries:
-        arch = _find_arch(entry)
-        metric = _find_metric(entry)
-        if arch and metric:
-            found.append({"module": module, "arch": arch, "metric": metric[0], "value": metric[1],
-                          "source": common.display_path(path)})
-    return found
+def _report_entries(path, data, reports_dir):
+    """The evaluation entry of one metrics.json (module = its first folder under ``reports_dir``)."""
+    parts = os.path.relpath(path, reports_dir).split(os.sep)
+    arch = _find(data, ("arch", "architecture"))
+    metric = _find_metric(data)
+    if not isinstance(arch, str) or not metric:
+        return []
+    size = _find(data, ("image_size",))
+    return [
+        {
+            "module": parts[0],
+            "arch": arch,
+            "metric": metric[0],
+            "value": metric[1],
+            "image_size": size if isinstance(size, int) else None,
+            "baseline": any(part.startswith("baseline") for part in parts[1:-1]),
+            "source": common.display_path(path),
+        }
+    ]
 
 
-def accuracy_reports(pattern=METRICS_GLOB):
-    """Every (module, arch, metric, value) found in the evaluation reports."""
+def accuracy_reports(reports_dir=REPORTS_DIR):
+    """Every (module, arch, metric, value) in ``docs/models/MODULE/metrics.json`` and one level below
+    (``docs/models/MODULE/baseline-ARCH/metrics.json``)."""
     found = []
-    for path in sorted(glob.glob(pattern)):
+    paths = glob.glob(os.path.join(reports_dir, "*", "metrics.json")) + glob.glob(
+        os.path.join(reports_dir, "*", "*", "metrics.json")
+    )
+    for path in sorted(paths):
         try:
             with open(path) as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
             continue
-        found.extend(_report_entries(path, data))
+        found.extend(_report_entries(path, data, reports_dir))
     return found
 
 
@@ -194,6 +231,7 @@ def accuracy_for(arch, reports, module=None):
 
 
 # ---- latency ---------------------------------------------------------------------------------------
+
 
 def sample_tensor(input_spec, seed=0):
     """A preprocessed batch of one from a synthetic 640x480 frame (speed does not depend on pixels)."""
@@ -214,8 +252,14 @@ def open_runners(bundles, backend, precision, threads, engine_cache, providers=N
     try:
         for name, path in bundles.items():
             options = {"threads": threads, "providers": providers} if backend == "onnxruntime" else {}
-            runner = open_runner(load_bundle(path), backend=backend, precision=precision,
-                                 engine_cache=engine_cache, allow_build=True, **options)
+            runner = open_runner(
+                load_bundle(path),
+                backend=backend,
+                precision=precision,
+                engine_cache=engine_cache,
+                allow_build=True,
+                **options,
+            )
             runners[name] = runner.load()
     except BaseException:
         for runner in runners.values():
@@ -244,36 +288,68 @@ def interleaved_latency(runners, tensors, runs, warmup):
 
 # ---- main ------------------------------------------------------------------------------------------
 
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="benchmarks/models.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default=None,
-                        help="comma-separated architectures (default: the whole zoo: {})".format(
-                            ",".join(DEFAULT_ARCHS)))
-    parser.add_argument("--references", default=",".join(REFERENCES),
-                        help="models every speed-up is computed against (default: %(default)s)")
+    parser.add_argument(
+        "--archs",
+        default=None,
+        help="comma-separated architectures (default: the whole zoo: {})".format(",".join(DEFAULT_ARCHS)),
+    )
+    parser.add_argument(
+        "--references",
+        default=",".join(REFERENCES),
+        help="models every speed-up is computed against (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--goal-reference",
+        default=GOAL_REFERENCE,
+        help="the model the speed-up goal is against (default: %(default)s)",
+    )
     parser.add_argument("--size", type=int, default=224, help="input height and width (default: %(default)s)")
-    parser.add_argument("--classes", type=int, default=2,
-                        help="classes of the exported heads (default: %(default)s)")
-    parser.add_argument("--export-dir", default=DEFAULT_EXPORT_DIR,
-                        help="where the benchmark bundles are built and reused (default: %(default)s)")
-    parser.add_argument("--bundles-dir", default=None,
-                        help="use the bundles in this folder (ARCH-SIZE/), never export (on a device)")
+    parser.add_argument(
+        "--classes", type=int, default=2, help="classes of the exported heads (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--export-dir",
+        default=DEFAULT_EXPORT_DIR,
+        help="where the benchmark bundles are built and reused (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bundles-dir",
+        default=None,
+        help="use the bundles in this folder (ARCH-SIZE/), never export (on a device)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="export again even if a bundle exists")
     parser.add_argument("--export-only", action="store_true", help="build the bundles and stop")
-    parser.add_argument("--shipped", default=MODELS_DIR,
-                        help="shipped bundles measured alongside ('' for none; default: %(default)s)")
-    parser.add_argument("--backend", default="onnxruntime",
-                        help="onnxruntime or tensorrt (default: %(default)s)")
+    parser.add_argument(
+        "--shipped",
+        default=MODELS_DIR,
+        help="shipped bundles measured alongside ('' for none; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backend", default="onnxruntime", help="onnxruntime or tensorrt (default: %(default)s)"
+    )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    parser.add_argument("--providers", default="cpu",
-                        help="ONNX Runtime execution providers, comma-separated (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="ONNX Runtime intra-op threads, fixed for every model (default: %(default)s)")
+    parser.add_argument(
+        "--providers",
+        default="cpu",
+        help="ONNX Runtime execution providers, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads, fixed for every model (default: %(default)s)",
+    )
     parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder")
     parser.add_argument("--runs", type=int, default=100, help="timed rounds (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed inferences per model first")
-    parser.add_argument("--metrics", default=METRICS_GLOB,
-                        help="glob of evaluation reports (default: %(default)s)")
+    parser.add_argument(
+        "--reports",
+        default=REPORTS_DIR,
+        help="evaluation reports: MODULE/[baseline-ARCH/]metrics.json (default: %(default)s)",
+    )
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -296,8 +372,11 @@ def measure(args, log=print):
             if os.path.isdir(path):
                 bundles[arch] = path
             else:
-                log("skipping {}: no bundle {} (build it with --export-only on a workstation)".format(
-                    arch, path))
+                log(
+                    "skipping {}: no bundle {} (build it with --export-only on a workstation)".format(
+                        arch, path
+                    )
+                )
     else:
         bundles = ensure_bundles(args.archs, args.size, args.export_dir, args.classes, args.rebuild, log=log)
     if args.export_only:
@@ -306,11 +385,20 @@ def measure(args, log=print):
     for arch, path in bundles.items():
         rows.append({"name": arch, "arch": arch, "kind": "zoo", "bundle": common.display_path(path)})
     for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
-        rows.append({"name": "shipped:" + module, "arch": None, "kind": "shipped", "module": module,
-                     "bundle": common.display_path(path)})
+        rows.append(
+            {
+                "name": "shipped:" + module,
+                "arch": None,
+                "kind": "shipped",
+                "module": module,
+                "bundle": common.display_path(path),
+            }
+        )
     if not rows:
-        raise SystemExit("benchmarks/models.py: nothing to measure: no bundles for {} at {}x{} (and no "
-                         "shipped bundles)".format(",".join(args.archs), args.size, args.size))
+        raise SystemExit(
+            "benchmarks/models.py: nothing to measure: no bundles for {} at {}x{} (and no "
+            "shipped bundles)".format(",".join(args.archs), args.size, args.size)
+        )
     tensors = {}
     for row in rows:
         bundle = load_bundle(os.path.join(common.ROOT, row["bundle"]))
@@ -319,10 +407,19 @@ def measure(args, log=print):
         row["input"] = "{}x{} {}".format(spec.height, spec.width, spec.colour)
         row.update(onnx_cost(bundle.model_path, spec.shape(1)))
         tensors[row["name"]] = sample_tensor(spec)
-    log("timing {} models x {} interleaved rounds ({} {}, {} thread(s))".format(
-        len(rows), args.runs, args.backend, args.precision, args.threads))
-    runners = open_runners({row["name"]: os.path.join(common.ROOT, row["bundle"]) for row in rows},
-                           args.backend, args.precision, args.threads, args.engine_cache, args.providers)
+    log(
+        "timing {} models x {} interleaved rounds ({} {}, {} thread(s))".format(
+            len(rows), args.runs, args.backend, args.precision, args.threads
+        )
+    )
+    runners = open_runners(
+        {row["name"]: os.path.join(common.ROOT, row["bundle"]) for row in rows},
+        args.backend,
+        args.precision,
+        args.threads,
+        args.engine_cache,
+        args.providers,
+    )
     try:
         for row in rows:
             row["provider"] = runners[row["name"]].provider
@@ -331,11 +428,13 @@ def measure(args, log=print):
     finally:
         for runner in runners.values():
             runner.close()
-    reports = accuracy_reports(args.metrics)
+    reports = accuracy_reports(args.reports)
     for row in rows:
         row["latency"] = common.summarize(samples[row["name"]])
         row["fps"] = 1000.0 / row["latency"]["median_ms"]
         row["accuracy"] = accuracy_for(row["arch"], reports, row.get("module"))
+        if row["kind"] == "shipped":
+            row["accuracy"] = [a for a in row["accuracy"] if not a["baseline"]]
     by_name = {row["name"]: row for row in rows}
     for row in rows:
         row["speedup"] = {}
@@ -345,33 +444,48 @@ def measure(args, log=print):
     return rows, reports
 
 
-def goal_checks(rows, references):
-    """The goal: each shipped model >= 10x faster than vgg16_seed at equal or better accuracy."""
+def goal_checks(rows, reference=GOAL_REFERENCE):
+    """The goal: each shipped model >= 10x faster than the reference at equal or better accuracy."""
     checks = []
-    reference = "vgg16_seed"
-    if reference not in references:
-        return checks
     ref_rows = [r for r in rows if r["name"] == reference]
     for row in rows:
         if row["kind"] != "shipped":
             continue
         speedup = row["speedup"].get(reference)
-        check = {"model": row["name"], "speedup": speedup, "speed_ok": None, "accuracy_ok": None,
-                 "note": ""}
+        check = {
+            "model": row["name"],
+            "reference": reference,
+            "speedup": speedup,
+            "speed_ok": None,
+            "accuracy_ok": None,
+            "note": "",
+        }
         if speedup is not None:
             check["speed_ok"] = speedup >= SPEEDUP_GOAL
         mine = row["accuracy"]
         theirs = []
         if mine and ref_rows:
-            theirs = [a for a in ref_rows[0]["accuracy"]
-                      if a["module"] == mine[0]["module"] and a["metric"] == mine[0]["metric"]]
+            theirs = [
+                a
+                for a in ref_rows[0]["accuracy"]
+                if a["module"] == mine[0]["module"] and a["metric"] == mine[0]["metric"]
+            ]
         if theirs:
             check["accuracy_ok"] = mine[0]["value"] >= theirs[0]["value"]
-            check["note"] = "{} {:.3f} vs {:.3f}".format(mine[0]["metric"], mine[0]["value"],
-                                                         theirs[0]["value"])
+            check["note"] = "{} {} {:.3f} vs {} {:.3f}{}".format(
+                mine[0]["module"],
+                mine[0]["metric"],
+                mine[0]["value"],
+                reference,
+                theirs[0]["value"],
+                " (trained at {0}x{0})".format(theirs[0]["image_size"])
+                if theirs[0].get("image_size")
+                else "",
+            )
         else:
             check["note"] = "accuracy comparison n/a (no evaluation report for {} on {})".format(
-                reference, row.get("module"))
+                reference, row.get("module")
+            )
         checks.append(check)
     return checks
 
@@ -389,8 +503,9 @@ def main(argv=None):
         return 0
     rows, reports = measured
     result = {
-        "title": "Model cost ({} {}, {}x{}, batch 1)".format(args.backend, args.precision, args.size,
-                                                             args.size),
+        "title": "Model cost ({} {}, {}x{}, batch 1)".format(
+            args.backend, args.precision, args.size, args.size
+        ),
         "command": common.command_line(NAME, argv),
         "environment": env,
         "backend": args.backend,
@@ -403,7 +518,7 @@ def main(argv=None):
         "references": args.references,
         "rows": rows,
         "accuracy_reports": reports,
-        "goals": goal_checks(rows, args.references),
+        "goals": goal_checks(rows, args.goal_reference),
     }
     common.finish(result, args, NAME)
     return 0
@@ -411,52 +526,87 @@ def main(argv=None):
 
 # ---- markdown --------------------------------------------------------------------------------------
 
+
 def _accuracy_cell(row):
     if not row.get("accuracy"):
         return "n/a"
-    return "; ".join("{} {} {:.3f}".format(a["module"], a["metric"], a["value"]) for a in row["accuracy"])
+    cells = []
+    for a in row["accuracy"]:
+        note = []
+        if a.get("image_size"):
+            note.append("trained at {0}x{0}".format(a["image_size"]))
+        if a.get("baseline"):
+            note.append("baseline")
+        cells.append(
+            "{} {} {:.3f}{}".format(
+                a["module"], a["metric"], a["value"], " ({})".format(", ".join(note)) if note else ""
+            )
+        )
+    return "; ".join(cells)
 
 
 def render_markdown(result):
     env = result["environment"]
     refs = result["references"]
     lines = ["## {}".format(result["title"]), ""]
-    lines.append("Measured {} on {} ({} CPUs{}; load average {}), Python {}, onnxruntime {}; {} thread(s), "
-                 "{} interleaved rounds after {} warm-up runs{}.".format(
-                     env["date"], env.get("jetson") or env.get("cpu") or env["machine"], env["cpu_count"],
-                     "" if not env.get("jetson") else ", Jetson", env["load_average"], env["python"],
-                     env["onnxruntime"], result["threads"], result["runs"], result["warmup"],
-                     " (**--quick: not a measurement**)" if result.get("quick") else ""))
+    lines.append(
+        "Measured {} on {} ({} CPUs{}; load average {}), Python {}, onnxruntime {}; {} thread(s), "
+        "{} interleaved rounds after {} warm-up runs{}.".format(
+            env["date"],
+            env.get("jetson") or env.get("cpu") or env["machine"],
+            env["cpu_count"],
+            "" if not env.get("jetson") else ", Jetson",
+            env["load_average"],
+            env["python"],
+            env["onnxruntime"],
+            result["threads"],
+            result["runs"],
+            result["warmup"],
+            " (**--quick: not a measurement**)" if result.get("quick") else "",
+        )
+    )
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
-    header = ["model", "input", "params (M)", "GFLOPs", "ONNX (MB)", "median (ms)", "IQR (ms)", "p90 (ms)",
-              "FPS"] + ["x vs {}".format(r) for r in refs] + ["accuracy (evaluation report)"]
+    header = (
+        ["model", "input", "params (M)", "GFLOPs", "ONNX (MB)", "median (ms)", "IQR (ms)", "p90 (ms)", "FPS"]
+        + ["x vs {}".format(r) for r in refs]
+        + ["accuracy (evaluation report)"]
+    )
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * len(header)) + "|")
     for row in result["rows"]:
         lat = row["latency"]
         name = row["name"] if row["kind"] == "zoo" else "**{}** ({})".format(row["name"], row["arch"])
-        cells = [name, row["input"],
-                 common.fmt(None if row["params"] is None else row["params"] / 1e6, 2),
-                 common.fmt(None if row["flops"] is None else row["flops"] / 1e9, 2),
-                 common.fmt(row["onnx_bytes"] / 1e6, 1),
-                 common.fmt(lat["median_ms"], 2), common.fmt(lat["iqr_ms"], 2), common.fmt(lat["p90_ms"], 2),
-                 common.fmt(row["fps"], 1)]
+        cells = [
+            name,
+            row["input"],
+            common.fmt(None if row["params"] is None else row["params"] / 1e6, 2),
+            common.fmt(None if row["flops"] is None else row["flops"] / 1e9, 2),
+            common.fmt(row["onnx_bytes"] / 1e6, 1),
+            common.fmt(lat["median_ms"], 2),
+            common.fmt(lat["iqr_ms"], 2),
+            common.fmt(lat["p90_ms"], 2),
+            common.fmt(row["fps"], 1),
+        ]
         cells += [common.fmt(row["speedup"].get(r), 1, "x") for r in refs]
         cells.append(_accuracy_cell(row))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     counter = next((r["counter"] for r in result["rows"] if r.get("counter")), None)
-    lines.append("GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
-                 "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
-                 "architecture through `export_bundle`; bold rows are the shipped bundles.".format(
-                     counter or "n/a"))
+    lines.append(
+        "GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
+        "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
+        "architecture through `export_bundle`; bold rows are the shipped bundles.".format(counter or "n/a")
+    )
     lines.append("")
     goals = result.get("goals") or []
     if goals:
-        lines.append("Goal: the shipped default >= {:.0f}x faster than vgg16_seed at equal or better "
-                     "accuracy.".format(SPEEDUP_GOAL))
+        lines.append(
+            "Goal: the shipped default >= {:.0f}x faster than {} at equal or better accuracy.".format(
+                SPEEDUP_GOAL, goals[0]["reference"]
+            )
+        )
         lines.append("")
         for check in goals:
             if check["speed_ok"] and check["accuracy_ok"]:
@@ -465,8 +615,11 @@ def render_markdown(result):
                 verdict = "speed met, accuracy unverified"
             else:
                 verdict = "MISSED"
-            lines.append("- {}: {} faster -> {} ({})".format(
-                check["model"], common.fmt(check["speedup"], 1, "x"), verdict, check["note"]))
+            lines.append(
+                "- {}: {} faster -> {} ({})".format(
+                    check["model"], common.fmt(check["speedup"], 1, "x"), verdict, check["note"]
+                )
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -25,10 +25,11 @@ def run_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("bench-models")
 
 
-def _metrics(folder, module, arch, value):
-    path = folder / module / "metrics.json"
+def _metrics(path, arch, value, size):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"arch": arch, "test": {"auroc_macro": value, "accuracy": 0.5}}))
+    path.write_text(
+        json.dumps({"macro_auroc": value, "accuracy": 0.5, "recipe": {"arch": arch, "image_size": size}})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,33 @@ def result(run_dir, tiny_bundle):
     shipped.mkdir()
     shutil.copytree(tiny_bundle, str(shipped / "synth-test"))
     # Evaluation reports as M's evaluation writes them (values are inputs of this test, not results).
-    _metrics(run_dir / "metrics", "synth-test", "mobilenet_v3_small", 0.91)
-    _metrics(run_dir / "metrics", "other", "resnet18", 0.80)
+    reports = run_dir / "reports"
+    _metrics(reports / "synth-test" / "metrics.json", "mobilenet_v3_small", 0.91, 64)
+    _metrics(reports / "synth-test" / "baseline-resnet18" / "metrics.json", "resnet18", 0.80, 32)
     out = run_dir / "results" / "models.json"
-    reports = str(run_dir / "metrics" / "*" / "metrics.json")
-    code = models.main(["--quick", "--size", "32", "--archs", "mobilenet_v3_small,resnet18",
-                        "--references", "resnet18", "--export-dir", str(run_dir / "bundles"),
-                        "--shipped", str(shipped), "--metrics", reports,
-                        "--out-json", str(out), "--doc", str(run_dir / "benchmarks.md")])
+    code = models.main(
+        [
+            "--quick",
+            "--size",
+            "32",
+            "--archs",
+            "mobilenet_v3_small,resnet18",
+            "--references",
+            "resnet18",
+            "--goal-reference",
+            "resnet18",
+            "--export-dir",
+            str(run_dir / "bundles"),
+            "--shipped",
+            str(shipped),
+            "--reports",
+            str(reports),
+            "--out-json",
+            str(out),
+            "--doc",
+            str(run_dir / "benchmarks.md"),
+        ]
+    )
     assert code == 0
     with open(str(out)) as handle:
         return json.load(handle)
@@ -81,10 +101,24 @@ def test_accuracy_is_read_from_the_evaluation_reports(result):
     rows = {row["name"]: row for row in result["rows"]}
     shipped = rows["shipped:synth-test"]
     assert shipped["arch"] == "mobilenet_v3_small"
-    assert [(a["module"], a["metric"], a["value"]) for a in shipped["accuracy"]] == [
-        ("synth-test", "auroc_macro", 0.91)]
-    assert rows["resnet18"]["accuracy"][0]["value"] == 0.80
+    assert [(a["module"], a["metric"], a["value"], a["baseline"]) for a in shipped["accuracy"]] == [
+        ("synth-test", "macro_auroc", 0.91, False)
+    ]
+    baseline = rows["resnet18"]["accuracy"]
+    assert [(a["module"], a["value"], a["image_size"], a["baseline"]) for a in baseline] == [
+        ("synth-test", 0.80, 32, True)
+    ]
     assert rows["mobilenet_v3_small"]["accuracy"][0]["module"] == "synth-test"
+
+
+def test_goal_compares_the_shipped_model_with_the_reference(result):
+    rows = {row["name"]: row for row in result["rows"]}
+    [check] = result["goals"]
+    assert check["model"] == "shipped:synth-test" and check["reference"] == "resnet18"
+    assert check["speedup"] == pytest.approx(rows["shipped:synth-test"]["speedup"]["resnet18"])
+    assert check["speed_ok"] == (check["speedup"] >= models.SPEEDUP_GOAL)
+    assert check["accuracy_ok"] is True  # 0.91 >= 0.80 in the reports above
+    assert "(trained at 32x32)" in check["note"]
 
 
 def test_markdown_is_regenerated_with_the_table(result, run_dir):
@@ -102,9 +136,24 @@ def test_markdown_is_regenerated_with_the_table(result, run_dir):
 def test_existing_bundles_are_reused_on_a_device(result, run_dir, tmp_path):
     """--bundles-dir never exports: a missing architecture is skipped and said so."""
     out = tmp_path / "r" / "models.json"
-    code = models.main(["--quick", "--size", "32", "--archs", "mobilenet_v3_small,densenet121",
-                        "--bundles-dir", str(run_dir / "bundles"), "--shipped", "", "--references", "",
-                        "--out-json", str(out), "--no-doc"])
+    code = models.main(
+        [
+            "--quick",
+            "--size",
+            "32",
+            "--archs",
+            "mobilenet_v3_small,densenet121",
+            "--bundles-dir",
+            str(run_dir / "bundles"),
+            "--shipped",
+            "",
+            "--references",
+            "",
+            "--out-json",
+            str(out),
+            "--no-doc",
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert [row["name"] for row in data["rows"]] == ["mobilenet_v3_small"]
@@ -112,10 +161,26 @@ def test_existing_bundles_are_reused_on_a_device(result, run_dir, tmp_path):
 
 def test_runs_as_a_script(run_dir, tmp_path):
     out = tmp_path / "models.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "models.py"), "--quick", "--size",
-                           "32", "--archs", "mobilenet_v3_small", "--bundles-dir", str(run_dir / "bundles"),
-                           "--shipped", "", "--out-json", str(out), "--no-doc"],
-                          capture_output=True, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "models.py"),
+            "--quick",
+            "--size",
+            "32",
+            "--archs",
+            "mobilenet_v3_small",
+            "--bundles-dir",
+            str(run_dir / "bundles"),
+            "--shipped",
+            "",
+            "--out-json",
+            str(out),
+            "--no-doc",
+        ],
+        capture_output=True,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(out.read_text())["benchmark"] == "models"
     assert b"| mobilenet_v3_small | 32x32 RGB |" in proc.stdout
