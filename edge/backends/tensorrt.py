@@ -66,7 +66,7 @@ def find_engine(bundle, precision, engine_cache=None, allow_build=False, **optio
             from export.engine.manage import ensure_engine
         except ImportError as exc:
             return None, "{}; cannot build it here ({})".format(lookup.explain(), exc)
-        result = ensure_engine(bundle.path, cache_dir, precision=precision)
+        result = ensure_engine(bundle, cache_dir, precision=precision, batch=options.get("max_batch", 1))
         return result.path, None
     return None, "{}. Fix: {}".format(lookup.explain(), BUILD_HINT.format(bundle=bundle.path))
 
