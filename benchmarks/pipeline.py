@@ -4,7 +4,8 @@ The kiosk is built exactly as ``medkiosk run --models BUNDLE --source file://VID
 builds it (``edge.commands.run.build_kiosk``) on a generated 640x480 video, and instrumented by
 wrapping its pure steps, never by re-implementing the loop: ``source.read`` (capture/decode),
 ``edge.classify.preprocess``, the runner's ``infer``, ``edge.classify.assess_quality`` (quality
-gate), ``edge.classify.postprocess``, ``edge.kiosk.draw_overlay`` and ``sink.write``.
+gate), ``edge.classify.postprocess``, the overlay (``kiosk.renderer.draw``, i.e. ``draw_overlay`` with a
+cached panel) and ``sink.write``.
 
 Two modes:
 
@@ -41,7 +42,7 @@ STAGES = (
     ("inference", "inference (runner.infer)"),
     ("quality", "quality gate (assess_quality)"),
     ("postprocess", "postprocess (top-3, uncertain)"),
-    ("overlay", "overlay (draw_overlay)"),
+    ("overlay", "overlay (renderer.draw)"),
     ("sink", "sink (null:// write)"),
 )
 
@@ -179,14 +180,18 @@ def instrument(kiosk, source, sink, times, profiler=None):
         return classifier
 
     kiosk.open_classifier = open_instrumented
-    return Patched(
-        [
-            (edge.classify, "preprocess", times.wrap("preprocess", edge.classify.preprocess)),
-            (edge.classify, "assess_quality", times.wrap("quality", edge.classify.assess_quality)),
-            (edge.classify, "postprocess", times.wrap("postprocess", edge.classify.postprocess)),
-            (edge.kiosk, "draw_overlay", times.wrap("overlay", edge.kiosk.draw_overlay)),
-        ]
-    )
+    patches = [
+        (edge.classify, "preprocess", times.wrap("preprocess", edge.classify.preprocess)),
+        (edge.classify, "assess_quality", times.wrap("quality", edge.classify.assess_quality)),
+        (edge.classify, "postprocess", times.wrap("postprocess", edge.classify.postprocess)),
+    ]
+    renderer = getattr(kiosk, "renderer", None)
+    if renderer is not None and hasattr(renderer, "draw"):
+        # The loop draws through its OverlayRenderer (draw_overlay with a cached panel).
+        renderer.draw = times.wrap("overlay", renderer.draw)
+    else:
+        patches.append((edge.kiosk, "draw_overlay", times.wrap("overlay", edge.kiosk.draw_overlay)))
+    return Patched(patches)
 
 
 # ---- the kiosk as `medkiosk run` builds it ---------------------------------------------------------

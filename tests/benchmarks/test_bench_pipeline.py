@@ -75,7 +75,7 @@ def test_markdown_section(outcome):
     _result, doc = outcome
     assert "## Pipeline overhead (onnxruntime fp32), synth-test" in doc
     assert "| inference (runner.infer) |" in doc
-    assert "| overlay (draw_overlay) |" in doc
+    assert "| overlay (renderer.draw) |" in doc
     assert "### Live mode (camera emulated at 30 fps" in doc
     assert "### Where the time goes (cProfile" in doc
 
