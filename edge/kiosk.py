@@ -321,6 +321,7 @@ class Kiosk(object):
         self._importer = None
         self._printed_seq = None
         self._ready = False
+        self._announced = set()
 
     # ---- control ----
     def stop(self):
@@ -536,6 +537,12 @@ class Kiosk(object):
         self._last_tick = now
 
     def _report(self, slot, disconnected):
+        info = slot.runner_info
+        if info is not None and slot.module_id not in self._announced:
+            self._announced.add(slot.module_id)
+            self._log("{}: running on {}".format(slot.module_id, info["describe"]))
+            for notice in info["notices"]:
+                self._log("{}: WARNING: {}".format(slot.module_id, notice))
         if self.notifier is not None:
             if not self._ready:
                 self._ready = True

@@ -112,3 +112,28 @@ def test_errors_are_one_line_and_non_zero(tmp_path, tiny_bundle):
     _stdout, stderr = process.communicate(timeout=60)
     if "no GStreamer support" in stderr:  # pip's OpenCV: refused clearly, not hung
         assert process.returncode == 2 and "JetPack's OpenCV" in stderr and "Traceback" not in stderr
+
+
+def test_a_cpu_fallback_is_said_loudly(tmp_path, tiny_bundle, synth_images):
+    import importlib.util
+
+    import numpy as np
+
+    from edge.overlay import Layout
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        import pytest
+
+        pytest.skip("TensorRT is importable here: auto may not fall back")
+    out = tmp_path / "frames"
+    config = _config(tmp_path, tiny_bundle, backend="auto", precision="fp16")
+    process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
+                         "--output", "file://{}/".format(out), "--max-frames", "2"], env=_env())
+    _stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "WARNING: Using onnxruntime: tensorrt unavailable" in stderr
+    assert "WARNING: FP16 precision requested, running FP32" in stderr
+    last = cv2.imread(str(out / sorted(os.listdir(str(out)))[-1]))
+    alert = Layout((800, 480)).alert.crop(last).astype(int)
+    red = (np.abs(alert - np.array([40, 40, 220])).sum(axis=2) < 40).sum()
+    assert red > 1000  # the red "RUNNING ON CPU - GPU unavailable" band
