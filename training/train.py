@@ -64,13 +64,15 @@ class TrainConfig:
     balance: str = "none"
     augmentation: Optional[str] = None  # None: the module's preset, else "none"
     colour: Optional[str] = None  # None: the module's colour, else RGB
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 1.0  # linear warm-up, capped at a fifth of the run
     patience: Optional[int] = None  # epochs without val-loss improvement before stopping
     resume: bool = False
     device: str = "auto"
     calibrate: bool = True
     abstain_coverage: float = 0.9  # fraction of validation cases the kiosk should answer
     max_grad_norm: Optional[float] = 5.0
+    precise_bn_batches: int = 50  # re-estimate BatchNorm statistics on this many train batches per epoch
+    cache_images: bool = True  # keep resized images in memory (a 224px RGB image is 150 KB)
 
     def validate(self):
         if self.epochs < 1:
@@ -285,12 +287,13 @@ def make_loaders(config, split, classes, task, input_spec, augmentation, device,
     from training.augment import build_transform
     from training.datasets import ImageDataset
 
+    cache = config.cache_images
     train_set = ImageDataset(split.train, classes, input_spec, task,
-                             transform=build_transform(augmentation, input_spec))
-    val_set = ImageDataset(split.val, classes, input_spec, task) if split.val else None
+                             transform=build_transform(augmentation, input_spec), cache=cache)
+    val_set = ImageDataset(split.val, classes, input_spec, task, cache=cache) if split.val else None
     generator = torch.Generator()
     common = {"num_workers": config.workers, "pin_memory": device.type == "cuda",
-              "worker_init_fn": _worker_init, "persistent_workers": False}
+              "worker_init_fn": _worker_init, "persistent_workers": config.workers > 0}
     sampler = None
     if dist_ctx.enabled:
         sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
@@ -353,6 +356,30 @@ def _to_device(x, y, device):
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
+
+
+def recompute_batchnorm(net, loader, device, max_batches):
+    """Precise BatchNorm: replace the running statistics by their average over training batches.
+
+    Short runs otherwise validate with statistics still dominated by their initial values.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or max_batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    with torch.no_grad():
+        for index, (x, y) in enumerate(loader):
+            if index >= max_batches:
+                break
+            x, _y = _to_device(x, y, device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                net(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def predict_logits(net, loader, device, progress=False, desc="predict"):
@@ -487,8 +514,10 @@ def train(config):
     criterion = make_criterion(config, split, classes, task, device)
     optimizer = make_optimizer(config, net)
     steps_per_epoch = max(1, len(train_loader))
-    scheduler = make_scheduler(optimizer, config.epochs * steps_per_epoch,
-                               int(round(config.warmup_epochs * steps_per_epoch)))
+    total_steps = config.epochs * steps_per_epoch
+    # Warm-up is capped at a fifth of the run so short runs are not mostly warm-up.
+    warmup_steps = int(round(min(config.warmup_epochs * steps_per_epoch, 0.2 * total_steps)))
+    scheduler = make_scheduler(optimizer, total_steps, warmup_steps)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -540,6 +569,7 @@ def train(config):
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss="{:.4f}".format(loss.item()))
         train_loss = total / max(count, 1)
+        recompute_batchnorm(net, train_loader, device, config.precise_bn_batches)
         if val_loader is not None:
             logits, targets = predict_logits(net, val_loader, device)
             val_loss, val_acc = val_metrics(logits, targets, task)
