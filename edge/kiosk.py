@@ -603,7 +603,7 @@ class Kiosk(object):
     def _next_image(self, worker):
         self.smoother.reset()
         self._result = None
-        if hasattr(self.source, "next_image") and not self.source.live:
+        if self.source.steps_images:
             try:
                 path = self.source.next_image()
             except SourceError as exc:

@@ -18,6 +18,7 @@ class Source(object):
     """
 
     live = False
+    steps_images = False  # next_image() works (image folders)
     uri = ""
 
     def __init__(self):

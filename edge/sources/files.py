@@ -75,6 +75,8 @@ class ImageFolderSource(Source):
     yet (still being copied) is retried at the next scan instead of being shown broken.
     """
 
+    steps_images = True
+
     def __init__(self, path, poll_s=1.0, clock=now):
         super().__init__()
         self.path = str(path)
