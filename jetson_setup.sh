@@ -479,13 +479,13 @@ medkiosk_wheel() {
 # wheelhouse_has NAME==VERSION: a wheel or sdist of exactly that release is in the wheelhouse
 # (names compared the way pip normalises them: case, "-" and "_" do not matter).
 wheelhouse_has() {
-    local name=${1%%==*} version=${1##*==} file base
+    local stem file base
+    # pycuda==2022.1 -> pycuda_2022.1; file names get the same folding, so "-" becomes "_".
+    stem="$(printf '%s' "${1%%==*}_${1##*==}" | tr 'A-Z-' 'a-z_')"
     for file in "$WHEELHOUSE"/*; do
         base="$(basename "$file" | tr 'A-Z-' 'a-z_')"
         case "$base" in
-            "$(printf '%s' "$name" | tr 'A-Z-' 'a-z_')_${version}"-*.whl | \
-                "$(printf '%s' "$name" | tr 'A-Z-' 'a-z_')_${version}".tar.gz | \
-                "$(printf '%s' "$name" | tr 'A-Z-' 'a-z_')_${version}".zip) return 0 ;;
+            "$stem"_*.whl | "$stem".tar.gz | "$stem".zip) return 0 ;;
         esac
     done
     return 1
