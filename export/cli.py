@@ -71,15 +71,21 @@ def cmd_verify(args):
         _print(line)
     _print("VERIFIED: this unit computes what the lab computed" if report["ok"] else
            "FAILED: this unit does NOT reproduce the lab's outputs; do not use this module")
+    if args.json:
+        from edge.bundle import write_json_atomic
+
+        write_json_atomic(args.json, report)
     return 0 if report["ok"] else 1
 
 
 def cmd_engines(args):
     from export.engine.manage import rebuild_engines
 
-    summary = rebuild_engines(args.models, args.cache, precision=args.precision, log=_print)
-    _print("engines: {} up to date, {} built, {} failed".format(
-        summary["fresh"], summary["built"], summary["failed"]))
+    summary = rebuild_engines(args.models, args.cache, precision=args.precision, log=_print,
+                              verify=args.verify)
+    _print("engines: {} up to date, {} built, {} failed{}".format(
+        summary["fresh"], summary["built"], summary["failed"],
+        ", {} verified on their golden images".format(summary["verified"]) if args.verify else ""))
     return 0 if summary["failed"] == 0 else 1
 
 
@@ -144,12 +150,15 @@ def build_parser():
     p.add_argument("--calib", help="folder of calibration images (INT8 builds)")
     p.add_argument("--cache", default=default_cache(), help="engine cache folder (default %(default)s)")
     p.add_argument("--no-build", action="store_true", help="fail instead of building a missing engine")
+    p.add_argument("--json", help="write the report as JSON here")
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("engines", help="rebuild every missing or stale engine (medkiosk-engines.service)")
     p.add_argument("--models", required=True, help="folder of bundle folders")
     p.add_argument("--cache", default=default_cache(), help="engine cache folder (default %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    p.add_argument("--verify", action="store_true",
+                   help="also run each bundle's golden images through its engine")
     p.set_defaults(handler=cmd_engines)
     return parser
 

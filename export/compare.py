@@ -11,7 +11,7 @@ import shutil
 import tempfile
 
 from edge.bundle import load_bundle
-from edge.errors import MedkioskError, require
+from edge.errors import MedkioskError, MissingDependencyError, require
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess
 from export.engine.parity import MIN_TOP1_AGREEMENT, TOLERANCES, compare_probabilities
 from export.errors import ExportError
@@ -81,6 +81,7 @@ def compare_backends(model, images, precisions=("fp32",), int8_tolerance=None, c
     precisions = list(precisions)
     paths = image_paths(images, limit)
     workdir = tempfile.mkdtemp(prefix="medkiosk-compare-")
+    skipped = []
     try:
         bundle = None
         if isinstance(model, str) and os.path.isdir(model):
@@ -91,7 +92,11 @@ def compare_backends(model, images, precisions=("fp32",), int8_tolerance=None, c
             bundle_precision = bundle.manifest.get("export", {}).get("precision", "fp32")
             models = {bundle_precision: bundle.model_path}
             if "fp16" in precisions and "fp16" not in models:
-                models["fp16"] = _fp16_onnx(bundle.model_path, os.path.join(workdir, "fp16.onnx"))
+                try:
+                    models["fp16"] = _fp16_onnx(bundle.model_path, os.path.join(workdir, "fp16.onnx"))
+                except MissingDependencyError as exc:  # a Jetson has no onnx package: skip that row
+                    skipped.append({"name": "onnxruntime-fp16", "precision": "fp16", "ok": None,
+                                    "skipped": str(exc)})
             reference = _onnxruntime_probs(bundle.model_path, inputs, description)
             if bundle_precision != "fp32":
                 reference_name = "onnxruntime-{} (bundle)".format(bundle_precision)
@@ -104,7 +109,7 @@ def compare_backends(model, images, precisions=("fp32",), int8_tolerance=None, c
             reference_name = "pytorch"
             reference = run_torch(source.deploy_model, inputs)
             models = _export_checkpoint(source, workdir, "fp16" in precisions)
-        backends = []
+        backends = list(skipped)
         for precision in ("fp32", "fp16"):
             if precision not in models or (bundle is not None and models[precision] == bundle.model_path):
                 continue

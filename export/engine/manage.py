@@ -145,11 +145,15 @@ def find_bundles(models_dir):
             if os.path.isfile(os.path.join(models_dir, name, MANIFEST))]
 
 
-def rebuild_engines(models_dir, cache_dir, precision="fp16", device=None, log=None):
-    """Make sure every bundle under ``models_dir`` has a fresh engine; count failures, never hide them."""
+def rebuild_engines(models_dir, cache_dir, precision="fp16", device=None, log=None, verify=False):
+    """Make sure every bundle under ``models_dir`` has a fresh engine; count failures, never hide them.
+
+    With ``verify`` each bundle's golden images are also run through its engine; a mismatch counts
+    as a failure.
+    """
     log = log or _quiet
     bundles = find_bundles(models_dir)
-    summary = {"fresh": 0, "built": 0, "failed": 0, "errors": [], "bundles": len(bundles)}
+    summary = {"fresh": 0, "built": 0, "failed": 0, "verified": 0, "errors": [], "bundles": len(bundles)}
     if not bundles:
         log("no bundles under {}".format(models_dir))
         return summary
@@ -164,4 +168,16 @@ def rebuild_engines(models_dir, cache_dir, precision="fp16", device=None, log=No
             continue
         summary["fresh" if result.action == "cached" else "built"] += 1
         log("{}: {} engine {} ({})".format(result.bundle.module_id, precision, result.path, result.action))
+        if verify:
+            try:
+                report = verify_bundle(path, cache_dir, precision=precision, allow_build=False, device=device)
+            except MedkioskError as exc:
+                report = {"ok": False, "lines": [str(exc)]}
+            if report["ok"]:
+                summary["verified"] += 1
+            else:
+                summary["failed"] += 1
+                summary["errors"].append({"bundle": path,
+                                          "error": "golden check failed: " + report["lines"][-1]})
+                log("FAILED {}: golden images do not match ({})".format(path, report["lines"][-1]))
     return summary

@@ -72,3 +72,17 @@ def test_missing_image_folder(bundle, tmp_path, capsys):
     assert cli.main(["export", "compare", bundle, "--images", str(tmp_path / "none")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert os.path.exists(bundle)
+
+
+def test_device_without_onnx_package_skips_the_fp16_onnx_row(bundle, images, monkeypatch):
+    from edge.errors import MissingDependencyError
+    from export import compare
+
+    def no_onnx(src, dst):
+        raise MissingDependencyError("onnx is not installed (simulated Jetson). Install it: pip install onnx")
+    monkeypatch.setattr(compare, "_fp16_onnx", no_onnx)
+    report = compare_backends(bundle, images, precisions=["fp32", "fp16"])
+    rows = _by_name(report)
+    row = rows["onnxruntime-fp16"]
+    assert row["ok"] is None and "simulated Jetson" in row["skipped"]
+    assert not report["ok"] and "nothing was compared" in report["problem"]

@@ -256,3 +256,23 @@ def test_real_tensorrt_engine_verifies(bundle_dir, tmp_path):
     pytest.importorskip("pycuda")
     report = verify_bundle(bundle_dir, str(tmp_path / "cache"), precision="fp16")
     assert report["ok"], report["lines"]
+
+
+def test_rebuild_with_verify_fails_a_bundle_whose_golden_outputs_differ(bundle_dir, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(bundle_dir, str(models / "good"))
+    shutil.copytree(bundle_dir, str(models / "wrong-golden"))
+    expected_path = str(models / "wrong-golden" / "golden" / "expected.json")
+    with open(expected_path) as handle:
+        expected = json.load(handle)
+    for sample in expected["samples"]:
+        sample["probabilities"] = sample["probabilities"][::-1]
+    with open(expected_path, "w") as handle:
+        json.dump(expected, handle)
+    device, _trt = _device()
+    summary = rebuild_engines(str(models), str(tmp_path / "cache"), device=device, verify=True)
+    # Same model and module id: the second bundle finds the first one's engine in the cache.
+    assert (summary["built"], summary["fresh"], summary["verified"], summary["failed"]) == (1, 1, 1, 1)
+    assert "wrong-golden" in summary["errors"][0]["bundle"]
+    assert summary["errors"][0]["error"].startswith("golden check failed")
