@@ -13,11 +13,11 @@ from edge import __version__
 from edge.errors import MedkioskError
 
 # command -> (module whose main(argv) handles it, one-line help, what to install if it is missing)
+TRAIN_HINT = "pip install 'medkiosk[train]'"
 DELEGATED = {
-    "train": ("training.cli", "train a model on an image folder or CSV dataset", "pip install 'medkiosk[train]'"),
-    "evaluate": ("training.cli", "evaluate a trained run: metrics, plots, calibration",
-                 "pip install 'medkiosk[train]'"),
-    "data": ("training.cli", "dataset tools: synth, split, augment, leak check", "pip install 'medkiosk[train]'"),
+    "train": ("training.cli", "train a model on an image folder or CSV dataset", TRAIN_HINT),
+    "evaluate": ("training.cli", "evaluate a trained run: metrics, plots, calibration", TRAIN_HINT),
+    "data": ("training.cli", "dataset tools: synth, split, augment, leak check", TRAIN_HINT),
     "export": ("export.cli", "checkpoint -> ONNX bundle -> TensorRT engine; parity and verification",
                "pip install 'medkiosk[export]'"),
 }

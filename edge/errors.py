@@ -51,4 +51,4 @@ def require(module_name, install_hint):
     except ImportError as exc:
         raise MissingDependencyError(
             "{} is not installed ({}). Install it: {}".format(module_name, exc, install_hint)
-        )
+        ) from exc
