@@ -127,7 +127,7 @@ class StageTimes(object):
                 if self.enabled:
                     samples.append(end - start)
                     if stamps is not None:
-                        stamps.append(end)
+                        stamps.append((start, end))
 
         timed.__wrapped__ = func
         return timed
@@ -177,6 +177,8 @@ def instrument(kiosk, source, sink, times, profiler=None):
                     profiler.disable()
 
             classifier.classify = profiled
+        # The whole classify call as the inference thread makes it, with its start and end times.
+        classifier.classify = times.wrap("classify", classifier.classify, stamp=True)
         return classifier
 
     kiosk.open_classifier = open_instrumented
@@ -251,11 +253,26 @@ def steady(values, skip):
     return values[skip:] if len(values) > skip + 1 else values
 
 
-def throughput(stamps):
-    """Events per second from their completion times (first one excluded: it starts the clock)."""
+def ends(spans):
+    return [end for _start, end in spans]
+
+
+def throughput(spans):
+    """Events per second from their (start, end) spans: completions after the first one, per second."""
+    stamps = ends(spans)
     if len(stamps) < 2 or stamps[-1] <= stamps[0]:
         return None
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def intervals(spans):
+    stamps = ends(spans)
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def gaps(spans):
+    """Idle time between one span's end and the next one's start."""
+    return [max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(spans, spans[1:])]
 
 
 def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log):
@@ -352,10 +369,16 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
     stages = stage_summary(times_blocks, skip)
     frame_times = []
     for block in times_blocks:
-        stamps = steady(block["times"].stamps["sink"], skip)
-        frame_times.extend(b - a for a, b in zip(stamps, stamps[1:]))
+        frame_times.extend(intervals(steady(block["times"].stamps["sink"], skip)))
     frame = common.summarize(frame_times)
     accounted = sum(stages[s]["median_ms"] for s, _ in STAGES if s in stages)
+    # Means add up where medians do not: each stage's total time over the frames it served.
+    mean_frame_ms = 1000.0 * sum(frame_times) / len(frame_times) if frame_times else None
+    mean_ms = {}
+    for key, _label in STAGES:
+        values = [v for block in times_blocks for v in steady(block["times"].samples.get(key, []), skip)]
+        if values:
+            mean_ms[key] = 1000.0 * sum(values) / len(values)
     return {
         "blocks": per_block,
         "ratio_median": common.percentile(ratios, 50) if ratios else None,
@@ -367,6 +390,9 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
         "frame": frame,
         "stages": stages,
         "unaccounted_ms": frame["median_ms"] - accounted if frame.get("n") else None,
+        "mean_frame_ms": mean_frame_ms,
+        "stage_mean_ms": mean_ms,
+        "unaccounted_mean_ms": None if mean_frame_ms is None else mean_frame_ms - sum(mean_ms.values()),
     }
 
 
@@ -385,7 +411,11 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
     display_fps = throughput(display_stamps)
     ages = steady(kiosk.result_ages, skip)
     classify = classify_times(times, skip)
-    display_frame = common.summarize([b - a for a, b in zip(display_stamps, display_stamps[1:])])
+    display_frame = common.summarize(intervals(display_stamps))
+    worker = steady(times.stamps.get("classify", []), skip)
+    worker_busy = None
+    if len(worker) > 1 and worker[-1][1] > worker[0][0]:
+        worker_busy = sum(end - start for start, end in worker) / (worker[-1][1] - worker[0][0])
     ceiling = min(raw_fps, camera_fps) if raw_fps else camera_fps
     # "One inference plus one frame": the slowest classify plus one displayed frame (median interval).
     bound = None
@@ -403,6 +433,9 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
         "ratio": None if results_fps is None else results_fps / ceiling,
         "inference": common.summarize(steady(times.samples.get("inference", []), skip)),
         "classify": common.summarize(classify),
+        "worker_call": common.summarize([end - start for start, end in worker]),
+        "worker_idle": common.summarize(gaps(worker)),
+        "worker_busy_fraction": worker_busy,
         "stages": {stage: common.summarize(steady(values, skip)) for stage, values in times.samples.items()},
         "result_age": age_summary,
         "age_bound_ms": bound,
@@ -622,32 +655,37 @@ def render_markdown(result):
     lines.append("")
     lines.append("### File mode (video file or USB images: every frame classified, sequential)")
     lines.append("")
-    lines.append("| stage | median (ms) | IQR (ms) | p90 (ms) | share of a frame |")
-    lines.append("|---|---|---|---|---|")
-    frame_ms = fm["frame"].get("median_ms")
+    lines.append("| stage | median (ms) | IQR (ms) | p90 (ms) | mean (ms) | share of frame time (means) |")
+    lines.append("|---|---|---|---|---|---|")
+    mean_frame = fm.get("mean_frame_ms")
+    means = fm.get("stage_mean_ms") or {}
     for key, label in STAGES:
         stage = fm["stages"].get(key)
         if not stage or not stage.get("n"):
             continue
-        share = stage["median_ms"] / frame_ms if frame_ms else None
+        mean = means.get(key)
+        share = mean / mean_frame if mean is not None and mean_frame else None
         lines.append(
-            "| {} | {:.2f} | {:.2f} | {:.2f} | {} |".format(
+            "| {} | {:.2f} | {:.2f} | {:.2f} | {} | {} |".format(
                 label,
                 stage["median_ms"],
                 stage["iqr_ms"],
                 stage["p90_ms"],
+                common.fmt(mean, 2),
                 "n/a" if share is None else "{:.0%}".format(share),
             )
         )
-    if fm.get("unaccounted_ms") is not None:
+    rest = fm.get("unaccounted_mean_ms")
+    if rest is not None and mean_frame:
         lines.append(
-            "| loop bookkeeping + thread hand-off (remainder) | {:.2f} | | | {:.0%} |".format(
-                fm["unaccounted_ms"], fm["unaccounted_ms"] / frame_ms if frame_ms else 0
+            "| rest: loop bookkeeping, thread hand-off, waiting for a CPU | | | | {:.2f} | {:.0%} |".format(
+                rest, rest / mean_frame
             )
         )
+    frame = fm["frame"]
     lines.append(
-        "| **whole frame (sink to sink)** | **{:.2f}** | {:.2f} | {:.2f} | 100% |".format(
-            frame_ms, fm["frame"]["iqr_ms"], fm["frame"]["p90_ms"]
+        "| **whole frame (sink to sink)** | **{:.2f}** | {:.2f} | {:.2f} | {} | 100% |".format(
+            frame["median_ms"], frame["iqr_ms"], frame["p90_ms"], common.fmt(mean_frame, 2)
         )
     )
     lines.append("")
@@ -711,6 +749,16 @@ def render_markdown(result):
             "| displayed frame interval, median / p90 (ms) | {} / {} |".format(
                 common.fmt(live["display_frame"].get("median_ms"), 1),
                 common.fmt(live["display_frame"].get("p90_ms"), 1),
+            )
+        )
+        lines.append(
+            "| inference thread: busy fraction; idle between classifies, median / p90 (ms) "
+            "| {}; {} / {} |".format(
+                "n/a"
+                if live.get("worker_busy_fraction") is None
+                else "{:.0%}".format(live["worker_busy_fraction"]),
+                common.fmt(live["worker_idle"].get("median_ms"), 1),
+                common.fmt(live["worker_idle"].get("p90_ms"), 1),
             )
         )
         age = live["result_age"]

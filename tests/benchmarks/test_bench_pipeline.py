@@ -40,6 +40,9 @@ def test_every_stage_of_the_real_loop_is_timed(outcome):
     frame = result["file_mode"]["frame"]
     inner = sum(stages[k]["median_ms"] for k in ("preprocess", "inference", "quality", "postprocess"))
     assert inner < frame["median_ms"]
+    means = result["file_mode"]["stage_mean_ms"]
+    assert sorted(means) == sorted(key for key, _ in pipeline.STAGES)
+    assert sum(means.values()) < result["file_mode"]["mean_frame_ms"]
 
 
 def test_ratio_is_end_to_end_over_raw_from_the_same_blocks(outcome):
@@ -61,6 +64,8 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert live["display_fps"] > 0 and live["results_fps"] > 0
     assert live["result_age"]["n"] > 0
     assert live["age_ok"] == (live["result_age"]["max_ms"] <= live["age_bound_ms"])
+    assert 0 < live["worker_busy_fraction"] <= 1
+    assert live["worker_call"]["n"] == live["worker_idle"]["n"] + 1
 
 
 def test_profile_names_the_functions_where_time_goes(outcome):
