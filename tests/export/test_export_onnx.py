@@ -186,3 +186,37 @@ def test_mobilenet_v3_at_opset_13_has_no_hardswish(tmp_path):
     ops = load_bundle(out).manifest["export"]["ops"]
     assert "HardSwish" not in ops and "HardSigmoid" in ops
     assert {n.op_type for n in onnx.load(os.path.join(out, "model.onnx")).graph.node} == set(ops)
+
+
+def test_checkpoint_with_input_check_exports_ood_score(tmp_path):
+    """A real training checkpoint (training.checkpoint) with a fitted input-check head (training.ood)."""
+    import torch
+
+    from training.checkpoint import build_net, make_checkpoint, save_checkpoint
+    from training.ood import InputCheckHead, fit_mahalanobis, input_check_entry
+
+    base = tiny_description(colour="GRAY", size=32).replace(arch="mobilenet_v3_small")
+    net = build_net(base).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        embeddings = net.features(torch.rand((24, 1, 32, 32), generator=generator) * 255).numpy()
+    head = InputCheckHead(fit_mahalanobis(embeddings, np.arange(24) % 4, 4), distance_threshold=5.0)
+    description = base.replace(input_check=input_check_entry(head, 0.99))
+    data = make_checkpoint(net, description, 1, 0.5, module={"id": "xray", "title": "X-ray"})
+    data["ood_head"] = head.state()
+    checkpoint = save_checkpoint(str(tmp_path / "best.pt"), data)
+    out = onnx_export.export_bundle(checkpoint, str(tmp_path / "b"), golden=False)
+    bundle = load_bundle(out)
+    assert [o["name"] for o in bundle.onnx_info.outputs] == ["probabilities", "ood_score"]
+    image = np.random.default_rng(3).uniform(0, 255, (1, 1, 32, 32)).astype(np.float32)
+    probs, ood = _session(bundle.model_path).run(None, {"image": image})
+    deploy = onnx_export.load_source(checkpoint).deploy_model
+    with torch.no_grad():
+        want_probs, want_ood = deploy(torch.from_numpy(image))
+    assert np.abs(probs - want_probs.numpy()).max() <= 1e-5 and np.abs(ood - want_ood.numpy()).max() <= 1e-4
+    # Without the head the checkpoint cannot honour its description: a clear refusal.
+    del data["ood_head"]
+    save_checkpoint(checkpoint, data)
+    with pytest.raises(ExportError, match="no input-check head"):
+        onnx_export.export_bundle(checkpoint, str(tmp_path / "c"))
+    assert not os.path.exists(str(tmp_path / "c"))
