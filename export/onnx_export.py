@@ -492,12 +492,16 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
     description = source.description
     out_dir = os.path.abspath(str(out_dir))
     parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     data = source.data
     module_id = module_id or _first(data, ["module_id", "module.id"]) or os.path.basename(out_dir)
     title = title or _first(data, ["title", "module.title"]) or module_id
     precision = "fp16" if fp16 else "fp32"
-    tmp = tempfile.mkdtemp(prefix=".{}.tmp-".format(os.path.basename(out_dir)), dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".{}.tmp-".format(os.path.basename(out_dir)), dir=parent)
+    except OSError as exc:
+        raise ExportError("cannot create the bundle folder in {} ({}). Fix: choose a writable --out".format(
+            parent, exc.strerror)) from exc
     try:
         raw_path = os.path.join(tmp, "raw.onnx")
         torch_export(source.deploy_model, description, raw_path, opset, dynamic_batch)

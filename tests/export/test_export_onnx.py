@@ -220,3 +220,10 @@ def test_checkpoint_with_input_check_exports_ood_score(tmp_path):
     with pytest.raises(ExportError, match="no input-check head"):
         onnx_export.export_bundle(checkpoint, str(tmp_path / "c"))
     assert not os.path.exists(str(tmp_path / "c"))
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match="cannot create the bundle folder"):
+        onnx_export.export_bundle(tiny_source(), str(blocker / "bundle"))
