@@ -60,6 +60,19 @@ def add_train_arguments(parser):
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _strip_option(argv, option):
+    """argv without ``option VALUE`` / ``option=VALUE``."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == option:
+            skip = True
+        elif not token.startswith(option + "="):
+            out.append(token)
+    return out
+
+
 def add_evaluate_arguments(parser):
     parser.add_argument("run", help="run folder (uses best.pt and split.json) or a checkpoint .pt")
     parser.add_argument("--split", choices=("train", "val", "test"), default="test")
@@ -124,6 +137,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train_parser = sub.add_parser("train", help="train a model on an image folder or CSV dataset")
     add_train_arguments(train_parser)
+    train_parser.add_argument("--nproc-per-node", type=int, default=1,
+                              help="train with N processes (DDP via torchrun: gloo on CPU, NCCL on CUDA)")
     train_parser.set_defaults(handler=run_train)
     archs = sub.add_parser("archs", help="list the architectures and whether their weights are here")
     archs.set_defaults(handler=run_list_archs)
@@ -158,6 +173,10 @@ def main(argv=None):
     if handler is None:
         parser.print_help()
         return 2
+    if args.command == "train" and args.nproc_per_node > 1:
+        from training.distributed import launch
+
+        return run_guarded(launch, _strip_option(argv[1:], "--nproc-per-node"), args.nproc_per_node)
     return run_guarded(handler, args)
 
 

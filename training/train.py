@@ -133,6 +133,14 @@ class _Dist:
             return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
         return cls()
 
+    def broadcast_buffers(self, net):
+        """Give every rank rank 0's BatchNorm statistics so all validate (and stop) identically."""
+        if self.enabled:
+            import torch.distributed as dist
+
+            for buffer in net.buffers():
+                dist.broadcast(buffer, 0)
+
     def barrier(self):
         if self.enabled:
             import torch.distributed as dist
@@ -218,7 +226,10 @@ def make_or_load_split(config, samples, run_dir, dist_ctx):
         train_fraction = 1.0 - config.val_fraction - config.test_fraction
         split = splits.make_split(samples, fractions=(train_fraction, config.val_fraction,
                                                       config.test_fraction), seed=config.seed)
-    splits.check_leaks(split)
+    if dist_ctx.main:
+        # Rank 0 alone checks (and caches image hashes in the run folder); a leak stops every rank.
+        cache = None if split.path else os.path.join(run_dir, SPLIT_FILE + ".hashes.json")
+        splits.check_leaks(split, cache_path=cache)
     if not split.train:
         raise ConfigError("the training split is empty. Fix: add images or lower "
                           "--val-fraction/--test-fraction")
@@ -570,6 +581,7 @@ def train(config):
                 bar.set_postfix(loss="{:.4f}".format(loss.item()))
         train_loss = total / max(count, 1)
         recompute_batchnorm(net, train_loader, device, config.precise_bn_batches)
+        dist_ctx.broadcast_buffers(net)
         if val_loader is not None:
             logits, targets = predict_logits(net, val_loader, device)
             val_loss, val_acc = val_metrics(logits, targets, task)
