@@ -17,7 +17,7 @@ from edge.bundle import load_bundle
 from edge.preprocess import load_image, preprocess
 from export.engine import cache as engine_cache
 from export.engine.manage import Device, ensure_engine, rebuild_engines, verify_bundle
-from export.engine.trt_compat import TensorRT
+from export.engine.trt_compat import NAMES_TRT8, NAMES_TRT10, TensorRT
 from export.errors import EngineError
 from tests.export.standins import FakeCuda, StandinTensorRT
 
@@ -72,6 +72,7 @@ def test_build_once_then_cached_with_full_sidecar(bundle_dir, tmp_path):
     # The timing cache persists between builds and is loaded by the next one.
     rebuilt = ensure_engine(bundle_dir, cache, precision="fp16", force=True, device=device)
     assert rebuilt.build.timing_cache["loaded_bytes"] == sidecar["build"]["timing_cache"]["saved_bytes"]
+    assert sorted(trt._used - NAMES_TRT8) == []
 
 
 def test_other_trt_or_gpu_engines_are_stale_and_never_deserialised(bundle_dir, tmp_path):
@@ -168,6 +169,7 @@ def test_int8_calibration_uses_the_runtime_preprocessing(bundle_dir, tmp_path):
     assert os.path.isfile(calibration_cache)
     again = ensure_engine(bundle_dir, cache, precision="int8", calib_dir=calib, device=device, force=True)
     assert again.build.calibration["cache_reused"] and trt._builds[-1]["calibration"]["from_cache"]
+    assert sorted(trt._used - NAMES_TRT10) == []
     few = str(tmp_path / "few")
     generate_sample_images(few, bundle.description, count=3)
     with pytest.raises(EngineError, match="only 3 images .* at least 8"):
