@@ -176,6 +176,42 @@ def test_wheelhouse_check_matches_pip_names(tmp_path, models):
         wheelhouse) in out
 
 
+DPKG_STATUS = """Package: nvidia-l4t-core
+Status: install ok installed
+Priority: standard
+Section: misc
+Maintainer: NVIDIA Corporation
+Architecture: arm64
+Version: 36.4.3-20250107174145
+Description: NVIDIA Core Package
+
+Package: python3-libnvinfer
+Status: install ok installed
+Priority: optional
+Section: libs
+Maintainer: NVIDIA Corporation
+Architecture: arm64
+Version: 10.3.0.30-1+cuda12.5
+Description: Python 3 bindings for TensorRT
+
+"""
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None,
+                    reason="dpkg-query not installed (Debian/Ubuntu only)")
+def test_platform_from_dpkg_when_the_release_file_is_missing(tmp_path, models):
+    """No /etc/nv_tegra_release: the nvidia-l4t-core version in the (fake) dpkg database decides,
+    and packages that database lists as installed are not installed again."""
+    root = make_root(tmp_path, "none")
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(DPKG_STATUS)
+    out = setup(root, "--dry-run", "--models", models).stdout
+    assert "L4T R36.4.3" in out and "JetPack 6" in out
+    assert "ok: python3-libnvinfer installed" in out
+    apt = [line for line in out.splitlines() if "apt-get install" in line]
+    assert len(apt) == 1 and "python3-libnvinfer" not in apt[0] and "libopencv-python" in apt[0]
+
+
 @pytest.mark.parametrize("platform", ["none", "jp5"])
 def test_refuses_other_machines(tmp_path, models, platform):
     root = make_root(tmp_path, platform)
