@@ -249,12 +249,15 @@ install_file() {
     run install -D -m "$mode" "$src" "$target"
 }
 
-# install_text DEST MODE <<<content
+# install_text DEST MODE <<<content; a dry run also shows the content it would write.
 install_text() {
-    local dest=$1 mode=$2 tmp
+    local dest=$1 mode=$2 tmp before=$CHANGES
     tmp="$(mktemp "$TMP_DIR/text.XXXXXX")"
     cat >"$tmp"
     install_file "$tmp" "$dest" "$mode"
+    if [ "$DRY_RUN" -eq 1 ] && [ "$CHANGES" -gt "$before" ]; then
+        sed 's/^/    | /' "$tmp"
+    fi
 }
 
 remove_path() {
@@ -797,12 +800,15 @@ step_readonly() {
         ok "root file system stays writable (pass --readonly-root for a RAM overlay)"
         return 0
     fi
-    if [ "$(findmnt -n -o FSTYPE / 2>/dev/null || true)" = overlay ]; then
+    if [ -z "$ROOT" ] && [ "$(findmnt -n -o FSTYPE / 2>/dev/null || true)" = overlay ]; then
         ok "root is already an overlay (read-only underneath)"
         return 0
     fi
-    awk '$1 !~ /^#/ && $2 == "/var/lib/medkiosk" {found=1} END {exit !found}' "$ROOT/etc/fstab" 2>/dev/null ||
-        fail "/var/lib/medkiosk has no /etc/fstab entry: with a read-only root the cases must live on a writable partition"
+    if ! awk '$1 !~ /^#/ && $2 == "/var/lib/medkiosk" {found=1} END {exit !found}' "$ROOT/etc/fstab" 2>/dev/null; then
+        problem "/var/lib/medkiosk has no /etc/fstab entry: with a read-only root the cases must live on a writable partition"
+        return 0
+    fi
+    local before=$CHANGES
     if ! package_installed overlayroot; then
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends overlayroot
     else
@@ -816,19 +822,29 @@ overlayroot="tmpfs:swap=0,recurse=0"
 EOF
     # Logs next to the cases, so they survive a reboot.
     ensure_dir "$STATE_DIR/journal" 2755
-    if ! grep -q '^/var/lib/medkiosk/journal /var/log/journal ' "$ROOT/etc/fstab"; then
-        run sh -c "printf '%s\n' '/var/lib/medkiosk/journal /var/log/journal none bind,nofail,x-systemd.requires-mounts-for=/var/lib/medkiosk 0 0' >>'$ROOT/etc/fstab'"
+    local bind='/var/lib/medkiosk/journal /var/log/journal none bind,nofail,x-systemd.requires-mounts-for=/var/lib/medkiosk 0 0'
+    if ! grep -qF "$bind" "$ROOT/etc/fstab"; then
+        install_text /etc/fstab 0644 < <(cat "$ROOT/etc/fstab"; printf '%s\n' "$bind")
     else
         ok "journal bind mount in /etc/fstab"
     fi
-    # L4T boots the initrd named in extlinux.conf (/boot/initrd); overlayroot lives in the initramfs.
-    local kernel initrd
-    kernel="$(uname -r)"
-    initrd="/boot/initrd.img-$kernel"
-    run update-initramfs -c -k "$kernel"
-    if grep -q '^[[:space:]]*INITRD[[:space:]]*/boot/initrd[[:space:]]*$' "$ROOT/boot/extlinux/extlinux.conf" 2>/dev/null; then
-        [ -f "$ROOT/boot/initrd.medkiosk-backup" ] || run cp -p "$ROOT/boot/initrd" "$ROOT/boot/initrd.medkiosk-backup"
-        run cp "$ROOT$initrd" "$ROOT/boot/initrd"
+    # L4T boots the initrd named in extlinux.conf (/boot/initrd); overlayroot lives in the initramfs,
+    # so it is rebuilt when overlayroot or its config just changed.
+    if [ "$CHANGES" -eq "$before" ]; then
+        ok "initramfs already built with overlayroot"
+    else
+        local kernel initrd
+        kernel="$(uname -r)"
+        initrd="/boot/initrd.img-$kernel"
+        if [ -f "$ROOT$initrd" ]; then
+            run update-initramfs -u -k "$kernel"
+        else
+            run update-initramfs -c -k "$kernel"
+        fi
+        if grep -q '^[[:space:]]*INITRD[[:space:]]*/boot/initrd[[:space:]]*$' "$ROOT/boot/extlinux/extlinux.conf" 2>/dev/null; then
+            [ -f "$ROOT/boot/initrd.medkiosk-backup" ] || run cp -p "$ROOT/boot/initrd" "$ROOT/boot/initrd.medkiosk-backup"
+            run cp "$ROOT$initrd" "$ROOT/boot/initrd"
+        fi
     fi
     say "  reboot to activate; then 'findmnt /' shows overlay. Changes to / vanish on reboot by design."
 }

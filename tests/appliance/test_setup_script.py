@@ -323,6 +323,31 @@ def test_desktop_handed_back_on_uninstall(tmp_path, models):
     assert not (root / "var/lib/medkiosk").exists()
 
 
+def test_readonly_root_plan(tmp_path):
+    """--readonly-root needs /var/lib/medkiosk on its own partition (an fstab entry); with one, the
+    plan adds overlayroot, binds the journal next to the cases and swaps L4T's /boot/initrd."""
+    root = make_root(tmp_path, "jp4")
+    refused = setup(root, "--dry-run", "--steps", "readonly", "--readonly-root")
+    assert refused.returncode == 1
+    assert "PROBLEM: /var/lib/medkiosk has no /etc/fstab entry" in refused.stdout
+    assert "mkfs.ext4 -L MEDKIOSK-DATA" in refused.stdout
+    (root / "etc/fstab").write_text("LABEL=MEDKIOSK-DATA /var/lib/medkiosk ext4 defaults,noatime 0 2\n")
+    (root / "boot/extlinux").mkdir(parents=True)
+    (root / "boot/extlinux/extlinux.conf").write_text(
+        "LABEL primary\n  LINUX /boot/Image\n  INITRD /boot/initrd\n")
+    before = snapshot(root)
+    plan = setup(root, "--dry-run", "--steps", "readonly", "--readonly-root")
+    assert plan.returncode == 0, plan.stdout
+    assert snapshot(root) == before
+    out = plan.stdout
+    assert "apt-get install -y --no-install-recommends overlayroot" in out
+    assert '| overlayroot="tmpfs:swap=0,recurse=0"' in out
+    assert "| /var/lib/medkiosk/journal /var/log/journal none bind" in out
+    assert "update-initramfs" in out
+    assert "cp -p {0}/boot/initrd {0}/boot/initrd.medkiosk-backup".format(root) in out
+    assert "6 action(s) planned" in out
+
+
 def test_hardware_steps_refuse_a_fake_root(tmp_path):
     root = make_root(tmp_path, "jp6")
     result = setup(root, "--steps", "dirs,engines")
