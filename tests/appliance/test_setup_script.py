@@ -345,7 +345,7 @@ def test_readonly_root_plan(tmp_path):
     assert "| /var/lib/medkiosk/journal /var/log/journal none bind" in out
     assert "update-initramfs" in out
     assert "cp -p {0}/boot/initrd {0}/boot/initrd.medkiosk-backup".format(root) in out
-    assert "6 action(s) planned" in out
+    assert "7 action(s) planned" in out
 
 
 def test_hardware_steps_refuse_a_fake_root(tmp_path):
