@@ -228,10 +228,19 @@ def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, co
     args = parser.parse_args(argv)
     kiosk, source, sink = run_command.build_kiosk(args)
     if engine_cache:
+        # `medkiosk run` takes the engine cache from its config only; same opener, other folder.
         from edge.kiosk import default_classifier_opener
 
-        kiosk.open_classifier = default_classifier_opener(backend, precision, engine_cache)
+        settings = kiosk_config(config)
+        kiosk.open_classifier = default_classifier_opener(backend, precision, engine_cache, settings.quality)
     return kiosk, source, sink
+
+
+def kiosk_config(path=None):
+    """The configuration `medkiosk run` reads (its default file when ``path`` is None)."""
+    from edge.config import load_config
+
+    return load_config(path)
 
 
 def run_kiosk(kiosk, source, sink, times, profiler=None):
@@ -525,6 +534,9 @@ def measure(args, workdir, log=print):
     args.video_path = make_video(os.path.join(workdir, "clip.avi"), video_frames)
     frames = decode_all(args.video_path)
     tensors = [preprocess(frame, bundle.description.input) for frame in frames]
+    if args.backend == "tensorrt" and not args.engine_cache:
+        # The kiosk looks for engines where its config says; build (or find) the raw runner's there too.
+        args.engine_cache = kiosk_config(args.config).kiosk["engine_cache"]
     runner = open_runner(
         bundle,
         backend=args.backend,

@@ -88,8 +88,11 @@ def test_markdown_section(outcome):
 def test_runs_as_a_script(tiny_bundle, tmp_path):
     out = tmp_path / "p.json"
     proc = subprocess.run([sys.executable, "benchmarks/pipeline.py", "--quick", "--live-frames", "0",
+                           "--engine-cache", str(tmp_path / "engines"),
                            "--bundle", tiny_bundle, "--out-json", str(out), "--no-doc"],
                           cwd=ROOT, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
     data = json.loads(out.read_text())
     assert data["live_mode"] is None and data["benchmark"] == "pipeline"
+    # The kiosk's classifier opener is swapped for one with that engine cache: the quality gate stays.
+    assert data["file_mode"]["stages"]["quality"]["n"] > 0
