@@ -687,25 +687,14 @@ step_units() {
 step_display() {
     begin_step display "see /var/log/Xorg.0.log; the kiosk's X server is medkiosk-display.service"
     install_text "$XORG_SNIPPET" 0644 <<'EOF'
-# medkiosk (jetson_setup.sh): the kiosk screen never blanks, never powers down.
+# medkiosk (jetson_setup.sh): the kiosk screen never blanks and never powers down (0 = never).
+# Only ServerFlags: L4T's own /etc/X11/xorg.conf keeps its Device/Screen sections. The X server
+# is also started with -s 0 -dpms (medkiosk-display).
 Section "ServerFlags"
     Option "BlankTime" "0"
     Option "StandbyTime" "0"
     Option "SuspendTime" "0"
     Option "OffTime" "0"
-EndSection
-
-Section "ServerLayout"
-    Identifier "medkiosk"
-    Option "BlankTime" "0"
-    Option "StandbyTime" "0"
-    Option "SuspendTime" "0"
-    Option "OffTime" "0"
-EndSection
-
-Section "Monitor"
-    Identifier "medkiosk-monitor"
-    Option "DPMS" "false"
 EndSection
 EOF
 }

@@ -263,7 +263,7 @@ def test_file_steps_are_idempotent(tmp_path, models, platform):
     journald = (root / "etc/systemd/journald.conf.d/90-medkiosk.conf").read_text()
     assert "Storage=persistent" in journald and "SystemMaxUse=" in journald
     xorg = (root / "etc/X11/xorg.conf.d/90-medkiosk.conf").read_text()
-    assert '"DPMS" "false"' in xorg and '"BlankTime" "0"' in xorg
+    assert '"BlankTime" "0"' in xorg and '"OffTime" "0"' in xorg and "ServerLayout" not in xorg
     assert os.stat(str(root / "var/log/medkiosk-setup.log")).st_mode & 0o077 == 0
 
 
