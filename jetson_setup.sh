@@ -542,7 +542,11 @@ step_venv() {
         run "${pip[@]}" "$(pins | grep '^pip==')" "$(pins | grep '^setuptools==')" "$(pins | grep '^wheel==')"
         local rest=()
         mapfile -t rest < <(pins | grep -v -E '^(pip|setuptools|wheel)==')
-        run env CUDA_ROOT="$CUDA_HOME" PATH="$CUDA_HOME/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "${pip[@]}" --no-build-isolation "${rest[@]}"
+        # CPATH/LIBRARY_PATH: pycuda's setup looks for cuda.h and libcudart in CUDA_ROOT's
+        # include/lib64; JetPack keeps them under targets/aarch64-linux, linked from there.
+        run env CUDA_ROOT="$CUDA_HOME" CPATH="$CUDA_HOME/include" LIBRARY_PATH="$CUDA_HOME/lib64" \
+            PATH="$CUDA_HOME/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+            "${pip[@]}" --no-build-isolation "${rest[@]}"
     fi
 
     local wheel stamp="$ROOT$PREFIX/.medkiosk-wheel.sha256" digest
