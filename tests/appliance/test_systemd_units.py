@@ -219,3 +219,22 @@ def test_shipped_config_is_valid_and_complete():
         assert "[{}]".format(section) in text
         for key in keys:
             assert re.search(r"^{} = ".format(re.escape(key)), text, re.M), "{}.{}".format(section, key)
+
+
+def test_setup_script_installs_every_unit():
+    with open(os.path.join(REPO, "jetson_setup.sh")) as handle:
+        script = handle.read()
+    listed = re.search(r"^ALL_UNITS=\(([^)]*)\)", script, re.M).group(1).split()
+    shipped = sorted(name for name in os.listdir(UNIT_DIR) if name.endswith(".service"))
+    assert sorted(listed) == shipped == sorted(UNITS)
+
+
+@pytest.mark.skipif(not _offline_security_supported(),
+                    reason="systemd-analyze security --offline needs systemd >= 250 "
+                           "(apt-get install -y systemd)")
+def test_technician_guide_quotes_the_measured_exposure():
+    with open(os.path.join(REPO, "docs", "technician.md")) as handle:
+        docs = handle.read()
+    quoted = re.search(r"rates it \*\*(\d+\.\d) \(SAFE\)\*\*", docs)
+    assert quoted, "docs/technician.md no longer quotes the exposure"
+    assert float(quoted.group(1)) == exposure(os.path.join(UNIT_DIR, "medkiosk.service"))[0]
