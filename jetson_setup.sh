@@ -220,6 +220,29 @@ group_exists() {
     fi
 }
 
+# numeric_owner USER:GROUP -> UID:GID
+numeric_owner() {
+    local user=${1%%:*} group=${1##*:} uid gid
+    if [ -n "$ROOT" ]; then
+        uid="$(awk -F: -v name="$user" '$1 == name { print $3 }' "$ROOT/etc/passwd")"
+        gid="$(awk -F: -v name="$group" '$1 == name { print $3 }' "$ROOT/etc/group" 2>/dev/null)"
+    else
+        uid="$(id -u "$user")"
+        gid="$(getent group "$group" | cut -d: -f3)"
+    fi
+    printf '%s:%s' "$uid" "$gid"
+}
+
+in_group() {
+    if [ -n "$ROOT" ]; then
+        awk -F: -v user="$1" -v group="$2" \
+            '$1 == group { n = split($4, members, ","); for (i = 1; i <= n; i++) if (members[i] == user) found = 1 }
+             END { exit !found }' "$ROOT/etc/group" 2>/dev/null
+    else
+        id -nG "$1" | tr ' ' '\n' | grep -qx "$2"
+    fi
+}
+
 # ensure_dir PATH MODE [OWNER:GROUP]: ownership is set only where that user exists (a fake root
 # in tests has no medkiosk user; the device has one after the user step).
 ensure_dir() {
@@ -231,8 +254,11 @@ ensure_dir() {
         run chmod "$mode" "$target"
     fi
     if [ -n "$owner" ] && user_exists "${owner%%:*}"; then
-        if [ ! -d "$target" ] || [ "$(stat -c '%U:%G' "$target")" != "$owner" ]; then
-            run chown "$owner" "$target"
+        # Numeric ids from the (fake) root's own passwd/group, not this machine's names.
+        local ids
+        ids="$(numeric_owner "$owner")"
+        if [ ! -d "$target" ] || [ "$(stat -c '%u:%g' "$target")" != "$ids" ]; then
+            run chown "$ids" "$target"
         fi
     fi
     [ "$CHANGES" -gt "$before" ] || ok "directory $path ($mode${owner:+ $owner})"
@@ -441,7 +467,7 @@ step_user() {
     for group in video render; do
         if ! group_exists "$group"; then
             ok "no group $group on this system"
-        elif [ "$DRY_RUN" -eq 0 ] && id -nG "$KIOSK_USER" | tr ' ' '\n' | grep -qx "$group"; then
+        elif user_exists "$KIOSK_USER" && in_group "$KIOSK_USER" "$group"; then
             ok "$KIOSK_USER in group $group"
         else
             run usermod -a -G "$group" "$KIOSK_USER"

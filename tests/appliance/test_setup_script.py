@@ -348,6 +348,25 @@ def test_readonly_root_plan(tmp_path):
     assert "7 action(s) planned" in out
 
 
+def test_kiosk_user_groups_and_ownership(tmp_path):
+    """A fake root whose passwd/group already has the medkiosk user in video but not render."""
+    root = make_root(tmp_path, "jp6")
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/bash\n"
+                                     "medkiosk:x:998:997::/var/lib/medkiosk:/usr/sbin/nologin\n")
+    (root / "etc/group").write_text("root:x:0:\nvideo:x:44:medkiosk\nrender:x:109:\nmedkiosk:x:997:\n")
+    plan = setup(root, "--dry-run", "--steps", "user,dirs").stdout
+    assert "ok: user medkiosk exists" in plan and "ok: medkiosk in group video" in plan
+    assert "[dry-run] usermod -a -G render medkiosk" in plan
+    assert "useradd" not in plan
+    assert "[dry-run] chown 998:997 {}/var/lib/medkiosk".format(root) in plan
+    if os.geteuid() != 0:
+        pytest.skip("chown into the fake root needs root; the plan above was checked")
+    assert setup(root, "--steps", "dirs").returncode == 0
+    info = os.stat(str(root / "var/lib/medkiosk"))
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (998, 997, 0o700)
+    assert "(0 changes)" in setup(root, "--steps", "dirs").stdout
+
+
 def test_hardware_steps_refuse_a_fake_root(tmp_path):
     root = make_root(tmp_path, "jp6")
     result = setup(root, "--steps", "dirs,engines")
