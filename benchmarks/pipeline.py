@@ -340,13 +340,127 @@ def run_live_mode(args, frames, log):
     )
     kiosk.source = camera
     times = StageTimes()
-    wall = run_kiosk(kiosk, camera, sink, times)
+    spy = PySpy(args.py_spy_rate) if args.py_spy else None
+    if spy is not None:
+        spy.start()
+    try:
+        wall = run_kiosk(kiosk, camera, sink, times)
+    finally:
+        if spy is not None:
+            args.py_spy_result = spy.stop()
     if kiosk.failures:
         raise RuntimeError(
             "the live kiosk reported {} frame failures: {}".format(kiosk.failures, kiosk.last_error)
         )
     log("live: {} frames displayed, {} results".format(kiosk.frames, len(times.samples.get("inference", []))))
     return kiosk, times, wall
+
+
+class PySpy(object):
+    """py-spy sampling this very process (all threads) while the live kiosk runs."""
+
+    IDLE = ("Condition.wait", "wait", "sleep", "ReplayCapture.read", "select", "poll")
+
+    def __init__(self, rate=100):
+        import shutil
+        import subprocess
+
+        self.subprocess = subprocess
+        self.rate = int(rate)
+        self.exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.isfile(self.exe):
+            from edge.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "--py-spy needs py-spy: pip install py-spy (and ptrace rights: root, "
+                "or kernel.yama.ptrace_scope=0)"
+            )
+        self.process = None
+        self.path = None
+
+    def start(self):
+        import signal  # noqa: F401 (SIGINT below)
+
+        handle, self.path = tempfile.mkstemp(suffix=".txt", prefix="py-spy-")
+        os.close(handle)
+        self.process = self.subprocess.Popen(
+            [
+                self.exe,
+                "record",
+                "--pid",
+                str(os.getpid()),
+                "--threads",
+                "--rate",
+                str(self.rate),
+                "--format",
+                "raw",
+                "--output",
+                self.path,
+            ],
+            stdout=self.subprocess.DEVNULL,
+            stderr=self.subprocess.PIPE,
+        )
+        time.sleep(1.0)  # let it attach before the loop starts
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                "py-spy could not attach: {}".format(
+                    self.process.stderr.read().decode("utf-8", "replace").strip()
+                )
+            )
+
+    def stop(self):
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        try:
+            _out, err = self.process.communicate(timeout=60)
+        except self.subprocess.TimeoutExpired:
+            self.process.kill()
+            _out, err = self.process.communicate()
+        try:
+            with open(self.path) as handle:
+                return summarize_py_spy(handle.read().splitlines(), self.rate, self.IDLE)
+        finally:
+            os.remove(self.path)
+
+
+def summarize_py_spy(lines, rate, idle_names, top=8):
+    """Per thread: samples, share of its samples waiting, and the leaf functions where time goes."""
+    import re
+
+    threads = {}
+    for line in lines:
+        stack, _sep, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        head = frames[0]
+        name = head.split(": ", 1)[1] if ": " in head else "(unnamed)"
+        name = re.sub(r"^(grab) .*", r"\1", name)
+        leaf = re.sub(r" \(.*", "", frames[-1]) if len(frames) > 1 else "(no Python frame)"
+        entry = threads.setdefault(name, {"samples": 0, "idle": 0, "leaves": {}})
+        entry["samples"] += int(count)
+        entry["leaves"][leaf] = entry["leaves"].get(leaf, 0) + int(count)
+        if leaf.split(".")[-1] in idle_names or leaf in idle_names:
+            entry["idle"] += int(count)
+    total = sum(t["samples"] for t in threads.values()) or 1
+    summary = []
+    for name, entry in sorted(threads.items(), key=lambda item: -item[1]["samples"]):
+        leaves = sorted(entry["leaves"].items(), key=lambda item: -item[1])[:top]
+        summary.append(
+            {
+                "thread": name,
+                "samples": entry["samples"],
+                "share": entry["samples"] / float(total),
+                "seconds": entry["samples"] / float(rate),
+                "idle_share": entry["idle"] / float(entry["samples"]),
+                "top": [
+                    {"function": leaf, "samples": n, "share_of_thread": n / float(entry["samples"])}
+                    for leaf, n in leaves
+                ],
+            }
+        )
+    return {"rate_hz": rate, "threads": summary}
 
 
 # ---- summary --------------------------------------------------------------------------------------
@@ -510,8 +624,15 @@ def parse_args(argv):
         help="also run one file-mode kiosk under cProfile and report where the time goes",
     )
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample every thread of the live-mode run with py-spy (needs py-spy and ptrace rights)",
+    )
+    parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
+    args.py_spy_result = None
     if args.precision is None:
         args.precision = "fp16" if args.backend == "tensorrt" else "fp32"
     if args.quick:
@@ -560,6 +681,7 @@ def measure(args, workdir, log=print):
         live = summarize_live(
             kiosk, times, wall, args.camera_fps, args.skip, file_mode["raw_inference_fps_median"]
         )
+        live["py_spy"] = args.py_spy_result
     profile = None
     if args.profile:
         import cProfile
@@ -786,6 +908,27 @@ def render_markdown(result):
                 common.fmt(live["age_bound_ms"], 1), _verdict(live["age_ok"])
             )
         )
+        lines.append("")
+    spy = (live or {}).get("py_spy")
+    if spy:
+        lines.append(
+            "### Live mode, every thread (py-spy at {} Hz, active samples: threads found running)".format(
+                spy["rate_hz"]
+            )
+        )
+        lines.append("")
+        lines.append("| thread | active samples (s) | where its active time goes |")
+        lines.append("|---|---|---|")
+        for thread in spy["threads"]:
+            lines.append(
+                "| {} | {:.1f} | {} |".format(
+                    thread["thread"],
+                    thread["seconds"],
+                    ", ".join(
+                        "`{}` {:.0%}".format(t["function"], t["share_of_thread"]) for t in thread["top"][:6]
+                    ),
+                )
+            )
         lines.append("")
     profile = result.get("profile")
     if profile:

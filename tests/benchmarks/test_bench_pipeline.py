@@ -96,3 +96,40 @@ def test_runs_as_a_script(tiny_bundle, tmp_path):
     assert data["live_mode"] is None and data["benchmark"] == "pipeline"
     # The kiosk's classifier opener is swapped for one with that engine cache: the quality gate stays.
     assert data["file_mode"]["stages"]["quality"]["n"] > 0
+
+
+def test_py_spy_raw_output_is_summarised_per_thread():
+    lines = [
+        "thread (11): MainThread;<module> (x.py:1);draw (overlay.py:400);_text_block (overlay.py:170) 6",
+        "thread (11): MainThread;<module> (x.py:1);read (camera.py:150);Condition.wait (t.py:3) 2",
+        "thread (12): inference;_run (edge/kiosk.py:210);Session.run (ort.py:200) 9",
+        "thread (12): inference;_run (edge/kiosk.py:210);Condition.wait (threading.py:320) 3",
+        "thread (13): grab csi://0;_grab (camera.py:120);ReplayCapture.read (pipeline.py:90) 4",
+        "garbage line",
+    ]
+    summary = pipeline.summarize_py_spy(lines, 100, pipeline.PySpy.IDLE)
+    threads = {t["thread"]: t for t in summary["threads"]}
+    assert sorted(threads) == ["MainThread", "grab", "inference"]
+    assert threads["inference"]["samples"] == 12 and threads["inference"]["seconds"] == 0.12
+    assert threads["inference"]["idle_share"] == 0.25
+    top = threads["inference"]["top"][0]
+    assert top == {"function": "Session.run", "samples": 9, "share_of_thread": 0.75}
+    assert threads["MainThread"]["top"][0]["function"] == "_text_block"
+    assert threads["grab"]["idle_share"] == 1.0
+
+
+def test_py_spy_samples_the_live_run(tiny_bundle, tmp_path):
+    import os
+    import shutil
+
+    beside_python = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not (shutil.which("py-spy") or os.path.isfile(beside_python)):
+        pytest.skip("py-spy is not installed (pip install py-spy)")
+    out = tmp_path / "p.json"
+    code = pipeline.main(["--quick", "--live-frames", "30", "--py-spy", "--bundle", tiny_bundle,
+                          "--out-json", str(out), "--doc", str(tmp_path / "b.md")])
+    assert code == 0
+    spy = json.loads(out.read_text())["live_mode"]["py_spy"]
+    names = {t["thread"] for t in spy["threads"]}
+    assert "MainThread" in names
+    assert "### Live mode, every thread (py-spy" in (tmp_path / "b.md").read_text()
