@@ -268,13 +268,30 @@ def simplify(model):
     return simplified, {"simplified": True}
 
 
+# ONNX ops the TensorRT 8.x ONNX parser (opset <= 13: 8.2 on the Jetson Nano) does not support, from
+# onnx-tensorrt's docs/operators.md support matrix ("N" rows), plus HardSwish (opset 14, not in it).
+TRT8_UNSUPPORTED_OPS = frozenset([
+    "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", "Hardmax",
+    "HardSwish", "IsInf", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MeanVarianceNormalization", "Mod",
+    "Multinomial", "NegativeLogLikelihoodLoss", "NonZero", "OneHot", "QLinearConv", "QLinearMatMul",
+    "RandomNormal", "RandomNormalLike", "Reciprocal", "RoiAlign", "SequenceAt", "SequenceConstruct",
+    "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength", "Shrink", "SoftmaxCrossEntropyLoss",
+    "SplitToSequence", "StringNormalizer", "TfIdfVectorizer", "Unique",
+])
+
+
 def check_ops(model, opset):
-    """Refuse graphs that use ops newer than ``opset`` allows for TensorRT (HardSwish needs 14)."""
+    """The graph's op types; refuse ops newer than ``opset``, warn loudly about ones TensorRT 8 lacks."""
     ops = sorted({node.op_type for node in model.graph.node})
     if int(opset) < 14 and "HardSwish" in ops:
         raise ExportError("the graph uses HardSwish at opset {} (HardSwish needs opset 14). Fix: "
                           "report this exporter bug; TensorRT 8.2 needs opset <= 13".format(opset))
-    return ops
+    unsupported = sorted(set(ops) & TRT8_UNSUPPORTED_OPS)
+    if unsupported:
+        _warn_loudly("the graph uses ONNX ops TensorRT 8.x cannot parse: {}; the bundle will run with ONNX "
+                     "Runtime but `medkiosk export engine` will fail on a Jetson Nano".format(
+                         ", ".join(unsupported)))
+    return ops, unsupported
 
 
 def to_fp16(model):
@@ -307,7 +324,7 @@ def postprocess_graph(model, opset, fp16=False):
                           "--opset".format(exc)) from exc
     model, info = simplify(model)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    info["ops"] = check_ops(model, opset)
+    info["ops"], info["tensorrt8_unsupported_ops"] = check_ops(model, opset)
     if fp16:
         model = to_fp16(model)
         onnx.checker.check_model(model)
@@ -488,6 +505,9 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
                   version="1.0.0", fp16=False, dynamic_batch=False, golden=True):
     """Export a checkpoint to a bundle folder; return its path. Raises ExportError, writes nothing then."""
     source = load_source(checkpoint)
+    # Inference mode for export and parity alike (BatchNorm statistics, no dropout), whatever the
+    # caller's module was left in.
+    source.deploy_model.eval()
     onnx = _onnx()
     description = source.description
     out_dir = os.path.abspath(str(out_dir))

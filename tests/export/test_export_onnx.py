@@ -185,6 +185,7 @@ def test_mobilenet_v3_at_opset_13_has_no_hardswish(tmp_path):
     out = onnx_export.export_bundle(source, str(tmp_path / "m"), golden=False)
     ops = load_bundle(out).manifest["export"]["ops"]
     assert "HardSwish" not in ops and "HardSigmoid" in ops
+    assert load_bundle(out).manifest["export"]["tensorrt8_unsupported_ops"] == []
     assert {n.op_type for n in onnx.load(os.path.join(out, "model.onnx")).graph.node} == set(ops)
 
 
@@ -227,3 +228,48 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match="cannot create the bundle folder"):
         onnx_export.export_bundle(tiny_source(), str(blocker / "bundle"))
+
+
+def _architectures():
+    try:
+        from training.registry import ARCHITECTURES
+    except ImportError:
+        return []
+    heavy = {"densenet121", "vgg16_seed", "resattn56"}  # 10-20 s each on 2 cores
+    return [pytest.param(name, marks=pytest.mark.slow) if name in heavy else name
+            for name in sorted(ARCHITECTURES) if name != "mobilenet_v3_small"]
+
+
+@pytest.mark.parametrize("arch", _architectures())
+def test_every_registered_architecture_exports_for_tensorrt8(arch, tmp_path):
+    """Opset 13, simplified, parity, and no op the TensorRT 8.2 parser lacks (measured per arch)."""
+    from training.checkpoint import build_net
+    from training.nets import DeployModel
+    from training.registry import ARCHITECTURES
+
+    size = max(32, ARCHITECTURES[arch].size_multiple)
+    description = tiny_description(size=size).replace(arch=arch)
+    net = build_net(description)
+    net.train()  # left in training mode on purpose: export must switch to inference mode itself
+    source = onnx_export.ExportSource(DeployModel(net, description), description)
+    out = onnx_export.export_bundle(source, str(tmp_path / arch), golden=False)
+    info = load_bundle(out).manifest["export"]
+    assert info["simplified"] and info["tensorrt8_unsupported_ops"] == []
+    assert "HardSwish" not in info["ops"] and info["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_ops_tensorrt8_cannot_parse_are_reported_loudly(capsys):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mod", ["a", "b"], ["c"], fmod=1), helper.make_node("Relu", ["c"], ["d"])], "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1])])
+    ops, unsupported = onnx_export.check_ops(helper.make_model(graph), 13)
+    assert ops == ["Mod", "Relu"] and unsupported == ["Mod"]
+    assert "TensorRT 8.x cannot parse: Mod" in capsys.readouterr().err
+    hardswish = helper.make_graph([helper.make_node("HardSwish", ["a"], ["d"])], "h",
+                                  [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1])])
+    with pytest.raises(ExportError, match="HardSwish at opset 13"):
+        onnx_export.check_ops(helper.make_model(hardswish), 13)
