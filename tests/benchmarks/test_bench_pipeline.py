@@ -63,7 +63,9 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert live["frames_displayed"] == result["settings"]["live_frames"]
     assert live["display_fps"] > 0 and live["results_fps"] > 0
     assert live["result_age"]["n"] > 0
-    assert live["age_ok"] == (live["result_age"]["max_ms"] <= live["age_bound_ms"])
+    assert live["age_ok"] == (live["age_beyond_inference"]["max_ms"] <= live["age_bound_ms"])
+    assert live["age_bound_ms"] == pytest.approx(1000.0 / result["settings"]["camera_fps"])
+    assert live["age_beyond_inference"]["n"] == live["result_age"]["n"]
     assert 0 < live["worker_busy_fraction"] <= 1
     assert live["worker_call"]["n"] == live["worker_idle"]["n"] + 1
 
