@@ -35,6 +35,14 @@ def test_sections_come_from_all_results_in_document_order(tmp_path, monkeypatch)
     assert "No Jetson device was available" in text
 
 
+def test_findings_are_appended_after_the_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "render_section", lambda result: "## {}\n".format(result["title"]))
+    (tmp_path / "pipeline-a.json").write_text(json.dumps(_result("pipeline", "P")))
+    (tmp_path / "findings.md").write_text("## Findings\n\nthe overlay is slow\n")
+    text = report.render_doc(str(tmp_path))
+    assert text.index("## P\n") < text.index("## Findings") and text.endswith("the overlay is slow\n")
+
+
 def test_no_results_says_so(tmp_path):
     assert "No results yet" in report.render_doc(str(tmp_path))
 
