@@ -438,9 +438,17 @@ def measure(args, log=print):
     by_name = {row["name"]: row for row in rows}
     for row in rows:
         row["speedup"] = {}
+        row["speedup_per_round"] = {}
         for ref in args.references:
             if ref in by_name:
                 row["speedup"][ref] = by_name[ref]["latency"]["median_ms"] / row["latency"]["median_ms"]
+                # The spread of the ratio: rounds are interleaved, so round i of both ran side by side.
+                ratios = sorted(a / b for a, b in zip(samples[ref], samples[row["name"]]))
+                row["speedup_per_round"][ref] = {
+                    "p25": common.percentile(ratios, 25),
+                    "median": common.percentile(ratios, 50),
+                    "p75": common.percentile(ratios, 75),
+                }
     return rows, reports
 
 
@@ -527,6 +535,14 @@ def main(argv=None):
 # ---- markdown --------------------------------------------------------------------------------------
 
 
+def _speedup_cell(row, ref):
+    value = row["speedup"].get(ref)
+    spread = (row.get("speedup_per_round") or {}).get(ref)
+    if value is None or not spread or row["name"] == ref:
+        return common.fmt(value, 1, "x")
+    return "{:.1f}x ({:.1f}-{:.1f})".format(value, spread["p25"], spread["p75"])
+
+
 def _accuracy_cell(row):
     if not row.get("accuracy"):
         return "n/a"
@@ -589,12 +605,13 @@ def render_markdown(result):
             common.fmt(lat["p90_ms"], 2),
             common.fmt(row["fps"], 1),
         ]
-        cells += [common.fmt(row["speedup"].get(r), 1, "x") for r in refs]
+        cells += [_speedup_cell(row, r) for r in refs]
         cells.append(_accuracy_cell(row))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     counter = next((r["counter"] for r in result["rows"] if r.get("counter")), None)
     lines.append(
+        "Speed-up = reference median / model median; in brackets the IQR of the per-round ratios. "
         "GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
         "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
         "architecture through `export_bundle`; bold rows are the shipped bundles.".format(counter or "n/a")

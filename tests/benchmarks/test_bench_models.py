@@ -184,3 +184,10 @@ def test_runs_as_a_script(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(out.read_text())["benchmark"] == "models"
     assert b"| mobilenet_v3_small | 32x32 RGB |" in proc.stdout
+
+
+def test_speedup_spread_comes_from_the_interleaved_rounds(result):
+    rows = {row["name"]: row for row in result["rows"]}
+    spread = rows["mobilenet_v3_small"]["speedup_per_round"]["resnet18"]
+    assert spread["p25"] <= spread["median"] <= spread["p75"]
+    assert rows["resnet18"]["speedup_per_round"]["resnet18"] == {"p25": 1.0, "median": 1.0, "p75": 1.0}
