@@ -770,9 +770,9 @@ def render_markdown(result):
     settings = result["settings"]
     lines = ["## {}".format(result["title"]), ""]
     lines.append(
-        "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}; model {} "
-        "{}; {}; {} interleaved blocks of {} raw inferences and a {}-frame kiosk run, first {} frames of "
-        "each run excluded{}.".format(
+        "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}; bundle `{}` "
+        "({} {}); {}; {} interleaved blocks of {} raw inferences and a {}-frame kiosk run, first {} "
+        "frames of each run excluded{}.".format(
             env["date"],
             env.get("jetson") or env.get("cpu") or env["machine"],
             env["cpu_count"],
@@ -780,6 +780,7 @@ def render_markdown(result):
             env["python"],
             env["onnxruntime"],
             result["runner"]["describe"],
+            result["bundle"],
             result["model"]["arch"],
             result["model"]["input"],
             result["video"],
