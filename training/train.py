@@ -546,7 +546,9 @@ def train(config):
         if dist_ctx.main:
             log("resuming {} after epoch {}".format(run_dir, start_epoch))
 
-    training_info = {"data": summary, "metrics": {}}
+    training_info = {"data": summary, "metrics": {},
+                     "run": {"device": device.type, "world_size": dist_ctx.world_size,
+                             "amp": use_amp, "torch": str(torch.__version__)}}
     module_info = {"id": module.id if module else None, "title": module.title if module else None}
     for epoch in range(start_epoch, config.epochs):
         if config.patience is not None and stale >= config.patience:
