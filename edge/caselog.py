@@ -19,7 +19,7 @@ import os
 import sqlite3
 import uuid
 
-from edge.errors import MedkioskError, require
+from edge.errors import MedkioskError, require_cv2
 
 DB_NAME = "cases.db"
 CASES_DIR = "cases"
@@ -223,7 +223,7 @@ class CaseLog(object):
         """Save one case; return its CaseRecord. ``result``: a JSON-serialisable dict."""
         if self._db is None:
             raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
-        cv2 = require("cv2", "pip install 'medkiosk[edge]' (JetPack: python3-opencv)")
+        cv2 = require_cv2()
         ok, encoded = cv2.imencode(".png", image_bgr)
         if not ok:
             raise CaseLogError("the frame could not be encoded as PNG. Fix: report this; the camera frame "

@@ -42,6 +42,16 @@ class ConfigError(MedkioskError):
     """A configuration file or command-line value is invalid."""
 
 
+OPENCV_HINT = ("on a Jetson install JetPack's OpenCV, built with GStreamer (sudo apt install nvidia-opencv, "
+               "which provides libopencv-python; never pip's opencv-python over it); elsewhere "
+               "pip install 'medkiosk[edge]'")
+
+
+def require_cv2():
+    """Import OpenCV or raise MissingDependencyError saying which OpenCV to install."""
+    return require("cv2", OPENCV_HINT)
+
+
 def require(module_name, install_hint):
     """Import a module by name or raise MissingDependencyError saying what to install."""
     import importlib

@@ -8,7 +8,7 @@ demos, from a scripted list (``KeyScript``).
 
 import os
 
-from edge.errors import ConfigError, MissingDependencyError, require
+from edge.errors import ConfigError, MissingDependencyError, require_cv2
 
 WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
@@ -18,8 +18,7 @@ KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC")
 
 
 def _cv2():
-    return require("cv2", "on a Jetson use JetPack's OpenCV (apt: python3-opencv); elsewhere "
-                          "pip install 'medkiosk[edge]'")
+    return require_cv2()
 
 
 def key_name(code):
@@ -189,7 +188,7 @@ class DisplaySink(Sink):
         except cv2.error as exc:
             raise MissingDependencyError("--output {}: this OpenCV cannot open windows ({}). Fix: on a "
                                          "Jetson use "
-                                         "JetPack's OpenCV (apt: python3-opencv), not pip's "
+                                         "JetPack's OpenCV (apt: nvidia-opencv), not pip's "
                                          "opencv-python-headless"
                                          .format(self.uri, str(exc).strip().splitlines()[-1])) from exc
         self._open = True

@@ -10,7 +10,7 @@ Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
 
 import unicodedata
 
-from edge.errors import require
+from edge.errors import require, require_cv2
 
 DISCLAIMER = "Decision support only - not a diagnosis"
 UNCERTAIN_TEXT = "Uncertain - retake the image or refer"
@@ -41,8 +41,7 @@ _REPLACEMENTS = {"\u2014": "-", "\u2013": "-", "\u2026": "...", "\u00d7": "x", "
 
 
 def _cv2():
-    return require("cv2", "on a Jetson use JetPack's OpenCV (apt: python3-opencv); elsewhere "
-                          "pip install 'medkiosk[edge]'")
+    return require_cv2()
 
 
 def _np():

@@ -8,14 +8,13 @@ model sees the same pixels everywhere.
 
 import os
 
-from edge.errors import ImageError, require
+from edge.errors import ImageError, require, require_cv2
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 def _cv2():
-    return require("cv2", "on a Jetson use JetPack's OpenCV (apt: python3-opencv); elsewhere "
-                          "pip install 'medkiosk[edge]'")
+    return require_cv2()
 
 
 def _np():

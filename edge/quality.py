@@ -9,7 +9,7 @@ Exposure: ``mean`` grey level below ``dark_threshold`` is "too dark", above ``br
 (<= 5) or blown to white (>= 250) is also "too dark"/"overexposed".
 """
 
-from edge.errors import ConfigError, require
+from edge.errors import ConfigError, require_cv2
 
 WORK_SIZE = 256
 BLACK_LEVEL = 5
@@ -17,8 +17,7 @@ WHITE_LEVEL = 250
 
 
 def _cv2():
-    return require("cv2", "on a Jetson use JetPack's OpenCV (apt: python3-opencv); elsewhere "
-                          "pip install 'medkiosk[edge]'")
+    return require_cv2()
 
 
 class QualityThresholds(object):

@@ -45,11 +45,12 @@ def _version(module_name):
 
 def library_checks():
     """Python and the libraries the kiosk needs (numpy, OpenCV) or may use (ONNX Runtime, TensorRT)."""
+    from edge.errors import OPENCV_HINT
     from edge.verify import FAIL, PASS, SKIP, WARN, Check
 
     checks = [Check("python", PASS, "{} ({})".format(platform.python_version(), sys.executable))]
     for name, hint in (("numpy", "apt install python3-numpy (JetPack) or pip install numpy"),
-                       ("cv2", "apt install python3-opencv (JetPack's OpenCV, with GStreamer)")):
+                       ("cv2", OPENCV_HINT)):
         version = _version(name)
         if version is None or version.startswith("broken"):
             checks.append(Check(name, FAIL, "{}. Fix: {}".format(version or "not installed", hint)))
@@ -63,7 +64,7 @@ def library_checks():
         has = opencv_has_gstreamer(cv2.getBuildInformation())
         checks.append(Check("OpenCV GStreamer", PASS if has else WARN,
                             "yes" if has else "no: the CSI camera cannot be opened with this OpenCV "
-                                              "(pip's opencv-python); install JetPack's python3-opencv"))
+                                              "(pip's opencv-python); install JetPack's nvidia-opencv"))
     ort = _version("onnxruntime")
     if ort and not ort.startswith("broken"):
         from edge.backends.onnxruntime import available_providers

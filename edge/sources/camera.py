@@ -13,7 +13,7 @@ import time
 from edge.errors import SourceError
 from edge.sources.base import Source, SourceDisconnected, now
 
-JETPACK_OPENCV_FIX = ("install JetPack's OpenCV (sudo apt install nvidia-opencv python3-opencv) and "
+JETPACK_OPENCV_FIX = ("install JetPack's OpenCV (sudo apt install nvidia-opencv) and "
                       "remove pip's opencv-python from this Python, whose OpenCV has no GStreamer; or use a "
                       "USB "
                       "camera with --source v4l2:///dev/video0")
