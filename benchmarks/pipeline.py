@@ -114,9 +114,9 @@ class StageTimes(object):
         self.stamps = {}
         self.enabled = True
 
-    def wrap(self, stage, func, stamp=False):
+    def wrap(self, stage, func):
         samples = self.samples.setdefault(stage, [])
-        stamps = self.stamps.setdefault(stage, []) if stamp else None
+        stamps = self.stamps.setdefault(stage, [])
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
@@ -126,8 +126,7 @@ class StageTimes(object):
                 end = time.perf_counter()
                 if self.enabled:
                     samples.append(end - start)
-                    if stamps is not None:
-                        stamps.append((start, end))
+                    stamps.append((start, end))
 
         timed.__wrapped__ = func
         return timed
@@ -159,13 +158,13 @@ def instrument(kiosk, source, sink, times, profiler=None):
     import edge.kiosk
 
     source.read = times.wrap("capture", source.read)
-    sink.write = times.wrap("sink", sink.write, stamp=True)
+    sink.write = times.wrap("sink", sink.write)
     opener = kiosk.open_classifier
 
     def open_instrumented(slot):
         classifier = opener(slot)
         runner = classifier.runner
-        runner.infer = times.wrap("inference", runner.infer, stamp=True)
+        runner.infer = times.wrap("inference", runner.infer)
         if profiler is not None:
             classify = classifier.classify
 
@@ -178,7 +177,7 @@ def instrument(kiosk, source, sink, times, profiler=None):
 
             classifier.classify = profiled
         # The whole classify call as the inference thread makes it, with its start and end times.
-        classifier.classify = times.wrap("classify", classifier.classify, stamp=True)
+        classifier.classify = times.wrap("classify", classifier.classify)
         return classifier
 
     kiosk.open_classifier = open_instrumented
@@ -496,13 +495,20 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
         frame_times.extend(intervals(steady(block["times"].stamps["sink"], skip)))
     frame = common.summarize(frame_times)
     accounted = sum(stages[s]["median_ms"] for s, _ in STAGES if s in stages)
-    # Means add up where medians do not: each stage's total time over the frames it served.
+    # Means add up where medians do not: the time each stage spent between the first and the last
+    # steady frame shown, per frame shown in that window (frames are sequential in file mode).
     mean_frame_ms = 1000.0 * sum(frame_times) / len(frame_times) if frame_times else None
-    mean_ms = {}
-    for key, _label in STAGES:
-        values = [v for block in times_blocks for v in steady(block["times"].samples.get(key, []), skip)]
-        if values:
-            mean_ms[key] = 1000.0 * sum(values) / len(values)
+    totals, shown = {}, 0
+    for block in times_blocks:
+        sinks = steady(block["times"].stamps["sink"], skip)
+        if len(sinks) < 2:
+            continue
+        first, last = sinks[0][1], sinks[-1][1]
+        shown += len(sinks) - 1
+        for key, _label in STAGES:
+            spans = block["times"].stamps.get(key, [])
+            totals[key] = totals.get(key, 0.0) + sum(e - b for b, e in spans if first < e <= last)
+    mean_ms = {key: 1000.0 * total / shown for key, total in totals.items()} if shown else {}
     return {
         "blocks": per_block,
         "ratio_median": common.percentile(ratios, 50) if ratios else None,

@@ -36,10 +36,7 @@ def test_every_stage_of_the_real_loop_is_timed(outcome):
     for key, _label in pipeline.STAGES:
         assert stages[key]["n"] == steady_frames, key
         assert stages[key]["median_ms"] >= 0
-    # Sequential file mode: the stages of one frame cannot take longer than the frame itself.
-    frame = result["file_mode"]["frame"]
-    inner = sum(stages[k]["median_ms"] for k in ("preprocess", "inference", "quality", "postprocess"))
-    assert inner < frame["median_ms"]
+    # Sequential file mode: the stages of the frames shown cannot take longer than those frames.
     means = result["file_mode"]["stage_mean_ms"]
     assert sorted(means) == sorted(key for key, _ in pipeline.STAGES)
     assert sum(means.values()) < result["file_mode"]["mean_frame_ms"]
