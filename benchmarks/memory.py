@@ -89,8 +89,8 @@ def child_env():
     return env
 
 
-def available_backends(bundle_path):
-    """{backend name: None if usable here else the reason}."""
+def available_backends(bundle_path, precision_of=lambda name: "fp32"):
+    """{backend name: None if usable here (at its precision, with its engine built) else the reason}."""
     from edge.backends import BACKENDS
     from edge.bundle import load_bundle
 
@@ -98,7 +98,7 @@ def available_backends(bundle_path):
     found = {}
     for name in sorted(BACKENDS):
         try:
-            found[name] = BACKENDS[name].check(bundle)
+            found[name] = BACKENDS[name].check(bundle, precision=precision_of(name))
         except Exception as exc:  # a broken install raising on import is "not available", with its reason
             found[name] = "{}: {}".format(type(exc).__name__, exc)
     return found
@@ -170,7 +170,7 @@ def precision_for(args, backend):
 
 def measure(args, workdir, log=print):
     env = child_env()
-    status = available_backends(args.bundle)
+    status = available_backends(args.bundle, lambda name: precision_for(args, name))
     wanted = [b.strip() for b in args.backends.split(",")] if args.backends else [b for b, r in status.items()
                                                                                  if r is None]
     video, images = make_inputs(workdir, args.frames, args.images)
