@@ -136,7 +136,7 @@ def command_line(script, argv):
 
 def add_common_arguments(parser):
     parser.add_argument("--out-json", default=None,
-                        help="result file (default: benchmarks/results/NAME-BACKEND-PRECISION.json)")
+                        help="result file (default: benchmarks/results/NAME[-MODULE]-BACKEND-PRECISION.json)")
     parser.add_argument("--doc", default=DOC_PATH,
                         help="markdown regenerated from every JSON beside --out-json (default: %(default)s)")
     parser.add_argument("--no-doc", action="store_true", help="write the JSON only")
@@ -144,8 +144,9 @@ def add_common_arguments(parser):
                         help="few runs on a tiny input: checks the script works, measures nothing useful")
 
 
-def default_json_path(name, backend, precision):
-    return os.path.join(RESULTS_DIR, "{}-{}-{}.json".format(name, backend, precision))
+def default_json_path(name, backend, precision, tag=None):
+    parts = [name] + ([tag] if tag else []) + [backend, precision]
+    return os.path.join(RESULTS_DIR, "{}.json".format("-".join(str(p) for p in parts)))
 
 
 def write_json(path, data):
@@ -162,14 +163,14 @@ def write_json(path, data):
     return path
 
 
-def finish(result, args, name):
+def finish(result, args, name, tag=None):
     """Write the JSON result and regenerate the markdown; print the section; return the JSON path."""
     from benchmarks import report
 
     result["schema"] = SCHEMA
     result["benchmark"] = name
     path = args.out_json or default_json_path(name, result.get("backend", "any"),
-                                              result.get("precision", "any"))
+                                              result.get("precision", "any"), tag)
     write_json(path, result)
     print(report.render_section(result))
     print("wrote {}".format(path))

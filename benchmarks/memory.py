@@ -243,7 +243,7 @@ def main(argv=None):
         "frames": args.frames, "images": args.images, "repeats": args.repeats, "quick": args.quick,
         "rows": rows, "skipped_backends": skipped, "goals": goal_checks(rows),
     }
-    common.finish(result, args, NAME)
+    common.finish(result, args, NAME, tag=bundle.module_id)
     failures = sum(row["failures"] for row in rows)
     if failures:
         print("benchmarks/memory.py: {} measured process(es) failed; see the table".format(failures),

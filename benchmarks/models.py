@@ -251,7 +251,7 @@ def open_runners(bundles, backend, precision, threads, engine_cache, providers=N
     runners = {}
     try:
         for name, path in bundles.items():
-            options = {"threads": threads, "providers": providers} if backend == "onnxruntime" else {}
+            options = {"threads": threads or None, "providers": providers} if backend == "onnxruntime" else {}
             runner = open_runner(
                 load_bundle(path),
                 backend=backend,
@@ -340,7 +340,7 @@ def parse_args(argv):
         "--threads",
         type=int,
         default=1,
-        help="ONNX Runtime intra-op threads, fixed for every model (default: %(default)s)",
+        help="ONNX Runtime intra-op threads, the same for every model; 0: its default (default: %(default)s)",
     )
     parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder")
     parser.add_argument("--runs", type=int, default=100, help="timed rounds (default: %(default)s)")

@@ -759,7 +759,7 @@ def main(argv=None):
             "live_age_ok": None if not live else live["age_ok"],
         },
     }
-    common.finish(result, args, NAME)
+    common.finish(result, args, NAME, tag=bundle.module_id)
     return 0
 
 
