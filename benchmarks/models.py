@@ -91,13 +91,26 @@ def build_bundle(arch, size, num_classes, out_dir):
     return export_bundle(source, out_dir, module_id="bench-" + arch, title=title, golden=False)
 
 
-def ensure_bundles(archs, size, export_dir, num_classes, rebuild=False, log=print):
-    """{arch: bundle path}, exporting the ones missing (or of another size) from ``export_dir``."""
+def parse_specs(text, default_size):
+    """'a,b@64' -> [(row name, arch, size)]: ``@SIZE`` measures an architecture at another input size
+    (e.g. a baseline at the size it was trained at); such rows are named ``arch@size``."""
+    specs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        arch, _sep, size = item.partition("@")
+        size = int(size) if size else default_size
+        specs.append((arch if size == default_size else "{}@{}".format(arch, size), arch, size))
+    return specs
+
+
+def ensure_bundles(specs, export_dir, num_classes, rebuild=False, log=print):
+    """{row name: bundle path}, exporting the ones missing (or of another size) into ``export_dir``."""
     from edge.bundle import load_bundle
     from edge.errors import BundleError
 
     paths = {}
-    for arch in archs:
+    for name, arch, size in specs:
         path = bundle_path(export_dir, arch, size)
         usable = False
         if os.path.isdir(path) and not rebuild:
@@ -109,7 +122,7 @@ def ensure_bundles(archs, size, export_dir, num_classes, rebuild=False, log=prin
         if not usable:
             log("exporting {} at {}x{} -> {}".format(arch, size, size, path))
             build_bundle(arch, size, num_classes, path)
-        paths[arch] = path
+        paths[name] = path
     return paths
 
 
@@ -294,7 +307,9 @@ def parse_args(argv):
     parser.add_argument(
         "--archs",
         default=None,
-        help="comma-separated architectures (default: the whole zoo: {})".format(",".join(DEFAULT_ARCHS)),
+        help="comma-separated ARCH or ARCH@SIZE (another input size) (default: the zoo: {})".format(
+            ",".join(DEFAULT_ARCHS)
+        ),
     )
     parser.add_argument(
         "--references",
@@ -357,7 +372,8 @@ def parse_args(argv):
         args.warmup = min(args.warmup, 1)
     if args.archs is None:
         args.archs = "mobilenet_v3_small" if args.quick else ",".join(DEFAULT_ARCHS)
-    args.archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    args.specs = parse_specs(args.archs, args.size)
+    args.archs = [arch for _name, arch, _size in args.specs]
     args.references = [a.strip() for a in args.references.split(",") if a.strip()]
     return args
 
@@ -367,23 +383,23 @@ def measure(args, log=print):
 
     if args.bundles_dir:
         bundles = {}
-        for arch in args.archs:
-            path = bundle_path(args.bundles_dir, arch, args.size)
+        for name, arch, size in args.specs:
+            path = bundle_path(args.bundles_dir, arch, size)
             if os.path.isdir(path):
-                bundles[arch] = path
+                bundles[name] = path
             else:
                 log(
                     "skipping {}: no bundle {} (build it with --export-only on a workstation)".format(
-                        arch, path
+                        name, path
                     )
                 )
     else:
-        bundles = ensure_bundles(args.archs, args.size, args.export_dir, args.classes, args.rebuild, log=log)
+        bundles = ensure_bundles(args.specs, args.export_dir, args.classes, args.rebuild, log=log)
     if args.export_only:
         return None
     rows = []
-    for arch, path in bundles.items():
-        rows.append({"name": arch, "arch": arch, "kind": "zoo", "bundle": common.display_path(path)})
+    for name, path in bundles.items():
+        rows.append({"name": name, "arch": None, "kind": "zoo", "bundle": common.display_path(path)})
     for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
         rows.append(
             {

@@ -48,7 +48,7 @@ def result(run_dir, tiny_bundle):
             "--size",
             "32",
             "--archs",
-            "mobilenet_v3_small,resnet18",
+            "mobilenet_v3_small,resnet18,mobilenet_v3_small@64",
             "--references",
             "resnet18",
             "--goal-reference",
@@ -72,7 +72,9 @@ def result(run_dir, tiny_bundle):
 
 def test_json_has_a_row_per_model_with_cost_and_latency(result):
     rows = {row["name"]: row for row in result["rows"]}
-    assert sorted(rows) == ["mobilenet_v3_small", "resnet18", "shipped:synth-test"]
+    assert sorted(rows) == ["mobilenet_v3_small", "mobilenet_v3_small@64", "resnet18", "shipped:synth-test"]
+    assert rows["mobilenet_v3_small@64"]["input"] == "64x64 RGB"
+    assert rows["mobilenet_v3_small@64"]["arch"] == "mobilenet_v3_small"
     for row in rows.values():
         assert row["latency"]["n"] == result["runs"] == 5
         lat = row["latency"]
@@ -127,7 +129,7 @@ def test_markdown_is_regenerated_with_the_table(result, run_dir):
     assert "## Model cost (onnxruntime fp32, 32x32, batch 1)" in doc
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| model | input | params (M) | GFLOPs")
-    assert len(table) == 1 + 3
+    assert len(table) == 1 + 4
     assert "| **shipped:synth-test** (mobilenet_v3_small) | 64x64 RGB |" in doc
     assert "--quick: not a measurement" in doc
     assert "No Jetson device was available" in doc
