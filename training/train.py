@@ -282,8 +282,8 @@ def class_weights(samples, classes, task):
 def sample_weights(samples, classes, task):
     """Per-sample weights for a class-balanced sampler."""
     targets = _targets(samples, classes, task)
-    per_class = class_weights(samples, classes, "multiclass" if task == "multiclass" else task).numpy()
     if task == "multiclass":
+        per_class = class_weights(samples, classes, task).numpy()
         return torch.tensor(per_class[targets], dtype=torch.double)
     counts = targets.sum(axis=0)
     inverse = 1.0 / np.maximum(counts, 1.0)
@@ -465,6 +465,13 @@ def _description(config, module, task, colour, size, classes):
                             display_names=display, extra=extra)
 
 
+def _check_pretrained_weights(config):
+    """Fail before reading the data when the pretrained weights asked for are not on this machine."""
+    spec = get_arch(config.arch)
+    if config.pretrained and not spec.offline_weights():
+        spec.builder(2, True, spec.default_size)  # raises the architecture's own error naming the fix
+
+
 def _check_resume_compatible(state, config, description):
     old = state.get("config") or {}
     for key in ("arch", "data", "csv", "module", "image_size", "task", "seed", "batch_size"):
@@ -479,6 +486,10 @@ def train(config):
     """Train a model; return TrainResult(best_checkpoint, last_checkpoint, history, run_dir)."""
     config.validate()
     dist_ctx = _Dist.current()
+    if dist_ctx.enabled and config.balance == "sampler":
+        raise ConfigError("--balance sampler cannot be combined with several processes (each rank draws its "
+                          "share with a DistributedSampler). Fix: use --balance weights")
+    _check_pretrained_weights(config)
     device = resolve_device(config.device, dist_ctx)
     run_dir = os.path.abspath(config.out)
     best_path, last_path = os.path.join(run_dir, BEST), os.path.join(run_dir, LAST)

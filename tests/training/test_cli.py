@@ -66,7 +66,7 @@ def test_list_archs(capsys):
 @pytest.mark.torch
 def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"),
-                 "--epochs", "1"])
+                 "--epochs", "1", "--no-pretrained"])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("medkiosk: error: data folder") and err.count("\n") == 1
@@ -115,3 +115,9 @@ def test_train_then_evaluate_from_the_command_line(tiny_data, tmp_path, capsys):
         threshold = json.load(handle)["abstain"]["for_target_coverage"]["threshold"]
     stored = load_checkpoint(os.path.join(run, "best.pt")).description.abstain_threshold
     assert stored == pytest.approx(threshold)
+    # Any class folder can be evaluated, not only the run's own split.
+    code = main(["evaluate", run, "--data", tiny_data, "--out", str(tmp_path / "all"), "--bootstrap", "0",
+                 "--workers", "0", "--no-progress"])
+    assert code == 0
+    with open(str(tmp_path / "all" / "metrics.json")) as handle:
+        assert json.load(handle)["cases"] == 30
