@@ -26,7 +26,7 @@ def add_train_arguments(parser):
     parser.add_argument("--csv", help="NIH-style CSV (image, finding labels, patient id); needs --module")
     parser.add_argument("--module", help="built-in module (skin, chest, pediatric-pneumonia) or a module "
                         ".json/.ini: classes, task, colour, size, augmentation")
-    parser.add_argument("--arch", default="mobilenet_v3_small", help="architecture (see `medkiosk train "
+    parser.add_argument("--arch", default="efficientnet_lite0", help="architecture (see `medkiosk train "
                         "--list-archs`; default %(default)s)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", required=True, help="run folder: best.pt, last.pt, metrics.csv, split.json")
