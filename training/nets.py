@@ -9,6 +9,8 @@ repeated to 3 channels inside the graph, so ImageNet-pretrained backbones still 
 second output ``ood_score`` [N] from an attached ``ood_head``.
 """
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -59,7 +61,8 @@ class DeployModel(nn.Module):
     """Raw pixels -> calibrated probabilities (and optionally ``ood_score``).
 
     ``ood_head``, if given, is an ``nn.Module`` called as ``ood_head(embedding, logits)`` returning
-    a float tensor [N] (higher = further from the training images); its threshold, method and
+    a float tensor [N] (higher = further from the training images); if its ``forward`` has an
+    ``image`` parameter it also gets the raw input batch as ``image=``. Its threshold, method and
     message belong in ``description.input_check``.
     """
 
@@ -69,6 +72,8 @@ class DeployModel(nn.Module):
         self.task = description.task
         self.temperature = float(description.temperature)
         self.ood_head = ood_head
+        parameters = inspect.signature(ood_head.forward).parameters if ood_head is not None else {}
+        self.ood_wants_image = "image" in parameters
 
     @property
     def output_names(self):
@@ -84,4 +89,6 @@ class DeployModel(nn.Module):
             probabilities = torch.softmax(scaled, dim=1)
         if self.ood_head is None:
             return probabilities
+        if self.ood_wants_image:
+            return probabilities, self.ood_head(embedding, logits, image=x).reshape(-1)
         return probabilities, self.ood_head(embedding, logits).reshape(-1)

@@ -130,6 +130,26 @@ def test_ood_head_adds_a_second_output_that_exports():
         np.testing.assert_allclose(ood, model(x)[1].numpy(), rtol=1e-4)
 
 
+class ChromaOOD(torch.nn.Module):
+    """An OOD head that also looks at the raw image (mean chroma), as an image-aware head may."""
+
+    def forward(self, embedding, logits, image=None):
+        return (image.max(dim=1).values - image.min(dim=1).values).mean(dim=(1, 2)) / 255.0
+
+
+def test_ood_head_with_an_image_parameter_receives_the_raw_input():
+    description = make_description("mobilenet_v3_small", size=32)
+    net = ClassifierNet(build_backbone("mobilenet_v3_small", 3, image_size=32), description).eval()
+    model = DeployModel(net, description, ood_head=ChromaOOD()).eval()
+    grey = torch.full((1, 3, 32, 32), 100.0)
+    red = torch.zeros(1, 3, 32, 32)
+    red[:, 0] = 255.0
+    data = export_onnx(model, torch.cat([grey, red]), model.output_names)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    _probabilities, ood = session.run(None, {"image": torch.cat([grey, red]).numpy()})
+    np.testing.assert_allclose(ood, [0.0, 1.0], atol=1e-6)
+
+
 def test_pretrained_torchvision_weights_missing_is_an_error_not_random_init(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     with pytest.raises(MissingDependencyError) as info:
