@@ -215,6 +215,9 @@ def test_multilabel_training_from_csv_and_export(tiny_data, tmp_path):
     metrics = evaluate_run(result.run_dir, split="test", out=str(tmp_path / "eval"), bootstrap=0).metrics
     assert metrics["task"] == "multilabel" and "confusion_matrices" in metrics
     assert os.path.isfile(str(tmp_path / "eval" / "report.md"))
+    on_csv = evaluate_run(result.run_dir, csv=str(csv_path), data=tiny_data, out=str(tmp_path / "eval-csv"),
+                          bootstrap=0).metrics
+    assert on_csv["cases"] == len(rows)
 
 
 def test_balancing_options_train(tiny_data, tmp_path):
