@@ -225,3 +225,15 @@ def test_balancing_options_train(tiny_data, tmp_path):
         result = train(TrainConfig(data=tiny_data, epochs=1, out=str(tmp_path / balance), balance=balance,
                                    calibrate=False, **TINY))
         assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_data, tmp_path, monkeypatch):
+    import training.train as train_module
+
+    losses = iter([0.5, 0.7, 0.9, 1.1])  # validation loss forced to rise after epoch 1
+    monkeypatch.setattr(train_module, "val_metrics", lambda logits, targets, task: (next(losses), 0.5))
+    result = train(TrainConfig(data=tiny_data, epochs=4, patience=1, out=str(tmp_path / "run"),
+                               calibrate=False, **TINY))
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert read_checkpoint(result.best_checkpoint)["epoch"] == 1
+    assert read_checkpoint(result.last_checkpoint)["epoch"] == 2
