@@ -17,7 +17,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,export,edge,dev]'
+	$(PY) -m pip install -q -e '.[train,export,edge,bench,dev]'
 	touch $@
 
 demo: venv
