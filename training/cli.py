@@ -58,6 +58,7 @@ def add_train_arguments(parser):
                         help="fraction of validation cases answered; sets the 'uncertain' threshold")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 
 def _strip_option(argv, option):
@@ -89,6 +90,14 @@ def add_evaluate_arguments(parser):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+
+
+def _set_threads(args):
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _train_config(args):
@@ -104,6 +113,7 @@ def _train_config(args):
 
 def run_train(args):
     _need_torch()
+    _set_threads(args)
     from training.train import train
 
     result = train(_train_config(args))
@@ -116,6 +126,7 @@ def run_train(args):
 
 def run_evaluate(args):
     _need_torch()
+    _set_threads(args)
     from training.evaluate import evaluate_cli
 
     return evaluate_cli(args)

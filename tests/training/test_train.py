@@ -24,17 +24,30 @@ from training.train import TrainConfig, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 TINY = dict(arch="mobilenet_v3_small", image_size=32, batch_size=8, seed=0, pretrained=False, workers=0,
             progress=False)
 
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
-    """EfficientNet-Lite0 (ImageNet weights, shipped offline) fine-tuned 2 epochs on 4 synthetic classes."""
+    """EfficientNet-Lite0 (ImageNet weights, shipped offline) fine-tuned 4 epochs on 4 synthetic classes.
+
+    2 epochs reached 0.92-0.96 test accuracy depending on the thread count; 4 epochs (about 15 s on
+    one thread) reached 1.0, leaving margin above the 0.9 the test asks for.
+    """
     root = tmp_path_factory.mktemp("shapes")
     data = str(root / "data")
     generate_dataset(data, num_classes=4, per_class=40, size=64, seed=0)
-    config = TrainConfig(data=data, arch="efficientnet_lite0", epochs=2, out=str(root / "run"), image_size=64,
+    config = TrainConfig(data=data, arch="efficientnet_lite0", epochs=4, out=str(root / "run"), image_size=64,
                          batch_size=8, lr=3e-3, seed=0, pretrained=True, workers=0, progress=False)
     return train(config)
 
@@ -53,7 +66,7 @@ def test_short_training_beats_chance_on_held_out_test_split(shapes_run, tmp_path
     result = evaluate_run(shapes_run.run_dir, split="test", out=str(tmp_path / "eval"), bootstrap=50)
     metrics = result.metrics
     assert metrics["cases"] >= 20
-    # Measured 0.958 (23 of 24); chance is 0.25.
+    # Measured 1.0 (24 of 24) on one thread; chance is 0.25.
     assert metrics["accuracy"] >= 0.9
     assert metrics["macro_auroc"] >= 0.95
     for name in ("report.md", "metrics.json", "roc.png", "confusion.png", "reliability.png"):
@@ -75,9 +88,9 @@ def test_run_folder_holds_checkpoints_metrics_and_split(shapes_run):
         assert os.path.isfile(os.path.join(run, name)), name
     with open(os.path.join(run, "metrics.csv")) as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "seconds"} <= set(rows[0])
-    assert len(shapes_run.history) == 2
+    assert len(shapes_run.history) == 4
     best = read_checkpoint(shapes_run.best_checkpoint)
     data = best["training"]["data"]
     splits = data["splits"]
