@@ -505,8 +505,10 @@ def train(config):
                               "--out".format(last_path))
         resume_state = read_checkpoint(last_path)
     elif dist_ctx.main and os.path.isfile(best_path):
-        log("note: {} already holds a run; it will be overwritten (use --resume to continue it)".format(
-            run_dir))
+        log("note: {} already holds a run; it is replaced (use --resume to continue it)".format(run_dir))
+        for stale_file in (best_path, last_path, metrics_path):
+            if os.path.isfile(stale_file):
+                os.remove(stale_file)
 
     seed_everything(config.seed)
     module, task, colour, size, augmentation = resolve_module(config)
@@ -543,7 +545,7 @@ def train(config):
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    history, best_val, best_epoch, stale, start_epoch = [], math.inf, 0, 0, 0
+    history, best_val, best_epoch, best_acc, stale, start_epoch = [], math.inf, 0, float("nan"), 0, 0
     if resume_state is not None:
         net.load_state_dict(resume_state["state_dict"])
         extra = resume_state["resume"]
@@ -553,6 +555,7 @@ def train(config):
         _restore_rng(extra["rng"])
         history = list(extra["history"])
         best_val, best_epoch, stale = extra["best_val_loss"], extra["best_epoch"], extra["stale_epochs"]
+        best_acc = extra.get("best_val_accuracy", float("nan"))
         start_epoch = resume_state["epoch"]
         if dist_ctx.main:
             log("resuming {} after epoch {}".format(run_dir, start_epoch))
@@ -600,20 +603,24 @@ def train(config):
             val_loss, val_acc = val_metrics(logits, targets, task)
         else:
             val_loss, val_acc = train_loss, float("nan")
+        if not math.isfinite(val_loss):
+            raise MedkioskError("training diverged at epoch {} (validation loss {}). Fix: lower --lr".format(
+                epoch + 1, val_loss))
         row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                "val_accuracy": round(val_acc, 6), "lr": optimizer.param_groups[0]["lr"],
                "seconds": round(time.time() - started, 2)}
         history.append(row)
         improved = val_loss < best_val
         if improved:
-            best_val, best_epoch, stale = val_loss, epoch + 1, 0
+            best_val, best_epoch, best_acc, stale = val_loss, epoch + 1, val_acc, 0
         else:
             stale += 1
         if dist_ctx.main:
             log("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val accuracy {:.3f}{}".format(
                 epoch + 1, config.epochs, train_loss, val_loss, val_acc, " (best)" if improved else ""))
             training_info["metrics"] = {"best_epoch": best_epoch, "best_val_loss": best_val,
-                                        "epochs_trained": epoch + 1, "history": history}
+                                        "best_val_accuracy": best_acc, "epochs_trained": epoch + 1,
+                                        "history": history}
             if improved:
                 best = make_checkpoint(net, description, epoch + 1, val_loss, module_info, training_info,
                                        config.to_dict())
@@ -622,7 +629,8 @@ def train(config):
                 save_checkpoint(best_path, best)
             resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-                      "best_val_loss": best_val, "best_epoch": best_epoch, "stale_epochs": stale}
+                      "best_val_loss": best_val, "best_epoch": best_epoch, "best_val_accuracy": best_acc,
+                      "stale_epochs": stale}
             save_checkpoint(last_path, make_checkpoint(
                 net, description, epoch + 1, val_loss, module_info, training_info, config.to_dict(), resume))
             _write_metrics(metrics_path, history)
