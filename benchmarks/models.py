@@ -208,12 +208,14 @@ def _report_entries(path, data, reports_dir):
     if not isinstance(arch, str) or not metric:
         return []
     size = _find(data, ("image_size",))
+    accuracy = data.get("accuracy")
     return [
         {
             "module": parts[0],
             "arch": arch,
             "metric": metric[0],
             "value": metric[1],
+            "accuracy": float(accuracy) if isinstance(accuracy, (int, float)) else None,
             "image_size": size if isinstance(size, int) else None,
             "baseline": any(part.startswith("baseline") for part in parts[1:-1]),
             "source": common.display_path(path),
@@ -569,9 +571,12 @@ def _accuracy_cell(row):
             note.append("trained at {0}x{0}".format(a["image_size"]))
         if a.get("baseline"):
             note.append("baseline")
+        extra = ""
+        if a.get("accuracy") is not None and a["metric"] != "accuracy":
+            extra = ", accuracy {:.3f}".format(a["accuracy"])
         cells.append(
-            "{} {} {:.3f}{}".format(
-                a["module"], a["metric"], a["value"], " ({})".format(", ".join(note)) if note else ""
+            "{} {} {:.3f}{}{}".format(
+                a["module"], a["metric"], a["value"], extra, " ({})".format(", ".join(note)) if note else ""
             )
         )
     return "; ".join(cells)

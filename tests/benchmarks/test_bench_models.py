@@ -131,6 +131,7 @@ def test_markdown_is_regenerated_with_the_table(result, run_dir):
     assert table[0].startswith("| model | input | params (M) | GFLOPs")
     assert len(table) == 1 + 4
     assert "| **shipped:synth-test** (mobilenet_v3_small) | 64x64 RGB |" in doc
+    assert "synth-test macro_auroc 0.910, accuracy 0.500 (trained at 64x64)" in doc
     assert "--quick: not a measurement" in doc
     assert "No Jetson device was available" in doc
 
