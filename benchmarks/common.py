@@ -180,6 +180,19 @@ def finish(result, args, name, tag=None):
     return path
 
 
+def make_video(path, frames, bundle=None):
+    """A 640x480 MJPG video at 30 fps: the bundle's golden images (real images of its domain, shown
+    in turn as a camera pointed at them would see them) or, without any, synthetic shapes.
+    Returns (path, description)."""
+    from training.synth import generate_video
+
+    images = [sample.path for sample in bundle.golden_samples()] if bundle is not None else []
+    generate_video(path, frames, size=(640, 480), fps=30, images=images or None, seed=3)
+    if images:
+        return path, "640x480 MJPG video of the bundle's {} golden images".format(len(images))
+    return path, "640x480 MJPG video of synthetic shapes (the bundle has no golden images)"
+
+
 def display_path(path):
     """A path relative to the repository when inside it, else absolute."""
     path = os.path.abspath(str(path))

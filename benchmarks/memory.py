@@ -63,8 +63,13 @@ def run_measured(argv, env=None, timeout_s=600.0):
     os.close(descriptor)
     try:
         with tempfile.TemporaryFile() as err, open(os.devnull, "wb") as out:
-            process = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, report] + list(argv),
-                                       stdout=out, stderr=err, env=env, cwd=common.ROOT)
+            process = subprocess.Popen(
+                [sys.executable, "-S", "-c", LAUNCHER, report] + list(argv),
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=common.ROOT,
+            )
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -78,9 +83,13 @@ def run_measured(argv, env=None, timeout_s=600.0):
     finally:
         os.remove(report)
     # Linux reports ru_maxrss in KiB.
-    return {"returncode": measured["returncode"], "peak_rss_mb": measured["maxrss_kb"] / 1024.0,
-            "floor_mb": measured["launcher_kb"] / 1024.0, "wall_s": time.perf_counter() - start,
-            "stderr_tail": tail.strip().splitlines()[-5:]}
+    return {
+        "returncode": measured["returncode"],
+        "peak_rss_mb": measured["maxrss_kb"] / 1024.0,
+        "floor_mb": measured["launcher_kb"] / 1024.0,
+        "wall_s": time.perf_counter() - start,
+        "stderr_tail": tail.strip().splitlines()[-5:],
+    }
 
 
 def child_env():
@@ -109,24 +118,53 @@ def kiosk_argv(bundle, backend, precision, video, frames):
     from edge.bundle import load_bundle
 
     module = load_bundle(bundle).module_id
-    return [sys.executable, "-m", "edge", "run", "--models", bundle, "--module", module, "--quiet",
-            "--source", "file://" + video,
-            "--output", "null://", "--max-frames", str(frames), "--backend", backend,
-            "--precision", precision]
+    return [
+        sys.executable,
+        "-m",
+        "edge",
+        "run",
+        "--models",
+        bundle,
+        "--module",
+        module,
+        "--quiet",
+        "--source",
+        "file://" + video,
+        "--output",
+        "null://",
+        "--max-frames",
+        str(frames),
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+    ]
 
 
 def classify_argv(bundle, backend, precision, images):
-    return [sys.executable, "-m", "edge", "classify", "--bundle", bundle, "--backend", backend,
-            "--precision", precision] + list(images)
+    return [
+        sys.executable,
+        "-m",
+        "edge",
+        "classify",
+        "--bundle",
+        bundle,
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+    ] + list(images)
 
 
-def make_inputs(workdir, frames, count):
-    """A 640x480 video and a few 640x480 still images, generated (no patient data)."""
+def make_inputs(workdir, frames, count, bundle_path):
+    """A 640x480 video (of the bundle's golden images) and a few 640x480 stills taken from it."""
     import cv2
 
-    from training.synth import generate_video
+    from edge.bundle import load_bundle
 
-    video = generate_video(os.path.join(workdir, "frames.avi"), frames, size=(640, 480), seed=1)
+    video, _description = common.make_video(
+        os.path.join(workdir, "frames.avi"), frames, load_bundle(bundle_path)
+    )
     capture = cv2.VideoCapture(video)
     images = []
     try:
@@ -145,16 +183,27 @@ def make_inputs(workdir, frames, count):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="benchmarks/memory.py", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=DEFAULT_BUNDLE, help="model bundle (default: %(default)s)")
-    parser.add_argument("--backends", default=None,
-                        help="comma-separated backends to measure (default: every backend usable here)")
-    parser.add_argument("--precision", default=None,
-                        help="precision for every backend (default: fp32 for onnxruntime, fp16 for tensorrt)")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backends to measure (default: every backend usable here)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="precision for every backend (default: fp32 for onnxruntime, fp16 for tensorrt)",
+    )
     parser.add_argument("--frames", type=int, default=300, help="kiosk frames (default: %(default)s)")
     parser.add_argument("--images", type=int, default=8, help="images for classify (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each case; the largest peak is reported (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=900.0,
-                        help="seconds per process (default: %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each case; the largest peak is reported (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds per process (default: %(default)s)"
+    )
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -171,9 +220,12 @@ def precision_for(args, backend):
 def measure(args, workdir, log=print):
     env = child_env()
     status = available_backends(args.bundle, lambda name: precision_for(args, name))
-    wanted = [b.strip() for b in args.backends.split(",")] if args.backends else [b for b, r in status.items()
-                                                                                 if r is None]
-    video, images = make_inputs(workdir, args.frames, args.images)
+    wanted = (
+        [b.strip() for b in args.backends.split(",")]
+        if args.backends
+        else [b for b, r in status.items() if r is None]
+    )
+    video, images = make_inputs(workdir, args.frames, args.images, args.bundle)
     rows = []
     skipped = {b: r for b, r in status.items() if r is not None and b not in wanted}
     for backend in wanted:
@@ -182,12 +234,18 @@ def measure(args, workdir, log=print):
             continue
         precision = precision_for(args, backend)
         cases = [
-            ("python + libraries (import only)",
-             [sys.executable, "-c", BASELINE_IMPORTS.get(backend, "import numpy")]),
-            ("medkiosk classify ({} images)".format(len(images)),
-             classify_argv(args.bundle, backend, precision, images)),
-            ("kiosk loop ({} frames, null:// output)".format(args.frames),
-             kiosk_argv(args.bundle, backend, precision, video, args.frames)),
+            (
+                "python + libraries (import only)",
+                [sys.executable, "-c", BASELINE_IMPORTS.get(backend, "import numpy")],
+            ),
+            (
+                "medkiosk classify ({} images)".format(len(images)),
+                classify_argv(args.bundle, backend, precision, images),
+            ),
+            (
+                "kiosk loop ({} frames, null:// output)".format(args.frames),
+                kiosk_argv(args.bundle, backend, precision, video, args.frames),
+            ),
         ]
         for label, argv in cases:
             runs = []
@@ -196,14 +254,20 @@ def measure(args, workdir, log=print):
                 runs.append(run_measured(argv, env=env, timeout_s=args.timeout))
             failed = [r for r in runs if r["returncode"] != 0]
             peaks = [r["peak_rss_mb"] for r in runs]
-            rows.append({
-                "backend": backend, "precision": precision, "case": label,
-                "command": " ".join(["python"] + argv[1:]).replace(common.ROOT + os.sep, ""),
-                "peak_rss_mb": max(peaks), "peak_rss_mb_runs": peaks,
-                "measurement_floor_mb": max(r["floor_mb"] for r in runs),
-                "wall_s": [r["wall_s"] for r in runs], "failures": len(failed),
-                "error": failed[0]["stderr_tail"] if failed else None,
-            })
+            rows.append(
+                {
+                    "backend": backend,
+                    "precision": precision,
+                    "case": label,
+                    "command": " ".join(["python"] + argv[1:]).replace(common.ROOT + os.sep, ""),
+                    "peak_rss_mb": max(peaks),
+                    "peak_rss_mb_runs": peaks,
+                    "measurement_floor_mb": max(r["floor_mb"] for r in runs),
+                    "wall_s": [r["wall_s"] for r in runs],
+                    "failures": len(failed),
+                    "error": failed[0]["stderr_tail"] if failed else None,
+                }
+            )
     return rows, skipped
 
 
@@ -211,8 +275,13 @@ def goal_checks(rows):
     checks = []
     for row in rows:
         if row["backend"] == GOAL_BACKEND and not row["case"].startswith("python"):
-            checks.append({"case": row["case"], "peak_rss_mb": row["peak_rss_mb"],
-                           "ok": row["failures"] == 0 and row["peak_rss_mb"] < GOAL_MB})
+            checks.append(
+                {
+                    "case": row["case"],
+                    "peak_rss_mb": row["peak_rss_mb"],
+                    "ok": row["failures"] == 0 and row["peak_rss_mb"] < GOAL_MB,
+                }
+            )
     return checks
 
 
@@ -238,16 +307,26 @@ def main(argv=None):
         "backend": "+".join(backends) or "none",
         "precision": args.precision or "default",
         "bundle": common.display_path(args.bundle),
-        "model": {"arch": bundle.description.arch, "input": bundle.description.input.to_dict(),
-                  "onnx_mb": os.path.getsize(bundle.model_path) / 1e6},
-        "frames": args.frames, "images": args.images, "repeats": args.repeats, "quick": args.quick,
-        "rows": rows, "skipped_backends": skipped, "goals": goal_checks(rows),
+        "model": {
+            "arch": bundle.description.arch,
+            "input": bundle.description.input.to_dict(),
+            "onnx_mb": os.path.getsize(bundle.model_path) / 1e6,
+        },
+        "frames": args.frames,
+        "images": args.images,
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "rows": rows,
+        "skipped_backends": skipped,
+        "goals": goal_checks(rows),
     }
     common.finish(result, args, NAME, tag=bundle.module_id)
     failures = sum(row["failures"] for row in rows)
     if failures:
-        print("benchmarks/memory.py: {} measured process(es) failed; see the table".format(failures),
-              file=sys.stderr)
+        print(
+            "benchmarks/memory.py: {} measured process(es) failed; see the table".format(failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -255,24 +334,45 @@ def main(argv=None):
 def render_markdown(result):
     env = result["environment"]
     lines = ["## {}".format(result["title"]), ""]
-    lines.append("Measured {} on {} ({} CPUs; load average {}), Python {}; bundle `{}` ({}, {}x{} {}, ONNX "
-                 "{:.1f} MB); largest peak of {} run(s) per case{}.".format(
-                     env["date"], env.get("jetson") or env.get("cpu") or env["machine"], env["cpu_count"],
-                     env["load_average"], env["python"], result["bundle"], result["model"]["arch"],
-                     result["model"]["input"]["height"], result["model"]["input"]["width"],
-                     result["model"]["input"]["colour"], result["model"]["onnx_mb"], result["repeats"],
-                     " (**--quick: not a measurement**)" if result.get("quick") else ""))
+    lines.append(
+        "Measured {} on {} ({} CPUs; load average {}), Python {}; bundle `{}` ({}, {}x{} {}, ONNX "
+        "{:.1f} MB); largest peak of {} run(s) per case{}.".format(
+            env["date"],
+            env.get("jetson") or env.get("cpu") or env["machine"],
+            env["cpu_count"],
+            env["load_average"],
+            env["python"],
+            result["bundle"],
+            result["model"]["arch"],
+            result["model"]["input"]["height"],
+            result["model"]["input"]["width"],
+            result["model"]["input"]["colour"],
+            result["model"]["onnx_mb"],
+            result["repeats"],
+            " (**--quick: not a measurement**)" if result.get("quick") else "",
+        )
+    )
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
     lines.append("| backend | precision | process | peak RSS (MB) | runs (MB) | status |")
     lines.append("|---|---|---|---|---|---|")
     for row in result["rows"]:
-        status = "ok" if not row["failures"] else "FAILED ({}): {}".format(
-            row["failures"], " / ".join(row["error"] or [])[:200])
-        lines.append("| {} | {} | {} | {:.0f} | {} | {} |".format(
-            row["backend"], row["precision"], row["case"], row["peak_rss_mb"],
-            ", ".join("{:.0f}".format(v) for v in row["peak_rss_mb_runs"]), status))
+        status = (
+            "ok"
+            if not row["failures"]
+            else "FAILED ({}): {}".format(row["failures"], " / ".join(row["error"] or [])[:200])
+        )
+        lines.append(
+            "| {} | {} | {} | {:.0f} | {} | {} |".format(
+                row["backend"],
+                row["precision"],
+                row["case"],
+                row["peak_rss_mb"],
+                ", ".join("{:.0f}".format(v) for v in row["peak_rss_mb_runs"]),
+                status,
+            )
+        )
     lines.append("")
     for backend, reason in sorted(result.get("skipped_backends", {}).items()):
         lines.append("- {} not measured: {}".format(backend, reason))
@@ -283,8 +383,11 @@ def render_markdown(result):
         lines.append("Goal: < {:.0f} MB peak RSS on ONNX Runtime CPU.".format(GOAL_MB))
         lines.append("")
         for check in goals:
-            lines.append("- {}: {:.0f} MB -> {}".format(check["case"], check["peak_rss_mb"],
-                                                        "met" if check["ok"] else "MISSED"))
+            lines.append(
+                "- {}: {:.0f} MB -> {}".format(
+                    check["case"], check["peak_rss_mb"], "met" if check["ok"] else "MISSED"
+                )
+            )
         lines.append("")
     lines.append("Commands run (repository root on PYTHONPATH):")
     lines.append("")

@@ -50,13 +50,6 @@ STAGES = (
 # ---- inputs ---------------------------------------------------------------------------------------
 
 
-def make_video(path, frames):
-    """A generated 640x480 MJPG video (synthetic shapes; no patient data)."""
-    from training.synth import generate_video
-
-    return generate_video(path, frames, size=(640, 480), fps=30, seed=3)
-
-
 def decode_all(video, limit=None):
     import cv2
 
@@ -660,7 +653,9 @@ def measure(args, workdir, log=print):
 
     bundle = load_bundle(args.bundle)
     video_frames = max(args.frames, 60)
-    args.video_path = make_video(os.path.join(workdir, "clip.avi"), video_frames)
+    args.video_path, args.video_desc = common.make_video(
+        os.path.join(workdir, "clip.avi"), video_frames, bundle
+    )
     frames = decode_all(args.video_path)
     tensors = [preprocess(frame, bundle.description.input) for frame in frames]
     if args.backend == "tensorrt" and not args.engine_cache:
@@ -737,7 +732,7 @@ def main(argv=None):
             "arch": bundle.description.arch,
             "input": "{}x{} {}".format(spec.height, spec.width, spec.colour),
         },
-        "video": "generated 640x480 MJPG",
+        "video": args.video_desc,
         "settings": {
             "frames": args.frames,
             "raw_runs": args.raw_runs,

@@ -52,6 +52,8 @@ def test_ratio_is_end_to_end_over_raw_from_the_same_blocks(outcome):
     assert fm["raw_inference"]["n"] == result["settings"]["raw_runs"] * result["settings"]["blocks"]
     assert result["goals"]["file_mode_ratio_ok"] == (fm["ratio_median"] >= pipeline.RATIO_GOAL)
     assert result["runner"]["provider"] == "CPUExecutionProvider"
+    # The video shows the bundle's own golden images, so the loop draws real results, not "out of scope".
+    assert result["video"] == "640x480 MJPG video of the bundle's 4 golden images"
 
 
 def test_live_mode_reports_rates_and_result_ages(outcome):
