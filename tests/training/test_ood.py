@@ -40,16 +40,43 @@ def test_head_matches_numpy_and_normalises_threshold_to_one():
     assert entry["threshold"] == 1.0 and entry["output"] == "ood_score" and entry["method"] == "mahalanobis"
 
 
-def test_colour_term_flags_saturated_images_only():
+def test_full_rank_fit_is_the_exact_mahalanobis_distance():
+    rng = np.random.default_rng(3)
+    x, y = _clusters(rng, dim=6)
+    fit = ood.fit_mahalanobis(x, y, num_classes=3, shrinkage=0.3, components=6)
+    means = np.stack([x[y == c].mean(0) for c in range(3)]).astype(np.float64)
+    centred = np.concatenate([x[y == c] - means[c] for c in range(3)]).astype(np.float64)
+    cov = centred.T @ centred / (len(x) - 3)
+    cov = 0.7 * cov + 0.3 * np.trace(cov) / 6 * np.eye(6)
+    precision = np.linalg.inv(cov)
+    probe = rng.normal(0, 3, (10, 6))
+    squared = [np.einsum("nf,fg,ng->n", probe - m, precision, probe - m) for m in means]
+    exact = np.sqrt(np.min(squared, axis=0))
+    np.testing.assert_allclose(fit.distances(probe), exact, rtol=1e-4)
+    low_rank = ood.fit_mahalanobis(x, y, num_classes=3, shrinkage=0.3, components=2)
+    assert low_rank.basis.shape == (6, 2)
+    assert np.all(np.isfinite(low_rank.distances(probe)))
+
+
+def test_colour_and_contrast_terms_flag_colour_photos_and_blank_frames():
     rng = np.random.default_rng(2)
     x, y = _clusters(rng, dim=4)
-    head = ood.InputCheckHead(ood.fit_mahalanobis(x, y, 3), distance_threshold=1e6, colour_threshold=0.05)
-    grey = torch.full((1, 3, 8, 8), 120.0)
+    head = ood.InputCheckHead(
+        ood.fit_mahalanobis(x, y, 3), distance_threshold=1e6, colour_threshold=0.05, contrast_threshold=10.0
+    )
+    grey = torch.from_numpy(rng.integers(0, 256, (1, 1, 16, 16)).astype(np.float32)).repeat(1, 3, 1, 1)
     colour = grey.clone()
-    colour[:, 0] = 220.0
+    colour[:, 0] = torch.clamp(colour[:, 0] + 80.0, max=255.0)
+    blank = torch.full((1, 3, 16, 16), 120.0)
     emb = torch.from_numpy(x[:1])
     assert head(emb, None, grey).item() < 1.0
     assert head(emb, None, colour).item() > 1.0
+    assert head(emb, None, blank).item() > 1.0
+    assert head(emb).item() < 1.0  # without the image only the distance counts
+    assert ood.grey_contrast(blank).item() == 0.0
+    assert ood.colour_scores(grey).item() == 0.0
+    entry = ood.input_check_entry(head, accept=0.99)
+    assert entry["method"] == "mahalanobis+colour+contrast"
 
 
 def test_invalid_inputs_raise_config_errors():

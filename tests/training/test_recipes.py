@@ -1,0 +1,98 @@
+"""The CPU recipe end to end on a tiny subset of the real X-rays (few images, 64x64, one epoch)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, SHARED_DATA
+from training import recipes
+
+PEDIATRIC = os.path.join(SHARED_DATA, "chest-pediatric", "train")
+
+
+def test_trunk_plus_tail_is_the_whole_network():
+    from edge.description import InputSpec, ModelDescription
+    from training.checkpoint import build_net
+
+    description = ModelDescription("efficientnet_lite0", "multiclass", ["a", "b"], InputSpec(64, 64))
+    net = build_net(description, pretrained=True).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        whole = net.features(x)
+        for blocks in (0, 1, 3, -1):
+            trunk, tail = recipes.split_network(net, "efficientnet_lite0", blocks)
+            torch.testing.assert_close(tail(trunk(x)), whole, rtol=1e-4, atol=1e-4)
+    _trunk, tail = recipes.split_network(net, "efficientnet_lite0", 2)
+    assert 0 < len(tail.trainable()) < len(list(net.backbone.body.parameters()))
+
+
+def test_wilson_interval_and_metrics_on_known_predictions():
+    low, high = recipes.wilson(90, 100)
+    assert 0.82 < low < 0.83 and 0.94 < high < 0.95
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    metrics = recipes.classification_metrics(probs, np.array([0, 0, 1, 1]), ["n", "p"], "multiclass", 0.65)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["confusion_matrix"]["counts"] == [[2, 0], [1, 1]]
+    assert metrics["per_class"]["p"]["sensitivity"] == 0.5 and metrics["per_class"]["p"]["specificity"] == 1.0
+    assert metrics["per_class"]["p"]["auroc"] == 1.0
+    assert metrics["abstain"]["coverage"] == 0.75 and metrics["abstain"]["accuracy_answered"] == 1.0
+
+
+def test_unknown_recipe_and_baseline_are_config_errors():
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        recipes.recipe_for("skin")
+    with pytest.raises(ConfigError):
+        recipes.recipe_for("chest", baseline="alexnet")
+    assert recipes.recipe_for("chest", baseline="vgg16_seed").arch == "vgg16_seed"
+
+
+@pytest.mark.skipif(not os.path.isdir(PEDIATRIC),
+                    reason="../shared/data/chest-pediatric is not beside this checkout")
+def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
+    import onnxruntime as ort
+
+    from edge.bundle import load_bundle
+    from edge.preprocess import load_image, preprocess
+    from training import ood
+    from training.checkpoint import load_checkpoint
+
+    recipe = recipes.recipe_for("pediatric-pneumonia", image_size=64, limit_per_class=4, tune_epochs=1,
+                                head_epochs=3)
+    result = recipes.train_recipe(recipe, str(tmp_path / "run"), split_dir=os.path.join(ROOT, "splits"),
+                                  models_dir=str(tmp_path / "models"), docs_dir=str(tmp_path / "docs"),
+                                  with_skimage=False)
+    bundle = load_bundle(result.bundle)
+    description = bundle.description
+    assert bundle.module_id == "pediatric-pneumonia" and description.classes == ["Normal", "Pneumonia"]
+    assert description.input_check["output"] == "ood_score" and description.input_check["threshold"] == 1.0
+    assert description.temperature != 1.0
+    for name in ("report.md", "confusion_matrix.png", "roc.png", "reliability.png", "metrics.json"):
+        assert os.path.getsize(str(tmp_path / "docs" / name)) > 0
+    with open(os.path.join(result.bundle, "model_card.md"), encoding="utf-8") as handle:
+        card = handle.read()
+    assert "Kermany" in card and "CC BY 4.0" in card and "not a diagnosis" in card
+    with open(str(tmp_path / "docs" / "metrics.json"), encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    assert metrics["input_check"]["test_xrays"]["n"] == 8
+    assert metrics["input_check"]["out_of_scope"]["all"]["n"] == len(ood.generated_images())
+
+    # The ONNX graph's ood_score equals the PyTorch head's (export parity only checks probabilities).
+    session = ort.InferenceSession(os.path.join(result.bundle, "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    images = [np.full((80, 80, 3), 255, np.uint8), load_image(bundle.golden_samples()[0].path)]
+    loaded = load_checkpoint(result.checkpoint)
+    head = ood.InputCheckHead.from_state(torch.load(result.checkpoint, weights_only=True)["ood_head"])
+    for image in images:
+        x = preprocess(image, description.input)
+        probabilities, score = session.run(None, {"image": x})
+        with torch.no_grad():
+            expected = head(loaded.net.features(torch.from_numpy(x)), None, torch.from_numpy(x)).item()
+        assert score.shape == (1,)
+        assert abs(float(score[0]) - expected) <= 1e-3 * max(1.0, abs(expected))
+        assert abs(float(probabilities.sum()) - 1.0) < 1e-5
+    assert float(session.run(None, {"image": preprocess(images[0], description.input)})[1][0]) > 1.0  # blank
