@@ -188,6 +188,29 @@ def instrument(kiosk, source, sink, times, profiler=None):
     return Patched(patches)
 
 
+def ort_tuning(spinning="default", threads=0):
+    """Experiment: every ONNX Runtime session this process creates gets these options.
+
+    The runners (``edge.backends.onnxruntime``) build ``onnxruntime.SessionOptions()``; replacing
+    that factory for the run changes both the raw and the kiosk's sessions alike.
+    """
+    if spinning == "default" and not threads:
+        return Patched([])
+    import onnxruntime
+
+    base = onnxruntime.SessionOptions
+
+    def session_options():
+        options = base()
+        if spinning == "off":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        return options
+
+    return Patched([(onnxruntime, "SessionOptions", session_options)])
+
+
 # ---- the kiosk as `medkiosk run` builds it ---------------------------------------------------------
 
 
@@ -632,6 +655,19 @@ def parse_args(argv):
         help="sample every thread of the live-mode run with py-spy (needs py-spy and ptrace rights)",
     )
     parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument(
+        "--ort-spinning",
+        choices=("default", "off"),
+        default="default",
+        help="experiment: ONNX Runtime sessions of this process (raw and kiosk) without busy-waiting "
+        "intra-op threads (what the runner would gain by setting it)",
+    )
+    parser.add_argument(
+        "--ort-threads",
+        type=int,
+        default=0,
+        help="experiment: ONNX Runtime intra-op threads for every session of this process (0: its default)",
+    )
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.precision is None:
@@ -714,7 +750,8 @@ def main(argv=None):
     env = common.environment()
     workdir = tempfile.mkdtemp(prefix="medkiosk-bench-pipeline-")
     try:
-        bundle, runner_desc, file_mode, live, profile = measure(args, workdir)
+        with ort_tuning(args.ort_spinning, args.ort_threads):
+            bundle, runner_desc, file_mode, live, profile = measure(args, workdir)
     finally:
         import shutil
 
@@ -740,6 +777,8 @@ def main(argv=None):
             "skip": args.skip,
             "camera_fps": args.camera_fps,
             "live_frames": args.live_frames,
+            "ort_spinning": args.ort_spinning,
+            "ort_threads": args.ort_threads or "default",
         },
         "quick": args.quick,
         "file_mode": file_mode,
@@ -754,7 +793,10 @@ def main(argv=None):
             "live_age_ok": None if not live else live["age_ok"],
         },
     }
-    common.finish(result, args, NAME, tag=bundle.module_id)
+    tag = bundle.module_id
+    if args.ort_spinning != "default" or args.ort_threads:
+        tag += "-ort-spin{}-threads{}".format(args.ort_spinning, args.ort_threads or "default")
+    common.finish(result, args, NAME, tag=tag)
     return 0
 
 
@@ -795,6 +837,17 @@ def render_markdown(result):
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
+    if (
+        settings.get("ort_spinning", "default") != "default"
+        or settings.get("ort_threads", "default") != "default"
+    ):
+        lines.append(
+            "**Experiment**: every ONNX Runtime session of this run (raw and kiosk) was created with "
+            "intra-op spinning {} and {} intra-op threads; the shipped runner does not do this.".format(
+                settings["ort_spinning"], settings["ort_threads"]
+            )
+        )
+        lines.append("")
     lines.append("### File mode (video file or USB images: every frame classified, sequential)")
     lines.append("")
     lines.append("| stage | median (ms) | IQR (ms) | p90 (ms) | mean (ms) | share of frame time (means) |")

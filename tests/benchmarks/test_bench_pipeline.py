@@ -90,6 +90,7 @@ def test_runs_as_a_script(tiny_bundle, tmp_path):
     out = tmp_path / "p.json"
     proc = subprocess.run([sys.executable, "benchmarks/pipeline.py", "--quick", "--live-frames", "0",
                            "--engine-cache", str(tmp_path / "engines"),
+                           "--ort-spinning", "off", "--ort-threads", "1",
                            "--bundle", tiny_bundle, "--out-json", str(out), "--no-doc"],
                           cwd=ROOT, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -97,6 +98,7 @@ def test_runs_as_a_script(tiny_bundle, tmp_path):
     assert data["live_mode"] is None and data["benchmark"] == "pipeline"
     # The kiosk's classifier opener is swapped for one with that engine cache: the quality gate stays.
     assert data["file_mode"]["stages"]["quality"]["n"] > 0
+    assert (data["settings"]["ort_spinning"], data["settings"]["ort_threads"]) == ("off", 1)
 
 
 def test_py_spy_raw_output_is_summarised_per_thread():
