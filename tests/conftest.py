@@ -49,7 +49,7 @@ def test_artifacts():
 
 @pytest.fixture(scope="session")
 def tiny_bundle(test_artifacts):
-    """Path of a real, valid bundle (4 synthetic classes, 64x64 RGB)."""
+    """Path of a real, valid bundle (4 synthetic classes, 64x64 RGB, EfficientNet-Lite0)."""
     return test_artifacts.bundle
 
 
