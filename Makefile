@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(PY) -m edge demo-placeholder 2>/dev/null || bash scripts/demo.sh
+	bash scripts/demo.sh $(VENV)/bin/medkiosk
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,9 @@ A bundle is a folder::
     model_card.md     intended use, data provenance, metrics, known failure modes
     golden/           optional: sample images and expected.json with their expected outputs
 
+Optional manifest section ``quality``: ``{"blur_threshold": t, ...}`` measured on the validation
+images at export; the kiosk's blur gate never demands more sharpness than that.
+
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
 the fix; it never lets a raw traceback reach the user.
 """
@@ -249,5 +252,11 @@ def load_bundle(path, check_hash=True):
     except (OnnxFormatError, IndexError) as exc:
         raise BundleError(path, manifest["model_file"], "is not a readable ONNX model ({})".format(exc),
                           "copy the bundle again from its source") from exc
+    quality = manifest.get("quality")
+    if quality is not None:
+        blur = quality.get("blur_threshold") if isinstance(quality, dict) else None
+        if not isinstance(blur, (int, float)) or blur < 0:
+            raise BundleError(path, "quality.blur_threshold", "must be a number >= 0, got {!r}".format(blur),
+                              RE_EXPORT)
     _check_onnx_matches(path, description, info)
     return Bundle(path, manifest, description, info)

@@ -150,6 +150,8 @@ class Classifier(object):
     def __init__(self, runner, quality_thresholds=None):
         self.runner = runner
         self.bundle = runner.bundle
+        if quality_thresholds is not None:
+            quality_thresholds = quality_thresholds.for_bundle(self.bundle)
         self.quality_thresholds = quality_thresholds
         self._buffer = _np().empty(self.bundle.description.input.shape(1), dtype=_np().float32)
 

@@ -33,6 +33,7 @@ from edge.bundle import (
 from edge.description import ModelDescription
 from edge.errors import require
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess, resize_to_input
+from edge.quality import calibrate_blur_threshold
 from export.engine.parity import TOLERANCES, compare_probabilities
 from export.errors import ExportError, ParityError
 
@@ -45,6 +46,7 @@ INTENDED_USE = "Decision support only — not a diagnosis."
 # Golden images stay in the bundle; expected outputs are compared with this tolerance by default.
 GOLDEN_TOLERANCE = 1e-3
 MAX_PARITY_IMAGES = 16
+MAX_QUALITY_IMAGES = 2000  # validation images measured for the bundle's blur threshold
 GOLDEN_COUNT = 4
 GENERATED_IMAGES = 8
 INSTALL_EXPORT = "pip install 'medkiosk[export]'"
@@ -539,13 +541,17 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
             if not paths:
                 paths = generate_sample_images(os.path.join(tmp, "generated"), description)
                 info["parity_images"] = "generated"
+        extra = {"export": info}
+        quality_paths = validation_images(data, source.checkpoint_path, limit=MAX_QUALITY_IMAGES)
+        if quality_paths:
+            extra["quality"] = calibrate_blur_threshold(load_image(path) for path in quality_paths)
         model_path = os.path.join(tmp, MODEL_FILE)
         onnx.save(model, model_path)
         parity, onnx_probs = parity_check(source.deploy_model, model_path, description, paths, precision)
         info["parity"] = {k: parity[k] for k in ("images", "max_abs_diff", "tolerance", "top1_agreement",
                                                   "precision")}
         manifest = make_manifest(description, module_id, title, None, training, version, int(opset),
-                                 created=info["created"], extra={"export": info})
+                                 created=info["created"], extra=extra)
         embedded = dict(manifest)
         del embedded["model_sha256"]
         set_metadata(model, {METADATA_MANIFEST: json.dumps(embedded, sort_keys=True),
