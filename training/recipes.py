@@ -348,12 +348,19 @@ def _fit(
     augment=None,
     label="stage",
 ):
-    """Mini-batch AdamW with early stopping on the validation loss; the best epoch's state is restored."""
+    """Mini-batch AdamW with early stopping on the validation loss; the best state is restored.
+
+    The starting state competes too (epoch 0): fine-tuning that never beats the stage-1 model
+    leaves the stage-1 model in place.
+    """
     if not params:
         return []
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    best, best_state, stale, history = math.inf, state_of(), 0, []
+    with torch.no_grad():
+        start_loss = _loss(_batched(forward, val_x), val_y, task).item()
+    best, best_state, stale = start_loss, state_of(), 0
+    history = [{"epoch": 0, "val_loss": round(start_loss, 5)}]
     for epoch in range(epochs):
         started = time.time()
         if train_mode:
@@ -380,7 +387,7 @@ def _fit(
         if train_mode:
             train_mode(False)
         with torch.no_grad():
-            val_logits = torch.cat([forward(val_x[s : s + 128].float()) for s in range(0, len(val_x), 128)])
+            val_logits = _batched(forward, val_x)
             val_loss = _loss(val_logits, val_y, task).item()
             val_acc = _accuracy(val_logits, val_y, task)
         history.append(
@@ -413,6 +420,10 @@ def _fit(
             break
     load_state(best_state)
     return history
+
+
+def _batched(forward, x, size=128):
+    return torch.cat([forward(x[s : s + size].float()) for s in range(0, len(x), size)])
 
 
 def _accuracy(logits, targets, task):
@@ -879,6 +890,11 @@ def train_recipe(
     input_check = measure_input_check(
         deploy, ood_head, outputs["test"][0], images["test"], description, with_skimage
     )
+    input_check.update(
+        distance_threshold=distance_threshold,
+        colour_threshold=colour_threshold,
+        contrast_threshold=contrast_threshold,
+    )
     metrics["input_check"] = input_check
     timings["total_train_s"] = round(time.time() - started, 1)
     metrics["cost"] = cost_of(net, spec)
@@ -945,7 +961,7 @@ def train_recipe(
     with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(_json(dict(metrics, timings=timings, history=history)), handle, indent=1)
     if bundle:
-        write_model_card(bundle, recipe, module, split.counts(), metrics, timings, split_info)
+        write_model_card(bundle, recipe, module, split.counts(), metrics, timings, split_info, history)
     if recipe.cross_check:
         result.cross_check = cross_check(
             checkpoint, parts["test"], os.path.join(report_dir, "medkiosk-evaluate")
@@ -1316,11 +1332,51 @@ COMMON_FAILURES = [
 ]
 
 
-def write_model_card(bundle, recipe, module, counts, metrics, timings, split_info):
+def tune_summary(history):
+    """Words for what stage 2 did: which epoch was kept (0 = the stage-1 model)."""
+    tune = [row for row in (history or {}).get("tune", []) if "val_loss" in row]
+    if not tune:
+        return "stage 2 did not run"
+    best = min(tune, key=lambda row: row["val_loss"])
+    if best["epoch"] == 0:
+        return (
+            "stage 2 ran {} epoch(s) without beating the stage-1 validation loss, so the shipped weights are "
+            "the stage-1 model (frozen backbone, trained head)".format(len(tune) - 1)
+        )
+    return "stage 2 kept epoch {} of {} (validation loss {:.4f} vs {:.4f} after stage 1)".format(
+        best["epoch"], len(tune) - 1, best["val_loss"], tune[0]["val_loss"]
+    )
+
+
+def failure_notes(metrics, classes):
+    """Measured weaknesses for the card: low-sensitivity classes, calibration that did not help."""
+    notes = []
+    for c in classes:
+        m = metrics["per_class"][c]
+        sens = m.get("sensitivity")
+        if sens is not None and not (isinstance(sens, float) and math.isnan(sens)) and sens < 0.5:
+            notes.append(
+                "**{} is usually missed**: test sensitivity {} ({} cases). Do not rely on this module to "
+                "rule it out.".format(c, _pct(sens, m.get("sensitivity_ci95")), m["support"])
+            )
+    before, after = metrics.get("ece_before_temperature"), metrics.get("ece")
+    if before is not None and after is not None and after > before:
+        notes.append(
+            "Temperature scaling, fitted on the small validation split, did not improve calibration on the "
+            "test split (ECE {:.3f} -> {:.3f}): treat the percentages as rough.".format(before, after)
+        )
+    return notes
+
+
+def write_model_card(bundle, recipe, module, counts, metrics, timings, split_info, history=None):
     """Replace the exporter's generic card with the module's card (the export record is kept below)."""
     path = os.path.join(bundle, "model_card.md")
     with open(path, encoding="utf-8") as handle:
         exporter_card = handle.read()
+    if EXPORT_RECORD in exporter_card:  # rewriting our own card: keep only the exporter's part
+        exporter_card = "\n" + exporter_card.split(EXPORT_RECORD, 1)[1].lstrip("\n")
+    with open(os.path.join(bundle, "manifest.json"), encoding="utf-8") as handle:
+        check = json.load(handle)["model"]["input_check"]
     classes = list(module.classes)
     cal = metrics["calibration_val"]
     lines = [
@@ -1347,8 +1403,8 @@ def write_model_card(bundle, recipe, module, counts, metrics, timings, split_inf
         ),
         "- Training (CPU recipe `python -m training.recipes {}`): stage 1 trains the head on frozen "
         "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early stopping on "
-        "the validation loss. Time on 2 CPU cores: {:.0f} s.".format(
-            module.id, recipe.tune_blocks, timings.get("total_train_s", 0)
+        "the validation loss; {}. Time on 2 CPU cores: {:.0f} s.".format(
+            module.id, recipe.tune_blocks, tune_summary(history), timings.get("total_train_s", 0)
         ),
         "- Temperature scaling on validation: T = {:.3f}; abstain threshold {:.3f} (top probability) chosen "
         "on validation for {:.0%} coverage.".format(
@@ -1381,23 +1437,41 @@ def write_model_card(bundle, recipe, module, counts, metrics, timings, split_inf
         "",
         '## Input check: "Not a chest X-ray"',
         "",
-        "Mahalanobis distance of the model's pooled embedding to the nearest training-class mean (shared "
-        "covariance, shrinkage {}), computed inside the ONNX graph as output `ood_score` (distance divided "
-        "by the threshold: above 1.0 = out of scope). Threshold chosen on validation X-rays for {:.0%} "
-        "acceptance.".format(recipe.ood_shrinkage, recipe.ood_accept),
+        "Computed inside the ONNX graph as output `ood_score` (above 1.0 = out of scope): the largest of "
+        "(a) the Mahalanobis distance of the model's pooled embedding to the nearest training-class mean "
+        "(shared covariance shrunk by {}, {} leading directions), divided by its threshold, chosen on "
+        "validation X-rays for {:.0%} acceptance; (b) the image's mean colour saturation divided by {:.2f} "
+        "(X-rays are grey); (c) 2 - grey-level contrast / {:.1f} (blank or uniform frames; {:.0%} of the "
+        "lowest contrast among validation X-rays).".format(
+            recipe.ood_shrinkage,
+            recipe.ood_components,
+            recipe.ood_accept,
+            check["colour_threshold"],
+            check["contrast_threshold"],
+            recipe.contrast_fraction,
+        ),
         "",
     ]
     lines += input_check_markdown(metrics["input_check"])
     lines += ["", "## Known failure modes and limitations", ""]
-    lines += ["- " + note for note in MODEL_CARD_NOTES.get(module.id, []) + COMMON_FAILURES]
-    lines += ["", "---", "", "# Export record (written by the exporter)", ""]
+    notes = failure_notes(metrics, classes) + MODEL_CARD_NOTES.get(module.id, []) + COMMON_FAILURES
+    lines += ["- " + note for note in notes]
+    lines += ["", "---", "", EXPORT_RECORD, ""]
     lines += [line for line in exporter_card.splitlines()[1:]]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
 
 
-MODEL_CARD_TASK_NOTE = {}
+MODEL_CARD_TASK_NOTE = {
+    "chest": [
+        "- Multiclass rather than multilabel: on the same frozen embeddings and the same 92 test images the "
+        "two designs had the same macro AUROC (0.824 vs 0.826); multiclass gives probabilities that rank "
+        "the findings directly. Details: `docs/models/chest/task-choice.md`.",
+        "",
+    ]
+}
+EXPORT_RECORD = "# Export record (written by the exporter)"
 
 
 # --- CLI --------------------------------------------------------------------------------------------------
@@ -1414,6 +1488,31 @@ def recipe_for(name, baseline=None, **overrides):
             )
         recipe = replace(recipe, **BASELINES[baseline])
     return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def rewrite_card(recipe, run_dir, models_dir, split_dir):
+    """Rewrite an installed bundle's model card from a finished run's metrics.json (no training)."""
+    from training.modules import get_module
+    from training.splits import Split
+
+    module = get_module(recipe.module)
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+        saved = json.load(handle)
+    split_file = os.path.join(split_dir, "{}.json".format(recipe.module))
+    counts = Split.from_file(split_file, root=os.path.join(DEFAULT_DATA_ROOT, recipe.data)).counts()
+    info = {"split_file": os.path.relpath(split_file, ROOT)}
+    path = write_model_card(
+        os.path.join(models_dir, module.id),
+        recipe,
+        module,
+        counts,
+        saved,
+        saved["timings"],
+        info,
+        saved["history"],
+    )
+    print(path)
+    return 0
 
 
 def build_parser():
@@ -1446,6 +1545,11 @@ def build_parser():
     parser.add_argument("--tune-epochs", type=int)
     parser.add_argument("--limit-per-class", type=int)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--rewrite-card",
+        action="store_true",
+        help="only rewrite the installed bundle's model card from --out",
+    )
     return parser
 
 
@@ -1460,6 +1564,8 @@ def main(argv=None):
         limit_per_class=args.limit_per_class,
     )
     out = args.out or os.path.join(ROOT, "runs", args.module + ("-" + args.baseline if args.baseline else ""))
+    if args.rewrite_card:
+        return rewrite_card(recipe, out, args.models, args.splits)
     install = not args.no_install and not args.baseline
     docs = None
     if not args.no_install:
