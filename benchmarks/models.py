@@ -654,10 +654,14 @@ def render_markdown(result):
         for check in goals:
             if check["speed_ok"] and check["accuracy_ok"]:
                 verdict = "met"
-            elif check["speed_ok"] and check["accuracy_ok"] is None:
-                verdict = "speed met, accuracy unverified"
             else:
-                verdict = "MISSED"
+                verdict = "speed {}, accuracy {} -> {}".format(
+                    {True: "met", False: "MISSED", None: "n/a"}[check["speed_ok"]],
+                    {True: "equal or better", False: "WORSE", None: "unverified"}[check["accuracy_ok"]],
+                    "not met"
+                    if check["speed_ok"] is False or check["accuracy_ok"] is False
+                    else "unverified",
+                )
             lines.append(
                 "- {} vs {}: {} faster -> {} ({})".format(
                     check["model"],
