@@ -51,10 +51,13 @@ python3 benchmarks/memory.py --bundle models/chest --backends tensorrt,onnxrunti
 ```
 
 `--precision` is fp32, fp16 or int8 (int8 needs the bundle's calibration data; see `medkiosk export
-engine`). `models.py` needs torch only to build its bundles: build them on a workstation with
-`python benchmarks/models.py --export-only` and copy `build/bench-models/` to the device. Each run
-writes `benchmarks/results/NAME-BACKEND-PRECISION.json` and regenerates this file with a section of
-its own; commit both.
+engine`). `pipeline.py` builds the TensorRT engine into the kiosk's engine cache when it is missing
+(minutes on a Nano); `memory.py` measures TensorRT only once that engine exists, and says so
+otherwise. `models.py` needs torch only to build its bundles: build them on a workstation with
+`python benchmarks/models.py --export-only` (add `--archs vgg16_seed@64,...` for other sizes) and
+copy `build/bench-models/` to the device. `pipeline.py --py-spy` needs py-spy and ptrace rights
+(sudo). Each run writes `benchmarks/results/NAME-MODULE-BACKEND-PRECISION.json` and regenerates
+this file with a section of its own; commit both.
 """
 
 
