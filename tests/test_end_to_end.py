@@ -14,9 +14,9 @@ from tests.conftest import ROOT
 
 
 def _classify_json(bundle, images):
-    process = subprocess.Popen([sys.executable, "-m", "edge", "classify", "--json", "--backend", "onnxruntime",
-                                "--bundle", bundle] + list(images),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "edge", "classify", "--json", "--backend", "onnxruntime",
+               "--bundle", bundle] + list(images)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err.decode()
     return json.loads(out.decode())
