@@ -259,7 +259,9 @@ def measure(args, workdir, log=print):
                     "backend": backend,
                     "precision": precision,
                     "case": label,
-                    "command": " ".join(["python"] + argv[1:]).replace(common.ROOT + os.sep, ""),
+                    "command": " ".join(["python"] + argv[1:])
+                    .replace(common.ROOT + os.sep, "")
+                    .replace(workdir, "TMP"),
                     "peak_rss_mb": max(peaks),
                     "peak_rss_mb_runs": peaks,
                     "measurement_floor_mb": max(r["floor_mb"] for r in runs),

@@ -460,9 +460,13 @@ def measure(args, log=print):
         row["speedup_per_round"] = {}
         for ref in args.references:
             if ref in by_name:
-                row["speedup"][ref] = by_name[ref]["latency"]["median_ms"] / row["latency"]["median_ms"]
-                # The spread of the ratio: rounds are interleaved, so round i of both ran side by side.
+                # Paired ratios: rounds are interleaved, so round i of both models ran side by side;
+                # the speed-up is their median (robust to a slow round hitting one model only).
                 ratios = sorted(a / b for a, b in zip(samples[ref], samples[row["name"]]))
+                row["speedup"][ref] = common.percentile(ratios, 50)
+                row.setdefault("speedup_of_medians", {})[ref] = (
+                    by_name[ref]["latency"]["median_ms"] / row["latency"]["median_ms"]
+                )
                 row["speedup_per_round"][ref] = {
                     "p25": common.percentile(ratios, 25),
                     "median": common.percentile(ratios, 50),
@@ -638,7 +642,8 @@ def render_markdown(result):
     lines.append("")
     counter = next((r["counter"] for r in result["rows"] if r.get("counter")), None)
     lines.append(
-        "Speed-up = reference median / model median; in brackets the IQR of the per-round ratios. "
+        "Speed-up = median over the rounds of (reference time / model time) in the same round; in brackets "
+        "the IQR of those ratios. "
         "GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
         "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
         "architecture through `export_bundle`; bold rows are the shipped bundles.".format(counter or "n/a")

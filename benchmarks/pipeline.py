@@ -635,9 +635,14 @@ def parse_args(argv):
     )
     parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder")
     parser.add_argument("--config", default=None, help="kiosk INI config (default: the kiosk's own default)")
-    parser.add_argument("--frames", type=int, default=300, help="frames per file-mode kiosk run")
-    parser.add_argument("--raw-runs", type=int, default=300, help="raw inferences per block")
-    parser.add_argument("--blocks", type=int, default=3, help="interleaved (raw, kiosk) blocks")
+    parser.add_argument("--frames", type=int, default=100, help="frames per file-mode kiosk run")
+    parser.add_argument("--raw-runs", type=int, default=100, help="raw inferences per block")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=8,
+        help="interleaved (raw, kiosk) blocks; short blocks follow the machine's drift",
+    )
     parser.add_argument("--skip", type=int, default=10, help="warm-up frames excluded from each run")
     parser.add_argument("--camera-fps", type=float, default=30.0, help="emulated camera rate, live mode")
     parser.add_argument(
