@@ -18,6 +18,7 @@ from benchmarks.common import DOC_PATH, RESULTS_DIR, ROOT, SCHEMA  # noqa: E402
 # benchmark name -> module with render_markdown(result); also the order of the sections.
 RENDERERS = (
     ("pipeline", "benchmarks.pipeline"),
+    ("ort-threads", "benchmarks.ort_threads"),
     ("models", "benchmarks.models"),
     ("memory", "benchmarks.memory"),
 )
@@ -48,6 +49,7 @@ bundles in `models/`:
 python3 benchmarks/pipeline.py --bundle models/chest --backend tensorrt --precision fp16
 python3 benchmarks/models.py --bundles-dir build/bench-models --backend tensorrt --precision fp16
 python3 benchmarks/memory.py --bundle models/chest --backends tensorrt,onnxruntime
+python3 benchmarks/ort_threads.py --bundle models/chest --settings default:on,default:off,4:on,3:off
 ```
 
 `--precision` is fp32, fp16 or int8 (int8 needs the bundle's calibration data; see `medkiosk export
