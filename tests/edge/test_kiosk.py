@@ -101,9 +101,15 @@ def _abstaining_copy(tiny_bundle, tmp_path, threshold):
     return load_bundle(copy)
 
 
-def test_uncertain_banner_for_an_ambiguous_result(tmp_path, tiny_bundle, two_class_folder):
+def test_uncertain_banner_for_an_ambiguous_result(tmp_path, tiny_bundle, synth_images):
+    # An ambiguous input: two classes' images blended half and half.
+    names = sorted(synth_images)
+    first, second = (cv2.imread(synth_images[name][0]) for name in names[:2])
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "blend.png"), cv2.addWeighted(first, 0.5, second, 0.5, 0))
     slot = ModuleSlot("synth-test", bundle=_abstaining_copy(tiny_bundle, tmp_path, 0.99))
-    _kiosk, lines, frames = _run(tmp_path, open_source(str(two_class_folder) + "/"), [slot], max_frames=2)
+    _kiosk, lines, frames = _run(tmp_path, open_source(str(folder) + "/"), [slot], max_frames=2)
     assert "UNCERTAIN" in lines[0]
     assert _has_colour(LAYOUT.banner.crop(frames[-1]), YELLOW, minimum=1000)
 
