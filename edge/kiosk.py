@@ -257,9 +257,11 @@ def default_classifier_opener(backend="auto", precision="fp16", engine_cache=Non
     return open_classifier
 
 
-def format_result_line(frame_number, slot, prediction, kind):
-    """The one line printed per new result in headless mode."""
+def format_result_line(frame_number, slot, prediction, kind, image_name=None):
+    """The one line printed per new result in headless mode (``image_name``: a still image's file)."""
     head = "[{}] {}".format(frame_number, slot.module_id)
+    if image_name:
+        head += " {}:".format(image_name)
     if kind == "quality":
         return "{}  IMAGE QUALITY: {}".format(head, prediction.quality.message)
     if kind == "out_of_scope":
@@ -561,7 +563,9 @@ class Kiosk(object):
         if self.stdout is not None and result is not None and self._result_seq != self._printed_seq:
             self._printed_seq = self._result_seq
             kind = prediction_state(result, OverlayState())
-            self.stdout.write(format_result_line(self.frames, slot, result, kind) + "\n")
+            path = getattr(self.source, "current_path", None)
+            name = os.path.basename(path) if path and not self.frozen else None
+            self.stdout.write(format_result_line(self.frames, slot, result, kind, name) + "\n")
             self.stdout.flush()
 
     # ---- keys ----
