@@ -1453,7 +1453,7 @@ def failure_notes(metrics, classes):
                 "rule it out.".format(c, _pct(sens, m.get("sensitivity_ci95")), m["support"])
             )
     before, after = metrics.get("ece_before_temperature"), metrics.get("ece")
-    if before is not None and after is not None and after > before:
+    if before is not None and after is not None and after > before and after > 0.05:
         notes.append(
             "Temperature scaling, fitted on the small validation split, did not improve calibration on the "
             "test split (ECE {:.3f} -> {:.3f}): treat the percentages as rough.".format(before, after)
