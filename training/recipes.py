@@ -1425,6 +1425,29 @@ def comparison_markdown(module_id, metrics, recipe, docs_root=None):
     return ["", "### Compared with", ""] + header + rows
 
 
+CROSS_DOMAIN = os.path.join(ROOT, "docs", "models", "input-check-cross-domain.json")
+
+
+def cross_domain_notes(module_id, path=CROSS_DOMAIN):
+    """How often the input check stops X-rays of the other chest data set (measured by the shipped-bundle
+    check in docs/models/README.md), as card lines."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        table = json.load(handle)
+    notes = []
+    for key, row in sorted(table.items()):
+        model, _sep, data = key.partition(" model on ")
+        if model == module_id and not data.startswith(module_id + " "):
+            notes.append(
+                "X-rays from the other chest module's data ({}) are stopped by the input check {} of the "
+                "time ({} of {}); the rest get this module's findings. The check is built to separate X-rays "
+                "from other images, not children from adults: choose the module that fits the "
+                "patient.".format(data, _pct(row["rate"]), row["flagged"], row["n"])
+            )
+    return notes
+
+
 def tune_summary(history):
     """Words for what stage 2 did: which epoch was kept (0 = the stage-1 model)."""
     tune = [row for row in (history or {}).get("tune", []) if "val_loss" in row]
@@ -1548,7 +1571,8 @@ def write_model_card(bundle, recipe, module, counts, metrics, timings, split_inf
     ]
     lines += input_check_markdown(metrics["input_check"])
     lines += ["", "## Known failure modes and limitations", ""]
-    notes = failure_notes(metrics, classes) + MODEL_CARD_NOTES.get(module.id, []) + COMMON_FAILURES
+    notes = failure_notes(metrics, classes) + cross_domain_notes(module.id)
+    notes += MODEL_CARD_NOTES.get(module.id, []) + COMMON_FAILURES
     lines += ["- " + note for note in notes]
     lines += ["", "---", "", EXPORT_RECORD, ""]
     lines += [line for line in exporter_card.splitlines()[1:]]
