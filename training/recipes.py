@@ -925,7 +925,8 @@ def train_recipe(
     )
     data["ood_head"] = ood_head.state()
     data["history"] = history
-    data["splits"] = {"val": [s.path for s in parts["val"][:16]]}
+    # All of them: export measures their sharpness for the bundle's blur threshold (parity uses 16).
+    data["splits"] = {"val": [s.path for s in parts["val"]]}
     checkpoint = save_checkpoint(os.path.join(run_dir, "best.pt"), data)
     result = RunResult(run_dir, checkpoint, metrics, timings=timings)
 
