@@ -63,3 +63,18 @@ def test_real_xray_flagged_by_the_camera_default_passes_a_calibrated_bundle(real
         assert classifier.classify(image).quality.ok
         blurred = cv2.GaussianBlur(image, (0, 0), 6)
         assert [name for name, _ in classifier.classify(blurred).quality.problems] == ["blurry"]
+
+
+@pytest.mark.parametrize("module", ["chest", "pediatric-pneumonia"])
+def test_shipped_bundles_calibrate_the_blur_gate_on_their_whole_validation_split(module):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "models", module)
+    if not os.path.isdir(path):
+        pytest.skip("models/{} is not in this checkout".format(module))
+    bundle = load_bundle(path)
+    quality = bundle.manifest["quality"]
+    assert quality["images"] >= 50
+    thresholds = QualityThresholds().for_bundle(bundle)
+    assert thresholds.blur_threshold == quality["blur_threshold"] < QualityThresholds().blur_threshold
+    for sample in bundle.golden_samples():
+        assert assess_quality(cv2.imread(sample.path), thresholds).ok, sample.path
