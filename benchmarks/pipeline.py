@@ -816,7 +816,15 @@ def render_markdown(result):
     env = result["environment"]
     fm = result["file_mode"]
     settings = result["settings"]
-    lines = ["## {}".format(result["title"]), ""]
+    title = result["title"]
+    if (
+        settings.get("ort_spinning", "default") != "default"
+        or settings.get("ort_threads", "default") != "default"
+    ):
+        title += " - experiment: ONNX Runtime spinning {}, threads {}".format(
+            settings["ort_spinning"], settings["ort_threads"]
+        )
+    lines = ["## {}".format(title), ""]
     lines.append(
         "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}; bundle `{}` "
         "({} {}); {}; {} interleaved blocks of {} raw inferences and a {}-frame kiosk run, first {} "
