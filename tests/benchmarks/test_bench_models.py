@@ -32,14 +32,20 @@ def _metrics(path, arch, value, size):
     )
 
 
+def _shipped_arch(tiny_bundle):
+    with open(os.path.join(tiny_bundle, "manifest.json")) as handle:
+        return json.load(handle)["model"]["arch"]
+
+
 @pytest.fixture(scope="module")
 def result(run_dir, tiny_bundle):
     shipped = run_dir / "shipped"
     shipped.mkdir()
     shutil.copytree(tiny_bundle, str(shipped / "synth-test"))
+    arch = _shipped_arch(tiny_bundle)
     # Evaluation reports as M's evaluation writes them (values are inputs of this test, not results).
     reports = run_dir / "reports"
-    _metrics(reports / "synth-test" / "metrics.json", "mobilenet_v3_small", 0.91, 64)
+    _metrics(reports / "synth-test" / "metrics.json", arch, 0.91, 64)
     _metrics(reports / "synth-test" / "baseline-resnet18" / "metrics.json", "resnet18", 0.80, 32)
     out = run_dir / "results" / "models.json"
     code = models.main(
@@ -48,7 +54,7 @@ def result(run_dir, tiny_bundle):
             "--size",
             "32",
             "--archs",
-            "mobilenet_v3_small,resnet18,mobilenet_v3_small@64",
+            ",".join(sorted({"mobilenet_v3_small", "resnet18", "mobilenet_v3_small@64", arch})),
             "--references",
             "resnet18",
             "--goal-reference",
@@ -70,9 +76,11 @@ def result(run_dir, tiny_bundle):
         return json.load(handle)
 
 
-def test_json_has_a_row_per_model_with_cost_and_latency(result):
+def test_json_has_a_row_per_model_with_cost_and_latency(result, tiny_bundle):
     rows = {row["name"]: row for row in result["rows"]}
-    assert sorted(rows) == ["mobilenet_v3_small", "mobilenet_v3_small@64", "resnet18", "shipped:synth-test"]
+    expected = {"mobilenet_v3_small", "mobilenet_v3_small@64", "resnet18", "shipped:synth-test",
+                _shipped_arch(tiny_bundle)}
+    assert sorted(rows) == sorted(expected)
     assert rows["mobilenet_v3_small@64"]["input"] == "64x64 RGB"
     assert rows["mobilenet_v3_small@64"]["arch"] == "mobilenet_v3_small"
     for row in rows.values():
@@ -101,10 +109,11 @@ def test_flops_and_params_come_from_the_onnx_graph(result):
     assert big["flops"] > 5 * small["flops"]
 
 
-def test_accuracy_is_read_from_the_evaluation_reports(result):
+def test_accuracy_is_read_from_the_evaluation_reports(result, tiny_bundle):
     rows = {row["name"]: row for row in result["rows"]}
     shipped = rows["shipped:synth-test"]
-    assert shipped["arch"] == "mobilenet_v3_small"
+    arch = _shipped_arch(tiny_bundle)
+    assert shipped["arch"] == arch
     assert [(a["module"], a["metric"], a["value"], a["baseline"]) for a in shipped["accuracy"]] == [
         ("synth-test", "macro_auroc", 0.91, False)
     ]
@@ -112,7 +121,7 @@ def test_accuracy_is_read_from_the_evaluation_reports(result):
     assert [(a["module"], a["value"], a["image_size"], a["baseline"]) for a in baseline] == [
         ("synth-test", 0.80, 32, True)
     ]
-    assert rows["mobilenet_v3_small"]["accuracy"][0]["module"] == "synth-test"
+    assert rows[arch]["accuracy"][0]["module"] == "synth-test"  # the zoo row of the shipped architecture
 
 
 def test_goal_compares_the_shipped_model_with_the_reference(result):
@@ -125,14 +134,14 @@ def test_goal_compares_the_shipped_model_with_the_reference(result):
     assert "(trained at 32x32)" in check["note"]
 
 
-def test_markdown_is_regenerated_with_the_table(result, run_dir):
+def test_markdown_is_regenerated_with_the_table(result, run_dir, tiny_bundle):
     doc = (run_dir / "benchmarks.md").read_text()
     assert doc.startswith("# Benchmarks")
     assert "## Model cost (onnxruntime fp32, 32x32, batch 1)" in doc
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| model | input | params (M) | GFLOPs")
-    assert len(table) == 1 + 4
-    assert "| **shipped:synth-test** (mobilenet_v3_small) | 64x64 RGB |" in doc
+    assert len(table) == 1 + len(result["rows"])
+    assert "| **shipped:synth-test** ({}) | 64x64 RGB |".format(_shipped_arch(tiny_bundle)) in doc
     assert "synth-test macro_auroc 0.910, accuracy 0.500 (trained at 64x64)" in doc
     assert "--quick: not a measurement" in doc
     assert "No Jetson device was available" in doc
