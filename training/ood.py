@@ -145,7 +145,7 @@ class InputCheckHead(nn.Module):
 
     - Mahalanobis distance / ``distance_threshold`` (unlike the training images);
     - mean chroma / ``colour_threshold`` (X-rays are grey; a colour photo is not one);
-    - ``contrast_threshold`` / grey-level standard deviation (a blank or nearly uniform frame).
+    - 2 - grey-level standard deviation / ``contrast_threshold`` (a blank or nearly uniform frame).
 
     A score above 1.0 means "out of scope". ``DeployModel`` passes the raw input as ``image``
     because ``forward`` names that parameter; without an image only the distance counts. A
@@ -183,7 +183,9 @@ class InputCheckHead(nn.Module):
             grey = image.mean(dim=1)
             centred = grey - grey.mean(dim=(1, 2), keepdim=True)
             contrast = torch.sqrt((centred * centred).mean(dim=(1, 2)))
-            score = torch.maximum(score, self.contrast_threshold / (contrast + 1e-3))
+            # 2 - contrast / threshold: above 1 exactly when contrast < threshold; 2 for a blank frame.
+            # (No division by a tensor: TensorRT 8 cannot parse the Reciprocal it exports to.)
+            score = torch.maximum(score, 2.0 - contrast / self.contrast_threshold)
         return score
 
     def state(self):
