@@ -105,19 +105,21 @@ class Quality(object):
 
 
 def _small_grey(image_bgr):
+    # Grey first, then shrink: a third of the cost of shrinking three colour channels.
     cv2 = _cv2()
+    if image_bgr.ndim == 3:
+        if image_bgr.shape[2] == 4:
+            image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2GRAY)
+        elif image_bgr.shape[2] == 1:
+            image_bgr = image_bgr[:, :, 0]
+        else:
+            image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     height, width = image_bgr.shape[:2]
     scale = float(WORK_SIZE) / max(height, width)
     if scale < 1.0:
         size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
         image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-    if image_bgr.ndim == 2:
-        return image_bgr
-    if image_bgr.shape[2] == 4:
-        return cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2GRAY)
-    if image_bgr.shape[2] == 1:
-        return image_bgr[:, :, 0]
-    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    return image_bgr
 
 
 def sharpness(image_bgr):

@@ -56,7 +56,7 @@ def validate_backend(name, precision="fp16"):
 def open_runner(bundle, backend=AUTO, precision="fp16", engine_cache=None, allow_build=False, **options):
     """An unloaded Runner for ``bundle`` (use it as a context manager to load and release it).
 
-    ``options`` go to the loader (onnxruntime: ``providers``, ``threads``).
+    ``options`` go to the loader (onnxruntime: ``providers``, ``threads``, ``spinning``).
     """
     validate_backend(backend, precision)
     kwargs = dict(options, precision=precision, engine_cache=engine_cache, allow_build=allow_build)

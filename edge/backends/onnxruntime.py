@@ -66,10 +66,15 @@ class OnnxRuntimeRunner(Runner):
 
     name = "onnxruntime"
 
-    def __init__(self, bundle, precision="fp32", providers=None, threads=None, engine_cache=None):
+    def __init__(self, bundle, precision="fp32", providers=None, threads=None, engine_cache=None,
+                 spinning=False):
         super().__init__(bundle, precision=precision)
         self.requested_providers = resolve_providers(providers)
         self.threads = threads
+        # ONNX Runtime's CPU workers busy-wait between runs by default, taking the cores the kiosk's
+        # camera and display threads need: inference 18.8 -> 10.2 ms with spinning off, measured
+        # by benchmarks/ort_threads.py beside the kiosk loop (docs/benchmarks.md).
+        self.spinning = bool(spinning)
         self.engine_cache = engine_cache
         self.session = None
         self._provider = None
@@ -103,6 +108,9 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
             options.inter_op_num_threads = 1
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(self.bundle.model_path, sess_options=options,
                                                 providers=self._provider_list())
@@ -152,4 +160,5 @@ def check_onnxruntime(bundle, **options):
 def load_onnxruntime(bundle, precision="fp32", engine_cache=None, allow_build=False, **options):
     """Backend table loader: an unloaded OnnxRuntimeRunner."""
     return OnnxRuntimeRunner(bundle, precision=precision, engine_cache=engine_cache,
-                             providers=options.get("providers"), threads=options.get("threads"))
+                             providers=options.get("providers"), threads=options.get("threads"),
+                             spinning=options.get("spinning", False))

@@ -195,3 +195,33 @@ def test_broken_model_file_is_a_backend_error(tmp_path, bundle):
         handle.write(b"\xff" * 64)
     with pytest.raises(BackendError, match="ONNX Runtime cannot load"):
         open_runner(loaded, backend="onnxruntime").load()
+
+
+def test_onnxruntime_workers_do_not_busy_wait_unless_asked(tiny_bundle, monkeypatch):
+    """Spinning workers take the CPU the kiosk's camera and display threads need (docs/benchmarks.md)."""
+    import onnxruntime as ort
+
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+
+    seen = []
+    real = ort.InferenceSession
+
+    def entry(options, key):
+        try:
+            return options.get_session_config_entry(key)
+        except RuntimeError:  # not set: ONNX Runtime's default (spinning on)
+            return None
+
+    def recording_session(path, sess_options=None, **kwargs):
+        seen.append({key: entry(sess_options, key)
+                     for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")})
+        return real(path, sess_options=sess_options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording_session)
+    bundle = load_bundle(tiny_bundle)
+    with OnnxRuntimeRunner(bundle) as runner:
+        runner.infer(np.zeros(bundle.description.input.shape(1), dtype=np.float32))
+    with OnnxRuntimeRunner(bundle, spinning=True):
+        pass
+    assert seen[0] == {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+    assert "0" not in seen[1].values()
