@@ -370,8 +370,22 @@ def draw_overlay(frame, result, state, canvas=None):
     return canvas
 
 
-def _panel_key(result, state, kind):
-    return (id(result), kind, state.module_title, state.module_installed, state.module_problem,
+def _shown(result, layout):
+    """Everything of a result that the panel draws: rows as text and bar pixels, messages, task."""
+    if result is None:
+        return None
+    bar_w = layout.top3.w - 1
+    rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
+                 for name, p in list(getattr(result, "top3", None) or [])[:3])
+    quality = getattr(result, "quality", None)
+    return (rows, _subtitle(result), quality.message if quality is not None else None,
+            getattr(result, "out_of_scope_message", None))
+
+
+def _panel_key(result, state, kind, layout):
+    # Keyed by what is drawn, not by the result object: with live smoothing every result is a new
+    # object, yet the rounded percentages and bars seldom change.
+    return (_shown(result, layout), kind, state.module_title, state.module_installed, state.module_problem,
             state.source_notice if kind == "waiting" else None, state.show_keys, tuple(state.size))
 
 
@@ -380,13 +394,12 @@ class OverlayRenderer(object):
 
     Text is most of the drawing time; the panel's text changes a few times a second at most while
     the image under the overlays changes every frame. The result is pixel-identical to
-    ``draw_overlay``. Hold on to ``result`` objects: the panel is keyed by their identity.
+    ``draw_overlay``: the panel is keyed by the text and bar lengths it shows.
     """
 
     def __init__(self):
         self.canvas = None
         self._key = None
-        self._result = None
         self.panel_draws = 0
 
     def draw(self, frame, result, state):
@@ -397,11 +410,10 @@ class OverlayRenderer(object):
         layout = Layout(state.size)
         kind = prediction_state(result, state)
         _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind)
-        key = _panel_key(result, state, kind)
+        key = _panel_key(result, state, kind, layout)
         if key != self._key:
             _draw_panel(cv2, canvas, layout, result, state, kind)
             self.panel_draws += 1
             self._key = key
-            self._result = result  # keeps id(result) from being reused while it is the key
         self.canvas = canvas
         return canvas
