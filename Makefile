@@ -10,7 +10,7 @@ DEVICE_CODE := edge export/__init__.py export/cli.py export/errors.py export/com
 # Tests of the device-side export code that also run under Python 3.6 (no torch there).
 PY36_EXPORT_TESTS := tests/export/test_export_engine.py tests/export/test_export_trt_compat.py
 
-.PHONY: venv demo test lint test-py test-py36 clean
+.PHONY: venv demo test lint test-py test-py36 clean model-pediatric model-chest baseline-pediatric baseline-chest
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,16 @@ test-py36: venv
 	fi
 
 test: lint test-py test-py36
+
+# The shipped modules, reproducibly on a CPU (see docs/models/README.md); each installs its bundle in models/.
+model-pediatric: venv
+	nice -n 5 $(PY) -m training.recipes pediatric-pneumonia --out runs/pediatric-pneumonia
+model-chest: venv
+	nice -n 5 $(PY) -m training.recipes chest --out runs/chest
+baseline-pediatric: venv
+	nice -n 5 $(PY) -m training.recipes pediatric-pneumonia --baseline vgg16_seed --tune-epochs 2
+baseline-chest: venv
+	nice -n 5 $(PY) -m training.recipes chest --baseline vgg16_seed --tune-epochs 20 --patience 4
 
 clean:
 	rm -rf build $(VENV) $(VENV36) .pytest_cache .ruff_cache
