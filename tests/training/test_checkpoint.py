@@ -28,15 +28,6 @@ from training.nets import DeployModel, default_normalisation  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_description(arch="mobilenet_v3_small", task="multiclass", colour="RGB"):
     mean, std = default_normalisation(colour)
     return ModelDescription(arch, task, ["cat", "dog", "owl"], InputSpec(32, 32, colour=colour), mean, std,

@@ -53,15 +53,6 @@ def test_data_subcommand_is_wired(capsys):
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.torch
 def test_list_archs(capsys):
     from training.registry import ARCHITECTURES

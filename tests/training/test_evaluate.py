@@ -23,15 +23,6 @@ from training.evaluate import compute_metrics, plot_confusion, plot_reliability,
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def sampled_labels(logits, seed, task="multiclass"):
     """Labels drawn from the probabilities the logits state: a perfectly calibrated model."""
     rng = np.random.default_rng(seed)

@@ -19,14 +19,6 @@ from training.registry import ARCHITECTURES, build_backbone, get_arch  # noqa: E
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 EXPECTED = {"mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "resnet18", "densenet121",
             "vgg16_seed", "resattn56"}
 

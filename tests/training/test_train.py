@@ -25,14 +25,6 @@ from training.train import TrainConfig, train  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster when the 2 CPUs are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 TINY = dict(arch="mobilenet_v3_small", image_size=32, batch_size=8, seed=0, pretrained=False, workers=0,
             progress=False)
 
