@@ -1244,14 +1244,8 @@ def write_report(
         "",
         "## Data",
         "",
-        "| split | images | patients | per class |",
-        "|---|---|---|---|",
     ]
-    for name in ("train", "val", "test"):
-        c = counts[name]
-        lines.append(
-            "| {} | {} | {} | {} |".format(name, c["images"], c["patients"], json.dumps(c["per_class"]))
-        )
+    lines += split_table(counts)
     lines += ["", "## Test metrics", ""] + metrics_markdown(metrics, classes)
     if metrics.get("stage1_test"):
         lines += [
@@ -1485,6 +1479,16 @@ def failure_notes(metrics, classes):
     return notes
 
 
+def split_table(counts):
+    """Markdown rows: images, patients and per-class counts of each split."""
+    lines = ["| split | images | patients | per class |", "|---|---|---|---|"]
+    for name in ("train", "val", "test"):
+        c = counts[name]
+        row = (name, c["images"], c["patients"], json.dumps(c["per_class"]))
+        lines.append("| {} | {} | {} | {} |".format(*row))
+    return lines
+
+
 def write_model_card(bundle, recipe, module, counts, metrics, timings, split_info, history=None):
     """Replace the exporter's generic card with the module's card (the export record is kept below)."""
     path = os.path.join(bundle, "model_card.md")
@@ -1538,14 +1542,8 @@ def write_model_card(bundle, recipe, module, counts, metrics, timings, split_inf
             split_info["split_file"], recipe.seed
         ),
         "",
-        "| split | images | patients | per class |",
-        "|---|---|---|---|",
     ]
-    for name in ("train", "val", "test"):
-        c = counts[name]
-        lines.append(
-            "| {} | {} | {} | {} |".format(name, c["images"], c["patients"], json.dumps(c["per_class"]))
-        )
+    lines += split_table(counts)
     lines += ["", "## Test metrics (95% confidence intervals)", ""] + metrics_markdown(metrics, classes)
     lines += comparison_markdown(module.id, metrics, recipe)
     lines += [
