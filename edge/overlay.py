@@ -193,10 +193,17 @@ def _banner(cv2, canvas, rect, text, background, colour, pixels):
     _text_block(cv2, canvas, text, inner, pixels, colour, bold=True, max_lines=2, centre=True)
 
 
+def _fill(cv2, canvas, x, y, w, h, colour):
+    """Fill a rectangle of the canvas. cv2.rectangle, not ``region[:] = colour``: numpy broadcasts a
+    3-value colour pixel by pixel (1.3 ms for the panel at 720p, against 0.06 ms)."""
+    if w > 0 and h > 0:
+        cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), colour, -1)
+
+
 def _place_image(cv2, np, canvas, frame, rect):
     region = rect.crop(canvas)
     if frame is None or frame.size == 0:
-        region[:] = IMAGE_BG
+        _fill(cv2, canvas, rect.x, rect.y, rect.w, rect.h, IMAGE_BG)
         return
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -207,10 +214,10 @@ def _place_image(cv2, np, canvas, frame, rect):
     new_w, new_h = max(1, int(width * scale)), max(1, int(height * scale))
     x0, y0 = (rect.w - new_w) // 2, (rect.h - new_h) // 2
     # Letterbox margins only; the image covers the rest.
-    region[:y0] = IMAGE_BG
-    region[y0 + new_h:] = IMAGE_BG
-    region[y0:y0 + new_h, :x0] = IMAGE_BG
-    region[y0:y0 + new_h, x0 + new_w:] = IMAGE_BG
+    _fill(cv2, canvas, rect.x, rect.y, rect.w, y0, IMAGE_BG)
+    _fill(cv2, canvas, rect.x, rect.y + y0 + new_h, rect.w, rect.h - y0 - new_h, IMAGE_BG)
+    _fill(cv2, canvas, rect.x, rect.y + y0, x0, new_h, IMAGE_BG)
+    _fill(cv2, canvas, rect.x + x0 + new_w, rect.y + y0, rect.w - x0 - new_w, new_h, IMAGE_BG)
     # Linear, not area: area resampling costs ~10 ms a frame at 720p and the screen needs no better.
     np.copyto(region[y0:y0 + new_h, x0:x0 + new_w],
               cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
@@ -287,7 +294,8 @@ def _subtitle(result):
 def _draw_panel(cv2, canvas, layout, result, state, kind):
     """The right-hand panel: title, findings or state banner, keys, disclaimer."""
     unit = layout.unit
-    layout.panel.crop(canvas)[:] = DARK
+    panel = layout.panel
+    _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
     _text_block(cv2, canvas, state.module_title or "medkiosk", layout.title, unit * 1.25, WHITE, bold=True)
     if kind in ("ok", "uncertain"):
         _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=1)
