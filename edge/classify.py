@@ -134,14 +134,56 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
                       backend=backend, latency_ms=latency_ms)
 
 
-def classify(image_bgr, runner, bundle, out=None, quality_thresholds=None):
-    """BGR uint8 image -> Prediction. ``out``: reusable input buffer; quality gate when thresholds given."""
+class Prepared(object):
+    """One frame made ready for the runner: its input batch, its quality verdict, the time it took."""
+
+    def __init__(self, batch, quality, prepare_ms):
+        self.batch = batch
+        self.quality = quality
+        self.prepare_ms = prepare_ms
+
+
+def prepare(image_bgr, bundle, out=None, quality_thresholds=None):
+    """The CPU half of classify: preprocess (into ``out`` when given) and the quality gate."""
     start = time.perf_counter()
     batch = preprocess(image_bgr, bundle.description.input, out=out)
-    outputs = runner.infer(batch)
     quality = assess_quality(image_bgr, quality_thresholds) if quality_thresholds is not None else None
-    latency_ms = (time.perf_counter() - start) * 1000.0
-    return postprocess(outputs, bundle, quality=quality, backend=runner.describe(), latency_ms=latency_ms)
+    return Prepared(batch, quality, (time.perf_counter() - start) * 1000.0)
+
+
+def infer_prepared(prepared, runner, bundle):
+    """The runner half of classify: infer and postprocess; latency counts both halves."""
+    start = time.perf_counter()
+    outputs = runner.infer(prepared.batch)
+    latency_ms = prepared.prepare_ms + (time.perf_counter() - start) * 1000.0
+    return postprocess(outputs, bundle, quality=prepared.quality, backend=runner.describe(),
+                       latency_ms=latency_ms)
+
+
+def classify(image_bgr, runner, bundle, out=None, quality_thresholds=None):
+    """BGR uint8 image -> Prediction. ``out``: reusable input buffer; quality gate when thresholds given."""
+    return infer_prepared(prepare(image_bgr, bundle, out=out, quality_thresholds=quality_thresholds),
+                          runner, bundle)
+
+
+class FramePreparer(object):
+    """``prepare`` for one bundle, writing into a ring of reusable input buffers.
+
+    A pipeline prepares frame N+1 while the runner still reads frame N's buffer, so the ring has
+    ``depth`` buffers: the caller must not have more than ``depth`` prepared frames alive at once.
+    """
+
+    def __init__(self, bundle, quality_thresholds=None, depth=2):
+        self.bundle = bundle
+        self.quality_thresholds = quality_thresholds
+        shape = bundle.description.input.shape(1)
+        self._buffers = [_np().empty(shape, dtype=_np().float32) for _ in range(int(depth))]
+        self._next = 0
+
+    def __call__(self, image_bgr):
+        out = self._buffers[self._next]
+        self._next = (self._next + 1) % len(self._buffers)
+        return prepare(image_bgr, self.bundle, out=out, quality_thresholds=self.quality_thresholds)
 
 
 class Classifier(object):
@@ -168,6 +210,13 @@ class Classifier(object):
     def classify(self, image_bgr):
         return classify(image_bgr, self.runner, self.bundle, out=self._buffer,
                         quality_thresholds=self.quality_thresholds)
+
+    def preparer(self, depth=2):
+        """A FramePreparer with this classifier's thresholds, for another thread to prepare frames."""
+        return FramePreparer(self.bundle, self.quality_thresholds, depth=depth)
+
+    def infer_prepared(self, prepared):
+        return infer_prepared(prepared, self.runner, self.bundle)
 
     def notices(self):
         return self.runner.notices()

@@ -7,7 +7,10 @@
   (nothing queues). It owns every runner: TensorRT/CUDA contexts are bound to the thread that made them.
 * Display: draws the newest result over the newest frame. In live mode the result shown is never
   older than one inference plus one frame (``Kiosk.result_ages`` records it). Files and image
-  folders are not live: each frame waits for its own result, so nothing is skipped.
+  folders are not live: every frame is classified and drawn with its own result, nothing is
+  skipped. They run as a depth-1 pipeline: the display thread reads and prepares frame N+1
+  (decode, preprocess, quality gate) and hands it to the inference thread before it draws frame
+  N, so inference runs back to back while this thread decodes and draws.
 
 The pure steps (``Classifier.classify``, ``draw_overlay``) stay pure; this module only orchestrates.
 Keys: SPACE freeze/live, M next module, F next image (import folder), S save case, H heatmap,
@@ -44,6 +47,7 @@ class ModuleSlot(object):
         self.bundle = bundle
         self.problem = problem
         self.runner_info = None  # set by the inference worker once the runner is loaded
+        self.preparer = None  # set with it: a FramePreparer the display thread uses (files and folders)
 
     @property
     def title(self):
@@ -110,12 +114,17 @@ def discover_modules(models_dir, module_ids, first=None):
 
 
 class Job(object):
-    def __init__(self, seq, frame, stamp, slot, frozen):
+    """One frame handed to the inference thread; ``prepared`` when the display thread prepared it."""
+
+    def __init__(self, seq, frame, stamp, slot, frozen, prepared=None, generation=0, name=None):
         self.seq = seq
         self.frame = frame
         self.stamp = stamp
         self.slot = slot
         self.frozen = frozen
+        self.prepared = prepared
+        self.generation = generation
+        self.name = name
 
 
 class Outcome(object):
@@ -137,13 +146,21 @@ def runner_info(classifier):
 
 
 class InferenceWorker(object):
-    """One thread that owns the runners and classifies the newest submitted frame."""
+    """One thread that owns the runners and classifies the newest submitted frame.
+
+    One job runs and one waits (``submit`` replaces a waiting job, or with ``queue`` waits until the
+    worker has taken it). The last few outcomes are kept by sequence number, so a pipelined caller
+    can wait for a particular frame's result while the next one is already being inferred.
+    """
+
+    KEEP_OUTCOMES = 4
 
     def __init__(self, open_classifier):
         self.open_classifier = open_classifier
         self._cond = threading.Condition()
         self._pending = None
-        self._outcome = None
+        self._outcomes = {}  # seq -> Outcome, the last KEEP_OUTCOMES
+        self._latest = 0  # seq of the newest outcome
         self._taken = 0
         self._stop = False
         self.busy_since = None  # when the current job started (loading its runner included)
@@ -157,8 +174,13 @@ class InferenceWorker(object):
         self._thread.start()
         return self
 
-    def submit(self, job):
+    def submit(self, job, queue=False):
+        """Hand ``job`` over. A job still waiting is replaced (live: only the newest frame matters);
+        with ``queue`` this waits until the worker has taken it instead, so no frame is dropped."""
         with self._cond:
+            if queue:
+                while self._pending is not None and not self._stop:
+                    self._cond.wait(0.2)
             if self._pending is not None:
                 self.dropped += 1
             self._pending = job
@@ -167,22 +189,29 @@ class InferenceWorker(object):
     def take(self):
         """The newest outcome not yet taken, or None."""
         with self._cond:
-            outcome = self._outcome
-            if outcome is None or outcome.job.seq <= self._taken:
+            outcome = self._outcomes.get(self._latest)
+            if outcome is None or self._latest <= self._taken:
                 return None
-            self._taken = outcome.job.seq
+            self._taken = self._latest
             return outcome
 
     def wait_for(self, seq, timeout):
-        """Wait until the job ``seq`` (or a newer one) is done; return its outcome or None on timeout."""
+        """Wait until the job ``seq`` is done; return its outcome, or None on timeout or stop, or when
+        a later job finished without it (jobs run in order, so it was replaced and never will)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._outcome is None or self._outcome.job.seq < seq:
+            while seq not in self._outcomes:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop:
+                if remaining <= 0 or self._stop or self._latest > seq:
                     return None
                 self._cond.wait(remaining)
-        return self.take()
+            self._taken = max(self._taken, seq)
+            return self._outcomes[seq]
+
+    def gone(self, seq):
+        """True when job ``seq`` will never have an outcome to wait for (replaced, or long taken)."""
+        with self._cond:
+            return seq not in self._outcomes and self._latest > seq
 
     @property
     def idle(self):
@@ -202,6 +231,9 @@ class InferenceWorker(object):
             classifier = self.open_classifier(slot)
             self.classifiers[slot.module_id] = classifier
             slot.runner_info = runner_info(classifier)
+            # Openers may return any object with classify(); those without a preparer are classified whole.
+            make_preparer = getattr(classifier, "preparer", None)
+            slot.preparer = make_preparer(depth=2) if make_preparer is not None else None
         return classifier
 
     def _run(self):
@@ -216,7 +248,10 @@ class InferenceWorker(object):
                     self.busy_since = time.monotonic()
                 outcome = self._process(job)
                 with self._cond:
-                    self._outcome = outcome
+                    self._outcomes[job.seq] = outcome
+                    self._latest = job.seq
+                    for old in [seq for seq in self._outcomes if seq <= job.seq - self.KEEP_OUTCOMES]:
+                        del self._outcomes[old]
                     self.busy_since = None
                     self.phase = self.phase_since = None
                     self._cond.notify_all()
@@ -237,20 +272,26 @@ class InferenceWorker(object):
             return Outcome(job, error="{}: {}".format(job.slot.module_id, exc), slot_failed=True)
         self._set_phase("inferring")
         try:
+            if job.prepared is not None:
+                return Outcome(job, prediction=classifier.infer_prepared(job.prepared))
             return Outcome(job, prediction=classifier.classify(job.frame))
         except Exception as exc:  # reported to the loop, which counts it and stops after too many
             return Outcome(job, error="{}: {}: {}".format(job.slot.module_id, type(exc).__name__, exc))
 
 
-def default_classifier_opener(backend="auto", precision="fp16", engine_cache=None, quality=None):
-    """A function slot -> loaded Classifier (runs in the inference thread)."""
+def default_classifier_opener(backend="auto", precision="fp16", engine_cache=None, quality=None,
+                              threads=None):
+    """A function slot -> loaded Classifier (runs in the inference thread).
+
+    ``threads``: CPU inference threads (ONNX Runtime); None is the runtime's own default.
+    """
     from edge.classify import Classifier
     from edge.quality import QualityThresholds
 
     thresholds = QualityThresholds.from_mapping(quality) if quality is not None else None
 
     def open_classifier(slot):
-        classifier = Classifier.open(slot.bundle, backend=backend, precision=precision,
+        classifier = Classifier.open(slot.bundle, backend=backend, precision=precision, threads=threads,
                                      engine_cache=engine_cache, quality_thresholds=thresholds)
         return classifier.__enter__()
 
@@ -313,8 +354,10 @@ class Kiosk(object):
         self._stamp = None
         self._result = None
         self._result_stamp = None
-        self._pending_seq = None
         self._seq = 0
+        self._generation = 0  # bumped when a key makes the frame in flight obsolete
+        self._inflight = None  # files and folders: the job submitted but not yet drawn
+        self._shown_name = None
         self._submitted_stamp = None
         self._message = None
         self._fps = None
@@ -395,29 +438,105 @@ class Kiosk(object):
         return frame, stamp
 
     def _step(self, worker):
+        slot = self.slot
+        if self.source.live and not self.frozen:
+            if not self._advance_live(worker, slot):
+                return False
+        elif not self._advance_sequential(worker, slot):
+            return False
+        return self._show(worker, slot)
+
+    def _advance_live(self, worker, slot):
+        """A camera: hand over the newest frame only when the worker is free, so a result is never
+        older than one inference plus one frame; show the newest frame with the newest result."""
         got = self._read()
         if got is False:
             return False
         frame, stamp = got
-        idle = frame is None or (not self.source.live and stamp == self._stamp)
-        if self.sink.interactive or idle:
+        if self.sink.interactive or frame is None:
             self._pace()
-        slot = self.slot
-        live = self.source.live and not self.frozen
-        if frame is not None:
-            self._frame, self._stamp = frame, stamp
-        elif not self.frozen:
-            self._frame = None
-        # Live: hand over a frame only when the worker is free, so a result is never older than one
-        # inference plus one frame; files and folders: every frame, and wait for its result.
-        if frame is not None and slot.usable and stamp != self._submitted_stamp and (not live or worker.idle):
-            self._seq += 1
+        self._frame, self._stamp = frame, stamp
+        self._shown_name = None
+        if frame is not None and slot.usable and stamp != self._submitted_stamp and worker.idle:
             self._submitted_stamp = stamp
-            self._pending_seq = self._seq
-            worker.submit(Job(self._seq, frame, stamp, slot, self.frozen))
-            if not live:
-                self._wait(worker, self._seq)
-        self._collect(worker, live)
+            worker.submit(self._job(frame, stamp, slot))
+        self._collect(worker, live=True)
+        return True
+
+    def _advance_sequential(self, worker, slot):
+        """Files, image folders, a frozen image: every new frame is drawn with its own result.
+
+        Depth 1: a new frame is read and prepared here and queued behind the frame before it; then
+        that earlier frame's own result is awaited and it is drawn while the new one is inferred.
+        With nothing earlier to draw (the first frame, a new still image) it reads once more: a
+        video yields its next frame, a still image repeats, and the repeat is where its own result
+        is awaited.
+        Returns False at the end of a file, after its last frame has been drawn.
+        """
+        if self.sink.interactive:
+            self._pace()
+        while True:
+            got = self._read()
+            if got is False:
+                return self._finish_inflight(worker)
+            frame, stamp = got
+            if frame is not None and slot.usable and stamp != self._submitted_stamp:
+                job = self._job(frame, stamp, slot, prepare=True)
+                self._submitted_stamp = stamp
+                if job is None:  # could not be prepared; counted, drawn without a result
+                    self._finish_inflight(worker)
+                    self._frame, self._stamp, self._shown_name = frame, stamp, self._source_name()
+                    return True
+                earlier, self._inflight = self._inflight, job
+                worker.submit(job, queue=True)  # queued behind the earlier frame: inference never waits
+                if earlier is not None:
+                    self._finish(worker, earlier)
+                    return True
+                continue
+            if self._finish_inflight(worker):
+                return True
+            if not self.sink.interactive and (frame is None or stamp == self._stamp):
+                self._pace()  # nothing new: redraw at the source's frame rate, not flat out
+            if frame is not None or not self.frozen:
+                self._frame, self._stamp, self._shown_name = frame, stamp, self._source_name()
+            return True
+
+    def _source_name(self):
+        path = getattr(self.source, "current_path", None)
+        return os.path.basename(path) if path and not self.frozen else None
+
+    def _job(self, frame, stamp, slot, prepare=False):
+        """A Job for ``frame``; with ``prepare`` (and a loaded runner) prepared on this thread."""
+        prepared = None
+        preparer = slot.preparer
+        if prepare and preparer is not None:
+            try:
+                prepared = preparer(frame)
+            except Exception as exc:  # counted like an inference failure; too many end the run
+                self._fail("{}: preparing the frame: {}: {}".format(slot.module_id, type(exc).__name__, exc))
+                return None
+        self._seq += 1
+        return Job(self._seq, frame, stamp, slot, self.frozen, prepared=prepared,
+                   generation=self._generation, name=self._source_name())
+
+    def _finish_inflight(self, worker):
+        """Wait for the frame in flight, apply its result and make it the frame shown; False if none."""
+        job, self._inflight = self._inflight, None
+        if job is None:
+            return False
+        self._finish(worker, job)
+        return True
+
+    def _finish(self, worker, job):
+        self._wait(worker, job.seq)
+        self._frame, self._stamp, self._shown_name = job.frame, job.stamp, job.name
+
+    def _drop_inflight(self):
+        """A key changed what is shown: the frame in flight is not drawn and its result is ignored."""
+        self._inflight = None
+        self._generation += 1
+
+    def _show(self, worker, slot):
         self._check_stall(worker)
         disconnected = bool(self.source.disconnected) and not self.frozen
         if disconnected:
@@ -451,6 +570,8 @@ class Kiosk(object):
             if outcome is not None:
                 self._apply(outcome, live=False)
                 return
+            if worker.gone(seq):
+                return
             self._check_stall(worker)
 
     def _collect(self, worker, live):
@@ -468,8 +589,8 @@ class Kiosk(object):
             self._fail(outcome.error)
             return
         self.consecutive_failures = 0
-        if job.slot is not self.slot or job.frozen != self.frozen:
-            return  # the user switched module or freeze state meanwhile
+        if job.slot is not self.slot or job.frozen != self.frozen or job.generation != self._generation:
+            return  # the user switched module, freeze state or image meanwhile
         prediction = outcome.prediction
         if live and self.smoother.factor > 0:
             prediction = self._smoothed(prediction, job.slot)
@@ -563,8 +684,7 @@ class Kiosk(object):
         if self.stdout is not None and result is not None and self._result_seq != self._printed_seq:
             self._printed_seq = self._result_seq
             kind = prediction_state(result, OverlayState())
-            path = getattr(self.source, "current_path", None)
-            name = os.path.basename(path) if path and not self.frozen else None
+            name = self._shown_name if not self.frozen else None
             self.stdout.write(format_result_line(self.frames, slot, result, kind, name) + "\n")
             self.stdout.flush()
 
@@ -577,6 +697,7 @@ class Kiosk(object):
 
     def _toggle_freeze(self, worker):
         self.smoother.reset()
+        self._drop_inflight()
         if self.frozen:
             self.frozen = False
             self._result = None
@@ -596,6 +717,7 @@ class Kiosk(object):
         self._submitted_stamp = None
 
     def _next_module(self, worker):
+        self._drop_inflight()
         self.index = (self.index + 1) % len(self.slots)
         self.smoother.reset()
         self._result = None
@@ -606,6 +728,7 @@ class Kiosk(object):
 
     def _next_image(self, worker):
         self.smoother.reset()
+        self._drop_inflight()
         self._result = None
         if self.source.steps_images:
             try:

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -132,6 +133,124 @@ def test_video_file_plays_to_the_end(tmp_path, slot, synth_images):
     kiosk, lines, _frames_ = _run(tmp_path, open_source("file://" + path), [slot], sink=NullSink())
     assert kiosk.frames == count
     assert len([line for line in lines if line.startswith("[")]) == count  # every frame classified
+
+
+class RecordingSink(NullSink):
+    """Records, for every screen written, the frame the kiosk drew and the result it drew with it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kiosk = None
+        self.shown = []
+
+    def write(self, canvas):
+        super().write(canvas)
+        result = self.kiosk._current_result()
+        self.shown.append((self.kiosk._frame.copy(), None if result is None else list(result.probabilities)))
+
+
+def _decoded(path):
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def _class_video(tmp_path, synth_images):
+    images = [cv2.imread(paths[index]) for index in range(2) for paths in synth_images.values()]
+    path = str(tmp_path / "clip.avi")
+    write_video(path, images, frames_per_image=1)
+    return path
+
+
+def test_video_frames_are_drawn_with_their_own_results(tmp_path, slot, synth_images):
+    """Pipelined file mode (frame N+1 inferred while N is drawn) never pairs a frame with another's result."""
+    from edge.classify import Classifier
+    from edge.quality import QualityThresholds
+
+    path = _class_video(tmp_path, synth_images)
+    sink = RecordingSink()
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, keys=KeyScript("WAIT4,SPACE"),
+                  max_frames=9, open_classifier=opener)
+    sink.kiosk = kiosk
+    with kiosk.source, sink:
+        assert kiosk.run() == 0
+    decoded = _decoded(path)
+    shown = [frame for frame, _probabilities in sink.shown]
+    # Frames 1-5 in order, then SPACE froze the frame on screen (the 5th), not the one read ahead.
+    assert len(shown) == 9
+    for index in range(5):
+        assert np.array_equal(shown[index], decoded[index]), "frame {} out of order".format(index + 1)
+    for frame in shown[5:]:
+        assert np.array_equal(frame, decoded[4])
+    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
+                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
+        expected = [classifier.classify(frame).probabilities for frame in shown]
+    drawn = [(index, probabilities) for index, (_frame, probabilities) in enumerate(sink.shown)
+             if probabilities is not None]
+    assert [index for index, _ in drawn] == list(range(9))  # the frozen image waits for its own result too
+    for index, probabilities in drawn:
+        assert np.allclose(probabilities, expected[index], atol=1e-5), \
+            "screen {}: another frame's result".format(index + 1)
+    assert len({tuple(np.round(p, 3)) for _, p in drawn[:5]}) > 1  # the clip really changes class
+    assert kiosk.failures == 0
+
+
+def test_video_inference_overlaps_drawing(tmp_path, slot, synth_images):
+    """Frame N+1 is prepared and handed to the inference thread before frame N is drawn."""
+    import threading
+
+    started = []
+    lock = threading.Condition()
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+
+    def open_recording(module_slot):
+        classifier = opener(module_slot)
+
+        def recording(method, how):
+            def call(item):
+                with lock:
+                    started.append((how, threading.current_thread().name))
+                    lock.notify_all()
+                return method(item)
+            return call
+
+        classifier.classify = recording(classifier.classify, "whole")
+        classifier.infer_prepared = recording(classifier.infer_prepared, "prepared")
+        return classifier
+
+    class OverlapSink(NullSink):
+        def __init__(self):
+            super().__init__()
+            self.overlapped = []
+
+        def write(self, canvas):
+            super().write(canvas)
+            # Drawing frame k: the inference of frame k+1 must already be under way (the last frame has
+            # none after it). A sequential loop reads k+1 only after this write, so it would time out.
+            wanted = self.frames + 1
+            with lock:
+                lock.wait_for(lambda: len(started) >= wanted, timeout=10.0)
+                self.overlapped.append(len(started) >= wanted)
+
+    path = _class_video(tmp_path, synth_images)
+    count = len(_decoded(path))
+    sink = OverlapSink()
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_recording)
+    with kiosk.source, sink:
+        assert kiosk.run() == 0
+    assert kiosk.frames == count and len(started) == count
+    assert sink.overlapped[:-1] == [True] * (count - 1), sink.overlapped
+    # Once the runner is loaded, frames arrive prepared by the display thread; before that (while the
+    # first frame loads the model) the worker prepares them itself.
+    assert [how for how, _thread in started[2:]] == ["prepared"] * (count - 2)
+    assert {thread for _how, thread in started} == {"inference"}
 
 
 class FlakySource(Source):
@@ -328,3 +447,49 @@ def test_a_hung_inference_ends_the_run_for_systemd(tmp_path, slot, two_class_fol
             kiosk.run()
     finally:
         release.set()
+
+
+def test_worker_keeps_each_queued_frames_own_outcome(slot):
+    """The pipeline's contract with the inference thread, on the real bundle's classifier:
+    queued jobs are never dropped and each is awaited by its own sequence number; an unqueued
+    submit replaces a waiting job (live), and waiting for a replaced job returns at once."""
+    import threading
+
+    from edge.kiosk import InferenceWorker, Job
+
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    gate = threading.Event()
+
+    def gated(module_slot):
+        classifier = opener(module_slot)
+        classify = classifier.classify
+
+        def slow(image):
+            gate.wait(10)
+            return classify(image)
+
+        classifier.classify = slow
+        return classifier
+
+    images = [np.full((120, 160, 3), value, np.uint8) for value in (30, 120, 200, 90)]
+    worker = InferenceWorker(gated).start()
+    try:
+        opening = threading.Timer(0.5, gate.set)
+        opening.start()
+        for seq, image in enumerate(images[:3], start=1):
+            worker.submit(Job(seq, image, seq, slot, False), queue=True)  # the 3rd waits for a free slot
+        outcomes = [worker.wait_for(seq, 20.0) for seq in (1, 2, 3)]
+        assert [outcome.job.seq for outcome in outcomes] == [1, 2, 3] and worker.dropped == 0
+        # Each outcome is its own frame's: the quality gate measured that frame's grey level.
+        assert [round(o.prediction.quality.brightness) for o in outcomes] == [30, 120, 200]
+        gate.clear()
+        worker.submit(Job(4, images[3], 4, slot, False))  # runs (blocked at the gate)
+        time.sleep(0.2)
+        worker.submit(Job(5, images[0], 5, slot, False))  # waits...
+        worker.submit(Job(6, images[1], 6, slot, False))  # ...and is replaced (live: newest frame only)
+        gate.set()
+        assert worker.wait_for(6, 20.0).job.seq == 6 and worker.dropped == 1
+        assert worker.wait_for(5, 0.01) is None and worker.gone(5)
+    finally:
+        gate.set()
+        worker.stop()
