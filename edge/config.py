@@ -65,6 +65,28 @@ def _number(low, high, integer=False):
     return parse
 
 
+def _cpu_threads(value, key):
+    """'auto' or a whole number of threads (1..256)."""
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    return _number(1, 256, integer=True)(value, key)
+
+
+def resolve_cpu_threads(value):
+    """CPU inference threads: ``auto`` leaves one core for the camera and display loop (at least 1).
+
+    Measured (docs/benchmarks.md): on 2 cores, inference on one thread and the loop on the other
+    shows more frames per second than inference on both, because drawing then waits for a core.
+    """
+    if value != "auto":
+        return int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (systemd CPUAffinity)
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def _modules(value, key):
     if isinstance(value, (list, tuple)):
         items = [str(v).strip() for v in value]
@@ -93,6 +115,7 @@ SCHEMA = {
         "min_free_mb": ("200", _number(0, 10 ** 6, integer=True)),
         "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
         "inference_timeout_s": ("30", _number(1, 3600)),
+        "cpu_threads": ("auto", _cpu_threads),
     },
     "camera": {
         "width": ("1280", _number(64, 8192, integer=True)),

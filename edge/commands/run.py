@@ -22,6 +22,8 @@ def add_arguments(parser):
     parser.add_argument("--kiosk", dest="kiosk_mode", action="store_true", default=None,
                         help="kiosk mode: Q does not quit")
     parser.add_argument("--no-kiosk", dest="kiosk_mode", action="store_false", help="Q quits")
+    parser.add_argument("--cpu-threads", help="threads for CPU inference: auto (all cores but one) or a "
+                                              "number (config cpu_threads)")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per result (headless)")
 
 
@@ -38,7 +40,7 @@ def _size(text):
 def build_kiosk(args, stdout=None):
     """Config + arguments -> (Kiosk, source, sink); nothing is opened yet."""
     from edge.caselog import CaseLog
-    from edge.config import load_config
+    from edge.config import load_config, resolve_cpu_threads
     from edge.kiosk import Kiosk, default_classifier_opener, discover_modules
     from edge.outputs import KeyScript, open_output
     from edge.sdnotify import Notifier
@@ -46,7 +48,7 @@ def build_kiosk(args, stdout=None):
 
     overrides = {"models_dir": args.models, "source": args.source, "output": args.output,
                  "backend": args.backend, "precision": args.precision, "state_dir": args.state_dir,
-                 "kiosk_mode": args.kiosk_mode}
+                 "kiosk_mode": args.kiosk_mode, "cpu_threads": args.cpu_threads}
     if args.size:
         overrides.update(_size(args.size))
     config = load_config(args.config, overrides)
@@ -63,7 +65,8 @@ def build_kiosk(args, stdout=None):
     kiosk = Kiosk(
         source, sink, slots, start=start,
         open_classifier=default_classifier_opener(kiosk_cfg["backend"], kiosk_cfg["precision"],
-                                                  kiosk_cfg["engine_cache"], config.quality),
+                                                  kiosk_cfg["engine_cache"], config.quality,
+                                                  threads=resolve_cpu_threads(kiosk_cfg["cpu_threads"])),
         keys=keys, kiosk_mode=kiosk_cfg["kiosk_mode"], max_frames=args.max_frames,
         smoothing=config.live["smoothing"],
         caselog_factory=lambda: CaseLog(state_dir, min_free_mb=min_free),

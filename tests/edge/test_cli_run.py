@@ -137,3 +137,31 @@ def test_a_cpu_fallback_is_said_loudly(tmp_path, tiny_bundle, synth_images):
     alert = Layout((800, 480)).alert.crop(last).astype(int)
     red = (np.abs(alert - np.array([40, 40, 220])).sum(axis=2) < 40).sum()
     assert red > 1000  # the red "RUNNING ON CPU - GPU unavailable" band
+
+
+def test_cpu_threads_reach_the_onnxruntime_session(tmp_path, tiny_bundle, synth_images):
+    """--cpu-threads (config cpu_threads) sets the inference threads of the kiosk's ONNX Runtime session."""
+    import argparse
+
+    from edge.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    config = _config(tmp_path, tiny_bundle)
+    for value, threads in (("1", 1), (None, None)):
+        (tmp_path / str(value)).mkdir()
+        argv = ["--config", config, "--source", _folder(tmp_path / str(value), synth_images)]
+        if value:
+            argv += ["--cpu-threads", value]
+        kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv))
+        classifier = kiosk.open_classifier(kiosk.slot)
+        try:
+            options = classifier.runner.session.get_session_options()
+            if threads is None:  # auto: all cores but one
+                from edge.config import resolve_cpu_threads
+
+                threads = resolve_cpu_threads("auto")
+            assert classifier.runner.threads == threads
+            assert options.intra_op_num_threads == threads
+        finally:
+            classifier.__exit__(None, None, None)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge.config import SCHEMA, load_config
+from edge.config import SCHEMA, load_config, resolve_cpu_threads
 from edge.errors import ConfigError
 
 
@@ -52,6 +52,8 @@ def test_file_values_then_overrides(tmp_path):
     ("[screen]\nwidth = 1\n", ["unknown section [screen]"]),
     ("kiosk_mode = yes\n", ["cannot be parsed"]),
     ("[kiosk]\nsource =\n", ["[kiosk] source", "must not be empty"]),
+    ("[kiosk]\ncpu_threads = 0\n", ["[kiosk] cpu_threads", "outside 1..256"]),
+    ("[kiosk]\ncpu_threads = all\n", ["[kiosk] cpu_threads", "not a whole number"]),
 ])
 def test_bad_values_name_the_key_and_the_fix(tmp_path, text, words):
     with pytest.raises(ConfigError) as info:
@@ -72,3 +74,13 @@ def test_missing_file_and_unknown_override(tmp_path):
 def test_every_default_is_valid():
     config = load_config(use_default_path=False)
     assert set(config.values) == set(SCHEMA)
+
+
+def test_cpu_threads_leave_one_core_to_the_loop(monkeypatch):
+    assert load_config(use_default_path=False).kiosk["cpu_threads"] == "auto"
+    assert load_config(use_default_path=False, overrides={"cpu_threads": "3"}).kiosk["cpu_threads"] == 3
+    assert resolve_cpu_threads(3) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})  # a Jetson Nano: 4 cores
+    assert resolve_cpu_threads("auto") == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
+    assert resolve_cpu_threads("auto") == 1  # one core: inference still gets a thread
