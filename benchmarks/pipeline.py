@@ -9,22 +9,29 @@ cached panel) and ``sink.write``.
 
 Two modes:
 
-* **file**: a video file or USB images; every frame waits for its own result (the loop is
-  sequential), so end-to-end frames per second = 1 / (decode + classify + overlay + sink).
+* **file**: a video file or USB images; every frame is drawn with its own result. The loop is a
+  depth-1 pipeline: the display thread decodes, preprocesses and quality-checks frame N+1 and hands
+  it to the inference thread before drawing frame N, so end-to-end frames per second =
+  1 / max(display thread's work, inference thread's work) per frame. Each stage is attributed to
+  the thread that really ran it.
 * **live**: a camera; capture, inference and display are decoupled. A CSI camera is emulated
   (``edge.sources.CsiCamera`` with a capture object replaying the decoded video at
   ``--camera-fps``: no camera exists here). Reported: results per second, displayed frames per
   second and the age of each result when first displayed (``Kiosk.result_ages``).
 
-Raw inference: the same backend and precision (``open_runner``) on the preprocessed tensors of
-the same video frames, timed in blocks interleaved with the file-mode kiosk runs, so the
-end-to-end / raw ratio is measured under the same machine load.
+Raw inference: the same backend, precision and CPU thread count as the kiosk (``open_runner``;
+the kiosk's ``cpu_threads``, by default all cores but one) on the preprocessed tensors of the same
+video frames, timed in blocks interleaved with the file-mode kiosk runs, so the end-to-end / raw
+ratio is measured under the same machine load. For ONNX Runtime the blocks also time raw
+inference with the runtime's own default (all cores), the fastest the model runs here with
+nothing beside it: the kiosk against that is reported too.
 """
 
 import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 
 if __package__ in (None, ""):
@@ -35,6 +42,7 @@ from benchmarks import common  # noqa: E402
 NAME = "pipeline"
 RATIO_GOAL = 0.95
 DEFAULT_BUNDLE = os.path.join(common.ROOT, "models", "chest")
+THREAD_LABELS = {"MainThread": "display thread (MainThread)", "inference": "inference thread"}
 CLASSIFY_STAGES = ("preprocess", "inference", "quality", "postprocess")
 STAGES = (
     ("capture", "capture/decode (source.read)"),
@@ -105,11 +113,13 @@ class StageTimes(object):
     def __init__(self):
         self.samples = {}
         self.stamps = {}
+        self.threads = {}  # stage -> {thread name: calls}
         self.enabled = True
 
     def wrap(self, stage, func):
         samples = self.samples.setdefault(stage, [])
         stamps = self.stamps.setdefault(stage, [])
+        threads = self.threads.setdefault(stage, {})
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
@@ -120,6 +130,8 @@ class StageTimes(object):
                 if self.enabled:
                     samples.append(end - start)
                     stamps.append((start, end))
+                    name = threading.current_thread().name
+                    threads[name] = threads.get(name, 0) + 1
 
         timed.__wrapped__ = func
         return timed
@@ -188,13 +200,13 @@ def instrument(kiosk, source, sink, times, profiler=None):
     return Patched(patches)
 
 
-def ort_tuning(spinning="default", threads=0):
+def ort_tuning(spinning="default"):
     """Experiment: every ONNX Runtime session this process creates gets these options.
 
     The runners (``edge.backends.onnxruntime``) build ``onnxruntime.SessionOptions()``; replacing
     that factory for the run changes both the raw and the kiosk's sessions alike.
     """
-    if spinning == "default" and not threads:
+    if spinning == "default":
         return Patched([])
     import onnxruntime
 
@@ -204,8 +216,6 @@ def ort_tuning(spinning="default", threads=0):
         options = base()
         if spinning == "off":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = int(threads)
         return options
 
     return Patched([(onnxruntime, "SessionOptions", session_options)])
@@ -214,7 +224,7 @@ def ort_tuning(spinning="default", threads=0):
 # ---- the kiosk as `medkiosk run` builds it ---------------------------------------------------------
 
 
-def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, config=None):
+def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, config=None, cpu_threads=None):
     """(kiosk, source, sink) from ``edge.commands.run.build_kiosk`` with headless arguments."""
     from edge.bundle import load_bundle
     from edge.commands import run as run_command
@@ -240,14 +250,20 @@ def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, co
     ]
     if config:
         argv += ["--config", config]
+    if cpu_threads:
+        argv += ["--cpu-threads", str(cpu_threads)]
     args = parser.parse_args(argv)
     kiosk, source, sink = run_command.build_kiosk(args)
     if engine_cache:
         # `medkiosk run` takes the engine cache from its config only; same opener, other folder.
+        from edge.config import resolve_cpu_threads
         from edge.kiosk import default_classifier_opener
 
         settings = kiosk_config(config)
-        kiosk.open_classifier = default_classifier_opener(backend, precision, engine_cache, settings.quality)
+        threads = resolve_cpu_threads(cpu_threads or settings.kiosk["cpu_threads"])
+        kiosk.open_classifier = default_classifier_opener(
+            backend, precision, engine_cache, settings.quality, threads=threads
+        )
     return kiosk, source, sink
 
 
@@ -299,16 +315,26 @@ def gaps(spans):
     return [max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(spans, spans[1:])]
 
 
-def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log):
-    """Blocks of (raw inference, file-mode kiosk), interleaved."""
+def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log, all_cores=None):
+    """Blocks of (raw inference, [raw on all cores,] file-mode kiosk), interleaved."""
     import edge.kiosk  # noqa: F401 (imported before timing)
 
     for block in range(args.blocks):
         start = time.perf_counter()
         durations = common.time_calls(_cycler(runner, tensors), args.raw_runs, warmup=3)
-        raw_blocks.append({"durations": durations, "wall_s": time.perf_counter() - start})
+        raw = {"durations": durations, "wall_s": time.perf_counter() - start}
+        if all_cores is not None:
+            raw["all_cores"] = common.time_calls(_cycler(all_cores, tensors), args.raw_runs, warmup=3)
+        raw_blocks.append(raw)
         kiosk, source, sink = build_kiosk(
-            args.bundle, video, args.backend, args.precision, args.frames, args.engine_cache, args.config
+            args.bundle,
+            video,
+            args.backend,
+            args.precision,
+            args.frames,
+            args.engine_cache,
+            args.config,
+            args.cpu_threads,
         )
         times = StageTimes()
         wall = run_kiosk(kiosk, source, sink, times)
@@ -349,6 +375,7 @@ def run_live_mode(args, frames, log, spy=None):
         args.live_frames,
         args.engine_cache,
         args.config,
+        args.cpu_threads,
     )
     camera = CsiCamera(
         fps=args.camera_fps, capture_factory=lambda _pipeline: ReplayCapture(frames, args.camera_fps)
@@ -490,27 +517,42 @@ def stage_summary(blocks, skip):
     return {stage: common.summarize(values) for stage, values in merged.items()}
 
 
+def stage_threads(blocks):
+    """stage -> the thread that ran most of its calls (file mode: "MainThread" draws, "inference" infers)."""
+    counts = {}
+    for block in blocks:
+        for stage, threads in block["times"].threads.items():
+            for name, calls in threads.items():
+                counts.setdefault(stage, {}).setdefault(name, 0)
+                counts[stage][name] += calls
+    return {stage: max(names, key=names.get) for stage, names in counts.items() if names}
+
+
 def summarize_file_mode(times_blocks, raw_blocks, skip):
     per_block = []
     for timed, raw in zip(times_blocks, raw_blocks):
         e2e = throughput(steady(timed["times"].stamps["sink"], skip))
         raw_rate = len(raw["durations"]) / sum(raw["durations"])
-        per_block.append(
-            {
-                "end_to_end_fps": e2e,
-                "raw_inference_fps": raw_rate,
-                "ratio": None if e2e is None else e2e / raw_rate,
-                "frames": timed["frames"],
-            }
-        )
+        entry = {
+            "end_to_end_fps": e2e,
+            "raw_inference_fps": raw_rate,
+            "ratio": None if e2e is None else e2e / raw_rate,
+            "frames": timed["frames"],
+        }
+        if raw.get("all_cores"):
+            all_rate = len(raw["all_cores"]) / sum(raw["all_cores"])
+            entry["raw_all_cores_fps"] = all_rate
+            entry["ratio_all_cores"] = None if e2e is None else e2e / all_rate
+        per_block.append(entry)
     ratios = sorted(b["ratio"] for b in per_block if b["ratio"] is not None)
+    ratios_all = sorted(b["ratio_all_cores"] for b in per_block if b.get("ratio_all_cores") is not None)
     raw_all = [d for raw in raw_blocks for d in raw["durations"]]
+    raw_all_cores = [d for raw in raw_blocks for d in raw.get("all_cores") or []]
     stages = stage_summary(times_blocks, skip)
     frame_times = []
     for block in times_blocks:
         frame_times.extend(intervals(steady(block["times"].stamps["sink"], skip)))
     frame = common.summarize(frame_times)
-    accounted = sum(stages[s]["median_ms"] for s, _ in STAGES if s in stages)
     # Means add up where medians do not: the time each stage spent between the first and the last
     # steady frame shown, per frame shown in that window (frames are sequential in file mode).
     mean_frame_ms = 1000.0 * sum(frame_times) / len(frame_times) if frame_times else None
@@ -525,6 +567,13 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
             spans = block["times"].stamps.get(key, [])
             totals[key] = totals.get(key, 0.0) + sum(e - b for b, e in spans if first < e <= last)
     mean_ms = {key: 1000.0 * total / shown for key, total in totals.items()} if shown else {}
+    threads = stage_threads(times_blocks)
+    # Pipelined: each thread's own stages must fit in a frame; the busier thread sets the pace.
+    busy = {}
+    for key, mean in mean_ms.items():
+        name = threads.get(key)
+        if name is not None:
+            busy[name] = busy.get(name, 0.0) + mean
     return {
         "blocks": per_block,
         "ratio_median": common.percentile(ratios, 50) if ratios else None,
@@ -535,10 +584,12 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
         "raw_inference_fps_median": 1000.0 / common.summarize(raw_all)["median_ms"],
         "frame": frame,
         "stages": stages,
-        "unaccounted_ms": frame["median_ms"] - accounted if frame.get("n") else None,
         "mean_frame_ms": mean_frame_ms,
         "stage_mean_ms": mean_ms,
-        "unaccounted_mean_ms": None if mean_frame_ms is None else mean_frame_ms - sum(mean_ms.values()),
+        "stage_threads": threads,
+        "thread_busy_mean_ms": busy,
+        "raw_all_cores": common.summarize(raw_all_cores) if raw_all_cores else None,
+        "ratio_all_cores_median": common.percentile(ratios_all, 50) if ratios_all else None,
     }
 
 
@@ -668,10 +719,10 @@ def parse_args(argv):
         "intra-op threads (what the runner would gain by setting it)",
     )
     parser.add_argument(
-        "--ort-threads",
-        type=int,
-        default=0,
-        help="experiment: ONNX Runtime intra-op threads for every session of this process (0: its default)",
+        "--cpu-threads",
+        default=None,
+        help="CPU inference threads of the kiosk and of raw inference: auto or a number (default: the "
+        "kiosk config's cpu_threads, i.e. what `medkiosk run` would use)",
     )
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
@@ -702,12 +753,22 @@ def measure(args, workdir, log=print):
     if args.backend == "tensorrt" and not args.engine_cache:
         # The kiosk looks for engines where its config says; build (or find) the raw runner's there too.
         args.engine_cache = kiosk_config(args.config).kiosk["engine_cache"]
+    from edge.config import resolve_cpu_threads
+
+    args.threads = resolve_cpu_threads(args.cpu_threads or kiosk_config(args.config).kiosk["cpu_threads"])
     runner = open_runner(
         bundle,
         backend=args.backend,
         precision=args.precision,
         engine_cache=args.engine_cache,
         allow_build=True,
+        threads=args.threads,
+    )
+    # ONNX Runtime on all cores (its default), with nothing beside it: the fastest raw rate here.
+    all_cores = (
+        open_runner(bundle, backend="onnxruntime", precision=args.precision)
+        if (args.backend == "onnxruntime")
+        else None
     )
     times_blocks, raw_blocks = [], []
     with runner:
@@ -716,8 +777,15 @@ def measure(args, workdir, log=print):
             "provider": runner.provider,
             "precision": runner.precision,
             "notices": runner.notices(),
+            "cpu_threads": args.threads,
         }
-        run_file_mode(args, args.video_path, times_blocks, raw_blocks, runner, tensors, log)
+        if all_cores is not None:
+            all_cores.load()
+        try:
+            run_file_mode(args, args.video_path, times_blocks, raw_blocks, runner, tensors, log, all_cores)
+        finally:
+            if all_cores is not None:
+                all_cores.close()
     file_mode = summarize_file_mode(times_blocks, raw_blocks, args.skip)
     live = None
     if args.live_frames > 0:
@@ -743,6 +811,7 @@ def measure(args, workdir, log=print):
             args.frames,
             args.engine_cache,
             args.config,
+            args.cpu_threads,
         )
         run_kiosk(kiosk, source, sink, StageTimes(), profiler=profiler)
         profile = profile_rows(profiler, args.profile_top)
@@ -755,7 +824,7 @@ def main(argv=None):
     env = common.environment()
     workdir = tempfile.mkdtemp(prefix="medkiosk-bench-pipeline-")
     try:
-        with ort_tuning(args.ort_spinning, args.ort_threads):
+        with ort_tuning(args.ort_spinning):
             bundle, runner_desc, file_mode, live, profile = measure(args, workdir)
     finally:
         import shutil
@@ -763,7 +832,14 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
     spec = bundle.description.input
     result = {
-        "title": "Pipeline overhead ({} {}), {}".format(args.backend, args.precision, bundle.bundle_id),
+        "title": "Pipeline overhead ({} {}{}), {}".format(
+            args.backend,
+            args.precision,
+            ""
+            if args.backend != "onnxruntime"
+            else ", {} CPU inference thread{}".format(args.threads, "" if args.threads == 1 else "s"),
+            bundle.bundle_id,
+        ),
         "command": common.command_line(NAME, argv),
         "environment": env,
         "backend": args.backend,
@@ -783,7 +859,8 @@ def main(argv=None):
             "camera_fps": args.camera_fps,
             "live_frames": args.live_frames,
             "ort_spinning": args.ort_spinning,
-            "ort_threads": args.ort_threads or "default",
+            "cpu_threads": args.threads,
+            "cpu_threads_setting": args.cpu_threads or "config",
         },
         "quick": args.quick,
         "file_mode": file_mode,
@@ -799,8 +876,10 @@ def main(argv=None):
         },
     }
     tag = bundle.module_id
-    if args.ort_spinning != "default" or args.ort_threads:
-        tag += "-ort-spin{}-threads{}".format(args.ort_spinning, args.ort_threads or "default")
+    if args.ort_spinning != "default":
+        tag += "-ort-spin{}".format(args.ort_spinning)
+    if args.cpu_threads:
+        tag += "-threads{}".format(args.cpu_threads)
     common.finish(result, args, NAME, tag=tag)
     return 0
 
@@ -817,16 +896,12 @@ def render_markdown(result):
     fm = result["file_mode"]
     settings = result["settings"]
     title = result["title"]
-    if (
-        settings.get("ort_spinning", "default") != "default"
-        or settings.get("ort_threads", "default") != "default"
-    ):
-        title += " - experiment: ONNX Runtime spinning {}, threads {}".format(
-            settings["ort_spinning"], settings["ort_threads"]
-        )
+    if settings.get("ort_spinning", "default") != "default":
+        title += " - experiment: ONNX Runtime spinning {}".format(settings["ort_spinning"])
+    threads = result["runner"].get("cpu_threads")
     lines = ["## {}".format(title), ""]
     lines.append(
-        "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}; bundle `{}` "
+        "Measured {} on {} ({} CPUs; load average {}), Python {}, onnxruntime {}; runner: {}{}; bundle `{}` "
         "({} {}); {}; {} interleaved blocks of {} raw inferences and a {}-frame kiosk run, first {} "
         "frames of each run excluded{}.".format(
             env["date"],
@@ -836,6 +911,9 @@ def render_markdown(result):
             env["python"],
             env["onnxruntime"],
             result["runner"]["describe"],
+            ""
+            if threads is None
+            else ", {} CPU inference thread{}".format(threads, "" if threads == 1 else "s"),
             result["bundle"],
             result["model"]["arch"],
             result["model"]["input"],
@@ -850,58 +928,65 @@ def render_markdown(result):
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
-    if (
-        settings.get("ort_spinning", "default") != "default"
-        or settings.get("ort_threads", "default") != "default"
-    ):
+    if settings.get("ort_spinning", "default") != "default":
         lines.append(
             "**Experiment**: every ONNX Runtime session of this run (raw and kiosk) was created with "
-            "intra-op spinning {} and {} intra-op threads; the shipped runner does not do this.".format(
-                settings["ort_spinning"], settings["ort_threads"]
-            )
+            "intra-op spinning {}.".format(settings["ort_spinning"])
         )
         lines.append("")
-    lines.append("### File mode (video file or USB images: every frame classified, sequential)")
+    lines.append(
+        "### File mode (video file or USB images: every frame drawn with its own result, depth-1 pipeline)"
+    )
     lines.append("")
-    lines.append("| stage | median (ms) | IQR (ms) | p90 (ms) | mean (ms) | share of frame time (means) |")
+    lines.append(
+        "The display thread (`MainThread`) decodes and prepares frame N+1 and hands it to the `inference` "
+        "thread before drawing frame N. Each stage is listed under the thread that ran it; a thread's "
+        "busy time per frame shown must fit in the frame time, and the busier thread sets the pace."
+    )
+    lines.append("")
+    lines.append("| stage | thread | median (ms) | IQR (ms) | p90 (ms) | mean per frame shown (ms) |")
     lines.append("|---|---|---|---|---|---|")
-    mean_frame = fm.get("mean_frame_ms")
     means = fm.get("stage_mean_ms") or {}
+    stage_threads = fm.get("stage_threads") or {}
     for key, label in STAGES:
         stage = fm["stages"].get(key)
         if not stage or not stage.get("n"):
             continue
-        mean = means.get(key)
-        share = mean / mean_frame if mean is not None and mean_frame else None
         lines.append(
-            "| {} | {:.2f} | {:.2f} | {:.2f} | {} | {} |".format(
+            "| {} | {} | {:.2f} | {:.2f} | {:.2f} | {} |".format(
                 label,
+                stage_threads.get(key, "?"),
                 stage["median_ms"],
                 stage["iqr_ms"],
                 stage["p90_ms"],
-                common.fmt(mean, 2),
-                "n/a" if share is None else "{:.0%}".format(share),
-            )
-        )
-    rest = fm.get("unaccounted_mean_ms")
-    if rest is not None and mean_frame:
-        lines.append(
-            "| rest: loop bookkeeping, thread hand-off, waiting for a CPU | | | | {:.2f} | {:.0%} |".format(
-                rest, rest / mean_frame
+                common.fmt(means.get(key), 2),
             )
         )
     frame = fm["frame"]
+    mean_frame = fm.get("mean_frame_ms")
+    for name, busy in sorted((fm.get("thread_busy_mean_ms") or {}).items()):
+        lines.append(
+            "| *{} busy* | | | | | {:.2f} ({}) |".format(
+                THREAD_LABELS.get(name, name + " thread"),
+                busy,
+                "n/a" if not mean_frame else "{:.0%} of the frame".format(busy / mean_frame),
+            )
+        )
     lines.append(
-        "| **whole frame (sink to sink)** | **{:.2f}** | {:.2f} | {:.2f} | {} | 100% |".format(
+        "| **whole frame (sink to sink)** | | **{:.2f}** | {:.2f} | {:.2f} | {} |".format(
             frame["median_ms"], frame["iqr_ms"], frame["p90_ms"], common.fmt(mean_frame, 2)
         )
     )
     lines.append("")
     raw = fm["raw_inference"]
     lines.append(
-        "- Raw inference, same runner settings, same preprocessed tensors: median {:.2f} ms (IQR {:.2f}, "
+        "- Raw inference, same runner settings{}, same preprocessed tensors: median {:.2f} ms (IQR {:.2f}, "
         "p90 {:.2f}) = {:.1f} inferences/s.".format(
-            raw["median_ms"], raw["iqr_ms"], raw["p90_ms"], fm["raw_inference_fps_median"]
+            "" if threads is None else " ({} CPU thread{})".format(threads, "" if threads == 1 else "s"),
+            raw["median_ms"],
+            raw["iqr_ms"],
+            raw["p90_ms"],
+            fm["raw_inference_fps_median"],
         )
     )
     lines.append(
@@ -915,6 +1000,18 @@ def render_markdown(result):
             _verdict(result["goals"]["file_mode_ratio_ok"]),
         )
     )
+    all_cores = fm.get("raw_all_cores")
+    if all_cores and all_cores.get("n"):
+        lines.append(
+            "- For comparison, raw inference with ONNX Runtime's default threads (all cores) and nothing "
+            "beside it: median {:.2f} ms = {:.1f} inferences/s; end-to-end / that, per block median "
+            "{}. On a CPU backend the loop's own work (decode, preprocess, overlay) needs a core too; on a "
+            "Jetson inference runs on the GPU.".format(
+                all_cores["median_ms"],
+                1000.0 / all_cores["median_ms"],
+                common.fmt(fm.get("ratio_all_cores_median"), 2),
+            )
+        )
     lines.append("")
     live = result.get("live_mode")
     if live:
