@@ -156,3 +156,39 @@ def test_py_spy_samples_the_live_run(tiny_bundle, tmp_path):
     names = {t["thread"] for t in spy["threads"]}
     assert "MainThread" in names
     assert "### Live mode, every thread (py-spy" in (tmp_path / "b.md").read_text()
+
+
+def test_tensorrt_backend_runs_the_same_measurement(tiny_bundle, tmp_path, monkeypatch):
+    """``--backend tensorrt`` end to end through the script, on STAND-INS for tensorrt and pycuda.
+
+    No GPU or TensorRT exists on CI: the strict fakes of tests/edge/test_backend_tensorrt.py (one
+    CUDA context per thread, a fake engine that really computes from the copied bytes) are put
+    where ``import tensorrt`` / ``import pycuda.driver`` find them, and the engine comes from the
+    real engine cache. The numbers mean nothing; the path, the table and the JSON are what is tested.
+    On a Jetson the same command measures the real engine.
+    """
+    import types
+
+    from edge.bundle import load_bundle
+    from tests.edge.test_backend_tensorrt import EngineV3, FakeCuda, _cached_engine, _tensors, fake_tensorrt
+
+    bundle = load_bundle(tiny_bundle)
+    cuda = FakeCuda()
+    trt = fake_tensorrt(cuda, EngineV3, _tensors(bundle), "10.3.0")
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = cuda
+    for name, module in (("tensorrt", trt), ("pycuda", pycuda), ("pycuda.driver", cuda)):
+        monkeypatch.setitem(sys.modules, name, module)
+    cache = str(tmp_path / "engines")
+    _cached_engine(bundle, cache)
+    out = tmp_path / "trt.json"
+    code = pipeline.main(["--quick", "--backend", "tensorrt", "--precision", "fp16", "--engine-cache", cache,
+                          "--bundle", tiny_bundle, "--out-json", str(out), "--doc", str(tmp_path / "b.md")])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["runner"]["describe"].startswith("tensorrt") and data["runner"]["precision"] == "fp16"
+    assert data["file_mode"]["raw_all_cores"] is None  # the all-cores reference is for ONNX Runtime only
+    assert data["file_mode"]["stages"]["inference"]["n"] > 0 and data["live_mode"]["results_fps"] > 0
+    assert len(trt.engines) >= 2  # the raw runner's and the kiosk's (loaded in its inference thread)
+    doc = (tmp_path / "b.md").read_text()
+    assert "## Pipeline overhead (tensorrt fp16), synth-test" in doc and "| inference (runner.infer) |" in doc
