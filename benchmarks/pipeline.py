@@ -898,6 +898,8 @@ def render_markdown(result):
     title = result["title"]
     if settings.get("ort_spinning", "default") != "default":
         title += " - experiment: ONNX Runtime spinning {}".format(settings["ort_spinning"])
+    if result.get("live_mode") and settings.get("camera_fps") != 30.0:
+        title += " - stress: camera emulated at {:g} fps".format(settings["camera_fps"])
     threads = result["runner"].get("cpu_threads")
     lines = ["## {}".format(title), ""]
     lines.append(
