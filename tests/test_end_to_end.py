@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
+from training.splits import Split
 
 
 def _classify_json(bundle, images):
@@ -23,19 +24,17 @@ def _classify_json(bundle, images):
 
 
 def test_held_out_synthetic_split_is_classified_at_least_90_percent(test_artifacts):
-    with open(os.path.join(test_artifacts.root, "run", "split.json")) as handle:
-        split = json.load(handle)
-    test_items = split["test"]
-    assert len(test_items) >= 20
-    paths = [os.path.join(split["root"], item["path"]) for item in test_items]
+    split = Split.from_file(os.path.join(test_artifacts.root, "run", "split.json"))
+    assert len(split.test) >= 20
+    paths = [sample.path for sample in split.test]
     report = _classify_json(test_artifacts.bundle, paths)
     assert len(report["images"]) == len(paths)
     correct = 0
-    for item, result in zip(test_items, report["images"]):
+    for sample, result in zip(split.test, report["images"]):
         probabilities = result["probabilities"]
         assert abs(sum(probabilities.values()) - 1.0) < 1e-4  # every class, softmax inside the graph
         assert len(result["top3"]) == 3
-        correct += result["top3"][0]["name"] == item["labels"][0]
+        correct += result["top3"][0]["name"] == sample.labels[0]
     assert correct / float(len(paths)) >= 0.9, "held-out accuracy {}/{}".format(correct, len(paths))
 
 

@@ -127,14 +127,19 @@ class Split(object):
         common = os.path.commonpath(paths)
         return common if os.path.isdir(common) else os.path.dirname(common)
 
-    def to_dict(self, root=None):
+    def to_dict(self, root=None, relative_to=None):
+        """The split as JSON data; ``root`` is stored relative to the folder ``relative_to`` when given
+        (the split file's folder), so a checkout with its data beside it works on any machine."""
         root = os.path.abspath(root) if root else self._root()
+        stored_root = root
+        if relative_to:
+            stored_root = os.path.relpath(root, os.path.abspath(relative_to)).replace(os.sep, "/")
         data = {
             "format": SPLIT_FORMAT,
             "version": SPLIT_VERSION,
             "seed": self.seed,
             "fractions": list(self.fractions),
-            "root": root,
+            "root": stored_root,
             "meta": self.meta,
             "counts": self.counts(),
         }
@@ -148,7 +153,7 @@ class Split(object):
         path = str(path)
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        text = json.dumps(self.to_dict(root), indent=1, sort_keys=True) + "\n"
+        text = json.dumps(self.to_dict(root, relative_to=parent), indent=1, sort_keys=True) + "\n"
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -175,7 +180,20 @@ class Split(object):
         if data.get("version") != SPLIT_VERSION:
             raise ConfigError("split file {}: version {!r} not supported (expected {})".format(
                 path, data.get("version"), SPLIT_VERSION))
-        base = str(root) if root else data.get("root") or os.path.dirname(os.path.abspath(path))
+        folder = os.path.dirname(os.path.abspath(path))
+        stored = data.get("root")
+        if root:
+            base = str(root)
+        elif stored:
+            # Relative roots (written since the split files moved with the repository) are relative to
+            # this file's folder; absolute ones (older files) are used as they are.
+            stored = str(stored)
+            if os.path.isabs(stored):
+                base = stored
+            else:
+                base = os.path.normpath(os.path.join(folder, *stored.split("/")))
+        else:
+            base = folder
         parts = {}
         for name in SPLITS:
             entries = data.get(name)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from training.splits import Split
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -68,21 +70,21 @@ def test_augment_fills_train_classes_only(workspace):
     out = workspace / "augmented"
     result = medkiosk("data", "augment", "--split", workspace / "split.json", "--out", out, "--per-class", 20)
     assert result.returncode == 0, result.stderr
-    split = json.loads((workspace / "split.json").read_text())
-    train_sources = {os.path.join(split["root"], e["path"]) for e in split["train"]}
+    train = Split.from_file(str(workspace / "split.json")).train
+    train_sources = {sample.path for sample in train}
     manifest = json.loads((out / "augment.json").read_text())
     assert {f["source"] for f in manifest["files"]} <= train_sources
     for cls in ("circle", "square", "triangle"):
         names = sorted(os.listdir(str(out / cls)))
         assert len(names) == 20
         originals = [n for n in names if re.fullmatch(r"\d{3}\.png", n)]
-        assert set(originals) == {os.path.basename(e["path"]) for e in split["train"] if e["labels"] == [cls]}
+        assert set(originals) == {os.path.basename(s.path) for s in train if list(s.labels) == [cls]}
         augmented = [n for n in names if n not in originals]
         assert augmented and all(re.search(r"_(rot-?\d+|flipH|flipV|scale[\d.]+|bright[\d.]+|contrast[\d.]+|"
                                            r"sat[\d.]+)", n) for n in augmented)
         assert len(originals) == manifest["per_class"][cls]["originals"]
     # No val/test image was copied: the per-class originals are exactly the train ones.
-    assert sum(v["originals"] for v in manifest["per_class"].values()) == len(split["train"])
+    assert sum(v["originals"] for v in manifest["per_class"].values()) == len(train)
 
 
 def test_errors_are_one_line(workspace):

@@ -1,5 +1,6 @@
 """training.splits: patient-level, stratified, reproducible splits; split files; leak checks."""
 
+import json
 import os
 import random
 import shutil
@@ -70,6 +71,33 @@ def test_split_file_roundtrip_with_new_root(dataset, tmp_path):
     assert loaded.counts() == split.counts()
     with pytest.raises(ConfigError):
         Split.from_file(str(tmp_path / "nope.json"))
+
+
+def test_split_file_travels_with_its_data(dataset, tmp_path):
+    """The root is stored relative to the split file: a checkout with its data beside it (the
+    repository's splits/ and ../shared on CI) resolves on any machine, without --root."""
+    root, samples = dataset
+    project = tmp_path / "project"
+    shutil.copytree(root, str(project / "data" / "images"))
+    split = make_split(samples_from_folder(str(project / "data" / "images")), seed=3)
+    path = split.to_file(str(project / "repo" / "splits" / "s.json"), root=str(project / "data" / "images"))
+    with open(path) as handle:
+        assert json.load(handle)["root"] == "../../data/images"
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(project), str(moved))
+    loaded = Split.from_file(str(moved / "repo" / "splits" / "s.json"))
+    assert loaded.root == str(moved / "data" / "images")
+    assert all(os.path.isfile(s.path) for _name, part in loaded.parts() for s in part)
+    assert [s.patient_id for s in loaded.test] == [s.patient_id for s in split.test]
+    # Files written before roots were relative hold an absolute root: still read as it is.
+    path = str(moved / "repo" / "splits" / "s.json")
+    with open(path) as handle:
+        data = json.load(handle)
+    data["root"] = str(moved / "data" / "images")
+    old = str(tmp_path / "old.json")
+    with open(old, "w") as handle:
+        json.dump(data, handle)
+    assert [s.path for s in Split.from_file(old).train] == [s.path for s in loaded.train]
 
 
 def test_bad_fractions(dataset):
