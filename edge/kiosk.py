@@ -174,17 +174,23 @@ class InferenceWorker(object):
         self._thread.start()
         return self
 
-    def submit(self, job, queue=False):
-        """Hand ``job`` over. A job still waiting is replaced (live: only the newest frame matters);
-        with ``queue`` this waits until the worker has taken it instead, so no frame is dropped."""
+    def submit(self, job, queue_s=None):
+        """Hand ``job`` over and return True. A job still waiting is replaced (live: only the newest
+        frame matters); with ``queue_s`` it waits up to that long for the worker to take the waiting
+        job instead, and returns False (``job`` not handed over) if it did not."""
         with self._cond:
-            if queue:
+            if queue_s is not None:
+                deadline = time.monotonic() + queue_s
                 while self._pending is not None and not self._stop:
-                    self._cond.wait(0.2)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
             if self._pending is not None:
                 self.dropped += 1
             self._pending = job
             self._cond.notify_all()
+            return True
 
     def take(self):
         """The newest outcome not yet taken, or None."""
@@ -488,7 +494,7 @@ class Kiosk(object):
                     self._frame, self._stamp, self._shown_name = frame, stamp, self._source_name()
                     return True
                 earlier, self._inflight = self._inflight, job
-                worker.submit(job, queue=True)  # queued behind the earlier frame: inference never waits
+                self._queue(worker, job)  # behind the earlier frame: inference never waits for this loop
                 if earlier is not None:
                     self._finish(worker, earlier)
                     return True
@@ -518,6 +524,15 @@ class Kiosk(object):
         self._seq += 1
         return Job(self._seq, frame, stamp, slot, self.frozen, prepared=prepared,
                    generation=self._generation, name=self._source_name())
+
+    def _queue(self, worker, job):
+        """Submit without dropping the job waiting before it; a hung inference ends the run meanwhile."""
+        while not worker.submit(job, queue_s=0.2):
+            if self._stop.is_set():
+                return
+            if self.notifier is not None:
+                self.notifier.watchdog()
+            self._check_stall(worker)
 
     def _finish_inflight(self, worker):
         """Wait for the frame in flight, apply its result and make it the frame shown; False if none."""

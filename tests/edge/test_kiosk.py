@@ -477,7 +477,8 @@ def test_worker_keeps_each_queued_frames_own_outcome(slot):
         opening = threading.Timer(0.5, gate.set)
         opening.start()
         for seq, image in enumerate(images[:3], start=1):
-            worker.submit(Job(seq, image, seq, slot, False), queue=True)  # the 3rd waits for a free slot
+            # The 3rd waits for the 2nd to be taken (the gate opens at 0.5 s).
+            assert worker.submit(Job(seq, image, seq, slot, False), queue_s=10.0)
         outcomes = [worker.wait_for(seq, 20.0) for seq in (1, 2, 3)]
         assert [outcome.job.seq for outcome in outcomes] == [1, 2, 3] and worker.dropped == 0
         # Each outcome is its own frame's: the quality gate measured that frame's grey level.
@@ -486,6 +487,9 @@ def test_worker_keeps_each_queued_frames_own_outcome(slot):
         worker.submit(Job(4, images[3], 4, slot, False))  # runs (blocked at the gate)
         time.sleep(0.2)
         worker.submit(Job(5, images[0], 5, slot, False))  # waits...
+        # A queued submit gives up (False, nothing replaced) while the worker stays busy: the kiosk
+        # then checks for a stalled inference instead of blocking for ever.
+        assert worker.submit(Job(7, images[2], 7, slot, False), queue_s=0.1) is False and worker.dropped == 0
         worker.submit(Job(6, images[1], 6, slot, False))  # ...and is replaced (live: newest frame only)
         gate.set()
         assert worker.wait_for(6, 20.0).job.seq == 6 and worker.dropped == 1
@@ -493,3 +497,38 @@ def test_worker_keeps_each_queued_frames_own_outcome(slot):
     finally:
         gate.set()
         worker.stop()
+
+
+def test_a_hung_inference_behind_a_queued_frame_still_ends_the_run(tmp_path, slot, synth_images):
+    """Pipelined video, a key drops the frame in flight, then that inference hangs (a stand-in: the
+    real classifier, made to block from its second call on, as a wedged GPU would): the loop must
+    not wait for ever to queue the next frame behind it, but report the stall for systemd."""
+    import threading
+
+    release = threading.Event()
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    calls = []
+
+    def open_hanging(module_slot):
+        classifier = opener(module_slot)
+        for name in ("classify", "infer_prepared"):
+            method = getattr(classifier, name)
+
+            def hanging(item, method=method):
+                calls.append(item)
+                if len(calls) >= 2:
+                    release.wait(30)
+                return method(item)
+
+            setattr(classifier, name, hanging)
+        return classifier
+
+    path = _class_video(tmp_path, synth_images)
+    kiosk = Kiosk(open_source("file://" + path), NullSink(), [slot], size=SIZE, keys=KeyScript("M"),
+                  open_classifier=open_hanging, inference_timeout_s=0.5)
+    try:
+        with kiosk.source, pytest.raises(KioskFailure, match="inference stalled for more than 0.5 s"):
+            kiosk.run()
+    finally:
+        release.set()
+    assert kiosk.frames == 1 and len(calls) == 2
