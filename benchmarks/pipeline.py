@@ -267,6 +267,20 @@ def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, co
     return kiosk, source, sink
 
 
+def _kiosk_for(args, video, frames):
+    """build_kiosk with this run's bundle, backend, precision, engine cache, config and threads."""
+    return build_kiosk(
+        args.bundle,
+        video,
+        args.backend,
+        args.precision,
+        frames,
+        args.engine_cache,
+        args.config,
+        args.cpu_threads,
+    )
+
+
 def kiosk_config(path=None):
     """The configuration `medkiosk run` reads (its default file when ``path`` is None)."""
     from edge.config import load_config
@@ -326,16 +340,7 @@ def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log, a
         if all_cores is not None:
             raw["all_cores"] = common.time_calls(_cycler(all_cores, tensors), args.raw_runs, warmup=3)
         raw_blocks.append(raw)
-        kiosk, source, sink = build_kiosk(
-            args.bundle,
-            video,
-            args.backend,
-            args.precision,
-            args.frames,
-            args.engine_cache,
-            args.config,
-            args.cpu_threads,
-        )
+        kiosk, source, sink = _kiosk_for(args, video, args.frames)
         times = StageTimes()
         wall = run_kiosk(kiosk, source, sink, times)
         if kiosk.failures:
@@ -367,16 +372,7 @@ def run_live_mode(args, frames, log, spy=None):
     """The decoupled loop fed by an emulated CSI camera at ``--camera-fps``."""
     from edge.sources import CsiCamera
 
-    kiosk, _file_source, sink = build_kiosk(
-        args.bundle,
-        args.video_path,
-        args.backend,
-        args.precision,
-        args.live_frames,
-        args.engine_cache,
-        args.config,
-        args.cpu_threads,
-    )
+    kiosk, _file_source, sink = _kiosk_for(args, args.video_path, args.live_frames)
     camera = CsiCamera(
         fps=args.camera_fps, capture_factory=lambda _pipeline: ReplayCapture(frames, args.camera_fps)
     )
@@ -803,16 +799,7 @@ def measure(args, workdir, log=print):
         import cProfile
 
         profiler = cProfile.Profile()
-        kiosk, source, sink = build_kiosk(
-            args.bundle,
-            args.video_path,
-            args.backend,
-            args.precision,
-            args.frames,
-            args.engine_cache,
-            args.config,
-            args.cpu_threads,
-        )
+        kiosk, source, sink = _kiosk_for(args, args.video_path, args.frames)
         run_kiosk(kiosk, source, sink, StageTimes(), profiler=profiler)
         profile = profile_rows(profiler, args.profile_top)
     return bundle, runner_desc, file_mode, live, profile
