@@ -489,8 +489,10 @@ class Kiosk(object):
             if frame is not None and slot.usable and stamp != self._submitted_stamp:
                 job = self._job(frame, stamp, slot, prepare=True)
                 self._submitted_stamp = stamp
-                if job is None:  # could not be prepared; counted, drawn without a result
-                    self._finish_inflight(worker)
+                if job is None:  # could not be prepared (counted): skipped, the earlier frame is drawn
+                    if self._finish_inflight(worker):
+                        return True
+                    self._result = None  # nothing earlier: this frame, drawn without a result
                     self._frame, self._stamp, self._shown_name = frame, stamp, self._source_name()
                     return True
                 earlier, self._inflight = self._inflight, job

@@ -532,3 +532,48 @@ def test_a_hung_inference_behind_a_queued_frame_still_ends_the_run(tmp_path, slo
     finally:
         release.set()
     assert kiosk.frames == 1 and len(calls) == 2
+
+
+def test_a_frame_that_cannot_be_prepared_is_counted_and_never_shows_another_frames_result(
+        tmp_path, slot, synth_images):
+    """Preparing one video frame fails (injected): it is counted, and no screen pairs a frame with a
+    result that is not its own."""
+    from edge.classify import Classifier
+    from edge.quality import QualityThresholds
+
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    prepared = []
+
+    def open_failing(module_slot):
+        classifier = opener(module_slot)
+        make_preparer = classifier.preparer
+
+        def preparer(depth=2):
+            prepare = make_preparer(depth)
+
+            def call(image):
+                prepared.append(1)
+                if len(prepared) in (2, 4):
+                    raise ValueError("injected: frame cannot be prepared")
+                return prepare(image)
+
+            return call
+
+        classifier.preparer = preparer
+        return classifier
+
+    path = _class_video(tmp_path, synth_images)
+    sink = RecordingSink()
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_failing,
+                  stderr=io.StringIO())
+    sink.kiosk = kiosk
+    with kiosk.source, sink:
+        assert kiosk.run() == 0
+    assert kiosk.failures == 2 and "injected" in kiosk.last_error
+    decoded = _decoded(path)
+    assert len(sink.shown) == len(decoded) - 2  # the two frames that failed are skipped
+    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
+                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
+        for frame, probabilities in sink.shown:
+            assert probabilities is not None
+            assert np.allclose(probabilities, classifier.classify(frame).probabilities, atol=1e-5)
