@@ -603,6 +603,8 @@ class Kiosk(object):
             self._log(job.slot.problem)
             return
         if outcome.error is not None:
+            if not live and job.generation == self._generation:
+                self._result = None  # files: this frame is drawn next, and never with another's result
             self._fail(outcome.error)
             return
         self.consecutive_failures = 0

@@ -577,3 +577,35 @@ def test_a_frame_that_cannot_be_prepared_is_counted_and_never_shows_another_fram
         for frame, probabilities in sink.shown:
             assert probabilities is not None
             assert np.allclose(probabilities, classifier.classify(frame).probabilities, atol=1e-5)
+
+
+def test_a_failed_inference_leaves_its_frame_without_a_result(tmp_path, slot, synth_images):
+    """One video frame's inference raises (injected): that frame is drawn as still analysing, not
+    under the previous frame's result; the failure is counted."""
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    calls = []
+
+    def open_failing(module_slot):
+        classifier = opener(module_slot)
+        for name in ("classify", "infer_prepared"):
+            method = getattr(classifier, name)
+
+            def failing(item, method=method):
+                calls.append(1)
+                if len(calls) == 3:
+                    raise RuntimeError("injected: inference failed")
+                return method(item)
+
+            setattr(classifier, name, failing)
+        return classifier
+
+    path = _class_video(tmp_path, synth_images)
+    sink = RecordingSink()
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_failing,
+                  stderr=io.StringIO())
+    sink.kiosk = kiosk
+    with kiosk.source, sink:
+        assert kiosk.run() == 0
+    assert kiosk.failures == 1 and "injected" in kiosk.last_error
+    assert [probabilities is None for _frame, probabilities in sink.shown] == [
+        index == 2 for index in range(len(_decoded(path)))]
