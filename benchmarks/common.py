@@ -193,6 +193,15 @@ def make_video(path, frames, bundle=None):
     return path, "640x480 MJPG video of synthetic shapes (the bundle has no golden images)"
 
 
+def headless_run_args(bundle, video, frames, backend, precision):
+    """``medkiosk run`` arguments for the headless kiosk loop over ``video`` for ``frames`` frames."""
+    from edge.bundle import load_bundle
+
+    return ["--models", bundle, "--module", load_bundle(bundle).module_id, "--quiet",
+            "--source", "file://" + video, "--output", "null://", "--max-frames", str(frames),
+            "--backend", backend, "--precision", precision]
+
+
 def display_path(path):
     """A path relative to the repository when inside it, else absolute."""
     path = os.path.abspath(str(path))

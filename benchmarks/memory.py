@@ -115,30 +115,9 @@ def available_backends(bundle_path, precision_of=lambda name: "fp32"):
 
 def kiosk_argv(bundle, backend, precision, video, frames):
     """The headless kiosk loop on a video for ``frames`` frames."""
-    from edge.bundle import load_bundle
-
-    module = load_bundle(bundle).module_id
-    return [
-        sys.executable,
-        "-m",
-        "edge",
-        "run",
-        "--models",
-        bundle,
-        "--module",
-        module,
-        "--quiet",
-        "--source",
-        "file://" + video,
-        "--output",
-        "null://",
-        "--max-frames",
-        str(frames),
-        "--backend",
-        backend,
-        "--precision",
-        precision,
-    ]
+    return [sys.executable, "-m", "edge", "run"] + common.headless_run_args(
+        bundle, video, frames, backend, precision
+    )
 
 
 def classify_argv(bundle, backend, precision, images):

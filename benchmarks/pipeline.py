@@ -226,28 +226,11 @@ def ort_tuning(spinning="default"):
 
 def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, config=None, cpu_threads=None):
     """(kiosk, source, sink) from ``edge.commands.run.build_kiosk`` with headless arguments."""
-    from edge.bundle import load_bundle
     from edge.commands import run as run_command
 
     parser = argparse.ArgumentParser()
     run_command.add_arguments(parser)
-    argv = [
-        "--models",
-        bundle,
-        "--module",
-        load_bundle(bundle).module_id,
-        "--source",
-        "file://" + video,
-        "--output",
-        "null://",
-        "--max-frames",
-        str(frames),
-        "--backend",
-        backend,
-        "--precision",
-        precision,
-        "--quiet",
-    ]
+    argv = common.headless_run_args(bundle, video, frames, backend, precision)
     if config:
         argv += ["--config", config]
     if cpu_threads:

@@ -25,6 +25,20 @@ def write_video(path, images, frames_per_image=3, size=(160, 120), fps=10):
     return count
 
 
+def read_video(path):
+    """Every frame of a video file, decoded by OpenCV as the kiosk's file source decodes it."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        capture.release()
+
+
 def blurred(image, size=(320, 240)):
     """A strongly blurred (out of focus) upscaled copy."""
     big = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)

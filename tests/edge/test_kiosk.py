@@ -25,7 +25,7 @@ from edge.overlay import Layout
 from edge.smoothing import ProbabilitySmoother
 from edge.sources import open_source
 from edge.sources.base import Source
-from tests.edge.kiosk_media import CaptureFactory, blurred, write_video
+from tests.edge.kiosk_media import CaptureFactory, blurred, read_video, write_video
 
 SIZE = (800, 480)
 LAYOUT = Layout(SIZE)
@@ -149,18 +149,6 @@ class RecordingSink(NullSink):
         self.shown.append((self.kiosk._frame.copy(), None if result is None else list(result.probabilities)))
 
 
-def _decoded(path):
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def _class_video(tmp_path, synth_images):
     images = [cv2.imread(paths[index]) for index in range(2) for paths in synth_images.values()]
     path = str(tmp_path / "clip.avi")
@@ -168,20 +156,55 @@ def _class_video(tmp_path, synth_images):
     return path
 
 
-def test_video_frames_are_drawn_with_their_own_results(tmp_path, slot, synth_images):
-    """Pipelined file mode (frame N+1 inferred while N is drawn) never pairs a frame with another's result."""
-    from edge.classify import Classifier
-    from edge.quality import QualityThresholds
+def _hooked_opener(before):
+    """The real opener, with ``before(how)`` called ahead of each classification the inference thread
+    makes: "whole" (classify, the worker prepares) or "prepared" (infer_prepared). Failures and hangs
+    are injected through it."""
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
 
+    def open_hooked(module_slot):
+        classifier = opener(module_slot)
+        for name, how in (("classify", "whole"), ("infer_prepared", "prepared")):
+            method = getattr(classifier, name)
+
+            def hooked(item, method=method, how=how):
+                before(how)
+                return method(item)
+
+            setattr(classifier, name, hooked)
+        return classifier
+
+    return open_hooked
+
+
+def _recorded_video_run(tmp_path, slot, synth_images, open_classifier=None, **kwargs):
+    """The kiosk over a clip changing class every frame, into a RecordingSink: (kiosk, sink, video path)."""
     path = _class_video(tmp_path, synth_images)
     sink = RecordingSink()
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
-    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, keys=KeyScript("WAIT4,SPACE"),
-                  max_frames=9, open_classifier=opener)
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, stderr=io.StringIO(),
+                  open_classifier=open_classifier or default_classifier_opener("onnxruntime", "fp32", None,
+                                                                               QUALITY), **kwargs)
     sink.kiosk = kiosk
     with kiosk.source, sink:
         assert kiosk.run() == 0
-    decoded = _decoded(path)
+    return kiosk, sink, path
+
+
+def _classified(slot, frames):
+    """Each frame's probabilities from a classifier of its own, outside the kiosk."""
+    from edge.classify import Classifier
+    from edge.quality import QualityThresholds
+
+    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
+                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
+        return [classifier.classify(frame).probabilities for frame in frames]
+
+
+def test_video_frames_are_drawn_with_their_own_results(tmp_path, slot, synth_images):
+    """Pipelined file mode (frame N+1 inferred while N is drawn) never pairs a frame with another's result."""
+    kiosk, sink, path = _recorded_video_run(tmp_path, slot, synth_images, keys=KeyScript("WAIT4,SPACE"),
+                                            max_frames=9)
+    decoded = read_video(path)
     shown = [frame for frame, _probabilities in sink.shown]
     # Frames 1-5 in order, then SPACE froze the frame on screen (the 5th), not the one read ahead.
     assert len(shown) == 9
@@ -189,9 +212,7 @@ def test_video_frames_are_drawn_with_their_own_results(tmp_path, slot, synth_ima
         assert np.array_equal(shown[index], decoded[index]), "frame {} out of order".format(index + 1)
     for frame in shown[5:]:
         assert np.array_equal(frame, decoded[4])
-    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
-                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
-        expected = [classifier.classify(frame).probabilities for frame in shown]
+    expected = _classified(slot, shown)
     drawn = [(index, probabilities) for index, (_frame, probabilities) in enumerate(sink.shown)
              if probabilities is not None]
     assert [index for index, _ in drawn] == list(range(9))  # the frozen image waits for its own result too
@@ -208,22 +229,11 @@ def test_video_inference_overlaps_drawing(tmp_path, slot, synth_images):
 
     started = []
     lock = threading.Condition()
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
 
-    def open_recording(module_slot):
-        classifier = opener(module_slot)
-
-        def recording(method, how):
-            def call(item):
-                with lock:
-                    started.append((how, threading.current_thread().name))
-                    lock.notify_all()
-                return method(item)
-            return call
-
-        classifier.classify = recording(classifier.classify, "whole")
-        classifier.infer_prepared = recording(classifier.infer_prepared, "prepared")
-        return classifier
+    def record(how):
+        with lock:
+            started.append((how, threading.current_thread().name))
+            lock.notify_all()
 
     class OverlapSink(NullSink):
         def __init__(self):
@@ -240,9 +250,10 @@ def test_video_inference_overlaps_drawing(tmp_path, slot, synth_images):
                 self.overlapped.append(len(started) >= wanted)
 
     path = _class_video(tmp_path, synth_images)
-    count = len(_decoded(path))
+    count = len(read_video(path))
     sink = OverlapSink()
-    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_recording)
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE,
+                  open_classifier=_hooked_opener(record))
     with kiosk.source, sink:
         assert kiosk.run() == 0
     assert kiosk.frames == count and len(started) == count
@@ -506,26 +517,16 @@ def test_a_hung_inference_behind_a_queued_frame_still_ends_the_run(tmp_path, slo
     import threading
 
     release = threading.Event()
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     calls = []
 
-    def open_hanging(module_slot):
-        classifier = opener(module_slot)
-        for name in ("classify", "infer_prepared"):
-            method = getattr(classifier, name)
-
-            def hanging(item, method=method):
-                calls.append(item)
-                if len(calls) >= 2:
-                    release.wait(30)
-                return method(item)
-
-            setattr(classifier, name, hanging)
-        return classifier
+    def hang_from_the_second(_how):
+        calls.append(1)
+        if len(calls) >= 2:
+            release.wait(30)
 
     path = _class_video(tmp_path, synth_images)
     kiosk = Kiosk(open_source("file://" + path), NullSink(), [slot], size=SIZE, keys=KeyScript("M"),
-                  open_classifier=open_hanging, inference_timeout_s=0.5)
+                  open_classifier=_hooked_opener(hang_from_the_second), inference_timeout_s=0.5)
     try:
         with kiosk.source, pytest.raises(KioskFailure, match="inference stalled for more than 0.5 s"):
             kiosk.run()
@@ -538,9 +539,6 @@ def test_a_frame_that_cannot_be_prepared_is_counted_and_never_shows_another_fram
         tmp_path, slot, synth_images):
     """Preparing one video frame fails (injected): it is counted, and no screen pairs a frame with a
     result that is not its own."""
-    from edge.classify import Classifier
-    from edge.quality import QualityThresholds
-
     opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     prepared = []
 
@@ -562,50 +560,27 @@ def test_a_frame_that_cannot_be_prepared_is_counted_and_never_shows_another_fram
         classifier.preparer = preparer
         return classifier
 
-    path = _class_video(tmp_path, synth_images)
-    sink = RecordingSink()
-    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_failing,
-                  stderr=io.StringIO())
-    sink.kiosk = kiosk
-    with kiosk.source, sink:
-        assert kiosk.run() == 0
+    kiosk, sink, path = _recorded_video_run(tmp_path, slot, synth_images, open_classifier=open_failing)
     assert kiosk.failures == 2 and "injected" in kiosk.last_error
-    decoded = _decoded(path)
-    assert len(sink.shown) == len(decoded) - 2  # the two frames that failed are skipped
-    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
-                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
-        for frame, probabilities in sink.shown:
-            assert probabilities is not None
-            assert np.allclose(probabilities, classifier.classify(frame).probabilities, atol=1e-5)
+    assert len(sink.shown) == len(read_video(path)) - 2  # the two frames that failed are skipped
+    expected = _classified(slot, [frame for frame, _probabilities in sink.shown])
+    for (_frame, probabilities), own in zip(sink.shown, expected):
+        assert probabilities is not None
+        assert np.allclose(probabilities, own, atol=1e-5)
 
 
 def test_a_failed_inference_leaves_its_frame_without_a_result(tmp_path, slot, synth_images):
     """One video frame's inference raises (injected): that frame is drawn as still analysing, not
     under the previous frame's result; the failure is counted."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     calls = []
 
-    def open_failing(module_slot):
-        classifier = opener(module_slot)
-        for name in ("classify", "infer_prepared"):
-            method = getattr(classifier, name)
+    def fail_the_third(_how):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected: inference failed")
 
-            def failing(item, method=method):
-                calls.append(1)
-                if len(calls) == 3:
-                    raise RuntimeError("injected: inference failed")
-                return method(item)
-
-            setattr(classifier, name, failing)
-        return classifier
-
-    path = _class_video(tmp_path, synth_images)
-    sink = RecordingSink()
-    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, open_classifier=open_failing,
-                  stderr=io.StringIO())
-    sink.kiosk = kiosk
-    with kiosk.source, sink:
-        assert kiosk.run() == 0
+    kiosk, sink, path = _recorded_video_run(tmp_path, slot, synth_images,
+                                            open_classifier=_hooked_opener(fail_the_third))
     assert kiosk.failures == 1 and "injected" in kiosk.last_error
     assert [probabilities is None for _frame, probabilities in sink.shown] == [
-        index == 2 for index in range(len(_decoded(path)))]
+        index == 2 for index in range(len(read_video(path)))]
