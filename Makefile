@@ -5,10 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY36_HOME ?= $(HOME)/.pyenv/versions/3.6.15
 VENV36 ?= .venv36
-# Code that runs on the Jetson Nano (Python 3.6): the runtime and the engine-building side of export.
-DEVICE_CODE := edge export/__init__.py export/cli.py export/errors.py export/compare.py export/engine
-# Tests of the device-side export code that also run under Python 3.6 (no torch there).
-PY36_EXPORT_TESTS := tests/export/test_export_engine.py tests/export/test_export_trt_compat.py
+# Code that runs on the Jetson Nano (Python 3.6): the runtime, TensorRT engines included (edge/tensorrt).
+DEVICE_CODE := edge
 
 .PHONY: venv demo test lint test-py test-py36 clean model-pediatric model-chest baseline-pediatric baseline-chest
 
@@ -43,7 +41,7 @@ test-py36: venv
 		$(MAKE) --no-print-directory $(VENV36)/.installed && \
 		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
 		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
-			$(VENV36)/bin/python -m pytest -q -p no:cacheprovider tests/edge $(PY36_EXPORT_TESTS); \
+			$(VENV36)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
 	else \
 		echo "SKIPPED: Python 3.6 edge run ($(PY36_HOME) not found; the Jetson Nano's Python is untested here)"; \
 	fi

@@ -1,8 +1,9 @@
 """``medkiosk``: the one console entry.
 
-Device commands (classify, bundle, run, selftest, cases) live in ``edge``; ``train``,
-``evaluate`` and ``data`` are handed to ``training.cli`` and ``export`` to ``export.cli``, each
-imported only when asked for, so the device never imports torch.
+Device commands (classify, bundle, run, selftest, cases) live in ``edge``, and so do the device
+half of ``export`` (``export engine|verify|engines``, in ``edge.commands.engines``); ``train``,
+``evaluate`` and ``data`` are handed to ``training.cli`` and the rest of ``export`` to
+``export.cli``, each imported only when asked for, so the device never imports torch.
 """
 
 import argparse
@@ -10,6 +11,8 @@ import importlib
 import sys
 
 from edge import __version__
+from edge.cliutil import report_error, run_guarded
+from edge.commands import engines
 from edge.errors import MedkioskError
 
 # command -> (module whose main(argv) handles it, one-line help, what to install if it is missing)
@@ -30,25 +33,6 @@ EDGE_COMMANDS = {
     "cases": ("edge.commands.cases", "list saved cases, export them to a USB stick for referral"),
     "selftest": ("edge.commands.selftest", "on-device checklist: bundles, golden images, camera, display"),
 }
-
-
-def report_error(exc, stream=None):
-    """Print a MedkioskError as one line for the user."""
-    stream = stream or sys.stderr
-    stream.write("medkiosk: error: {}\n".format(exc))
-    stream.flush()
-
-
-def run_guarded(func, *args):
-    """Call a command; turn project errors into a one-line message and an exit code."""
-    try:
-        return int(func(*args) or 0)
-    except MedkioskError as exc:
-        report_error(exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("medkiosk: interrupted\n")
-        return 130
 
 
 def build_parser():
@@ -81,6 +65,8 @@ def _delegate(argv):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if engines.handles(argv):
+        return engines.main(argv)
     if argv and argv[0] in DELEGATED:
         return _delegate(argv)
     parser = build_parser()

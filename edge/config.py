@@ -9,6 +9,8 @@ import configparser
 import os
 
 from edge.errors import ConfigError
+from edge.quality import QualityThresholds
+from edge.tensorrt.cache import DEFAULT_ENGINE_CACHE
 
 DEFAULT_PATH = "/etc/medkiosk/medkiosk.conf"
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
@@ -99,6 +101,9 @@ def _modules(value, key):
     return items
 
 
+# The quality gate's defaults have one home, QualityThresholds; the config writes them as text.
+QUALITY_DEFAULTS = {key: "{:g}".format(value) for key, value in QualityThresholds().to_dict().items()}
+
 # section -> key -> (default as written in the file, parser)
 SCHEMA = {
     "kiosk": {
@@ -109,7 +114,7 @@ SCHEMA = {
         "backend": ("auto", _choice(BACKENDS)),
         "precision": ("fp16", _choice(PRECISIONS)),
         "state_dir": ("/var/lib/medkiosk", _text),
-        "engine_cache": ("/var/lib/medkiosk/engines", _text),
+        "engine_cache": (DEFAULT_ENGINE_CACHE, _text),
         "kiosk_mode": ("yes", _bool),
         "import_dir": ("/media/usb", _text),
         "min_free_mb": ("200", _number(0, 10 ** 6, integer=True)),
@@ -129,9 +134,9 @@ SCHEMA = {
         "height": ("720", _number(240, 4320, integer=True)),
     },
     "quality": {
-        "blur_threshold": ("60", _number(0, 100000)),
-        "dark_threshold": ("40", _number(0, 255)),
-        "bright_threshold": ("220", _number(0, 255)),
+        "blur_threshold": (QUALITY_DEFAULTS["blur_threshold"], _number(0, 100000)),
+        "dark_threshold": (QUALITY_DEFAULTS["dark_threshold"], _number(0, 255)),
+        "bright_threshold": (QUALITY_DEFAULTS["bright_threshold"], _number(0, 255)),
     },
     "live": {
         "smoothing": ("0.6", _number(0.0, 0.99)),

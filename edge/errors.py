@@ -42,23 +42,22 @@ class ConfigError(MedkioskError):
     """A configuration file or command-line value is invalid."""
 
 
-OPENCV_HINT = ("on a Jetson install JetPack's OpenCV, built with GStreamer (sudo apt install nvidia-opencv, "
-               "which provides libopencv-python; never pip's opencv-python over it); elsewhere "
-               "pip install 'medkiosk[edge]'")
+class EngineError(MedkioskError):
+    """A TensorRT engine cannot be built, found, loaded or run."""
+
+
+# Transitional: the one lazy-import helper is ``edge.lazy.require``. These two names stay only
+# until the modules still importing them from here (preprocess, quality, overlay, caselog,
+# classify, verify; training; export) are converted at merge; then delete them.
+def require(module_name, install_hint=None):
+    """``edge.lazy.require`` under its old name."""
+    from edge import lazy
+
+    return lazy.require(module_name, install_hint)
 
 
 def require_cv2():
-    """Import OpenCV or raise MissingDependencyError saying which OpenCV to install."""
-    return require("cv2", OPENCV_HINT)
+    """``edge.lazy.require("cv2")`` under its old name."""
+    from edge import lazy
 
-
-def require(module_name, install_hint):
-    """Import a module by name or raise MissingDependencyError saying what to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "{} is not installed ({}). Install it: {}".format(module_name, exc, install_hint)
-        ) from exc
+    return lazy.require("cv2")

@@ -162,3 +162,16 @@ def read_onnx_info(path):
     """Parse the ONNX file at ``path``."""
     with open(str(path), "rb") as handle:
         return parse_onnx(handle.read())
+
+
+def onnx_op_types(data):
+    """The set of op types in an ONNX model's main graph (model bytes)."""
+    ops = set()
+    for number, wire, value in _fields(memoryview(data)):
+        if number == 7 and wire == 2:  # ModelProto.graph
+            for g_number, g_wire, g_value in _fields(value):
+                if g_number == 1 and g_wire == 2:  # GraphProto.node
+                    for n_number, n_wire, n_value in _fields(g_value):
+                        if n_number == 4 and n_wire == 2:  # NodeProto.op_type
+                            ops.add(_text(n_value))
+    return ops

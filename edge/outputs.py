@@ -8,17 +8,14 @@ demos, from a scripted list (``KeyScript``).
 
 import os
 
-from edge.errors import ConfigError, MissingDependencyError, require_cv2
+from edge.errors import ConfigError, MissingDependencyError
+from edge.lazy import require
 
 WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 # OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads).
 KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
 KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC")
-
-
-def _cv2():
-    return require_cv2()
 
 
 def key_name(code):
@@ -125,7 +122,7 @@ class ImageDirSink(Sink):
     def write(self, canvas):
         self.frames += 1
         path = os.path.join(self.path, "frame_{:06d}.png".format(self.frames))
-        if not _cv2().imwrite(path, canvas):
+        if not require("cv2").imwrite(path, canvas):
             raise ConfigError("--output {}: could not write {}. Fix: check free space and permissions".format(
                 self.uri, path))
 
@@ -141,7 +138,7 @@ class VideoSink(Sink):
         self._writer = None
 
     def write(self, canvas):
-        cv2 = _cv2()
+        cv2 = require("cv2")
         if self._writer is None:
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
@@ -180,7 +177,7 @@ class DisplaySink(Sink):
             raise ConfigError("--output {}: no display (DISPLAY is not set). Fix: run inside the kiosk's X "
                               "session (DISPLAY=:0), or use --output null:// or file://dir/ "
                               "headless".format(self.uri))
-        cv2 = _cv2()
+        cv2 = require("cv2")
         try:
             cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_NORMAL)
             if self.fullscreen:
@@ -195,15 +192,15 @@ class DisplaySink(Sink):
         return self
 
     def write(self, canvas):
-        _cv2().imshow(WINDOW_NAME, canvas)
+        require("cv2").imshow(WINDOW_NAME, canvas)
         self.frames += 1
 
     def poll_key(self, delay_ms=1):
-        return key_name(_cv2().waitKey(max(1, int(delay_ms))))
+        return key_name(require("cv2").waitKey(max(1, int(delay_ms))))
 
     def close(self):
         if self._open:
-            _cv2().destroyWindow(WINDOW_NAME)
+            require("cv2").destroyWindow(WINDOW_NAME)
             self._open = False
 
 

@@ -1,5 +1,5 @@
-"""Export: checkpoint -> ONNX bundle (workstation) -> TensorRT engine (built on the device).
+"""Export, the workstation side: checkpoint -> ONNX bundle (needs torch and onnx), and comparing backends.
 
-``export.onnx_export`` and ``export.compare`` need torch/onnx (the lab); ``export.cli`` and
-``export.engine`` run on the device too (Python 3.6, no torch, no onnx package).
+TensorRT engines are built, cached and verified on the device by ``edge.tensorrt``
+(``medkiosk export engine|verify|engines``); this package imports it downward, never the reverse.
 """

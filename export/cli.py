@@ -1,25 +1,17 @@
 """``medkiosk export ...``: ONNX bundles, backend comparison, TensorRT engines, verification.
 
-Python 3.6 compatible and light at import: torch, onnx and tensorrt are imported inside the
-handlers, so ``engine``, ``verify`` and ``engines`` run on a Jetson that has neither torch nor onnx.
+The workstation commands (``onnx``, ``compare``) are here; the device commands (``engine``,
+``verify``, ``engines``) come from ``edge.commands.engines``, which ``medkiosk`` runs directly on a
+Jetson without importing this package. Light at import: torch and onnx are imported inside the
+handlers.
 """
 
 import argparse
-import os
 import sys
 
-DEFAULT_CACHE_ENV = "MEDKIOSK_ENGINE_CACHE"
-DEFAULT_CACHE = "/var/lib/medkiosk/engines"
-PRECISIONS = ("fp16", "fp32", "int8")
-
-
-def default_cache():
-    return os.environ.get(DEFAULT_CACHE_ENV) or DEFAULT_CACHE
-
-
-def _print(text):
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+from edge.cliutil import print_line, run_guarded
+from edge.commands.engines import EXPORT_DESCRIPTION, EXPORT_HELP, add_subcommands
+from edge.config import PRECISIONS
 
 
 def cmd_onnx(args):
@@ -32,7 +24,7 @@ def cmd_onnx(args):
 
     bundle = load_bundle(out)
     parity = bundle.manifest["export"]["parity"]
-    _print("bundle {} written to {} (opset {}, {}, parity on {} images: max |dprob| {:.2g}, top-1 "
+    print_line("bundle {} written to {} (opset {}, {}, parity on {} images: max |dprob| {:.2g}, top-1 "
            "agreement {:.0%})".format(bundle.bundle_id, out, bundle.onnx_info.opset, parity["precision"],
                                       parity["images"], parity["max_abs_diff"], parity["top1_agreement"]))
     return 0
@@ -44,49 +36,13 @@ def cmd_compare(args):
     report = compare_backends(args.model, args.images, precisions=args.precisions,
                               int8_tolerance=args.int8_tolerance, cache_dir=args.cache,
                               calib_dir=args.calib, limit=args.limit)
-    _print(format_report(report))
+    print_line(format_report(report))
     if args.json:
         from edge.bundle import write_json_atomic
 
         write_json_atomic(args.json, report)
-        _print("results written to {}".format(args.json))
+        print_line("results written to {}".format(args.json))
     return 0 if report["ok"] else 1
-
-
-def cmd_engine(args):
-    from export.engine.manage import ensure_engine
-
-    result = ensure_engine(args.bundle, args.cache, precision=args.precision, calib_dir=args.calib,
-                           workspace_mb=args.workspace_mb, force=args.force, log=_print)
-    _print("{} engine {}: {}".format(result.precision, result.action, result.path))
-    return 0
-
-
-def cmd_verify(args):
-    from export.engine.manage import verify_bundle
-
-    report = verify_bundle(args.bundle, args.cache, precision=args.precision, allow_build=not args.no_build,
-                           calib_dir=args.calib, log=_print)
-    for line in report["lines"]:
-        _print(line)
-    _print("VERIFIED: this unit computes what the lab computed" if report["ok"] else
-           "FAILED: this unit does NOT reproduce the lab's outputs; do not use this module")
-    if args.json:
-        from edge.bundle import write_json_atomic
-
-        write_json_atomic(args.json, report)
-    return 0 if report["ok"] else 1
-
-
-def cmd_engines(args):
-    from export.engine.manage import rebuild_engines
-
-    summary = rebuild_engines(args.models, args.cache, precision=args.precision, log=_print,
-                              verify=args.verify)
-    _print("engines: {} up to date, {} built, {} failed{}".format(
-        summary["fresh"], summary["built"], summary["failed"],
-        ", {} verified on their golden images".format(summary["verified"]) if args.verify else ""))
-    return 0 if summary["failed"] == 0 else 1
 
 
 def _precisions(text):
@@ -102,9 +58,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="medkiosk", description="Export and engine tools.")
     parser.set_defaults(print_help=parser.print_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    export = commands.add_parser("export", help="checkpoint -> ONNX bundle -> TensorRT engine",
-                                 description="checkpoint -> ONNX bundle -> TensorRT engine; parity and "
-                                             "verification")
+    export = commands.add_parser("export", help=EXPORT_HELP, description=EXPORT_DESCRIPTION)
     export.set_defaults(print_help=export.print_help)
     sub = export.add_subparsers(dest="export_command", metavar="SUBCOMMAND")
 
@@ -135,38 +89,12 @@ def build_parser():
     p.add_argument("--json", help="write the results as JSON here")
     p.set_defaults(handler=cmd_compare)
 
-    p = sub.add_parser("engine", help="build (or find) the TensorRT engine of a bundle on this device")
-    p.add_argument("bundle", help="bundle folder")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--calib", help="folder of calibration images (INT8)")
-    p.add_argument("--cache", default=default_cache(), help="engine cache folder (default %(default)s)")
-    p.add_argument("--workspace-mb", type=int, default=512, help="builder workspace limit (default 512)")
-    p.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
-    p.set_defaults(handler=cmd_engine)
-
-    p = sub.add_parser("verify", help="run the bundle's golden images through TensorRT and compare")
-    p.add_argument("bundle", help="bundle folder")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--calib", help="folder of calibration images (INT8 builds)")
-    p.add_argument("--cache", default=default_cache(), help="engine cache folder (default %(default)s)")
-    p.add_argument("--no-build", action="store_true", help="fail instead of building a missing engine")
-    p.add_argument("--json", help="write the report as JSON here")
-    p.set_defaults(handler=cmd_verify)
-
-    p = sub.add_parser("engines", help="rebuild every missing or stale engine (medkiosk-engines.service)")
-    p.add_argument("--models", required=True, help="folder of bundle folders")
-    p.add_argument("--cache", default=default_cache(), help="engine cache folder (default %(default)s)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--verify", action="store_true",
-                   help="also run each bundle's golden images through its engine")
-    p.set_defaults(handler=cmd_engines)
+    add_subcommands(sub)
     return parser
 
 
 def main(argv=None):
     """Entry for ``medkiosk export ...``; ``argv`` starts with "export"."""
-    from edge.cli import run_guarded
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)

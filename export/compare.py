@@ -12,8 +12,8 @@ import tempfile
 
 from edge.bundle import load_bundle
 from edge.errors import MedkioskError, MissingDependencyError, require
+from edge.parity import MIN_TOP1_AGREEMENT, TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess
-from export.engine.parity import MIN_TOP1_AGREEMENT, TOLERANCES, compare_probabilities
 from export.errors import ExportError
 
 INSTALL_EXPORT = "pip install 'medkiosk[export]'"
@@ -152,9 +152,9 @@ def compare_backends(model, images, precisions=("fp32",), int8_tolerance=None, c
 
 def _tensorrt_probs(bundle, model, workdir, cache_dir, precision, calib_dir, inputs, description):
     """Build (or find) the engine for the bundle and run the inputs through TensorRT."""
-    from export.engine import cache as engine_cache
-    from export.engine.manage import Device, ensure_engine
-    from export.engine.runner import EngineRunner
+    from edge.tensorrt import cache as engine_cache
+    from edge.tensorrt.manage import Device, ensure_engine
+    from edge.tensorrt.runner import EngineRunner
 
     if bundle is None:
         from export.onnx_export import export_bundle

@@ -1,4 +1,4 @@
-"""Errors of the export side (Python 3.6 compatible: the engine code raises them on the device)."""
+"""Workstation export errors (checkpoint -> ONNX bundle); engine errors are ``edge.errors.EngineError``."""
 
 from edge.errors import MedkioskError
 
@@ -9,7 +9,3 @@ class ExportError(MedkioskError):
 
 class ParityError(ExportError):
     """The exported graph does not compute what the PyTorch model computes."""
-
-
-class EngineError(MedkioskError):
-    """A TensorRT engine cannot be built, found, loaded or run."""

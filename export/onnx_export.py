@@ -32,9 +32,10 @@ from edge.bundle import (
 )
 from edge.description import ModelDescription
 from edge.errors import require
+from edge.parity import TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess, resize_to_input
 from edge.quality import calibrate_blur_threshold
-from export.engine.parity import TOLERANCES, compare_probabilities
+from edge.tensorrt.trt_compat import TRT8_UNSUPPORTED_OPS
 from export.errors import ExportError, ParityError
 
 LOG = logging.getLogger("medkiosk.export")
@@ -268,18 +269,6 @@ def simplify(model):
                      "unsimplified graph")
         return model, {"simplified": False, "simplify_error": "onnxsim check failed"}
     return simplified, {"simplified": True}
-
-
-# ONNX ops the TensorRT 8.x ONNX parser (opset <= 13: 8.2 on the Jetson Nano) does not support, from
-# onnx-tensorrt's docs/operators.md support matrix ("N" rows), plus HardSwish (opset 14, not in it).
-TRT8_UNSUPPORTED_OPS = frozenset([
-    "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", "Hardmax",
-    "HardSwish", "IsInf", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MeanVarianceNormalization", "Mod",
-    "Multinomial", "NegativeLogLikelihoodLoss", "NonZero", "OneHot", "QLinearConv", "QLinearMatMul",
-    "RandomNormal", "RandomNormalLike", "Reciprocal", "RoiAlign", "SequenceAt", "SequenceConstruct",
-    "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength", "Shrink", "SoftmaxCrossEntropyLoss",
-    "SplitToSequence", "StringNormalizer", "TfIdfVectorizer", "Unique",
-])
 
 
 def check_ops(model, opset):

@@ -12,17 +12,14 @@ and ``fallback_reason`` says why ``open_runner`` chose this backend instead of t
 
 import logging
 
-from edge.errors import BackendError, require
+from edge.errors import BackendError
+from edge.lazy import require
 
 LOG = logging.getLogger("medkiosk.backends")
 # Library convention: no output unless the application configures logging (the CLIs print notices).
 LOG.addHandler(logging.NullHandler())
 
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def batch_is_dynamic(bundle):
@@ -77,7 +74,8 @@ class Runner(object):
         self._load()
         self.loaded = True
         try:
-            self.infer(_np().zeros(self.input_spec.shape(1), dtype=_np().float32))
+            np = require("numpy")
+            self.infer(np.zeros(self.input_spec.shape(1), dtype=np.float32))
         except BaseException:
             self.close()
             raise
@@ -99,7 +97,7 @@ class Runner(object):
     # ---- inference ----
     def check_batch(self, batch):
         """Raise BackendError unless ``batch`` is a float32 C-contiguous NCHW array this model takes."""
-        np = _np()
+        np = require("numpy")
         if not isinstance(batch, np.ndarray):
             raise BackendError("{} runner: input must be a numpy array, got {}".format(
                 self.name, type(batch).__name__))
@@ -127,7 +125,7 @@ class Runner(object):
         return self._check_outputs(outputs, batch.shape[0])
 
     def _check_outputs(self, outputs, batch_size):
-        np = _np()
+        np = require("numpy")
         probs = np.asarray(outputs["probabilities"], dtype=np.float32)
         num_classes = self.description.num_classes
         if probs.ndim == 1 and batch_size == 1:

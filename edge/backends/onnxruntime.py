@@ -9,7 +9,8 @@ was requested but the session runs on the CPU, the runner says so loudly (log wa
 import logging
 
 from edge.backends.base import Runner
-from edge.errors import BackendError, require
+from edge.errors import BackendError
+from edge.lazy import require
 
 LOG = logging.getLogger("medkiosk.backends.onnxruntime")
 
@@ -19,17 +20,9 @@ CPU_EP = "CPUExecutionProvider"
 PREFERRED_PROVIDERS = (TENSORRT_EP, CUDA_EP, CPU_EP)
 GPU_PROVIDERS = (TENSORRT_EP, CUDA_EP)
 SHORT_NAMES = {"tensorrt": TENSORRT_EP, "trt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
-INSTALL_HINT = ("on a Jetson install the onnxruntime-gpu wheel for your JetPack from the Jetson Zoo; "
-                "elsewhere pip install onnxruntime")
-
-
-def import_onnxruntime():
-    return require("onnxruntime", INSTALL_HINT)
-
-
 def available_providers():
     """The preferred providers this onnxruntime build offers, best first."""
-    offered = import_onnxruntime().get_available_providers()
+    offered = require("onnxruntime").get_available_providers()
     return [p for p in PREFERRED_PROVIDERS if p in offered]
 
 
@@ -103,7 +96,7 @@ class OnnxRuntimeRunner(Runner):
         return entries
 
     def _load(self):
-        ort = import_onnxruntime()
+        ort = require("onnxruntime")
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
@@ -151,7 +144,7 @@ class OnnxRuntimeRunner(Runner):
 def check_onnxruntime(bundle, **options):
     """None when ONNX Runtime can run here; else the reason."""
     try:
-        import_onnxruntime()
+        require("onnxruntime")
     except Exception as exc:  # MissingDependencyError or a broken install raising on import
         return str(exc)
     return None

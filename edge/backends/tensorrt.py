@@ -2,8 +2,8 @@
 
 The engine is built on the device (``medkiosk export engine``) and cached beside its sidecar;
 this runner only deserialises it. TensorRT API differences (8.2 bindings + ``execute_async_v2``,
-8.5+/10.x named tensors + ``execute_async_v3``) are handled by ``export.engine.trt_compat`` by
-feature detection.
+8.5+/10.x named tensors + ``execute_async_v3``) are handled by ``edge.tensorrt.trt_compat`` by
+feature detection; finding, checking and building engines is ``edge.tensorrt``'s work too.
 
 CUDA context discipline: the runner creates its own context (never ``pycuda.autoinit``), pops it
 right after loading, and every later use (infer, close) pushes it and pops it again in
@@ -13,59 +13,43 @@ cannot happen). Host buffers are page-locked and, with the device buffers, alloc
 load; copies and inference run asynchronously on one CUDA stream.
 """
 
+import json
 import os
 import threading
 
 from edge.backends.base import Runner
-from edge.errors import BackendError, MedkioskError, require
+from edge.errors import BackendError, MedkioskError
+from edge.lazy import require
+from edge.tensorrt import cache
+from edge.tensorrt.gpu import detect_gpu
+from edge.tensorrt.manage import ensure_engine
+from edge.tensorrt.runner import import_pycuda
+from edge.tensorrt.trt_compat import TensorRT, import_tensorrt
 
-TRT_HINT = "on a Jetson install JetPack's TensorRT Python bindings (apt: python3-libnvinfer)"
-PYCUDA_HINT = ("pip install pycuda (needs the CUDA toolkit from JetPack: "
-               "export PATH=/usr/local/cuda/bin:$PATH)")
 BUILD_HINT = "build it on this device: `medkiosk export engine {bundle}`"
-
-
-def import_pycuda():
-    return require("pycuda.driver", PYCUDA_HINT)
-
-
-ENGINE_CACHE_ENV = "MEDKIOSK_ENGINE_CACHE"
-DEFAULT_ENGINE_CACHE = "/var/lib/medkiosk/engines"
-
-
-def default_engine_cache():
-    return os.environ.get(ENGINE_CACHE_ENV) or DEFAULT_ENGINE_CACHE
 
 
 def _modules(options):
     """(tensorrt module, pycuda.driver module): injected ones (tests) or the real imports."""
-    trt = options.get("trt_module") or require("tensorrt", TRT_HINT)
-    cuda = options.get("cuda_module") or import_pycuda()
+    trt = options.get("trt_module") or import_tensorrt()
+    cuda = options.get("cuda_module") or import_pycuda(autoinit=False)
     return trt, cuda
 
 
 def find_engine(bundle, precision, engine_cache=None, allow_build=False, **options):
     """(engine path, None) for a fresh cached engine of ``bundle`` on this TensorRT and GPU; else (None, why).
 
-    Uses ``export.engine.cache`` (key + sidecar + hash checks; nothing is deserialised). With
-    ``allow_build`` a missing or stale engine is built via ``export.engine.manage.ensure_engine``.
+    Uses ``edge.tensorrt.cache`` (key + sidecar + hash checks; nothing is deserialised). With
+    ``allow_build`` a missing or stale engine is built via ``edge.tensorrt.manage.ensure_engine``.
     """
-    from export.engine import cache
-    from export.engine.gpu import detect_gpu
-    from export.engine.trt_compat import TensorRT
-
     trt, cuda = _modules(options)
-    cache_dir = engine_cache or default_engine_cache()
+    cache_dir = engine_cache or cache.default_cache_dir()
     version = TensorRT(trt).version
     gpu = detect_gpu(cuda)
     lookup = cache.find_engine(cache_dir, bundle, version, gpu, precision, batch=options.get("max_batch", 1))
     if lookup.fresh:
         return lookup.path, None
     if allow_build:
-        try:
-            from export.engine.manage import ensure_engine
-        except ImportError as exc:
-            return None, "{}; cannot build it here ({})".format(lookup.explain(), exc)
         result = ensure_engine(bundle, cache_dir, precision=precision, batch=options.get("max_batch", 1))
         return result.path, None
     return None, "{}. Fix: {}".format(lookup.explain(), BUILD_HINT.format(bundle=bundle.path))
@@ -109,9 +93,7 @@ class TensorRTRunner(Runner):
 
     # ---- loading ----
     def _load(self):
-        from export.engine.trt_compat import TensorRT
-
-        cuda = self._cuda_module or import_pycuda()
+        cuda = self._cuda_module or import_pycuda(autoinit=False)
         self._cuda = cuda
         self._compat = TensorRT(self._trt_module)
         try:
@@ -140,7 +122,7 @@ class TensorRTRunner(Runner):
         self._ctx.pop()
 
     def _setup(self, data):
-        cuda, compat, np = self._cuda, self._compat, _np()
+        cuda, compat, np = self._cuda, self._compat, require("numpy")
         logger = compat.logger("WARNING")
         self._runtime = compat.runtime(logger)
         self._engine = compat.deserialize(self._runtime, data)
@@ -184,7 +166,7 @@ class TensorRTRunner(Runner):
                 self._ctx.pop()
 
     def _run(self, batch):
-        cuda, np = self._cuda, _np()
+        cuda, np = self._cuda, require("numpy")
         count = batch.shape[0]
         name = self.bundle.input_name
         for dynamic in self._dynamic_inputs:
@@ -225,14 +207,8 @@ class TensorRTRunner(Runner):
                 self._ctx = None
 
 
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
-
-
 def _sidecar_precision(engine_path):
     """The precision recorded in the engine's JSON sidecar (ENGINE.json), if there is one."""
-    import json
-
     for candidate in (engine_path + ".json", os.path.splitext(engine_path)[0] + ".json"):
         if os.path.isfile(candidate):
             try:

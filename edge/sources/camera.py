@@ -11,18 +11,13 @@ import threading
 import time
 
 from edge.errors import SourceError
+from edge.lazy import require
 from edge.sources.base import Source, SourceDisconnected, now
 
 JETPACK_OPENCV_FIX = ("install JetPack's OpenCV (sudo apt install nvidia-opencv) and "
                       "remove pip's opencv-python from this Python, whose OpenCV has no GStreamer; or use a "
                       "USB "
                       "camera with --source v4l2:///dev/video0")
-
-
-def _cv2():
-    from edge.preprocess import _cv2 as load
-
-    return load()
 
 
 def gstreamer_pipeline(sensor_id=0, width=1280, height=720, fps=30, flip_method=0):
@@ -185,7 +180,7 @@ class CsiCamera(CaptureCamera):
         if self._capture_factory is None:
             info = self._build_information
             if info is None:
-                info = _cv2().getBuildInformation()
+                info = require("cv2").getBuildInformation()
             if not opencv_has_gstreamer(info):
                 raise SourceError("csi://{}: this OpenCV has no GStreamer support, so the CSI camera cannot "
                                   "be "
@@ -196,7 +191,7 @@ class CsiCamera(CaptureCamera):
         if self._capture_factory is not None:
             capture = self._capture_factory(self.pipeline)
         else:
-            cv2 = _cv2()
+            cv2 = require("cv2")
             capture = cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
         if not capture.isOpened():
             capture.release()
@@ -230,7 +225,7 @@ class V4l2Camera(CaptureCamera):
         if self._capture_factory is not None:
             capture = self._capture_factory(self.device)
         else:
-            cv2 = _cv2()
+            cv2 = require("cv2")
             capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
             capture.release()
@@ -238,7 +233,7 @@ class V4l2Camera(CaptureCamera):
                                      "close "
                                      "other programs using it and check `v4l2-ctl --list-devices`".format(
                                          self.device))
-        cv2 = _cv2()
+        cv2 = require("cv2")
         capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)

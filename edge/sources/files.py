@@ -3,16 +3,11 @@
 import os
 
 from edge.errors import ImageError, SourceError
+from edge.lazy import require
 from edge.preprocess import is_image_file, load_image
 from edge.sources.base import Source, now
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
-
-
-def _cv2():
-    from edge.preprocess import _cv2 as load
-
-    return load()
 
 
 class VideoFileSource(Source):
@@ -30,7 +25,7 @@ class VideoFileSource(Source):
         if not os.path.isfile(self.path):
             raise SourceError("video {}: no such file. Fix: check the path given to "
                               "--source".format(self.path))
-        cv2 = _cv2()
+        cv2 = require("cv2")
         capture = cv2.VideoCapture(self.path)
         if not capture.isOpened():
             raise SourceError("video {}: OpenCV cannot open it (unsupported codec or not a video). Fix: "
@@ -51,7 +46,7 @@ class VideoFileSource(Source):
                               "manager".format(self.path))
         ok, frame = self._capture.read()
         if not ok and self.loop and self.frames_read:
-            self._capture.set(_cv2().CAP_PROP_POS_FRAMES, 0)
+            self._capture.set(require("cv2").CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._capture.read()
         if not ok:
             self.finished = True

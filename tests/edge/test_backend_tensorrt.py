@@ -472,7 +472,7 @@ def test_unreadable_engine(bundle, engine_file, tmp_path):
 
 
 def _cached_engine(bundle, cache_dir, trt_version="10.3.0", precision="fp16"):
-    from export.engine.cache import write_engine
+    from edge.tensorrt.cache import write_engine
 
     return write_engine(cache_dir, bundle, FAKE_ENGINE, trt_version, {"name": "Fake Orin", "sm": "sm_87"},
                         precision)

@@ -3,7 +3,7 @@
 (a) 10.x and 11.x: the real ``tensorrt-cu12-bindings`` wheels from PyPI (latest 10.x and 11.x),
 downloaded once into a cache folder; the identifiers in their compiled module and Python files
 are compared with ``NAMES_TRT10`` and the stand-in surfaces, without loading the library.
-(b) 8.2 (Jetson Nano): the checked-in ``export/engine/trt82_names.txt``, written from NVIDIA's 8.2
+(b) 8.2 (Jetson Nano): the checked-in ``edge/tensorrt/trt82_names.txt``, written from NVIDIA's 8.2
 API reference.
 """
 
@@ -16,13 +16,13 @@ import zipfile
 
 import pytest
 
-from export.engine.trt_compat import NAMES_CALIBRATION, NAMES_TRT8, NAMES_TRT10
-from tests.export.standins import SURFACES
+from edge.tensorrt.trt_compat import NAMES_CALIBRATION, NAMES_TRT8, NAMES_TRT10
+from tests.edge.tensorrt.standins import SURFACES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CACHE_ENV = "MEDKIOSK_TRT_WHEEL_CACHE"
 WHEELS = {"10": "tensorrt-cu12-bindings>=10,<11", "11": "tensorrt-cu12-bindings>=11,<12"}
-TRT82_LIST = os.path.join(ROOT, "export", "engine", "trt82_names.txt")
+TRT82_LIST = os.path.join(ROOT, "edge", "tensorrt", "trt82_names.txt")
 
 
 def _wheel_names(major):

@@ -9,10 +9,11 @@ otherwise the build is refused, never silently downgraded. INT8 calibration feed
 import os
 import time
 
-from edge.errors import require
+from edge.errors import EngineError
+from edge.lazy import require
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess_batch
-from export.engine.trt_compat import TensorRT, has_qdq
-from export.errors import EngineError
+from edge.tensorrt.runner import import_pycuda
+from edge.tensorrt.trt_compat import TensorRT, has_qdq
 
 DEFAULT_WORKSPACE_MB = 512
 MAX_CALIBRATION_IMAGES = 500
@@ -59,7 +60,7 @@ def make_calibrator(compat, cuda, paths, input_spec, cache_path, batch_size=1):
     if base is None:
         raise EngineError("TensorRT {} has no INT8 calibrator API. Fix: use --precision fp16".format(
             compat.version))
-    np = require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+    np = require("numpy")
 
     class EntropyCalibrator(base):
         def __init__(self):
@@ -152,8 +153,6 @@ def build_engine(onnx_path, precision="fp16", calib_dir=None, workspace_mb=DEFAU
         if not paths and not cached:
             raise EngineError("INT8 needs calibration images. Fix: pass --calib DIR")
         if cuda is None:
-            from export.engine.runner import import_pycuda
-
             cuda = import_pycuda()
         calibrator = make_calibrator(compat, cuda, paths, input_spec, calibration_cache)
         config.int8_calibrator = calibrator

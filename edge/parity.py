@@ -1,14 +1,10 @@
 """Comparing probabilities between backends and precisions (numpy only; runs on the device)."""
 
-from edge.errors import require
+from edge.lazy import require
 
 # Max |difference| allowed on calibrated probabilities, per precision of the candidate.
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
 MIN_TOP1_AGREEMENT = 0.99
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def compare_probabilities(reference, candidate, tolerance, min_top1_agreement=MIN_TOP1_AGREEMENT):
@@ -17,7 +13,7 @@ def compare_probabilities(reference, candidate, tolerance, min_top1_agreement=MI
     ``ok`` needs max |difference| <= tolerance and the top-1 class to agree on at least
     ``min_top1_agreement`` of the rows.
     """
-    np = _np()
+    np = require("numpy")
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape:

@@ -6,12 +6,14 @@ golden images (``verify_bundle``) and rebuild every stale engine (``rebuild_engi
 import os
 
 from edge.bundle import MANIFEST, load_bundle
-from edge.errors import MedkioskError
+from edge.errors import EngineError, MedkioskError
+from edge.parity import TOLERANCES
 from edge.preprocess import load_image, preprocess
-from export.engine import cache as engine_cache
-from export.engine.parity import TOLERANCES
-from export.engine.trt_compat import TensorRT
-from export.errors import EngineError
+from edge.tensorrt import cache as engine_cache
+from edge.tensorrt.builder import build_engine
+from edge.tensorrt.gpu import detect_gpu
+from edge.tensorrt.runner import EngineRunner, import_pycuda
+from edge.tensorrt.trt_compat import TensorRT
 
 
 def _quiet(_message):
@@ -37,8 +39,6 @@ class Device(object):
         self.compat = compat if compat is not None else TensorRT()
         self.cuda = cuda
         if gpu is None:
-            from export.engine.gpu import detect_gpu
-
             gpu = detect_gpu(cuda)
         self.gpu = gpu
 
@@ -48,8 +48,6 @@ class Device(object):
 
     def cuda_driver(self):
         if self.cuda is None:
-            from export.engine.runner import import_pycuda
-
             self.cuda = import_pycuda()
         return self.cuda
 
@@ -68,8 +66,6 @@ def ensure_engine(bundle_path, cache_dir, precision="fp16", calib_dir=None, work
             precision, bundle.bundle_id, "; ".join(lookup.reasons), engine_cache.REBUILD_HINT))
     if not lookup.fresh:
         log("{}: {}".format(bundle.module_id, lookup.explain()))
-    from export.engine.builder import build_engine
-
     trt_version, gpu = device.trt_version, device.gpu
     calibration_cache = None
     if precision == "int8":
@@ -109,8 +105,6 @@ def verify_bundle(bundle_path, cache_dir, precision="fp16", allow_build=True, ca
                            allow_build=allow_build, device=device, log=log)
     report["engine"] = result.path
     report["engine_action"] = result.action
-    from export.engine.runner import EngineRunner
-
     runner = EngineRunner(engine_cache.read_engine(result.lookup), compat=device.compat,
                           cuda=device.cuda_driver())
     output = bundle.description.output_name

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from export.errors import EngineError
+from edge.errors import EngineError
 
 JETSON_MODEL = "/proc/device-tree/model"
 

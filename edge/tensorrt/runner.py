@@ -1,22 +1,24 @@
 """Run a serialised TensorRT engine on numpy batches with pycuda (device code, Python 3.6).
 
-Used by ``medkiosk export verify`` and ``compare``; the kiosk's backend may use it too. All TensorRT
+Used by ``medkiosk export verify`` and ``compare``; the kiosk's backend (``edge.backends.tensorrt``)
+keeps its own CUDA context discipline. All TensorRT
 differences go through ``trt_compat.TensorRT``; device memory through a ``pycuda.driver``-like
 object (``mem_alloc``, ``memcpy_htod_async``, ``memcpy_dtoh_async``, ``Stream``, ``pagelocked_empty``).
 """
 
-from edge.errors import require
-from export.engine.trt_compat import TensorRT
-from export.errors import EngineError
-
-INSTALL_PYCUDA = ("pip3 install pycuda (on a Jetson with JetPack's CUDA on PATH: "
-                  "export PATH=/usr/local/cuda/bin:$PATH first)")
+from edge.errors import EngineError
+from edge.lazy import require
+from edge.tensorrt.trt_compat import TensorRT
 
 
-def import_pycuda():
-    """``pycuda.driver`` with a CUDA context made current (``pycuda.autoinit``)."""
-    driver = require("pycuda.driver", INSTALL_PYCUDA)
-    require("pycuda.autoinit", INSTALL_PYCUDA)
+def import_pycuda(autoinit=True):
+    """``pycuda.driver``; with ``autoinit`` also a CUDA context made current (``pycuda.autoinit``).
+
+    The kiosk's backend manages its own context and passes ``autoinit=False``.
+    """
+    driver = require("pycuda.driver")
+    if autoinit:
+        require("pycuda.autoinit")
     return driver
 
 
@@ -24,7 +26,7 @@ class EngineRunner(object):
     """Deserialise an engine once; ``run(batch)`` -> {output name: numpy array}."""
 
     def __init__(self, engine_bytes, compat=None, cuda=None, batch=1, logger=None):
-        np = require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+        np = require("numpy")
         self.compat = compat if compat is not None else TensorRT()
         self.cuda = cuda if cuda is not None else import_pycuda()
         self.logger = logger if logger is not None else self.compat.logger()

@@ -1,6 +1,6 @@
 """Engine cache, builder, verification and rebuild, on STAND-INS of TensorRT and pycuda.
 
-TensorRT and a GPU cannot exist here: ``tests/export/standins.py`` provides strict stand-ins of the
+TensorRT and a GPU cannot exist here: ``tests/edge/tensorrt/standins.py`` provides strict stand-ins of the
 TensorRT 8.2 / 10.x / 11.x API surfaces whose "engines" are evaluated with ONNX Runtime on fake
 device memory. What is real: the bundles (exported by export_bundle), the ONNX files, the images,
 the preprocessing, the cache files and sidecars, the comparisons. Real-GPU tests are marked gpu.
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from edge.bundle import load_bundle
+from edge.errors import EngineError
 from edge.preprocess import load_image, preprocess
-from export.engine import cache as engine_cache
-from export.engine.manage import Device, ensure_engine, rebuild_engines, verify_bundle
-from export.engine.trt_compat import NAMES_TRT8, NAMES_TRT10, TensorRT
-from export.errors import EngineError
-from tests.export.standins import FakeCuda, StandinTensorRT
+from edge.tensorrt import cache as engine_cache
+from edge.tensorrt.manage import Device, ensure_engine, rebuild_engines, verify_bundle
+from edge.tensorrt.trt_compat import NAMES_TRT8, NAMES_TRT10, TensorRT
+from tests.edge.tensorrt.standins import FakeCuda, StandinTensorRT
 
 NANO = {"name": "NVIDIA Tegra X1", "sm": "sm_53"}
 ORIN = {"name": "Orin", "sm": "sm_87"}
@@ -237,7 +237,7 @@ def test_cli_engine_commands_without_tensorrt_say_what_to_install(bundle_dir, tm
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     for argv in (["engine", bundle_dir], ["verify", bundle_dir], ["engines", "--models", str(tmp_path)]):
         command = [sys.executable, "-m", "edge", "export"] + argv + ["--cache", str(tmp_path / "c")]
         process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -16,14 +16,23 @@ import re
 import socket
 
 from edge.bundle import MANIFEST, sha256_file, utc_now_iso, write_json_atomic
-from export.errors import EngineError
+from edge.errors import EngineError
 
+# Where engines live on the device (the kiosk config's engine_cache defaults to it; the env var
+# overrides it for the command line tools).
+ENGINE_CACHE_ENV = "MEDKIOSK_ENGINE_CACHE"
+DEFAULT_ENGINE_CACHE = "/var/lib/medkiosk/engines"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
 SIDECAR_FORMAT = "medkiosk-engine"
 SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 REBUILD_HINT = "rebuild it: `medkiosk export engine BUNDLE` (or `medkiosk export engines --models DIR`)"
+
+
+def default_cache_dir():
+    """The engine cache folder: $MEDKIOSK_ENGINE_CACHE, else DEFAULT_ENGINE_CACHE."""
+    return os.environ.get(ENGINE_CACHE_ENV) or DEFAULT_ENGINE_CACHE
 
 
 def slug(text):

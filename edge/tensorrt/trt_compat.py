@@ -20,11 +20,9 @@ Use ``TensorRT()`` (imports ``tensorrt``) or ``TensorRT(module)``; it holds no g
 Python 3.6 compatible; no torch, no onnx package.
 """
 
-from edge.errors import require
-from export.errors import EngineError
-
-INSTALL_TRT = ("TensorRT's Python bindings: on a Jetson they come with JetPack (apt install "
-               "python3-libnvinfer); elsewhere pip install tensorrt")
+from edge.errors import EngineError
+from edge.lazy import require
+from edge.onnx_info import onnx_op_types
 
 # Used by every path (module attributes and methods of builder, network, config, parser, runtime).
 NAMES_COMMON = frozenset([
@@ -58,20 +56,16 @@ NAMES_TRT7_BUILD = frozenset(["build_engine"])
 
 Q_DQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
-
-def onnx_op_types(data):
-    """The set of op types in an ONNX model's main graph (bytes), read without the onnx package."""
-    from edge.onnx_info import _fields, _text
-
-    ops = set()
-    for number, wire, value in _fields(memoryview(data)):
-        if number == 7 and wire == 2:  # ModelProto.graph
-            for g_number, g_wire, g_value in _fields(value):
-                if g_number == 1 and g_wire == 2:  # GraphProto.node
-                    for n_number, n_wire, n_value in _fields(g_value):
-                        if n_number == 4 and n_wire == 2:  # NodeProto.op_type
-                            ops.add(_text(n_value))
-    return ops
+# ONNX ops the TensorRT 8.x ONNX parser (opset <= 13: 8.2 on the Jetson Nano) does not support, from
+# onnx-tensorrt's docs/operators.md support matrix ("N" rows), plus HardSwish (opset 14, not in it).
+TRT8_UNSUPPORTED_OPS = frozenset([
+    "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", "Hardmax",
+    "HardSwish", "IsInf", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MeanVarianceNormalization", "Mod",
+    "Multinomial", "NegativeLogLikelihoodLoss", "NonZero", "OneHot", "QLinearConv", "QLinearMatMul",
+    "RandomNormal", "RandomNormalLike", "Reciprocal", "RoiAlign", "SequenceAt", "SequenceConstruct",
+    "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength", "Shrink", "SoftmaxCrossEntropyLoss",
+    "SplitToSequence", "StringNormalizer", "TfIdfVectorizer", "Unique",
+])
 
 
 def has_qdq(data):
@@ -99,7 +93,7 @@ class TensorInfo(object):
 
 def import_tensorrt():
     """The ``tensorrt`` module, or MissingDependencyError saying how to install it."""
-    return require("tensorrt", INSTALL_TRT)
+    return require("tensorrt")
 
 
 class TensorRT(object):

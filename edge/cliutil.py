@@ -1,0 +1,34 @@
+"""What every medkiosk CLI shares: project errors as one line and an exit code, never a traceback.
+
+``edge.cli`` (the console entry), ``export.cli`` and ``training.cli`` import it downward.
+Python 3.6 compatible; importing it does nothing.
+"""
+
+import sys
+
+from edge.errors import MedkioskError
+
+
+def report_error(exc, stream=None):
+    """Print a MedkioskError as one line for the user."""
+    stream = stream or sys.stderr
+    stream.write("medkiosk: error: {}\n".format(exc))
+    stream.flush()
+
+
+def run_guarded(func, *args):
+    """Call a command; turn project errors into a one-line message and an exit code."""
+    try:
+        return int(func(*args) or 0)
+    except MedkioskError as exc:
+        report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("medkiosk: interrupted\n")
+        return 130
+
+
+def print_line(text):
+    """One line to stdout, flushed at once (progress of long device jobs shows in the journal)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
