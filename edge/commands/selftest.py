@@ -45,7 +45,7 @@ def _version(module_name):
 
 def library_checks():
     """Python and the libraries the kiosk needs (numpy, OpenCV) or may use (ONNX Runtime, TensorRT)."""
-    from edge.errors import OPENCV_HINT
+    from edge.lazy import OPENCV_HINT
     from edge.verify import FAIL, PASS, SKIP, WARN, Check
 
     checks = [Check("python", PASS, "{} ({})".format(platform.python_version(), sys.executable))]
