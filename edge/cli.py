@@ -12,7 +12,7 @@ import sys
 
 from edge import __version__
 from edge.cliutil import report_error, run_guarded
-from edge.commands import engines
+from edge.commands import bundle, cases, classify, engines, run, selftest
 from edge.errors import MedkioskError
 
 # command -> (module whose main(argv) handles it, one-line help, what to install if it is missing)
@@ -25,13 +25,14 @@ DELEGATED = {
                "pip install 'medkiosk[export]'"),
 }
 
-# command -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+# command -> (module with add_arguments(parser) and run(args) -> int, one-line help); the command
+# modules are light at import (their libraries are imported when a command runs).
 EDGE_COMMANDS = {
-    "classify": ("edge.commands.classify", "classify image files with a model bundle (top-3 per image)"),
-    "bundle": ("edge.commands.bundle", "check model bundles: manifest, hash, ONNX contract, golden images"),
-    "run": ("edge.commands.run", "run the kiosk: camera or USB images -> top-3 findings on the screen"),
-    "cases": ("edge.commands.cases", "list saved cases, export them to a USB stick for referral"),
-    "selftest": ("edge.commands.selftest", "on-device checklist: bundles, golden images, camera, display"),
+    "classify": (classify, "classify image files with a model bundle (top-3 per image)"),
+    "bundle": (bundle, "check model bundles: manifest, hash, ONNX contract, golden images"),
+    "run": (run, "run the kiosk: camera or USB images -> top-3 findings on the screen"),
+    "cases": (cases, "list saved cases, export them to a USB stick for referral"),
+    "selftest": (selftest, "on-device checklist: bundles, golden images, camera, display"),
 }
 
 
@@ -42,9 +43,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version="medkiosk " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in sorted(EDGE_COMMANDS.items()):
+    for name, (module, help_text) in sorted(EDGE_COMMANDS.items()):
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     for name, (_module, help_text, _hint) in sorted(DELEGATED.items()):
