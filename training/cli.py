@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from edge.errors import MissingDependencyError
+from training.metrics import BOOTSTRAP_RESAMPLES
 
 TRAIN_HINT = "pip install 'medkiosk[train]'"
 
@@ -85,7 +86,8 @@ def add_evaluate_arguments(parser):
                         help="coverage for the abstain threshold (default: the one training used)")
     parser.add_argument("--set-threshold", action="store_true",
                         help="store the abstain threshold found here into the checkpoint")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95%% CIs")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+                        help="bootstrap resamples for 95%% CIs (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
