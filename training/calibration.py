@@ -88,7 +88,7 @@ def calibration_summary(logits, targets, task, temperature, coverage):
 def calibrate_checkpoint(path, loader, device, coverage=0.9):
     """Fit T on ``loader`` (the validation split) and write it and the abstain threshold into ``path``."""
     from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.train import predict_logits
+    from training.predict import predict_logits
 
     loaded = load_checkpoint(path)
     net = loaded.net.to(device)

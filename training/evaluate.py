@@ -249,7 +249,8 @@ def evaluate_samples(checkpoint, samples, out_dir, source="samples", coverage=No
                      batch_size=32, workers=0, device="auto", progress=False, seed=0, checkpoint_label=None):
     """Evaluate a checkpoint (path or LoadedCheckpoint) on samples; write the report into ``out_dir``."""
     from training.checkpoint import load_checkpoint
-    from training.train import predict_logits, resolve_device
+    from training.predict import predict_logits
+    from training.train import resolve_device
 
     loaded = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     description = loaded.description
@@ -290,7 +291,8 @@ def evaluate_samples(checkpoint, samples, out_dir, source="samples", coverage=No
 
 def _run_paths(run):
     """(checkpoint path, split file or None) for a run folder or a checkpoint file."""
-    from training.train import BEST, SPLIT_FILE
+    from training.run_data import SPLIT_FILE
+    from training.train import BEST
 
     if os.path.isdir(run):
         checkpoint = os.path.join(run, BEST)
