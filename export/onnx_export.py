@@ -34,8 +34,8 @@ from edge.description import ModelDescription
 from edge.errors import require
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess, resize_to_input
 from edge.quality import calibrate_blur_threshold
-from export.engine.parity import TOLERANCES, compare_probabilities
 from export.card import export_record, render_card
+from export.engine.parity import TOLERANCES, compare_probabilities
 from export.errors import ExportError, ParityError
 
 LOG = logging.getLogger("medkiosk.export")
@@ -438,6 +438,29 @@ def _replace_dir(tmp, out_dir):
         os.rename(tmp, out_dir)
 
 
+def _parity_images(source, sample_images, tmp):
+    """(image paths, where they come from): given, the checkpoint's validation split, or generated."""
+    if sample_images:
+        return _expand_samples(sample_images), "given"
+    paths = validation_images(source.data, source.checkpoint_path)
+    if paths:
+        return paths, "validation split"
+    return generate_sample_images(os.path.join(tmp, "generated"), source.description), "generated"
+
+
+def _write_golden_set(golden_dir, session, description, paths, onnx_probs, precision):
+    """Golden PNGs and the outputs of the stored (resized) PNGs themselves, as the device will read them."""
+    golden_paths = write_golden(golden_dir, description, paths, onnx_probs)
+    probs = run_onnx(session, load_inputs(golden_paths, description), description.input.name)
+    write_json_atomic(os.path.join(golden_dir, GOLDEN_EXPECTED), {
+        "tolerance": max(GOLDEN_TOLERANCE, TOLERANCES[precision]),
+        "precision": precision,
+        "samples": [{"file": os.path.basename(p), "probabilities": [float(x) for x in row],
+                     "top1": description.classes[int(row.argmax())]}
+                    for p, row in zip(golden_paths, probs)],
+    })
+
+
 def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, module_id=None, title=None,
                   version="1.0.0", fp16=False, dynamic_batch=False, golden=True):
     """Export a checkpoint to a bundle folder; return its path. Raises ExportError, writes nothing then."""
@@ -468,15 +491,7 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
                      "torch": _torch().__version__, "onnx": onnx.__version__,
                      "source": os.path.basename(source.checkpoint_path or "a PyTorch model")})
         training = training_summary(data)
-        if sample_images:
-            paths = _expand_samples(sample_images)
-            info["parity_images"] = "given"
-        else:
-            paths = validation_images(data, source.checkpoint_path)
-            info["parity_images"] = "validation split"
-            if not paths:
-                paths = generate_sample_images(os.path.join(tmp, "generated"), description)
-                info["parity_images"] = "generated"
+        paths, info["parity_images"] = _parity_images(source, sample_images, tmp)
         extra = {"export": info}
         quality_paths = validation_images(data, source.checkpoint_path, limit=MAX_QUALITY_IMAGES)
         if quality_paths:
@@ -501,17 +516,8 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
             raise ExportError("the saved model.onnx differs from the parity-checked graph ({}). Fix: report "
                               "this bug".format(final))
         if golden:
-            golden_dir = os.path.join(tmp, GOLDEN_DIR)
-            golden_paths = write_golden(golden_dir, description, paths, onnx_probs)
-            # Expected outputs of the stored (resized) PNGs themselves, as the device will read them.
-            probs = run_onnx(session, load_inputs(golden_paths, description), description.input.name)
-            write_json_atomic(os.path.join(golden_dir, GOLDEN_EXPECTED), {
-                "tolerance": max(GOLDEN_TOLERANCE, TOLERANCES[precision]),
-                "precision": precision,
-                "samples": [{"file": os.path.basename(p), "probabilities": [float(x) for x in row],
-                             "top1": description.classes[int(row.argmax())]}
-                            for p, row in zip(golden_paths, probs)],
-            })
+            _write_golden_set(os.path.join(tmp, GOLDEN_DIR), session, description, paths, onnx_probs,
+                              precision)
         shutil.rmtree(os.path.join(tmp, "generated"), ignore_errors=True)
         manifest["model_sha256"] = sha256_file(model_path)
         with open(os.path.join(tmp, MODEL_CARD), "w", encoding="utf-8") as handle:
