@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from export.card import EXPORT_RECORD_TITLE
+from recipes.card import rewrite_card
 from recipes.config import recipe_for
 from recipes.evaluation import classification_metrics
 from recipes.run import train_recipe
@@ -63,6 +65,14 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     with open(os.path.join(result.bundle, "model_card.md"), encoding="utf-8") as handle:
         card = handle.read()
     assert "Kermany" in card and "CC BY 4.0" in card and "not a diagnosis" in card
+    assert card.count("# " + EXPORT_RECORD_TITLE) == 1 and card.count("## Export parity") == 1
+    # Rewriting the installed card from the run's metrics.json rebuilds it from data: the exporter's
+    # record appears once, unchanged.
+    rewrite_card(recipe, result.run_dir, str(tmp_path / "models"), os.path.join(ROOT, "splits"))
+    with open(os.path.join(result.bundle, "model_card.md"), encoding="utf-8") as handle:
+        again = handle.read()
+    assert again.count("# " + EXPORT_RECORD_TITLE) == 1
+    assert again.split(EXPORT_RECORD_TITLE)[1] == card.split(EXPORT_RECORD_TITLE)[1]
     with open(str(tmp_path / "docs" / "metrics.json"), encoding="utf-8") as handle:
         metrics = json.load(handle)
     assert metrics["input_check"]["test_xrays"]["n"] == 8
