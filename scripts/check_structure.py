@@ -207,7 +207,8 @@ def read_allowed(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python scripts/check_structure.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/check_structure.py",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     parser.add_argument("--allow", help="file of allowed violation keys ('rule where'), one a line")
     args = parser.parse_args(argv)
