@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+from edge.errors import ConfigError
 from export.card import export_record, render_card
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 from recipes.report import input_check_markdown, metrics_markdown, num, pct, split_table
@@ -286,10 +287,16 @@ def write_model_card(bundle, recipe, module, run):
 def rewrite_card(recipe, run_dir, models_dir, split_dir):
     """Rewrite an installed bundle's model card from a finished run's metrics.json (no training)."""
     module = get_module(recipe.module)
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+    saved_path = os.path.join(run_dir, "metrics.json")
+    bundle = os.path.join(models_dir, module.id)
+    if not os.path.isfile(saved_path) or not os.path.isfile(os.path.join(bundle, "manifest.json")):
+        raise ConfigError("cannot rewrite the card: {} or the bundle {} is missing. Fix: pass --out the "
+                          "run folder of a finished recipe run and --models where it installed the "
+                          "bundle".format(saved_path, bundle))
+    with open(saved_path, encoding="utf-8") as handle:
         saved = json.load(handle)
     split_file = os.path.join(split_dir, "{}.json".format(recipe.module))
     counts = Split.from_file(split_file, root=os.path.join(DEFAULT_DATA_ROOT, recipe.data)).counts()
     run = {"metrics": saved, "timings": saved["timings"], "history": saved["history"], "counts": counts,
            "split_info": {"split_file": os.path.relpath(split_file, ROOT)}}
-    return write_model_card(os.path.join(models_dir, module.id), recipe, module, run)
+    return write_model_card(bundle, recipe, module, run)
