@@ -50,13 +50,13 @@ test: lint test-py test-py36
 
 # The shipped modules, reproducibly on a CPU (see docs/models/README.md); each installs its bundle in models/.
 model-pediatric: venv
-	nice -n 5 $(PY) -m training.recipes pediatric-pneumonia --out runs/pediatric-pneumonia
+	nice -n 5 $(PY) -m recipes pediatric-pneumonia --out runs/pediatric-pneumonia
 model-chest: venv
-	nice -n 5 $(PY) -m training.recipes chest --out runs/chest
+	nice -n 5 $(PY) -m recipes chest --out runs/chest
 baseline-pediatric: venv
-	nice -n 5 $(PY) -m training.recipes pediatric-pneumonia --baseline vgg16_seed --tune-epochs 2
+	nice -n 5 $(PY) -m recipes pediatric-pneumonia --baseline vgg16_seed --tune-epochs 2
 baseline-chest: venv
-	nice -n 5 $(PY) -m training.recipes chest --baseline vgg16_seed --tune-epochs 20 --patience 4
+	nice -n 5 $(PY) -m recipes chest --baseline vgg16_seed --tune-epochs 20 --patience 4
 
 clean:
 	rm -rf build $(VENV) $(VENV36) .pytest_cache .ruff_cache

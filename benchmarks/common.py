@@ -13,6 +13,11 @@ import subprocess
 import sys
 import time
 
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edge.errors import MedkioskError  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 DOC_PATH = os.path.join(ROOT, "docs", "benchmarks.md")
@@ -164,19 +169,27 @@ def write_json(path, data):
 
 
 def finish(result, args, name, tag=None):
-    """Write the JSON result and regenerate the markdown; print the section; return the JSON path."""
-    from benchmarks import report
+    """Write the JSON result, then let ``benchmarks.report`` (the tool above every benchmark) print its
+    section and regenerate the markdown; return the JSON path.
 
+    The report runs as its own command: it imports every benchmark's renderer, so importing it here
+    would make each benchmark import all the others (and itself).
+    """
     result["schema"] = SCHEMA
     result["benchmark"] = name
     path = args.out_json or default_json_path(name, result.get("backend", "any"),
                                               result.get("precision", "any"), tag)
     write_json(path, result)
-    print(report.render_section(result))
+    command = [sys.executable, "-m", "benchmarks.report", "--show", path,
+               "--results", os.path.dirname(os.path.abspath(path)), "--doc", args.doc]
+    if args.no_doc:
+        command.append("--no-doc")
     print("wrote {}".format(path))
-    if not args.no_doc:
-        doc = report.write_doc(os.path.dirname(os.path.abspath(path)), args.doc)
-        print("wrote {}".format(doc))
+    sys.stdout.flush()
+    code = subprocess.call(command, cwd=ROOT)
+    if code != 0:
+        raise MedkioskError("regenerating the report failed ({} exited with {}). Fix: run that command by "
+                            "hand to see why".format(" ".join(command), code))
     return path
 
 

@@ -11,6 +11,7 @@ the evaluation reports (``docs/models/MODULE/metrics.json`` and the baselines' i
 measured in the same rounds.
 
 Exporting needs torch (a workstation); on a device pass ``--bundles-dir`` with bundles built there.
+The markdown section is ``benchmarks/models_report.py``'s.
 """
 
 import argparse
@@ -23,6 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
+from benchmarks.models_report import SPEEDUP_GOAL  # noqa: E402
 
 NAME = "models"
 DEFAULT_ARCHS = (
@@ -39,7 +41,6 @@ GOAL_REFERENCE = "vgg16_seed"
 DEFAULT_EXPORT_DIR = os.path.join(common.ROOT, "build", "bench-models")
 MODELS_DIR = os.path.join(common.ROOT, "models")
 REPORTS_DIR = os.path.join(common.ROOT, "docs", "models")
-SPEEDUP_GOAL = 10.0
 # Headline metrics looked up in an evaluation report, best first (multilabel AUROC, then accuracy).
 ACCURACY_KEYS = (
     "auroc_macro",
@@ -381,38 +382,29 @@ def parse_args(argv):
     return args
 
 
-def measure(args, log=print):
+def _bundles_to_measure(args, log):
+    """name -> bundle folder: built here (``ensure_bundles``) or found in ``--bundles-dir``."""
+    if not args.bundles_dir:
+        return ensure_bundles(args.specs, args.export_dir, args.classes, args.rebuild, log=log)
+    bundles = {}
+    for name, arch, size in args.specs:
+        path = bundle_path(args.bundles_dir, arch, size)
+        if os.path.isdir(path):
+            bundles[name] = path
+        else:
+            log("skipping {}: no bundle {} (build it with --export-only on a workstation)".format(name, path))
+    return bundles
+
+
+def _rows(args, bundles):
+    """One row per zoo bundle and shipped bundle, with its input and ONNX cost; and its input tensor."""
     from edge.bundle import load_bundle
 
-    if args.bundles_dir:
-        bundles = {}
-        for name, arch, size in args.specs:
-            path = bundle_path(args.bundles_dir, arch, size)
-            if os.path.isdir(path):
-                bundles[name] = path
-            else:
-                log(
-                    "skipping {}: no bundle {} (build it with --export-only on a workstation)".format(
-                        name, path
-                    )
-                )
-    else:
-        bundles = ensure_bundles(args.specs, args.export_dir, args.classes, args.rebuild, log=log)
-    if args.export_only:
-        return None
-    rows = []
-    for name, path in bundles.items():
-        rows.append({"name": name, "arch": None, "kind": "zoo", "bundle": common.display_path(path)})
+    rows = [{"name": name, "arch": None, "kind": "zoo", "bundle": common.display_path(path)}
+            for name, path in bundles.items()]
     for module, path in (shipped_bundles(args.shipped) if args.shipped else {}).items():
-        rows.append(
-            {
-                "name": "shipped:" + module,
-                "arch": None,
-                "kind": "shipped",
-                "module": module,
-                "bundle": common.display_path(path),
-            }
-        )
+        rows.append({"name": "shipped:" + module, "arch": None, "kind": "shipped", "module": module,
+                     "bundle": common.display_path(path)})
     if not rows:
         raise SystemExit(
             "benchmarks/models.py: nothing to measure: no bundles for {} at {}x{} (and no "
@@ -426,39 +418,29 @@ def measure(args, log=print):
         row["input"] = "{}x{} {}".format(spec.height, spec.width, spec.colour)
         row.update(onnx_cost(bundle.model_path, spec.shape(1)))
         tensors[row["name"]] = sample_tensor(spec)
-    log(
-        "timing {} models x {} interleaved rounds ({} {}, {} thread(s))".format(
-            len(rows), args.runs, args.backend, args.precision, args.threads
-        )
-    )
-    runners = open_runners(
-        {row["name"]: os.path.join(common.ROOT, row["bundle"]) for row in rows},
-        args.backend,
-        args.precision,
-        args.threads,
-        args.engine_cache,
-        args.providers,
-    )
+    return rows, tensors
+
+
+def _time_rows(args, rows, tensors):
+    """Latency samples of every row, all models interleaved round by round."""
+    runners = open_runners({row["name"]: os.path.join(common.ROOT, row["bundle"]) for row in rows},
+                           args.backend, args.precision, args.threads, args.engine_cache, args.providers)
     try:
         for row in rows:
             row["provider"] = runners[row["name"]].provider
             row["precision_in_use"] = runners[row["name"]].precision
-        samples = interleaved_latency(runners, tensors, args.runs, args.warmup)
+        return interleaved_latency(runners, tensors, args.runs, args.warmup)
     finally:
         for runner in runners.values():
             runner.close()
-    reports = accuracy_reports(args.reports)
-    for row in rows:
-        row["latency"] = common.summarize(samples[row["name"]])
-        row["fps"] = 1000.0 / row["latency"]["median_ms"]
-        row["accuracy"] = accuracy_for(row["arch"], reports, row.get("module"))
-        if row["kind"] == "shipped":
-            row["accuracy"] = [a for a in row["accuracy"] if not a["baseline"]]
+
+
+def _speedups(rows, samples, references):
     by_name = {row["name"]: row for row in rows}
     for row in rows:
         row["speedup"] = {}
         row["speedup_per_round"] = {}
-        for ref in args.references:
+        for ref in references:
             if ref in by_name:
                 # Paired ratios: rounds are interleaved, so round i of both models ran side by side;
                 # the speed-up is their median (robust to a slow round hitting one model only).
@@ -472,6 +454,24 @@ def measure(args, log=print):
                     "median": common.percentile(ratios, 50),
                     "p75": common.percentile(ratios, 75),
                 }
+
+
+def measure(args, log=print):
+    bundles = _bundles_to_measure(args, log)
+    if args.export_only:
+        return None
+    rows, tensors = _rows(args, bundles)
+    log("timing {} models x {} interleaved rounds ({} {}, {} thread(s))".format(
+        len(rows), args.runs, args.backend, args.precision, args.threads))
+    samples = _time_rows(args, rows, tensors)
+    reports = accuracy_reports(args.reports)
+    for row in rows:
+        row["latency"] = common.summarize(samples[row["name"]])
+        row["fps"] = 1000.0 / row["latency"]["median_ms"]
+        row["accuracy"] = accuracy_for(row["arch"], reports, row.get("module"))
+        if row["kind"] == "shipped":
+            row["accuracy"] = [a for a in row["accuracy"] if not a["baseline"]]
+    _speedups(rows, samples, args.references)
     return rows, reports
 
 
@@ -558,126 +558,6 @@ def main(argv=None):
     }
     common.finish(result, args, NAME)
     return 0
-
-
-# ---- markdown --------------------------------------------------------------------------------------
-
-
-def _speedup_cell(row, ref):
-    value = row["speedup"].get(ref)
-    spread = (row.get("speedup_per_round") or {}).get(ref)
-    if value is None or not spread or row["name"] == ref:
-        return common.fmt(value, 1, "x")
-    return "{:.1f}x ({:.1f}-{:.1f})".format(value, spread["p25"], spread["p75"])
-
-
-def _accuracy_cell(row):
-    if not row.get("accuracy"):
-        return "n/a"
-    cells = []
-    for a in row["accuracy"]:
-        note = []
-        if a.get("image_size"):
-            note.append("trained at {0}x{0}".format(a["image_size"]))
-        if a.get("baseline"):
-            note.append("baseline")
-        extra = ""
-        if a.get("accuracy") is not None and a["metric"] != "accuracy":
-            extra = ", accuracy {:.3f}".format(a["accuracy"])
-        cells.append(
-            "{} {} {:.3f}{}{}".format(
-                a["module"], a["metric"], a["value"], extra, " ({})".format(", ".join(note)) if note else ""
-            )
-        )
-    return "; ".join(cells)
-
-
-def render_markdown(result):
-    env = result["environment"]
-    refs = result["references"]
-    lines = ["## {}".format(result["title"]), ""]
-    lines.append(
-        "Measured {} on {} ({} CPUs{}; load average {}), Python {}, onnxruntime {}; {} thread(s), "
-        "{} interleaved rounds after {} warm-up runs{}.".format(
-            env["date"],
-            env.get("jetson") or env.get("cpu") or env["machine"],
-            env["cpu_count"],
-            "" if not env.get("jetson") else ", Jetson",
-            env["load_average"],
-            env["python"],
-            env["onnxruntime"],
-            result["threads"],
-            result["runs"],
-            result["warmup"],
-            " (**--quick: not a measurement**)" if result.get("quick") else "",
-        )
-    )
-    lines.append("")
-    lines.append("Command: `{}`".format(result["command"]))
-    lines.append("")
-    header = (
-        ["model", "input", "params (M)", "GFLOPs", "ONNX (MB)", "median (ms)", "IQR (ms)", "p90 (ms)", "FPS"]
-        + ["x vs {}".format(r) for r in refs]
-        + ["accuracy (evaluation report)"]
-    )
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * len(header)) + "|")
-    for row in result["rows"]:
-        lat = row["latency"]
-        name = row["name"] if row["kind"] == "zoo" else "**{}** ({})".format(row["name"], row["arch"])
-        cells = [
-            name,
-            row["input"],
-            common.fmt(None if row["params"] is None else row["params"] / 1e6, 2),
-            common.fmt(None if row["flops"] is None else row["flops"] / 1e9, 2),
-            common.fmt(row["onnx_bytes"] / 1e6, 1),
-            common.fmt(lat["median_ms"], 2),
-            common.fmt(lat["iqr_ms"], 2),
-            common.fmt(lat["p90_ms"], 2),
-            common.fmt(row["fps"], 1),
-        ]
-        cells += [_speedup_cell(row, r) for r in refs]
-        cells.append(_accuracy_cell(row))
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    counter = next((r["counter"] for r in result["rows"] if r.get("counter")), None)
-    lines.append(
-        "Speed-up = median over the rounds of (reference time / model time) in the same round; in brackets "
-        "the IQR of those ratios. "
-        "GFLOPs = 2 x multiply-accumulates counted on the exported ONNX graph ({}); params are the "
-        "graph's initialisers (BatchNorm folded). Zoo rows are random-weight exports of each "
-        "architecture through `export_bundle`; bold rows are the shipped bundles.".format(counter or "n/a")
-    )
-    lines.append("")
-    goals = result.get("goals") or []
-    if goals:
-        lines.append(
-            "Goal: the shipped default >= {:.0f}x faster than the seed's model at equal or better "
-            "accuracy.".format(SPEEDUP_GOAL)
-        )
-        lines.append("")
-        for check in goals:
-            if check["speed_ok"] and check["accuracy_ok"]:
-                verdict = "met"
-            else:
-                verdict = "speed {}, accuracy {} -> {}".format(
-                    {True: "met", False: "MISSED", None: "n/a"}[check["speed_ok"]],
-                    {True: "equal or better", False: "WORSE", None: "unverified"}[check["accuracy_ok"]],
-                    "not met"
-                    if check["speed_ok"] is False or check["accuracy_ok"] is False
-                    else "unverified",
-                )
-            lines.append(
-                "- {} vs {}: {} faster -> {} ({})".format(
-                    check["model"],
-                    check["reference"],
-                    common.fmt(check["speedup"], 1, "x"),
-                    verdict,
-                    check["note"],
-                )
-            )
-        lines.append("")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Usage: python benchmarks/report.py [--results DIR] [--doc PATH]
 
 import argparse
 import glob
-import importlib
 import json
 import os
 import sys
@@ -13,14 +12,16 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import memory, models_report, ort_threads, pipeline  # noqa: E402
 from benchmarks.common import DOC_PATH, RESULTS_DIR, ROOT, SCHEMA  # noqa: E402
 
-# benchmark name -> module with render_markdown(result); also the order of the sections.
+# benchmark name -> module with render_markdown(result); also the order of the sections. The report
+# sits above every benchmark: they never import it (``common.finish`` runs it as a command).
 RENDERERS = (
-    ("pipeline", "benchmarks.pipeline"),
-    ("ort-threads", "benchmarks.ort_threads"),
-    ("models", "benchmarks.models"),
-    ("memory", "benchmarks.memory"),
+    ("pipeline", pipeline),
+    ("ort-threads", ort_threads),
+    ("models", models_report),
+    ("memory", memory),
 )
 
 # Hand-written analysis of the results beside them (profiler evidence, what to fix), appended last.
@@ -64,9 +65,9 @@ this file with a section of its own; commit both.
 
 
 def _renderer(name):
-    for key, module_name in RENDERERS:
+    for key, module in RENDERERS:
         if key == name:
-            return importlib.import_module(module_name).render_markdown
+            return module.render_markdown
     return None
 
 
@@ -137,8 +138,14 @@ def main(argv=None):
     parser.add_argument("--results", default=RESULTS_DIR,
                         help="folder of JSON results (default: %(default)s)")
     parser.add_argument("--doc", default=DOC_PATH, help="markdown file to write (default: %(default)s)")
+    parser.add_argument("--show", metavar="JSON", help="first print the section of this result file")
+    parser.add_argument("--no-doc", action="store_true", help="with --show: print only, write no markdown")
     args = parser.parse_args(argv)
-    print(write_doc(args.results, args.doc))
+    if args.show:
+        with open(args.show) as handle:
+            print(render_section(json.load(handle)))
+    if not args.no_doc:
+        print("wrote {}".format(write_doc(args.results, args.doc)))
     return 0
 
 

@@ -36,6 +36,7 @@ from edge.parity import TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess, resize_to_input
 from edge.quality import calibrate_blur_threshold
 from edge.tensorrt.trt_compat import TRT8_UNSUPPORTED_OPS
+from export.card import export_record, render_card
 from export.errors import ExportError, ParityError
 
 LOG = logging.getLogger("medkiosk.export")
@@ -43,7 +44,6 @@ LOG = logging.getLogger("medkiosk.export")
 DEFAULT_OPSET = 13
 METADATA_MANIFEST = "medkiosk.manifest"
 METADATA_DESCRIPTION = "medkiosk.description"
-INTENDED_USE = "Decision support only — not a diagnosis."
 # Golden images stay in the bundle; expected outputs are compared with this tolerance by default.
 GOLDEN_TOLERANCE = 1e-3
 MAX_PARITY_IMAGES = 16
@@ -93,9 +93,13 @@ def load_source(checkpoint):
         if not os.path.isfile(path):
             raise ExportError("checkpoint {}: no such file. Fix: pass the .pt file `medkiosk train` wrote "
                               "(e.g. runs/NAME/best.pt)".format(path))
-        checkpoint_module = require("training.checkpoint", "pip install 'medkiosk[train]'")
-        loaded = checkpoint_module.load_checkpoint(path)
-    nets = require("training.nets", "pip install 'medkiosk[train]'")
+        _torch()  # a missing torch is a one-line MissingDependencyError, not an ImportError
+        from training.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path)
+    _torch()
+    from training.nets import DeployModel
+
     description = loaded.description
     if isinstance(description, dict):
         description = ModelDescription.from_dict(description)
@@ -103,7 +107,7 @@ def load_source(checkpoint):
     net.eval()
     data = getattr(loaded, "data", None) or {}
     ood_head = _ood_head(data, description, path)
-    deploy = nets.DeployModel(net, description, ood_head=ood_head)
+    deploy = DeployModel(net, description, ood_head=ood_head)
     deploy.eval()
     return ExportSource(deploy, description, data, path)
 
@@ -117,8 +121,9 @@ def _ood_head(data, description, path):
         return None
     for key in OOD_HEAD_KEYS:
         if isinstance(data.get(key), dict):
-            ood = require("training.ood", "pip install 'medkiosk[train]'")
-            return ood.InputCheckHead.from_state(data[key]).eval()
+            from training.ood import InputCheckHead
+
+            return InputCheckHead.from_state(data[key]).eval()
     raise ExportError("checkpoint {}: the description has an input check ({!r}) but the checkpoint holds no "
                       "input-check head (looked for {}). Fix: re-run the input-check fit, or drop "
                       "input_check from the description".format(path, description.input_check.get("output"),
@@ -175,8 +180,9 @@ def validation_images(data, checkpoint_path=None, limit=MAX_PARITY_IMAGES):
     if not recorded and checkpoint_path:
         split_file = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "split.json")
         if os.path.isfile(split_file):
-            splits = require("training.splits", "pip install 'medkiosk[train]'")
-            recorded = [sample.path for sample in splits.Split.from_file(split_file).val]
+            from training.splits import Split
+
+            recorded = [sample.path for sample in Split.from_file(split_file).val]
     paths = []
     for entry in recorded if isinstance(recorded, (list, tuple)) else []:
         path = entry.get("path") if isinstance(entry, dict) else getattr(entry, "path", entry)
@@ -191,7 +197,8 @@ def generate_sample_images(folder, description, count=GENERATED_IMAGES, seed=0):
     """Write ``count`` project-generated images (shapes) into ``folder``; return their paths."""
     np = _np()
     cv2 = require("cv2", INSTALL_EXPORT)
-    synth = require("training.synth", "pip install 'medkiosk[train]'")
+    from training import synth
+
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     size = max(description.input.height, description.input.width)
@@ -404,78 +411,6 @@ def write_golden(folder, description, paths, probabilities, count=GOLDEN_COUNT, 
     return samples
 
 
-def model_card(description, module_id, title, version, training, export_info, source_name):
-    """The bundle's model_card.md text."""
-    spec = description.input
-    lines = [
-        "# {} ({})".format(title, module_id),
-        "",
-        "Version {}; exported {} from `{}`.".format(version, export_info["created"], source_name),
-        "",
-        "## Intended use",
-        "",
-        "**{}** The model ranks findings for a trained health worker to consider; the worker decides.".format(
-            INTENDED_USE),
-        "Outputs below the abstain threshold ({:g}) are shown as *uncertain*.".format(
-            description.abstain_threshold),
-        "",
-        "## Classes",
-        "",
-        "Task: {} ({}).".format(description.task, description.activation),
-        "",
-    ]
-    lines += ["- `{}`: {}".format(c, d) for c, d in zip(description.classes, description.display_names)]
-    lines += [
-        "",
-        "## Input contract",
-        "",
-        "- ONNX input `{}`: float32 NCHW [{}, {}, {}, {}], raw pixel values {:g}..{:g}, colour {}, "
-        "resize {}.".format(
-            spec.name, "N" if export_info["dynamic_batch"] else 1, spec.channels, spec.height, spec.width,
-            spec.value_range[0], spec.value_range[1], spec.colour, spec.resize),
-        "- Normalisation (mean {}, std {}), temperature scaling (T = {:.4g}) and {} are inside the "
-        "graph.".format(
-            list(description.mean), list(description.std), description.temperature, description.activation),
-        "- ONNX output `{}`: float32 [N, {}] calibrated probabilities.".format(
-            description.output_name, description.num_classes),
-    ]
-    if description.input_check:
-        check = description.input_check
-        lines.append("- Input check output `{}` ({}): a score above {:g} shows \"{}\".".format(
-            check["output"], check["method"], float(check["threshold"]), check["message"]))
-    lines += ["- ONNX opset {}, precision {}, simplified: {}.".format(
-        export_info["opset"], export_info["precision"], "yes" if export_info["simplified"] else "NO")]
-    lines += ["", "## Training data", ""]
-    data = training.get("data") or {}
-    lines += ["- {}: {}".format(k, json.dumps(v)) for k, v in sorted(data.items())] or ["- (not recorded)"]
-    lines += ["", "## Metrics (from the checkpoint)", ""]
-    metrics = training.get("metrics") or {}
-    lines += ["- {}: {}".format(k, json.dumps(v)) for k, v in sorted(metrics.items())] or ["- (not recorded)"]
-    lines += ["", "## Attribution", ""]
-    attribution = training.get("attribution")
-    if isinstance(attribution, (list, tuple)):
-        lines += ["- {}".format(a) for a in attribution]
-    else:
-        lines.append(attribution or "(Not recorded in the checkpoint: add the datasets' citations and "
-                                    "licences here before deployment.)")
-    lines += [
-        "",
-        "## Known limitations",
-        "",
-        "- Trained and validated only on the data above; other populations, devices and image types "
-        "may fail.",
-        "- Not a diagnosis: always combine with clinical assessment.",
-        "",
-        "## Export parity",
-        "",
-        "ONNX Runtime (CPU) vs PyTorch on {} images: max |dprob| = {:.3g} (tolerance {:g}), top-1 agreement "
-        "{:.0%}.".format(export_info["parity"]["images"], export_info["parity"]["max_abs_diff"],
-                         export_info["parity"]["tolerance"], export_info["parity"]["top1_agreement"]),
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def _replace_dir(tmp, out_dir):
     """Move the finished bundle into place; replace an existing bundle, refuse other folders."""
     if os.path.lexists(out_dir):
@@ -490,6 +425,29 @@ def _replace_dir(tmp, out_dir):
         shutil.rmtree(old)
     else:
         os.rename(tmp, out_dir)
+
+
+def _parity_images(source, sample_images, tmp):
+    """(image paths, where they come from): given, the checkpoint's validation split, or generated."""
+    if sample_images:
+        return _expand_samples(sample_images), "given"
+    paths = validation_images(source.data, source.checkpoint_path)
+    if paths:
+        return paths, "validation split"
+    return generate_sample_images(os.path.join(tmp, "generated"), source.description), "generated"
+
+
+def _write_golden_set(golden_dir, session, description, paths, onnx_probs, precision):
+    """Golden PNGs and the outputs of the stored (resized) PNGs themselves, as the device will read them."""
+    golden_paths = write_golden(golden_dir, description, paths, onnx_probs)
+    probs = run_onnx(session, load_inputs(golden_paths, description), description.input.name)
+    write_json_atomic(os.path.join(golden_dir, GOLDEN_EXPECTED), {
+        "tolerance": max(GOLDEN_TOLERANCE, TOLERANCES[precision]),
+        "precision": precision,
+        "samples": [{"file": os.path.basename(p), "probabilities": [float(x) for x in row],
+                     "top1": description.classes[int(row.argmax())]}
+                    for p, row in zip(golden_paths, probs)],
+    })
 
 
 def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, module_id=None, title=None,
@@ -519,17 +477,10 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
         model, info = postprocess_graph(onnx.load(raw_path), opset, fp16)
         os.remove(raw_path)
         info.update({"opset": int(opset), "dynamic_batch": bool(dynamic_batch), "created": utc_now_iso(),
-                     "torch": _torch().__version__, "onnx": onnx.__version__})
+                     "torch": _torch().__version__, "onnx": onnx.__version__,
+                     "source": os.path.basename(source.checkpoint_path or "a PyTorch model")})
         training = training_summary(data)
-        if sample_images:
-            paths = _expand_samples(sample_images)
-            info["parity_images"] = "given"
-        else:
-            paths = validation_images(data, source.checkpoint_path)
-            info["parity_images"] = "validation split"
-            if not paths:
-                paths = generate_sample_images(os.path.join(tmp, "generated"), description)
-                info["parity_images"] = "generated"
+        paths, info["parity_images"] = _parity_images(source, sample_images, tmp)
         extra = {"export": info}
         quality_paths = validation_images(data, source.checkpoint_path, limit=MAX_QUALITY_IMAGES)
         if quality_paths:
@@ -554,22 +505,12 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
             raise ExportError("the saved model.onnx differs from the parity-checked graph ({}). Fix: report "
                               "this bug".format(final))
         if golden:
-            golden_dir = os.path.join(tmp, GOLDEN_DIR)
-            golden_paths = write_golden(golden_dir, description, paths, onnx_probs)
-            # Expected outputs of the stored (resized) PNGs themselves, as the device will read them.
-            probs = run_onnx(session, load_inputs(golden_paths, description), description.input.name)
-            write_json_atomic(os.path.join(golden_dir, GOLDEN_EXPECTED), {
-                "tolerance": max(GOLDEN_TOLERANCE, TOLERANCES[precision]),
-                "precision": precision,
-                "samples": [{"file": os.path.basename(p), "probabilities": [float(x) for x in row],
-                             "top1": description.classes[int(row.argmax())]}
-                            for p, row in zip(golden_paths, probs)],
-            })
+            _write_golden_set(os.path.join(tmp, GOLDEN_DIR), session, description, paths, onnx_probs,
+                              precision)
         shutil.rmtree(os.path.join(tmp, "generated"), ignore_errors=True)
         manifest["model_sha256"] = sha256_file(model_path)
         with open(os.path.join(tmp, MODEL_CARD), "w", encoding="utf-8") as handle:
-            handle.write(model_card(description, module_id, title, version, training, info,
-                                    os.path.basename(source.checkpoint_path or "a PyTorch model")))
+            handle.write(render_card(export_record(manifest)))
         write_json_atomic(os.path.join(tmp, MANIFEST), manifest)
         load_bundle(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a bundle is no secret and the kiosk user reads it

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from training.metrics import expected_calibration_error
+
 # A validation split the model separates perfectly drives the NLL-optimal T towards 0 (every
 # percentage becomes 100%); with the small validation splits of medical data that is over-fitting
 # the calibration, not calibration. So T may soften a model freely but sharpen it at most 2x.
@@ -56,44 +58,6 @@ def fit_temperature(logits, targets, task, max_iter=100):
     return min(MAX_T, max(MIN_T, value))
 
 
-def confidences_and_correct(probs, targets, task):
-    """Per-prediction confidence and correctness (multilabel: every class decision counts)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    targets = np.asarray(targets)
-    if task == "multilabel":
-        predicted = probs >= 0.5
-        confidence = np.where(predicted, probs, 1.0 - probs).ravel()
-        correct = (predicted == (targets >= 0.5)).ravel()
-        return confidence, correct
-    return probs.max(axis=1), probs.argmax(axis=1) == targets.astype(np.int64)
-
-
-def reliability_bins(confidence, correct, bins=15):
-    """Per-bin (lower, upper, count, mean confidence, accuracy) for equal-width confidence bins."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    rows = []
-    for low, high in zip(edges[:-1], edges[1:]):
-        above = confidence > low if low > 0 else confidence >= low
-        mask = above & (confidence <= high)
-        count = int(mask.sum())
-        rows.append((float(low), float(high), count,
-                     float(confidence[mask].mean()) if count else float("nan"),
-                     float(correct[mask].mean()) if count else float("nan")))
-    return rows
-
-
-def expected_calibration_error(probs, targets, task, bins=15):
-    """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins."""
-    confidence, correct = confidences_and_correct(probs, targets, task)
-    if confidence.size == 0:
-        return float("nan")
-    total = 0.0
-    for _low, _high, count, conf, acc in reliability_bins(confidence, correct, bins):
-        if count:
-            total += count * abs(acc - conf)
-    return total / confidence.size
-
-
 def abstain_threshold(probs, coverage):
     """The top-probability threshold that keeps ``coverage`` of the cases answered."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -124,7 +88,7 @@ def calibration_summary(logits, targets, task, temperature, coverage):
 def calibrate_checkpoint(path, loader, device, coverage=0.9):
     """Fit T on ``loader`` (the validation split) and write it and the abstain threshold into ``path``."""
     from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.train import predict_logits
+    from training.predict import predict_logits
 
     loaded = load_checkpoint(path)
     net = loaded.net.to(device)

@@ -8,6 +8,8 @@ import argparse
 import sys
 
 from edge.errors import MissingDependencyError
+from training.metrics import BOOTSTRAP_RESAMPLES
+from training.train_args import add_train_arguments, set_threads, train_config
 
 TRAIN_HINT = "pip install 'medkiosk[train]'"
 
@@ -18,47 +20,6 @@ def _need_torch():
     except ImportError as exc:
         raise MissingDependencyError("PyTorch is not installed ({}). Install it: {}".format(
             exc, TRAIN_HINT)) from exc
-
-
-def add_train_arguments(parser):
-    parser.add_argument("--data", required=True, help="image folder (one subfolder per class), or the images "
-                        "folder of --csv")
-    parser.add_argument("--csv", help="NIH-style CSV (image, finding labels, patient id); needs --module")
-    parser.add_argument("--module", help="built-in module (skin, chest, pediatric-pneumonia) or a module "
-                        ".json/.ini: classes, task, colour, size, augmentation")
-    parser.add_argument("--arch", default="efficientnet_lite0", help="architecture (see `medkiosk train "
-                        "--list-archs`; default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", required=True, help="run folder: best.pt, last.pt, metrics.csv, split.json")
-    parser.add_argument("--image-size", type=int, help="input size (default: the module's, else 224)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--task", choices=("multiclass", "multilabel"), help="default: the module's")
-    parser.add_argument("--colour", choices=("RGB", "GRAY"), help="default: the module's, else RGB")
-    parser.add_argument("--augmentation", help="augmentation preset (default: the module's, else none)")
-    parser.add_argument("--balance", choices=("none", "sampler", "weights"), default="none",
-                        help="class balancing: weighted sampler or loss weights")
-    parser.add_argument("--split-file", help="reuse this split (from `medkiosk data split`)")
-    parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--test-fraction", type=float, default=0.15)
-    parser.add_argument("--warmup-epochs", type=float, default=1.0)
-    parser.add_argument("--patience", type=int,
-                        help="stop after this many epochs without val-loss improvement")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                        help="random init (default: ImageNet weights, which must be on this machine)")
-    parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                        help="skip the temperature fit on the validation split")
-    parser.add_argument("--abstain-coverage", type=float, default=0.9,
-                        help="fraction of validation cases answered; sets the 'uncertain' threshold")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 
 def _strip_option(argv, option):
@@ -85,7 +46,8 @@ def add_evaluate_arguments(parser):
                         help="coverage for the abstain threshold (default: the one training used)")
     parser.add_argument("--set-threshold", action="store_true",
                         help="store the abstain threshold found here into the checkpoint")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95%% CIs")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+                        help="bootstrap resamples for 95%% CIs (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -93,30 +55,12 @@ def add_evaluate_arguments(parser):
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 
-def _set_threads(args):
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
-def _train_config(args):
-    from training.train import TrainConfig
-
-    keys = ("data", "csv", "module", "arch", "epochs", "out", "image_size", "batch_size", "lr",
-            "weight_decay", "optimizer", "label_smoothing", "task", "colour", "augmentation", "balance",
-            "split_file",
-            "val_fraction", "test_fraction", "warmup_epochs", "patience", "seed", "workers", "device",
-            "pretrained", "calibrate", "abstain_coverage", "resume", "progress")
-    return TrainConfig(**{key: getattr(args, key) for key in keys})
-
-
 def run_train(args):
     _need_torch()
-    _set_threads(args)
+    set_threads(args)
     from training.train import train
 
-    result = train(_train_config(args))
+    result = train(train_config(args))
     last = result.history[-1] if result.history else {}
     print("best checkpoint: {}".format(result.best_checkpoint))
     print("run folder: {} ({} epochs, last val loss {})".format(
@@ -126,7 +70,7 @@ def run_train(args):
 
 def run_evaluate(args):
     _need_torch()
-    _set_threads(args)
+    set_threads(args)
     from training.evaluate import evaluate_cli
 
     return evaluate_cli(args)

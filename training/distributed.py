@@ -61,7 +61,7 @@ def launch(train_argv, nproc_per_node):
 
 def main(argv=None):
     from edge.cli import run_guarded
-    from training.cli import _set_threads, _train_config, add_train_arguments
+    from training.train_args import add_train_arguments, set_threads, train_config
 
     parser = argparse.ArgumentParser(prog="training.distributed",
                                      description="DDP training under torchrun (options of medkiosk train)")
@@ -69,8 +69,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def handler(parsed):
-        _set_threads(parsed)
-        config = _train_config(parsed)
+        set_threads(parsed)
+        config = train_config(parsed)
         result = run_distributed(config)
         if int(os.environ.get("RANK", 0)) == 0:
             print("best checkpoint: {}".format(result.best_checkpoint))

@@ -16,51 +16,23 @@ import numpy as np
 import torch
 
 from edge.errors import ConfigError
-from training.calibration import (
-    abstain_threshold,
-    confidences_and_correct,
+from training.calibration import abstain_threshold, probabilities
+from training.metrics import (
+    BOOTSTRAP_RESAMPLES,
+    Z95,
+    binary_auroc,
+    bootstrap_auroc,
     expected_calibration_error,
-    probabilities,
-    reliability_bins,
+    plot_confusion,
+    plot_reliability,
+    plot_roc,
+    roc_curves,
+    wilson_interval,
 )
 
 REPORT = "report.md"
 METRICS = "metrics.json"
 NOTICE = "Decision support only - not a diagnosis. Metrics describe this data set, not clinical performance."
-
-
-def wilson_interval(successes, total, z=1.959964):
-    """Wilson score 95% interval for a proportion; (nan, nan) when total is 0."""
-    if total <= 0:
-        return (float("nan"), float("nan"))
-    p = successes / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def _binary_auroc(y_true, scores):
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y_true)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y_true, scores))
-
-
-def bootstrap_auroc(y_true, scores, resamples=200, seed=0):
-    """Percentile-bootstrap 95% interval of the AUROC (resamples without both classes are skipped)."""
-    if resamples <= 0 or len(np.unique(y_true)) < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        index = rng.integers(0, len(y_true), len(y_true))
-        if len(np.unique(y_true[index])) == 2:
-            values.append(_binary_auroc(y_true[index], scores[index]))
-    if not values:
-        return (float("nan"), float("nan"))
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
 def _clean(value):
@@ -79,62 +51,51 @@ def _clean(value):
     return value
 
 
-def compute_metrics(logits, targets, classes, task, temperature=1.0, coverage=0.9, bootstrap=200, seed=0,
-                    stored_threshold=None):
-    """All metrics for one set of logits (raw, before temperature) and targets; JSON-ready dict + arrays."""
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        multilabel_confusion_matrix,
-        precision_recall_fscore_support,
-        roc_curve,
-    )
+def _multiclass_part(after, targets_np, n_classes):
+    """(y_true, y_pred, onehot, metrics) of a single-label task."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 
-    logits = torch.as_tensor(logits, dtype=torch.float32)
-    targets_np = np.asarray(torch.as_tensor(targets).numpy())
-    before = probabilities(logits, task).numpy()
-    after = probabilities(logits, task, temperature).numpy()
-    n_classes = len(classes)
-    labels = list(range(n_classes))
-    result = {"task": task, "classes": list(classes), "cases": int(len(targets_np)),
-              "temperature": float(temperature)}
-    if task == "multiclass":
-        y_true = targets_np.astype(np.int64)
-        y_pred = after.argmax(axis=1)
-        onehot = np.eye(n_classes, dtype=np.int64)[y_true]
-        result["accuracy"] = float(accuracy_score(y_true, y_pred))
-        result["accuracy_ci95"] = wilson_interval(int((y_true == y_pred).sum()), len(y_true))
-        result["balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
-        counts = confusion_matrix(y_true, y_pred, labels=labels)
-        result["confusion_matrix"] = counts.tolist()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            result["confusion_matrix_normalised"] = (counts / counts.sum(axis=1, keepdims=True)).tolist()
-    else:
-        y_true = targets_np.astype(np.int64)
-        y_pred = (after >= 0.5).astype(np.int64)
-        onehot = y_true
-        result["exact_match_accuracy"] = float(accuracy_score(y_true, y_pred))
-        result["accuracy"] = float((y_true == y_pred).mean())
-        per_class_bal = np.array([balanced_accuracy_score(y_true[:, i], y_pred[:, i])
-                                  if len(np.unique(y_true[:, i])) > 1 else np.nan for i in labels])
-        finite = per_class_bal[np.isfinite(per_class_bal)]
-        result["balanced_accuracy"] = float(finite.mean()) if finite.size else float("nan")
-        result["confusion_matrices"] = {classes[i]: m.tolist() for i, m in
-                                        enumerate(multilabel_confusion_matrix(y_true, y_pred, labels=labels))}
+    y_true = targets_np.astype(np.int64)
+    y_pred = after.argmax(axis=1)
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+    result = {"accuracy": float(accuracy_score(y_true, y_pred)),
+              "accuracy_ci95": wilson_interval(int((y_true == y_pred).sum()), len(y_true)),
+              "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+              "confusion_matrix": counts.tolist()}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result["confusion_matrix_normalised"] = (counts / counts.sum(axis=1, keepdims=True)).tolist()
+    return y_true, y_pred, np.eye(n_classes, dtype=np.int64)[y_true], result
+
+
+def _multilabel_part(after, targets_np, classes):
+    """(y_true, y_pred, onehot, metrics) of a multilabel task (a 0.5 threshold per class)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, multilabel_confusion_matrix
+
+    labels = list(range(len(classes)))
+    y_true = targets_np.astype(np.int64)
+    y_pred = (after >= 0.5).astype(np.int64)
+    per_class_bal = np.array([balanced_accuracy_score(y_true[:, i], y_pred[:, i])
+                              if len(np.unique(y_true[:, i])) > 1 else np.nan for i in labels])
+    finite = per_class_bal[np.isfinite(per_class_bal)]
+    result = {"exact_match_accuracy": float(accuracy_score(y_true, y_pred)),
+              "accuracy": float((y_true == y_pred).mean()),
+              "balanced_accuracy": float(finite.mean()) if finite.size else float("nan"),
+              "confusion_matrices": {classes[i]: m.tolist() for i, m in
+                                     enumerate(multilabel_confusion_matrix(y_true, y_pred, labels=labels))}}
+    return y_true, y_pred, y_true, result
+
+
+def _per_class(after, y_true, y_pred, onehot, classes, task, bootstrap, seed):
+    """Per-class precision/recall/F1 with Wilson intervals and AUROC with its bootstrap interval."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels if task == "multiclass" else None, zero_division=0)
+        y_true, y_pred, labels=list(range(len(classes))) if task == "multiclass" else None, zero_division=0)
     per_class = {}
-    rocs = {}
     for i, name in enumerate(classes):
         positives = onehot[:, i] == 1
         predicted = (y_pred == i) if task == "multiclass" else (y_pred[:, i] == 1)
         tp = int((positives & predicted).sum())
-        scores = after[:, i]
-        auroc = _binary_auroc(onehot[:, i], scores)
-        if math.isfinite(auroc):
-            fpr, tpr, _thr = roc_curve(onehot[:, i], scores)
-            rocs[name] = (fpr, tpr)
         per_class[name] = {
             "precision": float(precision[i]),
             "precision_ci95": wilson_interval(tp, int(predicted.sum())),
@@ -142,28 +103,49 @@ def compute_metrics(logits, targets, classes, task, temperature=1.0, coverage=0.
             "recall_ci95": wilson_interval(tp, int(positives.sum())),
             "f1": float(f1[i]),
             "support": int(support[i]),
-            "auroc": auroc,
-            "auroc_ci95": bootstrap_auroc(onehot[:, i], scores, bootstrap, seed + i),
+            "auroc": binary_auroc(onehot[:, i], after[:, i]),
+            "auroc_ci95": bootstrap_auroc(onehot[:, i], after[:, i], bootstrap, seed + i),
         }
-    result["per_class"] = per_class
-    aurocs = [m["auroc"] for m in per_class.values() if math.isfinite(m["auroc"])]
+    return per_class, float(np.mean(f1))
+
+
+def _binary_summary(counts, positive):
+    tn, fp, fn, tp = (int(v) for v in np.asarray(counts).ravel())
+    return {
+        "positive_class": positive,
+        "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "sensitivity_ci95": wilson_interval(tp, tp + fn),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+        "specificity_ci95": wilson_interval(tn, tn + fp),
+    }
+
+
+def compute_metrics(logits, targets, classes, task, temperature=1.0, coverage=0.9,
+                    bootstrap=BOOTSTRAP_RESAMPLES, seed=0, stored_threshold=None):
+    """All metrics for one set of logits (raw, before temperature) and targets; JSON-ready dict + arrays."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    targets_np = np.asarray(torch.as_tensor(targets).numpy())
+    before = probabilities(logits, task).numpy()
+    after = probabilities(logits, task, temperature).numpy()
+    result = {"task": task, "classes": list(classes), "cases": int(len(targets_np)),
+              "temperature": float(temperature), "bootstrap_resamples": int(bootstrap)}
+    if task == "multiclass":
+        y_true, y_pred, onehot, part = _multiclass_part(after, targets_np, len(classes))
+    else:
+        y_true, y_pred, onehot, part = _multilabel_part(after, targets_np, classes)
+    result.update(part)
+    result["per_class"], result["macro_f1"] = _per_class(after, y_true, y_pred, onehot, classes, task,
+                                                         bootstrap, seed)
+    aurocs = [m["auroc"] for m in result["per_class"].values() if math.isfinite(m["auroc"])]
     result["macro_auroc"] = float(np.mean(aurocs)) if aurocs else float("nan")
-    result["macro_f1"] = float(np.mean(f1))
-    if task == "multiclass" and n_classes == 2:
-        tn, fp, fn, tp = (int(v) for v in np.asarray(result["confusion_matrix"]).ravel())
-        positive = classes[1]
-        result["binary"] = {
-            "positive_class": positive,
-            "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
-            "sensitivity_ci95": wilson_interval(tp, tp + fn),
-            "specificity": tn / (tn + fp) if tn + fp else float("nan"),
-            "specificity_ci95": wilson_interval(tn, tn + fp),
-        }
+    if task == "multiclass" and len(classes) == 2:
+        result["binary"] = _binary_summary(result["confusion_matrix"], classes[1])
     result["ece_before"] = expected_calibration_error(before, targets_np, task)
     result["ece_after"] = expected_calibration_error(after, targets_np, task)
     threshold = abstain_threshold(after, coverage)
     result["abstain"] = _abstain_summary(after, y_true, task, coverage, threshold, stored_threshold)
-    arrays = {"before": before, "after": after, "targets": targets_np, "rocs": rocs}
+    arrays = {"before": before, "after": after, "targets": targets_np,
+              "rocs": roc_curves(onehot, after, classes)}
     return result, arrays
 
 
@@ -183,81 +165,6 @@ def _abstain_summary(probs, y_true, task, coverage, threshold, stored):
     if stored is not None:
         summary["stored"] = at(stored)
     return summary
-
-
-# --- plots -----------------------------------------------------------------------------------
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_roc(rocs, per_class, path):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, (fpr, tpr) in rocs.items():
-        ax.plot(fpr, tpr, label="{} (AUROC {:.3f})".format(name, per_class[name]["auroc"]))
-    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC, one vs rest")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(counts, classes, path):
-    plt = _pyplot()
-    counts = np.asarray(counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    size = max(4.0, 0.6 * len(classes) + 2)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, matrix, title, fmt in ((axes[0], counts, "counts", "{:d}"),
-                                   (axes[1], normalised, "row-normalised (recall)", "{:.2f}")):
-        ax.imshow(matrix, cmap="Blues", vmin=0)
-        ax.set_xticks(range(len(classes)))
-        ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)))
-        ax.set_yticklabels(classes, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(title)
-        limit = matrix.max() if matrix.size else 0
-        for (row, col), value in np.ndenumerate(matrix):
-            ax.text(col, row, fmt.format(value.item()), ha="center", va="center", fontsize=8,
-                    color="white" if limit and value > limit / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_reliability(before, after, targets, task, temperature, path, bins=15):
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    for ax, probs, title in ((axes[0], before, "before (T = 1)"),
-                             (axes[1], after, "after (T = {:.3f})".format(temperature))):
-        confidence, correct = confidences_and_correct(probs, targets, task)
-        rows = reliability_bins(confidence, correct, bins)
-        centres = [(low + high) / 2 for low, high, _c, _m, _a in rows]
-        accuracy = [a if count else 0.0 for _l, _h, count, _m, a in rows]
-        ax.bar(centres, accuracy, width=1.0 / bins, edgecolor="black", alpha=0.7, label="accuracy")
-        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
-        ece = expected_calibration_error(probs, targets, task, bins)
-        ax.set_title("{}: ECE {:.3f}".format(title, ece))
-        ax.set_xlabel("confidence")
-        ax.set_ylabel("accuracy")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -311,7 +218,8 @@ def write_report(metrics, out_dir, title, plots):
             row = abstain[key]
             lines.append("| {} ({}) | {} | {} |".format(_fmt(row["threshold"]), label, _fmt(row["coverage"]),
                                                         _fmt(row["accuracy_answered"])))
-    lines += ["", "Intervals: Wilson score for proportions, percentile bootstrap for AUROC.", "",
+    lines += ["", "Intervals: Wilson score (z = {}) for proportions, percentile bootstrap ({} resamples) for "
+              "AUROC (training.metrics).".format(Z95, metrics.get("bootstrap_resamples")), "",
               "## Plots", ""]
     for name in plots:
         lines.append("![{}]({})".format(os.path.splitext(name)[0], name))
@@ -336,11 +244,13 @@ def _loader(samples, description, batch_size, workers):
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 
-def evaluate_samples(checkpoint, samples, out_dir, source="samples", coverage=None, bootstrap=200,
+def evaluate_samples(checkpoint, samples, out_dir, source="samples", coverage=None,
+                     bootstrap=BOOTSTRAP_RESAMPLES,
                      batch_size=32, workers=0, device="auto", progress=False, seed=0, checkpoint_label=None):
     """Evaluate a checkpoint (path or LoadedCheckpoint) on samples; write the report into ``out_dir``."""
     from training.checkpoint import load_checkpoint
-    from training.train import predict_logits, resolve_device
+    from training.predict import predict_logits
+    from training.train import resolve_device
 
     loaded = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     description = loaded.description
@@ -381,7 +291,8 @@ def evaluate_samples(checkpoint, samples, out_dir, source="samples", coverage=No
 
 def _run_paths(run):
     """(checkpoint path, split file or None) for a run folder or a checkpoint file."""
-    from training.train import BEST, SPLIT_FILE
+    from training.run_data import SPLIT_FILE
+    from training.train import BEST
 
     if os.path.isdir(run):
         checkpoint = os.path.join(run, BEST)
@@ -395,7 +306,8 @@ def _run_paths(run):
     return checkpoint, split if os.path.isfile(split) else None
 
 
-def evaluate_run(run, split="test", data=None, csv=None, out=None, coverage=None, bootstrap=200,
+def evaluate_run(run, split="test", data=None, csv=None, out=None, coverage=None,
+                 bootstrap=BOOTSTRAP_RESAMPLES,
                  batch_size=32, workers=0, device="auto", progress=False, record=True,
                  set_threshold=False):
     """Evaluate a run on one of its splits (or on ``data``/``csv``); optionally record into best.pt."""

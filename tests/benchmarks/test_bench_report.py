@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from benchmarks import common, report
+from edge.errors import MedkioskError
 
 
 def _result(kind, title, **extra):
@@ -53,3 +56,28 @@ def test_summarize_reports_median_and_spread():
     assert abs(stats["median_ms"] - 50.5) < 1e-9
     assert abs(stats["iqr_ms"] - (stats["p75_ms"] - stats["p25_ms"])) < 1e-12
     assert stats["p25_ms"] < stats["median_ms"] < stats["p75_ms"] < stats["p90_ms"] <= stats["max_ms"]
+
+
+def test_finish_writes_the_result_and_regenerates_the_doc_through_the_report_command(tmp_path, capfd):
+    """common.finish runs `python -m benchmarks.report` (a real subprocess): the benchmarks never import
+    the report, which imports them all."""
+    import argparse
+
+    result = {"title": "T", "backend": "onnxruntime", "precision": "fp32"}
+    args = argparse.Namespace(out_json=str(tmp_path / "results" / "memory-x.json"), no_doc=False,
+                              doc=str(tmp_path / "benchmarks.md"))
+    (tmp_path / "results").mkdir()
+    path = common.finish(result, args, "no-such-kind")
+    with open(path) as handle:
+        assert json.load(handle)["benchmark"] == "no-such-kind"
+    out = capfd.readouterr().out
+    assert "Unknown benchmark kind 'no-such-kind'" in out and "wrote {}".format(args.doc) in out
+    with open(args.doc) as handle:
+        assert "Result file: `memory-x.json`." in handle.read()
+    args.no_doc, args.doc = True, str(tmp_path / "other.md")
+    common.finish(result, args, "no-such-kind")
+    assert not (tmp_path / "other.md").exists()
+    args.no_doc, args.out_json = False, str(tmp_path / "missing" / "deeper" / "x.json")
+    args.doc = str(tmp_path / "results")  # a folder: the report command fails, and finish says so
+    with pytest.raises(MedkioskError, match="regenerating the report failed"):
+        common.finish(result, args, "no-such-kind")

@@ -18,7 +18,8 @@ from training.calibration import (  # noqa: E402
     expected_calibration_error,
     fit_temperature,
 )
-from training.evaluate import compute_metrics, plot_confusion, plot_reliability, plot_roc, wilson_interval  # noqa: E402
+from training.evaluate import compute_metrics  # noqa: E402
+from training.metrics import plot_confusion, plot_reliability, plot_roc, wilson_interval  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

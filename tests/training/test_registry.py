@@ -195,3 +195,29 @@ def test_unknown_architecture_and_bad_size_are_config_errors():
         build_backbone("alexnet", 3)
     with pytest.raises(ConfigError, match="multiple of 32"):
         build_backbone("mobilenet_v3_small", 3, image_size=100)
+
+
+def test_trunk_plus_tail_is_the_whole_network():
+    from training.checkpoint import build_net
+    from training.registry import split_network
+
+    description = ModelDescription("efficientnet_lite0", "multiclass", ["a", "b"], InputSpec(64, 64))
+    net = build_net(description, pretrained=True).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        whole = net.features(x)
+        for blocks in (0, 1, 3, -1):
+            trunk, tail = split_network(net, "efficientnet_lite0", blocks)
+            torch.testing.assert_close(tail(trunk(x)), whole, rtol=1e-4, atol=1e-4)
+    _trunk, tail = split_network(net, "efficientnet_lite0", 2)
+    assert 0 < len(tail.trainable()) < len(list(net.backbone.body.parameters()))
+    assert get_arch("efficientnet_lite0").splitter is not None
+
+
+def test_partial_fine_tuning_needs_the_architectures_splitter():
+    from training.registry import split_network
+
+    assert get_arch("resattn56").splitter is None
+    net = build_backbone("resattn56", 2, image_size=32)
+    with pytest.raises(ConfigError, match="tune_blocks 0"):
+        split_network(net, "resattn56", 2)

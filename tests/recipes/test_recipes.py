@@ -1,4 +1,4 @@
-"""The CPU recipe end to end on a tiny subset of the real X-rays (few images, 64x64, one epoch)."""
+"""The CPU recipe (recipes/) end to end on a tiny subset of the real X-rays (few images, 64x64, one epoch)."""
 
 import json
 import os
@@ -7,33 +7,22 @@ import numpy as np
 import pytest
 import torch
 
+from export.card import EXPORT_RECORD_TITLE
+from recipes.card import rewrite_card
+from recipes.config import recipe_for
+from recipes.evaluation import classification_metrics
+from recipes.run import train_recipe
 from tests.conftest import ROOT, SHARED_DATA
-from training import recipes
+from training.metrics import wilson_interval
 
 PEDIATRIC = os.path.join(SHARED_DATA, "chest-pediatric", "train")
 
 
-def test_trunk_plus_tail_is_the_whole_network():
-    from edge.description import InputSpec, ModelDescription
-    from training.checkpoint import build_net
-
-    description = ModelDescription("efficientnet_lite0", "multiclass", ["a", "b"], InputSpec(64, 64))
-    net = build_net(description, pretrained=True).eval()
-    x = torch.rand(2, 3, 64, 64) * 255
-    with torch.no_grad():
-        whole = net.features(x)
-        for blocks in (0, 1, 3, -1):
-            trunk, tail = recipes.split_network(net, "efficientnet_lite0", blocks)
-            torch.testing.assert_close(tail(trunk(x)), whole, rtol=1e-4, atol=1e-4)
-    _trunk, tail = recipes.split_network(net, "efficientnet_lite0", 2)
-    assert 0 < len(tail.trainable()) < len(list(net.backbone.body.parameters()))
-
-
 def test_wilson_interval_and_metrics_on_known_predictions():
-    low, high = recipes.wilson(90, 100)
+    low, high = wilson_interval(90, 100)
     assert 0.82 < low < 0.83 and 0.94 < high < 0.95
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    metrics = recipes.classification_metrics(probs, np.array([0, 0, 1, 1]), ["n", "p"], "multiclass", 0.65)
+    metrics = classification_metrics(probs, np.array([0, 0, 1, 1]), ["n", "p"], "multiclass", 0.65)
     assert metrics["accuracy"] == 0.75
     assert metrics["confusion_matrix"]["counts"] == [[2, 0], [1, 1]]
     assert metrics["per_class"]["p"]["sensitivity"] == 0.5 and metrics["per_class"]["p"]["specificity"] == 1.0
@@ -45,10 +34,10 @@ def test_unknown_recipe_and_baseline_are_config_errors():
     from edge.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        recipes.recipe_for("skin")
+        recipe_for("skin")
     with pytest.raises(ConfigError):
-        recipes.recipe_for("chest", baseline="alexnet")
-    assert recipes.recipe_for("chest", baseline="vgg16_seed").arch == "vgg16_seed"
+        recipe_for("chest", baseline="alexnet")
+    assert recipe_for("chest", baseline="vgg16_seed").arch == "vgg16_seed"
 
 
 @pytest.mark.skipif(not os.path.isdir(PEDIATRIC),
@@ -61,9 +50,9 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     from training import ood
     from training.checkpoint import load_checkpoint
 
-    recipe = recipes.recipe_for("pediatric-pneumonia", image_size=64, limit_per_class=4, tune_epochs=1,
+    recipe = recipe_for("pediatric-pneumonia", image_size=64, limit_per_class=4, tune_epochs=1,
                                 head_epochs=3)
-    result = recipes.train_recipe(recipe, str(tmp_path / "run"), split_dir=os.path.join(ROOT, "splits"),
+    result = train_recipe(recipe, str(tmp_path / "run"), split_dir=os.path.join(ROOT, "splits"),
                                   models_dir=str(tmp_path / "models"), docs_dir=str(tmp_path / "docs"),
                                   with_skimage=False)
     bundle = load_bundle(result.bundle)
@@ -76,6 +65,14 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     with open(os.path.join(result.bundle, "model_card.md"), encoding="utf-8") as handle:
         card = handle.read()
     assert "Kermany" in card and "CC BY 4.0" in card and "not a diagnosis" in card
+    assert card.count("# " + EXPORT_RECORD_TITLE) == 1 and card.count("## Export parity") == 1
+    # Rewriting the installed card from the run's metrics.json rebuilds it from data: the exporter's
+    # record appears once, unchanged.
+    rewrite_card(recipe, result.run_dir, str(tmp_path / "models"), os.path.join(ROOT, "splits"))
+    with open(os.path.join(result.bundle, "model_card.md"), encoding="utf-8") as handle:
+        again = handle.read()
+    assert again.count("# " + EXPORT_RECORD_TITLE) == 1
+    assert again.split(EXPORT_RECORD_TITLE)[1] == card.split(EXPORT_RECORD_TITLE)[1]
     with open(str(tmp_path / "docs" / "metrics.json"), encoding="utf-8") as handle:
         metrics = json.load(handle)
     assert metrics["input_check"]["test_xrays"]["n"] == 8
