@@ -171,6 +171,7 @@ class Kiosk(object):
         located = self.locate(frame) if frame is not None else None
         self.screen.show(frame, stamp, None, located)
         if frame is not None and slot.usable and self.pipeline.is_new(stamp):
+            self.clock.camera_frame(stamp)
             self.worker.submit(self.pipeline.new_job(frame, stamp, slot, False, located=located))
             self._await_live_result(stamp)
         outcome = self.worker.take()
@@ -180,8 +181,7 @@ class Kiosk(object):
 
     def _await_live_result(self, stamp):
         """Wake when a result lands, but draw before the next camera frame is due."""
-        interval = 1.0 / (self.source.fps or 15.0)
-        timeout = stamp + interval - self.clock.draw_s - time.monotonic()
+        timeout = self.clock.next_frame_due(stamp, self.source.fps) - self.clock.draw_s - time.monotonic()
         if timeout > 0:
             outcome = self.worker.wait_any(timeout)
             if outcome is not None:

@@ -63,12 +63,28 @@ class Messages(object):
 
 
 class FrameClock(object):
-    """Displayed frames per second (smoothed), pacing, and how long drawing a frame takes."""
+    """Displayed frames per second (smoothed), pacing, how long drawing a frame takes and how often
+    the camera really delivers one."""
 
     def __init__(self):
         self.fps = None
         self.last_tick = None
         self.draw_s = 0.0  # smoothed time to draw and write one screen
+        self.camera_interval = None  # smoothed seconds between the stamps of consecutive camera frames
+        self._last_stamp = None
+
+    def camera_frame(self, stamp):
+        """Note a live frame's capture stamp (a camera's real rate may differ from what it reports)."""
+        if self._last_stamp is not None and stamp > self._last_stamp:
+            interval = stamp - self._last_stamp
+            self.camera_interval = interval if self.camera_interval is None else (
+                0.8 * self.camera_interval + 0.2 * interval)
+        self._last_stamp = stamp
+
+    def next_frame_due(self, stamp, source_fps):
+        """When the frame after the one stamped ``stamp`` is expected."""
+        interval = self.camera_interval or 1.0 / (source_fps or 15.0)
+        return stamp + interval
 
     def tick(self, draw_s=None):
         now = time.monotonic()

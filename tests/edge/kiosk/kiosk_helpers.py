@@ -36,8 +36,8 @@ def run_kiosk(tmp_path, source, slots, keys=None, sink=None, start=0, **kwargs):
     sink = sink or ImageDirSink(str(tmp_path / "frames"))
     stdout = io.StringIO()
     kwargs.setdefault("caselog_factory", lambda: CaseLog(str(tmp_path / "state"), min_free_mb=0))
+    kwargs.setdefault("open_classifier", default_classifier_opener("onnxruntime", "fp32", None, QUALITY))
     kiosk = Kiosk(source, sink, slots, start=start, stdout=stdout, size=SIZE,
-                  open_classifier=default_classifier_opener("onnxruntime", "fp32", None, QUALITY),
                   keys=KeyScript(keys) if keys else None, **kwargs)
     with source, sink:
         status = kiosk.run()
