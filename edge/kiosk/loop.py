@@ -172,20 +172,27 @@ class Kiosk(object):
         self.screen.show(frame, stamp, None, located)
         if frame is not None and slot.usable and self.pipeline.is_new(stamp):
             self.clock.camera_frame(stamp)
-            self.worker.submit(self.pipeline.new_job(frame, stamp, slot, False, located=located))
-            self._await_live_result(stamp)
+            job = self.pipeline.new_job(frame, stamp, slot, False, located=located)
+            self.worker.submit(job)  # always: a stale frame still waiting is replaced by this one
+            self._await_live_result(job)
         outcome = self.worker.take()
         if outcome is not None:
             self._apply(outcome, live=True)
         return True
 
-    def _await_live_result(self, stamp):
-        """Wake when a result lands, but draw before the next camera frame is due."""
-        timeout = self.clock.next_frame_due(stamp, self.source.fps) - self.clock.draw_s - time.monotonic()
-        if timeout > 0:
-            outcome = self.worker.wait_any(timeout)
-            if outcome is not None:
-                self._apply(outcome, live=True)
+    def _await_live_result(self, job):
+        """Wake for each result that lands, until this frame's own; draw before the next frame is due."""
+        deadline = self.clock.next_frame_due(job.stamp, self.source.fps) - self.clock.draw_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            outcome = self.worker.wait_any(remaining)
+            if outcome is None:
+                return
+            self._apply(outcome, live=True)
+            if outcome.job.seq >= job.seq:
+                return
 
     # ---- files, folders, a frozen image: the depth-1 pipeline ----
     def _advance_sequential(self, slot):
