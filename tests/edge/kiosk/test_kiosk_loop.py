@@ -172,8 +172,11 @@ def test_live_camera_disconnects_and_comes_back(tmp_path, slot, synth_images):
     assert kiosk.failures == 0
     # Decoupled: the result shown is at most one inference plus one frame older than the frame shown.
     latencies = [float(line.rsplit(", ", 1)[1].split()[0]) / 1000.0 for line in lines if " ms)" in line]
-    assert kiosk.result_ages and latencies
-    assert max(kiosk.result_ages) <= max(latencies) + 0.03 + 0.25  # + frame period + scheduling slack
+    # The first result also waits for the runner to load and its golden images to be checked, which
+    # the printed inference latency does not include: the bound is for the results after it.
+    ages = kiosk.result_ages[1:]
+    assert ages and latencies
+    assert max(ages) <= max(latencies) + 0.03 + 0.25  # + frame period + scheduling slack
 
 
 def test_freeze_save_and_back_to_live(tmp_path, slot, synth_images):
