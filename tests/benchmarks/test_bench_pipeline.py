@@ -82,6 +82,13 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert live["age_beyond_inference"]["n"] == live["result_age"]["n"]
     assert 0 < live["worker_busy_fraction"] <= 1
     assert live["worker_call"]["n"] == live["worker_idle"]["n"] + 1
+    # CPU time per thread (RUSAGE_THREAD), the stand-in for the Nano's slow cores on a taskset run.
+    cpu = live["thread_cpu"]
+    assert cpu["display_cpu_s"] > 0 and cpu["inference_cpu_s"] > 0
+    assert cpu["display_cpu_s"] + cpu["inference_cpu_s"] <= cpu["process_cpu_s"] * 1.05
+    assert cpu["display_share_of_wall"] == pytest.approx(cpu["display_cpu_s"] / cpu["wall_s"])
+    assert 0 < cpu["display_share_of_process"] < 1 and cpu["cores_allowed"] >= 1
+    assert live["dropped_frames"] >= 0
 
 
 def test_profile_names_the_functions_where_time_goes(outcome):
@@ -102,6 +109,7 @@ def test_markdown_section(outcome):
     assert "| inference (runner.infer) |" in doc
     assert "| overlay (renderer.draw) |" in doc
     assert "### Live mode (camera emulated at 30 fps" in doc
+    assert "| display thread's share of the process's CPU |" in doc
     assert "### Where the time goes (cProfile" in doc
 
 
@@ -179,6 +187,9 @@ def test_tensorrt_backend_runs_the_same_measurement(tiny_bundle, tmp_path, monke
     pycuda.driver = cuda
     for name, module in (("tensorrt", trt), ("pycuda", pycuda), ("pycuda.driver", cuda)):
         monkeypatch.setitem(sys.modules, name, module)
+    # The fake engine computes from the input but is not the model: the kiosk's golden-image check
+    # at load (which would rightly refuse it) is the one thing switched off here.
+    monkeypatch.setattr("edge.kiosk.modules.check_golden", lambda classifier, bundle: None)
     cache = str(tmp_path / "engines")
     _cached_engine(bundle, cache)
     out = tmp_path / "trt.json"
