@@ -18,6 +18,9 @@ def _header(result):
         title += " - experiment: ONNX Runtime spinning {}".format(settings["ort_spinning"])
     if result.get("live_mode") and settings.get("camera_fps") != 30.0:
         title += " - stress: camera emulated at {:g} fps".format(settings["camera_fps"])
+    cores = ((result.get("live_mode") or {}).get("thread_cpu") or {}).get("cores_allowed")
+    if cores is not None and cores < env["cpu_count"]:
+        title += " - {} of {} cores (taskset)".format(cores, env["cpu_count"])
     threads = result["runner"].get("cpu_threads")
     lines = ["## {}".format(title), ""]
     lines.append(

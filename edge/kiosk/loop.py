@@ -21,7 +21,7 @@ import threading
 import time
 
 from edge.errors import SourceError
-from edge.kiosk.health import Health
+from edge.kiosk.health import Health, KioskFailure
 from edge.kiosk.keys import Desk, on_key
 from edge.kiosk.modules import ModuleSet, default_classifier_opener
 from edge.kiosk.pipeline import FilePipeline
@@ -120,7 +120,7 @@ class Kiosk(object):
                     break
                 if not self._step():
                     break
-        except BaseException:
+        except KioskFailure:
             stalled = True
             raise
         finally:

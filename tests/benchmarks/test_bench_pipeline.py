@@ -133,8 +133,8 @@ def test_py_spy_raw_output_is_summarised_per_thread():
     lines = [
         "thread (11): MainThread;<module> (x.py:1);draw (overlay.py:400);_text_block (overlay.py:170) 6",
         "thread (11): MainThread;<module> (x.py:1);read (camera.py:150);Condition.wait (t.py:3) 2",
-        "thread (12): inference;_run (edge/kiosk.py:210);Session.run (ort.py:200) 9",
-        "thread (12): inference;_run (edge/kiosk.py:210);Condition.wait (threading.py:320) 3",
+        "thread (12): inference;_run (edge/kiosk/worker.py:210);Session.run (ort.py:200) 9",
+        "thread (12): inference;_run (edge/kiosk/worker.py:210);Condition.wait (threading.py:320) 3",
         "thread (13): grab csi://0;_grab (camera.py:120);ReplayCapture.read (pipeline.py:90) 4",
         "garbage line",
     ]
