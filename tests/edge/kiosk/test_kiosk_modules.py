@@ -110,3 +110,15 @@ def test_the_kiosk_does_not_run_a_module_whose_golden_check_fails(tmp_path, tiny
     assert not kiosk.slot.usable and "golden images" in kiosk.slot.problem
     journal = [line for line in stderr.getvalue().splitlines() if "golden images" in line]
     assert len(journal) == 1 and journal[0].startswith("medkiosk: Module cannot run here: synth-test: ")
+
+
+def test_module_set_steps_through_the_slots_and_lists_their_problems(tiny_bundle):
+    from edge.bundle import load_bundle
+    from edge.kiosk import ModuleSet, ModuleSlot
+
+    usable = ModuleSlot("synth-test", bundle=load_bundle(tiny_bundle))
+    missing = ModuleSlot("skin", problem="No model bundle for 'skin'")
+    modules = ModuleSet([usable, missing], start=1)
+    assert modules.current is missing
+    assert modules.next() is usable and modules.next() is missing  # M wraps around
+    assert modules.problems() == [("skin", "No model bundle for 'skin'")]

@@ -153,3 +153,55 @@ def test_a_failed_inference_leaves_its_frame_without_a_result(tmp_path, slot, sy
     assert kiosk.failures == 1 and "injected" in kiosk.last_error
     assert [probabilities is None for _frame, probabilities in sink.shown] == [
         index == 2 for index in range(len(read_video(path)))]
+
+
+def test_file_pipeline_numbers_queues_and_drops_jobs(slot):
+    """FilePipeline on its own with the real worker and classifier: a job queued behind the one in
+    flight is never dropped, each is awaited by its own number, a key drop makes the job in flight
+    obsolete, and a stall check raising while it waits to queue ends the wait."""
+    from edge.kiosk import FilePipeline, InferenceWorker
+
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    gate = threading.Event()
+
+    def gated(module_slot):
+        classifier = opener(module_slot)
+        classify = classifier.classify
+
+        def slow(image):
+            gate.wait(10)
+            return classify(image)
+
+        classifier.classify = slow
+        return classifier
+
+    stalls = []
+
+    def keepalive():
+        stalls.append(1)
+        if len(stalls) == 3:  # the third check while waiting finds the inference stalled
+            raise KioskFailure("stalled (injected)")
+
+    pipeline = FilePipeline(keepalive, lambda: False)
+    worker = InferenceWorker(gated).start()
+    images = [np.full((120, 160, 3), value, np.uint8) for value in (30, 120, 200)]
+    try:
+        first = pipeline.new_job(images[0], 1.0, slot, False)
+        assert pipeline.push(worker, first) is None and not pipeline.is_new(1.0) and pipeline.is_new(2.0)
+        second = pipeline.new_job(images[1], 2.0, slot, False)
+        assert pipeline.push(worker, second) is first  # queued behind it: the first is drawn now
+        third = pipeline.new_job(images[2], 3.0, slot, False)
+        with pytest.raises(KioskFailure, match="injected"):
+            pipeline.push(worker, third)  # the worker is busy and the second waits: keepalive runs
+        assert len(stalls) == 3 and worker.dropped == 0 and pipeline.inflight is third
+        gate.set()
+        outcome = pipeline.wait(worker, second.seq)
+        assert outcome.job is second and round(outcome.prediction.quality.brightness) == 120
+        assert pipeline.current(second)
+        pipeline.drop()
+        assert not pipeline.current(second) and pipeline.inflight is None
+        pipeline.resubmit()
+        assert pipeline.is_new(3.0)
+    finally:
+        gate.set()
+        worker.stop()
