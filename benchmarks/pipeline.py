@@ -43,6 +43,7 @@ from benchmarks.pipeline_loop import (  # noqa: E402,F401 (re-exported: the test
     PySpy,
     StageTimes,
     _kiosk_for,
+    cycler,
     decode_all,
     kiosk_config,
     ort_tuning,
@@ -177,18 +178,8 @@ def measure(args, workdir, log=print):
         finally:
             if all_cores is not None:
                 all_cores.close()
-    file_mode = summarize_file_mode(times_blocks, raw_blocks, args.skip)
-    live = None
-    if args.live_frames > 0:
-        kiosk, times, wall = run_live_mode(args, frames, log)
-        live = summarize_live(
-            kiosk, times, wall, args.camera_fps, args.skip, file_mode["raw_inference_fps_median"]
-        )
-        if args.py_spy:
-            # A separate run: sampling perturbs the loop, so it never shares a run with the numbers.
-            spy = PySpy(args.py_spy_rate)
-            run_live_mode(args, frames, log, spy=spy)
-            live["py_spy"] = spy.summary
+        file_mode = summarize_file_mode(times_blocks, raw_blocks, args.skip)
+        live = measure_live(args, frames, runner, tensors, log, file_mode) if args.live_frames > 0 else None
     profile = None
     if args.profile:
         import cProfile
@@ -198,6 +189,25 @@ def measure(args, workdir, log=print):
         run_kiosk(kiosk, source, sink, StageTimes(), profiler=profiler)
         profile = profile_rows(profiler, args.profile_top)
     return bundle, runner_desc, file_mode, live, profile
+
+
+def measure_live(args, frames, runner, tensors, log, file_mode):
+    """The live-mode run between two blocks of raw inference: its ceiling is min(camera, the raw rate
+    measured around it), so the ratio compares the same machine load (a shared machine drifts)."""
+    before = common.time_calls(cycler(runner, tensors), args.raw_runs, warmup=3)
+    kiosk, times, wall = run_live_mode(args, frames, log)
+    after = common.time_calls(cycler(runner, tensors), args.raw_runs, warmup=3)
+    raw = before + after
+    raw_fps = 1000.0 / common.summarize(raw)["median_ms"]
+    live = summarize_live(kiosk, times, wall, args.camera_fps, args.skip, raw_fps)
+    live["raw_inference_around"] = common.summarize(raw)
+    live["raw_inference_fps_file_mode"] = file_mode["raw_inference_fps_median"]
+    if args.py_spy:
+        # A separate run: sampling perturbs the loop, so it never shares a run with the numbers.
+        spy = PySpy(args.py_spy_rate)
+        run_live_mode(args, frames, log, spy=spy)
+        live["py_spy"] = spy.summary
+    return live
 
 
 def main(argv=None):

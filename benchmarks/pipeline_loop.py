@@ -305,10 +305,10 @@ def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log, a
 
     for block in range(args.blocks):
         start = time.perf_counter()
-        durations = common.time_calls(_cycler(runner, tensors), args.raw_runs, warmup=3)
+        durations = common.time_calls(cycler(runner, tensors), args.raw_runs, warmup=3)
         raw = {"durations": durations, "wall_s": time.perf_counter() - start}
         if all_cores is not None:
-            raw["all_cores"] = common.time_calls(_cycler(all_cores, tensors), args.raw_runs, warmup=3)
+            raw["all_cores"] = common.time_calls(cycler(all_cores, tensors), args.raw_runs, warmup=3)
         raw_blocks.append(raw)
         kiosk, source, sink = _kiosk_for(args, video, args.frames)
         times = StageTimes()
@@ -328,7 +328,7 @@ def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log, a
         )
 
 
-def _cycler(runner, tensors):
+def cycler(runner, tensors):
     state = {"i": 0}
 
     def call():

@@ -163,7 +163,7 @@ def _live_table(result, live):
         lines.append("| displayed frames/s | {} |".format(common.fmt(live["display_fps"], 1)))
         lines.append("| results/s (inferences completed) | {} |".format(common.fmt(live["results_fps"], 1)))
         lines.append(
-            "| ceiling: min(raw inference/s, camera fps) | {} |".format(
+            "| ceiling: min(raw inference/s just before and after this run, camera fps) | {} |".format(
                 common.fmt(live["results_ceiling_fps"], 1)
             )
         )

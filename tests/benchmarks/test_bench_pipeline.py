@@ -75,6 +75,11 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     result, _doc = outcome
     live = result["live_mode"]
     assert live["frames_displayed"] == result["settings"]["live_frames"]
+    # The ceiling's raw rate is measured just before and after the live run (same machine load).
+    around = live["raw_inference_around"]
+    assert around["n"] == 2 * result["settings"]["raw_runs"]
+    assert live["results_ceiling_fps"] == pytest.approx(min(1000.0 / around["median_ms"], live["camera_fps"]))
+    assert live["ratio"] == pytest.approx(live["results_fps"] / live["results_ceiling_fps"])
     assert live["display_fps"] > 0 and live["results_fps"] > 0
     assert live["result_age"]["n"] > 0
     assert live["age_ok"] == (live["age_beyond_inference"]["max_ms"] <= live["age_bound_ms"])
