@@ -75,6 +75,11 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     result, _doc = outcome
     live = result["live_mode"]
     assert live["frames_displayed"] == result["settings"]["live_frames"]
+    # The ceiling's raw rate is measured just before and after the live run (same machine load).
+    around = live["raw_inference_around"]
+    assert around["n"] == 2 * result["settings"]["raw_runs"]
+    assert live["results_ceiling_fps"] == pytest.approx(min(1000.0 / around["median_ms"], live["camera_fps"]))
+    assert live["ratio"] == pytest.approx(live["results_fps"] / live["results_ceiling_fps"])
     assert live["display_fps"] > 0 and live["results_fps"] > 0
     assert live["result_age"]["n"] > 0
     assert live["age_ok"] == (live["age_beyond_inference"]["max_ms"] <= live["age_bound_ms"])
@@ -82,6 +87,13 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert live["age_beyond_inference"]["n"] == live["result_age"]["n"]
     assert 0 < live["worker_busy_fraction"] <= 1
     assert live["worker_call"]["n"] == live["worker_idle"]["n"] + 1
+    # CPU time per thread (RUSAGE_THREAD), the stand-in for the Nano's slow cores on a taskset run.
+    cpu = live["thread_cpu"]
+    assert cpu["display_cpu_s"] > 0 and cpu["inference_cpu_s"] > 0
+    assert cpu["display_cpu_s"] + cpu["inference_cpu_s"] <= cpu["process_cpu_s"] * 1.05
+    assert cpu["display_share_of_wall"] == pytest.approx(cpu["display_cpu_s"] / cpu["wall_s"])
+    assert 0 < cpu["display_share_of_process"] < 1 and cpu["cores_allowed"] >= 1
+    assert live["dropped_frames"] >= 0
 
 
 def test_profile_names_the_functions_where_time_goes(outcome):
@@ -102,6 +114,7 @@ def test_markdown_section(outcome):
     assert "| inference (runner.infer) |" in doc
     assert "| overlay (renderer.draw) |" in doc
     assert "### Live mode (camera emulated at 30 fps" in doc
+    assert "| display thread's share of the process's CPU |" in doc
     assert "### Where the time goes (cProfile" in doc
 
 
@@ -125,8 +138,8 @@ def test_py_spy_raw_output_is_summarised_per_thread():
     lines = [
         "thread (11): MainThread;<module> (x.py:1);draw (overlay.py:400);_text_block (overlay.py:170) 6",
         "thread (11): MainThread;<module> (x.py:1);read (camera.py:150);Condition.wait (t.py:3) 2",
-        "thread (12): inference;_run (edge/kiosk.py:210);Session.run (ort.py:200) 9",
-        "thread (12): inference;_run (edge/kiosk.py:210);Condition.wait (threading.py:320) 3",
+        "thread (12): inference;_run (edge/kiosk/worker.py:210);Session.run (ort.py:200) 9",
+        "thread (12): inference;_run (edge/kiosk/worker.py:210);Condition.wait (threading.py:320) 3",
         "thread (13): grab csi://0;_grab (camera.py:120);ReplayCapture.read (pipeline.py:90) 4",
         "garbage line",
     ]
@@ -179,6 +192,9 @@ def test_tensorrt_backend_runs_the_same_measurement(tiny_bundle, tmp_path, monke
     pycuda.driver = cuda
     for name, module in (("tensorrt", trt), ("pycuda", pycuda), ("pycuda.driver", cuda)):
         monkeypatch.setitem(sys.modules, name, module)
+    # The fake engine computes from the input but is not the model: the kiosk's golden-image check
+    # at load (which would rightly refuse it) is the one thing switched off here.
+    monkeypatch.setattr("edge.kiosk.modules.check_golden", lambda classifier, bundle: None)
     cache = str(tmp_path / "engines")
     _cached_engine(bundle, cache)
     out = tmp_path / "trt.json"

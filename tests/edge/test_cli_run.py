@@ -165,3 +165,39 @@ def test_cpu_threads_reach_the_onnxruntime_session(tmp_path, tiny_bundle, synth_
             assert options.intra_op_num_threads == threads
         finally:
             classifier.__exit__(None, None, None)
+
+
+def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path, tiny_bundle, synth_images):
+    """A bundle whose manifest is nested too deep for the parser (a RecursionError crashed the whole
+    kiosk: a restart loop under systemd) and one with swapped class names (its golden images give
+    other results) are each disabled with one journal line; the good module keeps running."""
+    import json
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_bundle, str(models / "synth"))
+    nested = models / "nested"
+    nested.mkdir()
+    (nested / "manifest.json").write_text("[" * 200000 + "]" * 200000)
+    swapped = models / "swapped"
+    shutil.copytree(tiny_bundle, str(swapped))
+    manifest = json.loads((swapped / "manifest.json").read_text())
+    manifest["module"]["id"] = "swapped"
+    for key in ("classes", "display_names"):
+        names = manifest["model"][key]
+        names[0], names[1] = names[1], names[0]
+    (swapped / "manifest.json").write_text(json.dumps(manifest))
+    config = _config(tmp_path, str(models), modules="synth-test, nested, swapped")
+    process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
+                         "--max-frames", "8", "--keys", "WAIT1,M,M,WAIT2,M"], env=_env())
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    damaged = [line for line in lines
+               if line.startswith("medkiosk: module nested disabled: Model bundle damaged")]
+    assert len(damaged) == 1 and "Fix:" in damaged[0]
+    golden = [line for line in lines if "golden images" in line]
+    assert len(golden) == 1 and golden[0].startswith("medkiosk: Module cannot run here: swapped: ")
+    results = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert results and all(" synth-test " in line for line in results)  # never a result of the tampered one

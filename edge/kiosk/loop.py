@@ -1,0 +1,334 @@
+"""The kiosk loop, read top to bottom: capture -> locate -> classify -> overlay -> render.
+
+* Capture: live cameras keep only their newest frame in their own grabber thread
+  (``edge.sources``); ``source.read()`` blocks until the next frame.
+* Locate: ``locate(frame)`` finds the film or screen in the frame (identity for now: None, the
+  whole frame); its result travels with the frame (``Job.located``, ``Screen.located``).
+* Classify: one inference thread (``worker.InferenceWorker``) owns every runner. Live, every new
+  frame is posted and the worker takes the newest (stale ones are dropped), so inference never
+  waits for the display; the display wakes when a result lands (within the frame's time), so a
+  result shown is never older than one inference plus one frame (``Kiosk.result_ages``). Files
+  and image folders run as the depth-1 ``pipeline.FilePipeline``: every frame drawn with its own result.
+* Overlay and render: ``OverlayRenderer.draw`` then ``sink.write``; keys (``keys``) are polled once a frame.
+
+A camera that disappears never stops the loop; per-frame errors are counted and too many in a row
+end the run with a non-zero status so systemd restarts it (``health``).
+"""
+
+import os
+import sys
+import threading
+import time
+
+from edge.errors import SourceError
+from edge.kiosk.health import Health, KioskFailure
+from edge.kiosk.keys import Desk, on_key
+from edge.kiosk.modules import ModuleSet, default_classifier_opener
+from edge.kiosk.pipeline import FilePipeline
+from edge.kiosk.report import Reporter
+from edge.kiosk.screen import FrameClock, Freeze, Messages, Screen
+from edge.kiosk.worker import InferenceWorker
+from edge.overlay import OverlayRenderer, OverlayState, prediction_state
+from edge.smoothing import ProbabilitySmoother
+
+
+def locate_whole_frame(_frame):
+    """The "locate" step until a localiser is wired in: the whole frame (None)."""
+    return None
+
+
+class Kiosk(object):
+    """Runs the loop until ``max_frames``, the end of a file, Q (not in kiosk mode) or ``stop()``."""
+
+    def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
+                 max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
+                 stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
+                 size=(1280, 720), locate=None):
+        self.source = source
+        self.sink = sink
+        self.modules = ModuleSet(slots, start)
+        self.open_classifier = open_classifier or default_classifier_opener()
+        self.locate = locate or locate_whole_frame
+        self.keys = keys
+        self.kiosk_mode = kiosk_mode
+        self.max_frames = max_frames
+        self.size = tuple(size)
+        self.smoother = ProbabilitySmoother(smoothing)
+        self.reporter = Reporter(stderr or sys.stderr, stdout, notifier)
+        self.health = Health(self.reporter.log, max_consecutive_failures, inference_timeout_s)
+        self.desk = Desk(caselog_factory, importer_factory)
+        self.renderer = OverlayRenderer()
+        self.screen = Screen()
+        self.freeze = Freeze()
+        self.messages = Messages()
+        self.clock = FrameClock()
+        self.pipeline = FilePipeline(self._keepalive, self._stop_requested)
+        self.frames = 0
+        self.cases_saved = 0
+        self.result_ages = []
+        self.worker = None
+        self._stop = threading.Event()
+
+    # ---- control and counters ----
+    def stop(self):
+        """Ask the loop to finish after the current frame (signal handlers call this)."""
+        self._stop.set()
+
+    def _stop_requested(self):
+        return self._stop.is_set()
+
+    @property
+    def slot(self):
+        return self.modules.current
+
+    @property
+    def slots(self):
+        return self.modules.slots
+
+    @property
+    def frozen(self):
+        return self.freeze.active
+
+    @property
+    def failures(self):
+        return self.health.failures
+
+    @property
+    def consecutive_failures(self):
+        return self.health.consecutive
+
+    @property
+    def last_error(self):
+        return self.health.last_error
+
+    def current_result(self):
+        return self.screen.result if self.slot.usable else None
+
+    def _keepalive(self):
+        self.reporter.watchdog()
+        self.health.check_stall(self.worker)
+
+    # ---- the loop ----
+    def run(self):
+        """Run until finished; return the exit status (0) or raise KioskFailure."""
+        self.reporter.module_problems(self.modules.problems())
+        self.worker = InferenceWorker(self.open_classifier).start()
+        stalled = False
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    break
+                if not self._step():
+                    break
+        except KioskFailure:
+            stalled = True
+            raise
+        finally:
+            self.worker.stop(timeout=0.5 if stalled else 5.0)  # a hung runner is left to the process exit
+            self.desk.close()
+            self.reporter.stopping(self.frames)
+        return 0
+
+    def _step(self):
+        """One screen: capture (+ locate + classify), then overlay and render."""
+        slot = self.slot
+        live = self.source.live and not self.freeze.active
+        advance = self._advance_live if live else self._advance_sequential
+        if not advance(slot):
+            return False
+        return self._render(slot)
+
+    # ---- capture ----
+    def _read(self):
+        """Next frame from the source, or (None, stamp) when there is none now; False at end of file."""
+        if self.freeze.active:
+            time.sleep(1.0 / max(1.0, self.source.fps or 15.0))
+            return self.freeze.frame, self.freeze.stamp
+        try:
+            ok, frame, stamp = self.source.read()
+        except SourceError as exc:
+            self.health.fail(str(exc))
+            time.sleep(0.05)
+            return None, time.monotonic()
+        if not ok:
+            if self.source.finished:
+                return False
+            return None, stamp
+        return frame, stamp
+
+    def _source_name(self):
+        path = getattr(self.source, "current_path", None)
+        return os.path.basename(path) if path and not self.freeze.active else None
+
+    # ---- live: capture -> locate -> classify (newest frame always posted) ----
+    def _advance_live(self, slot):
+        got = self._read()
+        if got is False:
+            return False
+        frame, stamp = got
+        if self.sink.interactive or frame is None:
+            self.clock.pace(self.source.fps)
+        located = self.locate(frame) if frame is not None else None
+        self.screen.show(frame, stamp, None, located)
+        if frame is not None and slot.usable and self.pipeline.is_new(stamp):
+            self.clock.camera_frame(stamp)
+            job = self.pipeline.new_job(frame, stamp, slot, False, located=located)
+            self.worker.submit(job)  # always: a stale frame still waiting is replaced by this one
+            self._await_live_result(job)
+        outcome = self.worker.take()
+        if outcome is not None:
+            self._apply(outcome, live=True)
+        return True
+
+    def _await_live_result(self, job):
+        """Wake for each result that lands, until this frame's own; draw before the next frame is due."""
+        deadline = self.clock.next_frame_due(job.stamp, self.source.fps) - self.clock.draw_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            outcome = self.worker.wait_any(remaining)
+            if outcome is None:
+                return
+            self._apply(outcome, live=True)
+            if outcome.job.seq >= job.seq:
+                return
+
+    # ---- files, folders, a frozen image: the depth-1 pipeline ----
+    def _advance_sequential(self, slot):
+        """Every new frame is drawn with its own result.
+
+        A new frame is read and prepared here and queued behind the frame before it; then that
+        earlier frame's own result is awaited and it is drawn while the new one is inferred. With
+        nothing earlier to draw (the first frame, a new still image) it reads once more: a video
+        yields its next frame, a still image repeats, and the repeat is where its own result is
+        awaited. Returns False at the end of a file, after its last frame has been drawn.
+        """
+        if self.sink.interactive:
+            self.clock.pace(self.source.fps)
+        while True:
+            got = self._read()
+            if got is False:
+                return self._finish_inflight()
+            frame, stamp = got
+            if frame is not None and slot.usable and self.pipeline.is_new(stamp):
+                job = self._prepared_job(frame, stamp, slot)
+                if job is None:  # could not be prepared (counted): skipped, the earlier frame is drawn
+                    if self._finish_inflight():
+                        return True
+                    self.screen.result = None  # nothing earlier: this frame, drawn without a result
+                    self.screen.show(frame, stamp, self._source_name())
+                    return True
+                earlier = self.pipeline.push(self.worker, job)
+                if earlier is not None:
+                    self._finish(earlier)
+                    return True
+                continue
+            if self._finish_inflight():
+                return True
+            if not self.sink.interactive and (frame is None or stamp == self.screen.stamp):
+                self.clock.pace(self.source.fps)  # nothing new: redraw at the source's frame rate
+            if frame is not None or not self.freeze.active:
+                self.screen.show(frame, stamp, self._source_name())
+            return True
+
+    def _prepared_job(self, frame, stamp, slot):
+        """locate, then prepare on this thread (once a runner is loaded); None if that fails (counted)."""
+        located = self.locate(frame)
+        prepared = None
+        if slot.preparer is not None:
+            try:
+                prepared = slot.preparer(frame)
+            except Exception as exc:  # counted like an inference failure; too many end the run
+                self.pipeline.submitted_stamp = stamp
+                self.health.fail("{}: preparing the frame: {}: {}".format(slot.module_id, type(exc).__name__,
+                                                                          exc))
+                return None
+        return self.pipeline.new_job(frame, stamp, slot, self.freeze.active, prepared=prepared,
+                                     name=self._source_name(), located=located)
+
+    def _finish_inflight(self):
+        """Wait for the frame in flight, apply its result and make it the frame shown; False if none."""
+        job = self.pipeline.take_inflight()
+        if job is None:
+            return False
+        self._finish(job)
+        return True
+
+    def _finish(self, job):
+        outcome = self.pipeline.wait(self.worker, job.seq)
+        if outcome is not None:
+            self._apply(outcome, live=False)
+        self.screen.show(job.frame, job.stamp, job.name, job.located)
+
+    # ---- classify: results back from the worker ----
+    def _apply(self, outcome, live):
+        job = outcome.job
+        if outcome.slot_failed:
+            job.slot.problem = "Module cannot run here: {}".format(outcome.error)
+            self.reporter.log(job.slot.problem)
+            return
+        if outcome.error is not None:
+            if not live and self.pipeline.current(job):
+                self.screen.result = None  # files: this frame is drawn next, never with another's result
+            self.health.fail(outcome.error)
+            return
+        self.health.ok()
+        if job.slot is not self.slot or job.frozen != self.freeze.active or not self.pipeline.current(job):
+            return  # the user switched module, freeze state or image meanwhile
+        prediction = outcome.prediction
+        if live and self.smoother.factor > 0:
+            prediction = self._smoothed(prediction, job.slot)
+        self.screen.set_result(prediction, job)
+        if live and self.screen.stamp is not None:
+            self.result_ages.append(self.screen.stamp - job.stamp)
+
+    def _smoothed(self, prediction, slot):
+        kind = prediction_state(prediction, OverlayState())
+        if kind in ("quality", "out_of_scope"):
+            self.smoother.reset()
+            return prediction
+        from edge.classify import postprocess
+
+        probabilities = self.smoother.update(prediction.probabilities, key=slot.module_id)
+        outputs = {"probabilities": [probabilities]}
+        if prediction.ood_score is not None:
+            outputs["ood_score"] = [prediction.ood_score]
+        return postprocess(outputs, slot.bundle, quality=prediction.quality, backend=prediction.backend,
+                           latency_ms=prediction.latency_ms)
+
+    # ---- overlay -> render ----
+    def _render(self, slot):
+        self.health.check_stall(self.worker)
+        disconnected = bool(self.source.disconnected) and not self.freeze.active
+        if disconnected:
+            self.screen.result = None
+        started = time.monotonic()
+        # screen.located (the "locate" result of this frame) goes to the overlay here once wired in.
+        canvas = self.renderer.draw(self.screen.frame if not disconnected else None, self.current_result(),
+                                    self._overlay_state(slot, disconnected))
+        self.sink.write(canvas)
+        self.frames += 1
+        self.clock.tick(time.monotonic() - started)
+        self.reporter.announce(slot)
+        self.reporter.status(slot, self.source, self.freeze.active, disconnected)
+        self.reporter.result(self.frames, slot, self.current_result(), self.screen.result_seq,
+                             self.screen.name if not self.freeze.active else None)
+        key = self.keys.next_key() if self.keys is not None else self.sink.poll_key(1)
+        if key:
+            return on_key(self, key)
+        return True
+
+    def _overlay_state(self, slot, disconnected):
+        info = slot.runner_info or {}
+        notices = info.get("notices") or []
+        result = self.current_result()
+        return OverlayState(
+            module_title=slot.title, module_installed=slot.usable, module_problem=slot.problem,
+            frozen=self.freeze.active,
+            analysing=slot.usable and self.screen.frame is not None and result is None,
+            disconnected=disconnected, source_notice=getattr(self.source, "notice", None),
+            message=self.messages.current(), backend=info.get("name"), precision=info.get("precision"),
+            provider=info.get("provider"), fallback_reason="; ".join(notices) if notices else None,
+            on_cpu=info.get("on_cpu", False), fps=self.clock.fps,
+            latency_ms=getattr(result, "latency_ms", None), show_keys=True, size=self.size)

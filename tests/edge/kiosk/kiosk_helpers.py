@@ -1,0 +1,119 @@
+"""Shared helpers of the kiosk tests: the real exported bundle (ONNX Runtime, CPU), real images and videos.
+
+Screens go to a headless sink (PNG folder) and are checked region by region (edge.overlay.Layout).
+"""
+
+import glob
+import io
+import os
+
+import cv2
+import numpy as np
+
+from edge.caselog import CaseLog
+from edge.kiosk import Kiosk, default_classifier_opener
+from edge.outputs import ImageDirSink, KeyScript, NullSink
+from edge.overlay import Layout
+from edge.sources import open_source
+from tests.edge.kiosk_media import CaptureFactory, write_video
+
+SIZE = (800, 480)
+LAYOUT = Layout(SIZE)
+QUALITY = {"blur_threshold": 60, "dark_threshold": 40, "bright_threshold": 220}
+YELLOW, AMBER, RED, BLUE, BAR = (0, 220, 255), (0, 160, 255), (40, 40, 220), (200, 120, 20), (80, 200, 80)
+
+
+def has_colour(image, bgr, minimum=300, tolerance=40):
+    distance = np.abs(image.astype(int) - np.array(bgr)).sum(axis=2)
+    return int((distance < tolerance).sum()) >= minimum
+
+
+def frames_in(folder):
+    return [cv2.imread(path) for path in sorted(glob.glob(os.path.join(str(folder), "frame_*.png")))]
+
+
+def run_kiosk(tmp_path, source, slots, keys=None, sink=None, start=0, **kwargs):
+    sink = sink or ImageDirSink(str(tmp_path / "frames"))
+    stdout = io.StringIO()
+    kwargs.setdefault("caselog_factory", lambda: CaseLog(str(tmp_path / "state"), min_free_mb=0))
+    kwargs.setdefault("open_classifier", default_classifier_opener("onnxruntime", "fp32", None, QUALITY))
+    kiosk = Kiosk(source, sink, slots, start=start, stdout=stdout, size=SIZE,
+                  keys=KeyScript(keys) if keys else None, **kwargs)
+    with source, sink:
+        status = kiosk.run()
+    assert status == 0
+    return kiosk, stdout.getvalue().splitlines(), frames_in(tmp_path / "frames")
+
+
+class RecordingSink(NullSink):
+    """Records, for every screen written, the frame the kiosk drew and the result it drew with it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kiosk = None
+        self.shown = []
+
+    def write(self, canvas):
+        super().write(canvas)
+        result = self.kiosk.current_result()
+        probabilities = None if result is None else list(result.probabilities)
+        self.shown.append((self.kiosk.screen.frame.copy(), probabilities))
+
+
+def class_video(tmp_path, synth_images):
+    images = [cv2.imread(paths[index]) for index in range(2) for paths in synth_images.values()]
+    path = str(tmp_path / "clip.avi")
+    write_video(path, images, frames_per_image=1)
+    return path
+
+
+def hooked_opener(before):
+    """The real opener, with ``before(how)`` called ahead of each classification the inference thread
+    makes: "whole" (classify, the worker prepares) or "prepared" (infer_prepared). Failures and hangs
+    are injected through it."""
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+
+    def open_hooked(module_slot):
+        classifier = opener(module_slot)
+        for name, how in (("classify", "whole"), ("infer_prepared", "prepared")):
+            method = getattr(classifier, name)
+
+            def hooked(item, method=method, how=how):
+                before(how)
+                return method(item)
+
+            setattr(classifier, name, hooked)
+        return classifier
+
+    return open_hooked
+
+
+def recorded_video_run(tmp_path, slot, synth_images, open_classifier=None, **kwargs):
+    """The kiosk over a clip changing class every frame, into a RecordingSink: (kiosk, sink, video path)."""
+    path = class_video(tmp_path, synth_images)
+    sink = RecordingSink()
+    kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, stderr=io.StringIO(),
+                  open_classifier=open_classifier or default_classifier_opener("onnxruntime", "fp32", None,
+                                                                               QUALITY), **kwargs)
+    sink.kiosk = kiosk
+    with kiosk.source, sink:
+        assert kiosk.run() == 0
+    return kiosk, sink, path
+
+
+def classified(slot, frames):
+    """Each frame's probabilities from a classifier of its own, outside the kiosk."""
+    from edge.classify import Classifier
+    from edge.quality import QualityThresholds
+
+    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
+                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
+        return [classifier.classify(frame).probabilities for frame in frames]
+
+
+def fake_camera(synth_images, fail_after=None, fail_first=0, period=0.03):
+    # Fake camera (no V4L2 device on CI) behind the real V4L2 source, grabber and reconnection.
+    frames = [cv2.imread(paths[0]) for paths in synth_images.values()]
+    factory = CaptureFactory(frames, fail_after=fail_after, fail_first=fail_first, period=period)
+    return open_source("v4l2:///dev/fake", capture_factory=factory, backoff=(0.1,), idle_s=0.02,
+                       frame_timeout_s=1.0, max_read_failures=2), factory
