@@ -103,7 +103,9 @@ def _modules(value, key):
 SCHEMA = {
     "kiosk": {
         "models_dir": ("/opt/medkiosk/models", _text),
-        "modules": ("chest, pediatric-pneumonia, skin", _modules),
+        "modules": ("chest, pediatric-pneumonia", _modules),
+        # offered when installed; absent is a selftest warning, never a failure
+        "optional_modules": ("skin", _modules),
         "source": ("csi://0", _text),
         "output": ("display://0", _text),
         "backend": ("auto", _choice(BACKENDS)),
@@ -135,6 +137,10 @@ SCHEMA = {
     },
     "live": {
         "smoothing": ("0.6", _number(0.0, 0.99)),
+    },
+    "security": {
+        "trusted_keys": ("/etc/medkiosk/trusted_keys", _text),
+        "developer_mode": ("no", _bool),
     },
 }
 
@@ -224,4 +230,8 @@ def load_config(path=None, overrides=None, use_default_path=True):
         raise ConfigError("config [quality]: dark_threshold {} must be below bright_threshold {}. Fix: "
                           "e.g. dark_threshold = 40, bright_threshold = 220".format(
                               quality["dark_threshold"], quality["bright_threshold"]))
+    both = set(values["kiosk"]["modules"]) & set(values["kiosk"]["optional_modules"])
+    if both:
+        raise ConfigError("config [kiosk]: {} listed in both modules and optional_modules. Fix: list each "
+                          "module in one of them".format(", ".join(sorted(both))))
     return Config(values, path)

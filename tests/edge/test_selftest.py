@@ -47,7 +47,9 @@ def test_selftest_passes_on_a_good_install(tmp_path, tiny_bundle, synth_images):
     statuses = _statuses(document)
     assert document["ok"] is True and document["failures"] == 0
     assert statuses["config"] == PASS
-    assert statuses["synth-test: manifest, sha256, ONNX contract"] == PASS
+    assert statuses["synth-test: signature, manifest, sha256, ONNX contract"] == PASS
+    assert statuses["synth-test: signature"] == PASS
+    assert statuses["trusted keys"] == PASS
     assert statuses["synth-test: backend"] == PASS
     assert [n for n in statuses if n.startswith("synth-test: golden ")]
     assert statuses["module synth-test"] == PASS
@@ -65,8 +67,8 @@ def test_selftest_fails_loudly(tmp_path, tiny_bundle):
     assert code == 1
     assert "Traceback" not in err
     lines = out.splitlines()
-    assert any(line.startswith("  [FAIL] synth: manifest, sha256, ONNX contract") and "tampered" in line
-               for line in lines), out
+    assert any(line.startswith("  [FAIL] synth: signature, manifest, sha256, ONNX contract") and
+               "model.onnx: differs from the signed file" in line for line in lines), out
     assert any(line.startswith("  [FAIL] module chest: configured but no working bundle") for line in lines)
     assert any(line.startswith("  [FAIL] camera ") for line in lines)
     assert "  [SKIP] display: --no-display" in lines
@@ -100,3 +102,17 @@ def test_display_check_without_a_screen(monkeypatch):
     check = display_check()
     assert check.status == FAIL
     assert "cannot open windows" in check.detail and "Fix" in check.detail
+
+
+def test_shipped_config_matches_the_shipped_bundles():
+    """The config jetson_setup.sh installs passes with the bundles that ship; the absent skin module warns."""
+    code, out, err = _selftest("--config", os.path.join(ROOT, "config", "medkiosk.conf"),
+                               "--models", os.path.join(ROOT, "models"), "--backend", "onnxruntime",
+                               "--precision", "fp32", "--no-camera", "--no-display")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert "  [PASS] module chest: installed and verified" in lines
+    assert "  [PASS] module pediatric-pneumonia: installed and verified" in lines
+    assert any(line.startswith("  [WARN] module skin: optional, not installed. Fix: ") and
+               "docs/training-skin.md" in line for line in lines), out
+    assert lines[-1] == "RESULT: PASS"
