@@ -30,6 +30,10 @@ def add_arguments(parser):
     parser.add_argument("--no-camera", action="store_true", help="skip the camera check")
     parser.add_argument("--no-display", action="store_true", help="skip the display check")
     parser.add_argument("--json", action="store_true", help="print the checklist as JSON")
+    parser.add_argument("--static", action="store_true",
+                        help="only what needs no libraries, camera or screen: config, trusted keys, each "
+                             "bundle's signature, manifest and ONNX contract, the modules present (what "
+                             "`jetson_setup.sh --dry-run` predicts with); golden images are not run")
 
 
 def _version(module_name):
@@ -148,7 +152,21 @@ def module_presence_checks(settings, found):
     return checks
 
 
-def model_checks(settings):
+def static_bundle_checks(folder, trust):
+    """(bundle or None, [Check]): every load check of one bundle, without running the model."""
+    from edge.bundle import load_bundle
+    from edge.errors import MedkioskError
+    from edge.verify import FAIL, PASS, Check, signature_check
+
+    name = "signature, manifest, sha256, ONNX contract"
+    try:
+        bundle = load_bundle(folder, trust=trust)
+    except MedkioskError as exc:
+        return None, [Check(name, FAIL, str(exc))]
+    return bundle, [signature_check(bundle), Check(name, PASS, bundle.bundle_id)]
+
+
+def model_checks(settings, static=False):
     """Every bundle under models_dir through the backend, and each configured module present."""
     from edge.verify import FAIL, Check, duplicate_module_checks, find_bundles, verify_bundle
 
@@ -162,9 +180,13 @@ def model_checks(settings):
                                       "or pass --models DIR".format(models_dir))]
     checks, found, bundles = [], set(), []
     for folder in folders:
-        bundle, bundle_checks = verify_bundle(folder, backend=settings["backend"],
-                                              precision=settings["precision"],
-                                              engine_cache=settings["engine_cache"], trust=settings["trust"])
+        if static:
+            bundle, bundle_checks = static_bundle_checks(folder, settings["trust"])
+        else:
+            bundle, bundle_checks = verify_bundle(folder, backend=settings["backend"],
+                                                  precision=settings["precision"],
+                                                  engine_cache=settings["engine_cache"],
+                                                  trust=settings["trust"])
         bundles.append(bundle)
         label = bundle.module_id if bundle is not None else os.path.basename(folder.rstrip("/"))
         if bundle is not None and not any(c.failed for c in bundle_checks):
@@ -231,14 +253,17 @@ def display_check(environ=None):
 
 def run(args):
     from edge.backends import validate_backend
-    from edge.commands.bundle import print_checks
-    from edge.console import echo, quiet_opencv
-    from edge.signing import DEVELOPER_BANNER
+    from edge.console import quiet_opencv
     from edge.verify import SKIP, Check
 
-    quiet_opencv()
     settings, config_checks = load_settings(args)
     validate_backend(settings["backend"], settings["precision"])
+    if args.static:
+        sections = [("Configuration", config_checks),
+                    ("Models ({}, static: golden images not run)".format(settings["models_dir"]),
+                     model_checks(settings, static=True))]
+        return report(args, sections, settings["trust"].developer_mode)
+    quiet_opencv()
     sections = [("Libraries", library_checks()), ("Configuration", config_checks),
                 ("Models ({}, backend {})".format(settings["models_dir"], settings["backend"]),
                  model_checks(settings))]
@@ -249,8 +274,16 @@ def run(args):
     sections.append(("Camera", [camera]))
     sections.append(("Display", [Check("display", SKIP, "--no-display") if args.no_display
                                  else display_check()]))
+    return report(args, sections, settings["trust"].developer_mode)
+
+
+def report(args, sections, developer):
+    """Print the checklist (or JSON); 1 when any check failed."""
+    from edge.commands.bundle import print_checks
+    from edge.console import echo
+    from edge.signing import DEVELOPER_BANNER
+
     failures = sum(1 for _title, checks in sections for check in checks if check.failed)
-    developer = settings["trust"].developer_mode
     if args.json:
         sys.stdout.write(json.dumps({"ok": failures == 0, "failures": failures, "developer_mode": developer,
                                      "sections": [{"title": title, "checks": [c.to_dict() for c in checks]}
