@@ -230,8 +230,7 @@ def load_config(path=None, overrides=None, use_default_path=True):
         raise ConfigError("config [quality]: dark_threshold {} must be below bright_threshold {}. Fix: "
                           "e.g. dark_threshold = 40, bright_threshold = 220".format(
                               quality["dark_threshold"], quality["bright_threshold"]))
-    both = set(values["kiosk"]["modules"]) & set(values["kiosk"]["optional_modules"])
-    if both:
-        raise ConfigError("config [kiosk]: {} listed in both modules and optional_modules. Fix: list each "
-                          "module in one of them".format(", ".join(sorted(both))))
+    # A module listed in both is required: an older unit's config lists skin in modules.
+    kiosk = values["kiosk"]
+    kiosk["optional_modules"] = [m for m in kiosk["optional_modules"] if m not in kiosk["modules"]]
     return Config(values, path)
