@@ -14,8 +14,9 @@ images at export; the kiosk's blur gate never demands more sharpness than that.
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
 the fix; it never lets a raw traceback reach the user: a manifest over ``MAX_MANIFEST_BYTES``,
 malformed or nested too deeply is one BundleError, and ``model_file`` must stay inside the folder.
-It checks the signature first (unless the unit's ``Trust`` is in developer mode), so nothing an
-attacker wrote is believed before it is known to come from the maintainer.
+The signature (``edge.signing``) is checked once the manifest's own fields and hash are read and
+before the model is parsed; without a trusted signature the bundle is refused, unless the unit's
+``Trust`` is in developer mode.
 """
 
 import datetime
@@ -257,7 +258,6 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
     manifest_path = os.path.join(path, MANIFEST)
     if not os.path.isfile(manifest_path):
         raise BundleError(path, MANIFEST, "missing", RE_EXPORT)
-    signer, problem = signature_status(path, trust or default_trust())
     manifest = read_json_limited(path, manifest_path, MANIFEST, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict):
         raise BundleError(path, MANIFEST, "is not a JSON object", RE_EXPORT)
@@ -296,6 +296,8 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
                               "model.onnx has sha256 {}… but the manifest expects {}… (tampered or "
                               "truncated)".format(actual[:12], str(manifest["model_sha256"])[:12]),
                               "copy the bundle again from its source; never edit model.onnx by hand")
+    # Before the model is parsed: every file as the maintainer signed it (or developer mode says not).
+    signer, problem = signature_status(path, trust or default_trust())
     try:
         info = read_onnx_info(model_path)
     except (OnnxFormatError, IndexError) as exc:

@@ -37,6 +37,14 @@ def test_signing_key(workdir):
     return key, keys
 
 
+def resign(bundle_dir):
+    """Sign a bundle a test changed on purpose with the session's test key, as a maintainer would."""
+    from edge.signing import SIGNING_KEY_ENV, sign_bundle
+
+    sign_bundle(bundle_dir, os.environ[SIGNING_KEY_ENV])
+    return bundle_dir
+
+
 def build_test_bundle(workdir):
     """Generate data, train briefly and export a signed bundle; return (bundle_dir, data_dir)."""
     from export.onnx_export import export_bundle

@@ -26,6 +26,7 @@ from edge.smoothing import ProbabilitySmoother
 from edge.sources import open_source
 from edge.sources.base import Source
 from tests.edge.kiosk_media import CaptureFactory, blurred, read_video, write_video
+from tests.make_test_bundle import resign
 
 SIZE = (800, 480)
 LAYOUT = Layout(SIZE)
@@ -99,7 +100,7 @@ def _abstaining_copy(tiny_bundle, tmp_path, threshold):
     manifest["model"]["abstain_threshold"] = threshold
     with open(path, "w") as handle:
         json.dump(manifest, handle)
-    return load_bundle(copy)
+    return load_bundle(resign(copy))
 
 
 def test_uncertain_banner_for_an_ambiguous_result(tmp_path, tiny_bundle, synth_images):

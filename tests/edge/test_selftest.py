@@ -68,7 +68,7 @@ def test_selftest_fails_loudly(tmp_path, tiny_bundle):
     assert "Traceback" not in err
     lines = out.splitlines()
     assert any(line.startswith("  [FAIL] synth: signature, manifest, sha256, ONNX contract") and
-               "model.onnx: differs from the signed file" in line for line in lines), out
+               "tampered" in line for line in lines), out
     assert any(line.startswith("  [FAIL] module chest: configured but no working bundle") for line in lines)
     assert any(line.startswith("  [FAIL] camera ") for line in lines)
     assert "  [SKIP] display: --no-display" in lines
