@@ -393,7 +393,7 @@ package_installed() {
 # JetPack's own packages (apt, from the device's configured NVIDIA/Ubuntu sources).
 apt_packages() {
     local common=(python3-venv python3-dev python3-numpy build-essential python3-libnvinfer libopencv-python
-                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools)
+                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools openssl)
     case "$PLATFORM" in
         jp4) printf '%s\n' "${common[@]}" ;;
         jp6) printf '%s\n' "${common[@]}" ;;
