@@ -54,10 +54,14 @@ FILE_STEPS=(dirs models config units display usb journald)
 # itself through --system-site-packages; never pip's opencv-python over them.
 # JetPack 4.6 = Python 3.6: pycuda 2022.1 is the last release for 3.6 (2022.2 needs ~=3.8), pip
 # 21.3.1 and setuptools 59.6.0 are the last for 3.6, pytools 2022.1.12 is the newest 3.6 resolves.
+# cryptography checks the model bundles' Ed25519 signatures: 40.0.2 is the last for 3.6 (cp36-abi3
+# aarch64 wheels, with cffi 1.15.1); Ubuntu 18.04's python3-cryptography 2.1 predates Ed25519.
 PINS_JP4=(pip==21.3.1 setuptools==59.6.0 wheel==0.37.1 pycuda==2022.1 pytools==2022.1.12 platformdirs==2.4.0
-          typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1)
+          typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1
+          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21)
 PINS_JP6=(pip==24.0 setuptools==70.3.0 wheel==0.43.0 pycuda==2024.1.2 pytools==2024.1.21 platformdirs==4.2.2
-          typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5)
+          typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5 cryptography==40.0.2 cffi==1.15.1
+          pycparser==2.21)
 # Published only as source for the target Python: built on the device against its CUDA.
 SDISTS_JP4=(pycuda pytools)
 SDISTS_JP6=(pycuda)
@@ -393,7 +397,7 @@ package_installed() {
 # JetPack's own packages (apt, from the device's configured NVIDIA/Ubuntu sources).
 apt_packages() {
     local common=(python3-venv python3-dev python3-numpy build-essential python3-libnvinfer libopencv-python
-                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools openssl)
+                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools)
     case "$PLATFORM" in
         jp4) printf '%s\n' "${common[@]}" ;;
         jp6) printf '%s\n' "${common[@]}" ;;
@@ -598,7 +602,7 @@ step_venv() {
 step_verify() {
     begin_step verify "JetPack's python3-libnvinfer and libopencv-python must be installed (apt), and no pip opencv-python in $VENV: $VENV/bin/pip uninstall opencv-python opencv-python-headless"
     if [ "$DRY_RUN" -eq 1 ]; then
-        say "  [dry-run] would check: $VENV/bin/python imports tensorrt, pycuda, numpy and cv2 from JetPack with GStreamer"
+        say "  [dry-run] would check: $VENV/bin/python imports tensorrt, pycuda, numpy and cv2 from JetPack with GStreamer, and cryptography (bundle signatures)"
         return 0
     fi
     local report
@@ -617,7 +621,7 @@ try:
     print("opencv %s (%s)" % (cv2.__version__, cv2.__file__))
 except ImportError as exc:
     problems.append("cannot import cv2: %s" % exc)
-for name in ("numpy", "tensorrt", "pycuda"):
+for name in ("numpy", "tensorrt", "pycuda", "cryptography"):
     try:
         module = __import__(name)
         print("%s %s" % (name, getattr(module, "__version__", "?")))

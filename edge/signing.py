@@ -1,4 +1,4 @@
-"""Signed model bundles: Ed25519 signatures over every file of a bundle, through OpenSSL's CLI.
+"""Signed model bundles: Ed25519 signatures over every file of a bundle (PyCA ``cryptography``).
 
 ``signature.json`` in the bundle folder lists every other file with its sha256 and carries an
 Ed25519 signature over that list (canonical JSON) made with the maintainer's private key. The device
@@ -8,21 +8,20 @@ wrong, or whose folder holds a file that is missing from the list, differs from 
 A technician may enable ``developer_mode`` in the config: then such a bundle loads, and every place
 that reports on it says "DEVELOPER MODE".
 
-Why OpenSSL's command line (see docs/technician.md, "Signed bundles"): it is on every Jetson image
-(JetPack 4.6 / Ubuntu 18.04 ships OpenSSL 1.1.1, whose ``pkeyutl`` has ``-rawin`` for Ed25519;
-JetPack 6 ships 3.0), so the device needs no extra wheel for Python 3.6, and anyone can make and
-check keys and signatures with the same standard tool, without medkiosk.
+Why ``cryptography`` (docs/technician.md, section 11): it is the well-kept library, it has wheels
+for Python 3.6 on aarch64 (``cryptography<41``, pinned in jetson_setup.sh's offline wheelhouse),
+and its Ed25519 does not depend on the unit's OpenSSL: Ubuntu 18.04's OpenSSL 1.1.1 cannot sign or
+verify Ed25519 from its command line (``pkeyutl -rawin`` came with 3.0) and its own
+python3-cryptography 2.1 predates Ed25519. Keys are standard PEM files (PKCS#8 / SubjectPublicKeyInfo)
+that OpenSSL 3 reads too. Only keygen, sign and verify need the library; reading a key file does not.
 """
 
 import base64
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 
-from edge.errors import BundleError, MedkioskError
+from edge.errors import BundleError, MedkioskError, MissingDependencyError, require
 
 SIGNATURE_FILE = "signature.json"
 SIGNATURE_FORMAT = "medkiosk-bundle-signature-1"
@@ -36,7 +35,8 @@ SOURCE_TRUSTED_KEYS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspa
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the raw 32-byte key follows.
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 SIGN_FIX = "sign it with the maintainer's key: medkiosk bundle sign DIR --key KEY"
-OPENSSL_FIX = ("install OpenSSL 1.1.1 or newer (sudo apt install openssl); JetPack 4.6 and 6 ship it")
+CRYPTOGRAPHY_HINT = ("pip install 'cryptography>=3.1' (Python 3.6: 'cryptography<41'); on a unit re-run "
+                     "jetson_setup.sh, whose wheelhouse carries it")
 DEVELOPER_BANNER = "DEVELOPER MODE: unsigned bundles allowed"
 
 
@@ -47,9 +47,12 @@ class SigningError(MedkioskError):
 class Trust(object):
     """What this unit trusts: the public keys found in ``key_dirs`` and whether developer mode is on."""
 
-    def __init__(self, key_dirs, developer_mode=False):
+    def __init__(self, key_dirs, developer_mode=False, require_library=True):
         self.key_dirs = [str(d) for d in key_dirs]
         self.developer_mode = bool(developer_mode)
+        # False only for `selftest --static` (jetson_setup.sh's prediction, run before the venv with
+        # cryptography exists): the files are still checked against the signed list.
+        self.require_library = bool(require_library)
         self._keys = None
         self.problems = []
 
@@ -123,14 +126,33 @@ def standard_key_dirs(configured):
     return unique
 
 
-def _openssl(args, what):
-    tool = shutil.which("openssl")
-    if tool is None:
-        raise SigningError("{}: the openssl command is not installed. Fix: {}".format(what, OPENSSL_FIX))
-    process = subprocess.Popen([tool] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=True)
-    out, err = process.communicate()
-    return process.returncode, out, err
+def _import_cryptography():
+    """Import cryptography without its "Python 3.6 is no longer supported" warning on every command."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Python 3.6 is no longer supported.*")
+        return require("cryptography", CRYPTOGRAPHY_HINT)
+
+
+def cryptography_version():
+    """The installed cryptography's version, or None when it cannot be imported."""
+    try:
+        return str(_import_cryptography().__version__)
+    except MissingDependencyError:
+        return None
+
+
+def _ed25519():
+    """The cryptography modules for Ed25519 keys and PEM files; MissingDependencyError naming the fix."""
+    module = _import_cryptography()
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError as exc:  # cryptography < 2.6 (Ubuntu 18.04's python3-cryptography 2.1)
+        raise MissingDependencyError("cryptography {} has no Ed25519 ({}). Install it: {}".format(
+            getattr(module, "__version__", "?"), exc, CRYPTOGRAPHY_HINT)) from exc
+    return ed25519, serialization
 
 
 def _pem_body(path, label):
@@ -168,25 +190,44 @@ def key_id(raw_public_key):
 
 def keygen(private_path, public_path):
     """Write a new Ed25519 key pair: the private key 0600, the public key beside it. Returns the key id."""
+    ed25519, serialization = _ed25519()
     private_path, public_path = str(private_path), str(public_path)
     for path in (private_path, public_path):
         if os.path.exists(path):
             raise SigningError("{}: already exists. Fix: choose another name; never overwrite a key that "
                                "signed bundles".format(path))
-    old_umask = os.umask(0o077)
-    try:
-        code, _out, err = _openssl(["genpkey", "-algorithm", "ed25519", "-out", private_path], "keygen")
-    finally:
-        os.umask(old_umask)
-    if code != 0:
-        raise SigningError("keygen: openssl cannot make an Ed25519 key ({}). Fix: {}".format(
-            err.strip().splitlines()[-1] if err.strip() else code, OPENSSL_FIX))
-    os.chmod(private_path, 0o600)
-    code, _out, err = _openssl(["pkey", "-in", private_path, "-pubout", "-out", public_path], "keygen")
-    if code != 0:
-        raise SigningError("keygen: openssl cannot write the public key ({}). Fix: {}".format(
-            err.strip(), OPENSSL_FIX))
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    for path, data, mode in ((private_path, private, 0o600), (public_path, public, 0o644)):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise SigningError("keygen: {} cannot be written ({}). Fix: choose a writable folder".format(
+                path, exc.strerror)) from exc
     return key_id(read_public_key(public_path))
+
+
+def _private_key(path):
+    """The Ed25519 private key in a PEM file; SigningError naming the fix for anything else."""
+    ed25519, serialization = _ed25519()
+    if not os.path.isfile(path):
+        raise SigningError("sign: key {} does not exist. Fix: make one with `medkiosk bundle keygen --out "
+                           "KEY` or pass the maintainer's key".format(path))
+    try:
+        with open(path, "rb") as handle:
+            key = serialization.load_pem_private_key(handle.read(1 << 16), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SigningError("sign: {} is not a readable, unencrypted PEM private key ({}). Fix: pass the "
+                           "private key made by `medkiosk bundle keygen`".format(path, exc)) from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise SigningError("sign: {} is not an Ed25519 key. Fix: make one with `medkiosk bundle keygen`"
+                           .format(path))
+    return key
 
 
 def bundle_files(path):
@@ -227,33 +268,15 @@ def sign_bundle(path, private_key):
     """Sign every file of the bundle folder ``path`` with ``private_key``; write signature.json."""
     from edge.bundle import write_json_atomic
 
+    _module, serialization = _ed25519()
     path, private_key = str(path), str(private_key)
     if not os.path.isdir(path):
         raise SigningError("sign {}: is not a folder. Fix: pass the bundle folder".format(path))
-    if not os.path.isfile(private_key):
-        raise SigningError("sign: key {} does not exist. Fix: make one with `medkiosk bundle keygen --out "
-                           "KEY` or pass the maintainer's key".format(private_key))
-    code, out, err = _openssl(["pkey", "-in", private_key, "-pubout"], "sign")
-    if code != 0:
-        raise SigningError("sign: {} is not a readable private key ({}). Fix: pass the private key made by "
-                           "`medkiosk bundle keygen`".format(private_key, err.strip()[:200]))
-    with tempfile.TemporaryDirectory(prefix="medkiosk-sign-") as tmp:
-        pub = os.path.join(tmp, "key.pub")
-        with open(pub, "w") as handle:
-            handle.write(out)
-        signer = key_id(read_public_key(pub))
-        files = _file_hashes(path, bundle_files(path))
-        payload = os.path.join(tmp, "payload")
-        with open(payload, "wb") as handle:
-            handle.write(_payload(files, signer))
-        sig = os.path.join(tmp, "sig")
-        code, _out, err = _openssl(["pkeyutl", "-sign", "-inkey", private_key, "-rawin", "-in", payload,
-                                    "-out", sig], "sign")
-        if code != 0:
-            raise SigningError("sign: openssl cannot sign with {} ({}). Fix: {}".format(
-                private_key, err.strip()[:200], OPENSSL_FIX))
-        with open(sig, "rb") as handle:
-            signature = base64.b64encode(handle.read()).decode("ascii")
+    key = _private_key(private_key)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signer = key_id(public)
+    files = _file_hashes(path, bundle_files(path))
+    signature = base64.b64encode(key.sign(_payload(files, signer))).decode("ascii")
     write_json_atomic(os.path.join(path, SIGNATURE_FILE), {
         "format": SIGNATURE_FORMAT, "key_id": signer, "files": files, "signature": signature})
     return signer
@@ -275,38 +298,29 @@ def _read_signature(path):
     return data
 
 
-def _verify_with_openssl(path, public_key, payload, signature):
+def _verify(path, public_key, payload, signature):
+    """Raise BundleError unless ``signature`` (base64) is the key's Ed25519 signature of ``payload``."""
     try:
         raw_signature = base64.b64decode(signature, validate=True)
     except ValueError:
         raw_signature = b""
     if len(raw_signature) != 64:
         raise BundleError(path, SIGNATURE_FILE, "the signature is not a 64-byte Ed25519 signature", SIGN_FIX)
-    with tempfile.TemporaryDirectory(prefix="medkiosk-verify-") as tmp:
-        payload_path, sig_path = os.path.join(tmp, "payload"), os.path.join(tmp, "sig")
-        with open(payload_path, "wb") as handle:
-            handle.write(payload)
-        with open(sig_path, "wb") as handle:
-            handle.write(raw_signature)
-        try:
-            code, out, err = _openssl(["pkeyutl", "-verify", "-pubin", "-inkey", public_key, "-rawin",
-                                       "-in", payload_path, "-sigfile", sig_path], "verify")
-        except SigningError as exc:
-            raise BundleError(path, SIGNATURE_FILE, "cannot be checked ({})".format(exc),
-                              OPENSSL_FIX) from exc
-    if code == 0:
-        return
-    if "Verification Failure" in out + err or "Signature Verification Failure" in out + err:
+    ed25519, _serialization = _ed25519()
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(read_public_key(public_key)).verify(raw_signature, payload)
+    except InvalidSignature:
         raise BundleError(path, SIGNATURE_FILE, "the signature does not match its file list (edited after "
-                          "signing)", "copy the bundle again from its source, or " + SIGN_FIX)
-    raise BundleError(path, SIGNATURE_FILE, "openssl cannot check it ({})".format(
-        (err.strip().splitlines() or ["exit {}".format(code)])[-1][:200]), OPENSSL_FIX)
+                          "signing)", "copy the bundle again from its source, or " + SIGN_FIX) from None
 
 
 def check_signature(path, trust):
     """Raise BundleError unless the bundle at ``path`` is signed by a trusted key and unchanged.
 
-    Returns the signer's key id.
+    Returns (the signer's key id, None), or (key id, note) when ``trust.require_library`` is off and
+    the signature itself could not be verified here.
     """
     data = _read_signature(path)
     signer = data["key_id"]
@@ -316,7 +330,15 @@ def check_signature(path, trust):
         raise BundleError(path, SIGNATURE_FILE, "signed by key {}, which this unit does not trust "
                           "({})".format(signer, trust.describe()), "install the maintainer's public key in "
                           "{} (jetson_setup.sh does), or re-sign the bundle with a trusted key".format(where))
-    _verify_with_openssl(path, public_key, _payload(data["files"], signer), data["signature"])
+    note = None
+    try:
+        _verify(path, public_key, _payload(data["files"], signer), data["signature"])
+    except MissingDependencyError as exc:
+        if trust.require_library:
+            raise BundleError(path, SIGNATURE_FILE, "cannot be checked ({})".format(exc),
+                              CRYPTOGRAPHY_HINT) from exc
+        note = ("files match the signed list; the signature itself is not verified here (cryptography "
+                "is not installed for this Python; the unit's venv has it)")
     listed, present = set(data["files"]), set(bundle_files(path))
     missing, added = sorted(listed - present), sorted(present - listed)
     if missing:
@@ -329,7 +351,7 @@ def check_signature(path, trust):
         if expected != data["files"][name]:
             raise BundleError(path, name, "differs from the signed file (edited after signing)",
                               "copy the bundle again from its source; never edit a signed bundle by hand")
-    return signer
+    return signer, note
 
 
 def signature_status(path, trust):
@@ -337,7 +359,7 @@ def signature_status(path, trust):
     if trust is UNCHECKED:
         return None, "not checked (a lab tool reading a bundle it made)"
     try:
-        return check_signature(path, trust), None
+        return check_signature(path, trust)
     except BundleError as exc:
         if not trust.developer_mode:
             raise

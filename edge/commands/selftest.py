@@ -106,6 +106,7 @@ def load_settings(args):
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
     except ConfigError as exc:
         checks.append(Check("config", FAIL, str(exc)))
+    settings["trust"].require_library = not getattr(args, "static", False)
     checks.append(trust_check(settings["trust"]))
     overrides = {"models_dir": args.models, "source": args.camera, "backend": args.backend,
                  "precision": args.precision, "engine_cache": args.engine_cache}
@@ -115,9 +116,14 @@ def load_settings(args):
 
 def trust_check(trust):
     """The unit's trusted keys; WARN in developer mode, FAIL when no key is trusted."""
-    from edge.signing import DEVELOPER_BANNER
+    from edge.signing import CRYPTOGRAPHY_HINT, DEVELOPER_BANNER, cryptography_version
     from edge.verify import FAIL, PASS, WARN, Check
 
+    library = cryptography_version()
+    if library is None:
+        return Check("trusted keys", FAIL if trust.require_library else WARN,
+                     "cryptography is {}: no bundle signature can be checked. Fix: {}".format(
+                         library or "not installed", CRYPTOGRAPHY_HINT))
     keys = trust.keys
     if trust.developer_mode:
         return Check("trusted keys", WARN, "{}: {}. Fix: set developer_mode = no in [security] before the "
@@ -128,7 +134,7 @@ def trust_check(trust):
     if trust.problems:
         return Check("trusted keys", WARN, "{}; skipped: {}".format(trust.describe(),
                                                                     "; ".join(trust.problems)))
-    return Check("trusted keys", PASS, trust.describe())
+    return Check("trusted keys", PASS, "{} (cryptography {})".format(trust.describe(), library))
 
 
 def module_presence_checks(settings, found):

@@ -1,6 +1,6 @@
 """Signed bundles: keys, signatures, and the tampering drills refused by every loader.
 
-Real keys made by OpenSSL, real signatures, the real shipped chest bundle (signed with the
+Real Ed25519 keys and signatures (PyCA cryptography), the real shipped chest bundle (signed with the
 maintainer's key in config/trusted_keys) and real subprocesses for `bundle verify` and `selftest`.
 """
 
@@ -22,6 +22,7 @@ from edge.signing import (
     Trust,
     check_signature,
     keygen,
+    read_public_key,
     sign_bundle,
     standard_key_dirs,
 )
@@ -79,7 +80,7 @@ def _cli(*args, **env_extra):
 def test_shipped_bundles_are_signed_by_the_maintainer():
     trust = Trust(standard_key_dirs("/nonexistent"))
     for bundle in (CHEST, PEDIATRIC):
-        assert check_signature(bundle, trust) in trust.keys
+        assert check_signature(bundle, trust)[0] in trust.keys
         assert load_bundle(bundle, trust=trust).signature_problem is None
 
 
@@ -197,17 +198,26 @@ def test_keygen_and_sign_cli(tiny_bundle, tmp_path):
     assert code == 2 and "does not exist" in err and "Traceback" not in err
 
 
-def test_a_public_key_that_is_not_ed25519_is_refused(tmp_path):
-    rsa = str(tmp_path / "rsa.key")
-    subprocess.check_call(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024",
-                           "-out", rsa], stderr=subprocess.DEVNULL)
-    subprocess.check_call(["openssl", "pkey", "-in", rsa, "-pubout", "-out", str(tmp_path / "rsa.pub")])
+def test_keys_that_are_not_ed25519_are_refused(tiny_bundle, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    (tmp_path / "rsa.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "rsa.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     trust = Trust([str(tmp_path)])
     assert trust.keys == {} and "is not an Ed25519 public key" in trust.problems[0]
     with pytest.raises(SigningError, match="is not an Ed25519 public key"):
-        keygen_pub = str(tmp_path / "rsa.pub")
-        from edge.signing import read_public_key
-        read_public_key(keygen_pub)
+        read_public_key(str(tmp_path / "rsa.pub"))
+    target = str(tmp_path / "b")
+    shutil.copytree(tiny_bundle, target)
+    with pytest.raises(SigningError, match="is not an Ed25519 key"):
+        sign_bundle(target, str(tmp_path / "rsa.key"))
+    (tmp_path / "garbage.key").write_text("not a key")
+    with pytest.raises(SigningError, match="not a readable, unencrypted PEM private key"):
+        sign_bundle(target, str(tmp_path / "garbage.key"))
 
 
 def test_session_signing_key_is_a_test_key():
