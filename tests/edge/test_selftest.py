@@ -144,3 +144,16 @@ def test_without_cryptography_static_checks_files_and_the_unit_check_fails():
     assert "[FAIL] trusted keys: cryptography is not installed" in out
     assert "[FAIL] chest: signature, manifest, sha256, ONNX contract: bundle " in out
     assert "signature.json: cannot be checked (cryptography is not installed" in out
+
+
+def test_a_module_id_claimed_twice_fails(tmp_path, tiny_bundle):
+    models = str(tmp_path / "models")
+    for name in ("synth", "synth-copy"):
+        shutil.copytree(tiny_bundle, os.path.join(models, name))
+    code, out, err = _selftest("--static", "--config", _config(tmp_path, models, "synth-test"))
+    assert code == 1, out + err
+    lines = out.splitlines()
+    assert any(line.startswith("  [FAIL] module id synth-test: claimed by 2 bundles: ")
+               for line in lines), out
+    assert ("  [FAIL] module synth-test: configured but no working bundle in {}. Fix: install its "
+            "bundle".format(models)) in lines
