@@ -25,6 +25,7 @@ LIBEXEC="$PREFIX/libexec"
 MODELS_DEST="$PREFIX/models"
 CONF_DIR=/etc/medkiosk
 CONF_FILE="$CONF_DIR/medkiosk.conf"
+TRUSTED_KEYS="$CONF_DIR/trusted_keys"
 SETUP_STATE="$CONF_DIR/setup.state"
 STATE_DIR=/var/lib/medkiosk
 ENGINE_CACHE="$STATE_DIR/engines"
@@ -53,10 +54,14 @@ FILE_STEPS=(dirs models config units display usb journald)
 # itself through --system-site-packages; never pip's opencv-python over them.
 # JetPack 4.6 = Python 3.6: pycuda 2022.1 is the last release for 3.6 (2022.2 needs ~=3.8), pip
 # 21.3.1 and setuptools 59.6.0 are the last for 3.6, pytools 2022.1.12 is the newest 3.6 resolves.
+# cryptography checks the model bundles' Ed25519 signatures: 40.0.2 is the last for 3.6 (cp36-abi3
+# aarch64 wheels, with cffi 1.15.1); Ubuntu 18.04's python3-cryptography 2.1 predates Ed25519.
 PINS_JP4=(pip==21.3.1 setuptools==59.6.0 wheel==0.37.1 pycuda==2022.1 pytools==2022.1.12 platformdirs==2.4.0
-          typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1)
+          typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1
+          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21)
 PINS_JP6=(pip==24.0 setuptools==70.3.0 wheel==0.43.0 pycuda==2024.1.2 pytools==2024.1.21 platformdirs==4.2.2
-          typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5)
+          typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5 cryptography==40.0.2 cffi==1.15.1
+          pycparser==2.21)
 # Published only as source for the target Python: built on the device against its CUDA.
 SDISTS_JP4=(pycuda pytools)
 SDISTS_JP6=(pycuda)
@@ -84,6 +89,7 @@ STEP="start"
 HINT=""
 TMP_DIR=""
 SELFTEST_OK=1
+PREDICTED_FAIL=0
 PROBLEMS=0
 declare -A SELECTED=()
 
@@ -596,7 +602,7 @@ step_venv() {
 step_verify() {
     begin_step verify "JetPack's python3-libnvinfer and libopencv-python must be installed (apt), and no pip opencv-python in $VENV: $VENV/bin/pip uninstall opencv-python opencv-python-headless"
     if [ "$DRY_RUN" -eq 1 ]; then
-        say "  [dry-run] would check: $VENV/bin/python imports tensorrt, pycuda, numpy and cv2 from JetPack with GStreamer"
+        say "  [dry-run] would check: $VENV/bin/python imports tensorrt, pycuda, numpy and cv2 from JetPack with GStreamer, and cryptography (bundle signatures)"
         return 0
     fi
     local report
@@ -615,7 +621,7 @@ try:
     print("opencv %s (%s)" % (cv2.__version__, cv2.__file__))
 except ImportError as exc:
     problems.append("cannot import cv2: %s" % exc)
-for name in ("numpy", "tensorrt", "pycuda"):
+for name in ("numpy", "tensorrt", "pycuda", "cryptography"):
     try:
         module = __import__(name)
         print("%s %s" % (name, getattr(module, "__version__", "?")))
@@ -668,6 +674,15 @@ step_config() {
     else
         run install -m 0644 "$PROJECT_DIR/config/medkiosk.conf" "$ROOT$CONF_FILE"
     fi
+    # The maintainers' public keys: the kiosk loads only bundles signed by one of them.
+    local key count=0
+    ensure_dir "$TRUSTED_KEYS" 0755
+    for key in "$PROJECT_DIR"/config/trusted_keys/*.pub; do
+        [ -f "$key" ] || continue
+        install_file "$key" "$TRUSTED_KEYS/$(basename "$key")" 0644
+        count=$((count + 1))
+    done
+    [ "$count" -gt 0 ] || problem "no trusted public keys in $PROJECT_DIR/config/trusted_keys: no model bundle could load"
     install_file "$PROJECT_DIR/docs/technician.md" "$PREFIX/docs/technician.md" 0644
 }
 
@@ -874,11 +889,40 @@ step_engines() {
         "$VENV/bin/medkiosk" export engines --models "$MODELS_DEST" --cache "$ENGINE_CACHE" --precision fp16
 }
 
+# predict_selftest: the selftest's verdict before anything is installed, from this folder's own
+# medkiosk (`selftest --static`: config, trusted keys, each bundle's signature and contract, the
+# modules present) on the config the unit will have and the bundles --models installs.
+predict_selftest() {
+    local conf="$ROOT$CONF_FILE" py output status=0 line
+    [ -f "$conf" ] || conf="$PROJECT_DIR/config/medkiosk.conf"
+    py="$(command -v python3 || true)"
+    if [ -z "$py" ]; then
+        say "  [dry-run] predicted selftest: unknown (no python3 to run the static checks)"
+        return 0
+    fi
+    if output="$(cd "$PROJECT_DIR" && PYTHONPATH="$PROJECT_DIR" "$py" -m edge selftest --static \
+        --config "$conf" --models "$MODELS_SRC" 2>&1)"; then
+        status=0
+    else
+        status=$?
+    fi
+    while IFS= read -r line; do
+        say "  [dry-run] predicted: $line"
+    done <<<"$output"
+    if [ "$status" -ne 0 ]; then
+        PREDICTED_FAIL=1
+        say "  [dry-run] predicted selftest: FAIL - a real run would end NOT READY; fix the [FAIL] lines first"
+    else
+        say "  [dry-run] predicted selftest: PASS for configuration, keys and bundles (golden images, camera and display are checked on the unit)"
+    fi
+}
+
 step_selftest() {
     begin_step selftest "read the selftest lines above (docs/technician.md explains each); fix, then re-run: sudo ./jetson_setup.sh --steps engines,selftest"
     local report="$STATE_DIR/selftest.txt"
     if [ "$DRY_RUN" -eq 1 ]; then
         say "  [dry-run] runuser -u $KIOSK_USER -- $VENV/bin/medkiosk selftest --config $CONF_FILE > $report"
+        predict_selftest
         return 0
     fi
     say "  + runuser -u $KIOSK_USER -- $VENV/bin/medkiosk selftest --config $CONF_FILE"
@@ -900,6 +944,12 @@ step_selftest() {
 
 do_uninstall() {
     begin_step uninstall "run as root; with --readonly-root active, run it inside: sudo overlayroot-chroot"
+    # The same platform check as install: never strip units and folders from some other machine.
+    detect_platform
+    say "  platform: $(platform_name), L4T ${L4T_RELEASE:-unknown}"
+    if [ -z "$ROOT" ] && [ "$DRY_RUN" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
+        fail "must run as root: sudo $0 --uninstall"
+    fi
     if [ -z "$ROOT" ] && [ "$(findmnt -n -o FSTYPE / 2>/dev/null || true)" = overlay ] && [ "$DRY_RUN" -eq 0 ]; then
         fail "the root file system is a read-only overlay; changes would vanish at reboot"
     fi
@@ -1114,6 +1164,10 @@ main() {
     if [ "$DRY_RUN" -eq 1 ]; then
         say "Dry run: $CHANGES action(s) planned for $(platform_name), $PROBLEMS problem(s) to fix first. Nothing was changed."
         [ "$PROBLEMS" -eq 0 ] || exit 1
+        if [ "$PREDICTED_FAIL" -eq 1 ]; then
+            say "Predicted: NOT READY - the selftest would fail (see the predicted lines above)."
+            exit 3
+        fi
     elif [ "$CHANGES" -eq 0 ]; then
         say "Nothing changed: this unit was already set up (0 changes)."
     else

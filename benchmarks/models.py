@@ -107,7 +107,7 @@ def parse_specs(text, default_size):
 
 def ensure_bundles(specs, export_dir, num_classes, rebuild=False, log=print):
     """{row name: bundle path}, exporting the ones missing (or of another size) into ``export_dir``."""
-    from edge.bundle import load_bundle
+    from edge.bundle import load_lab_bundle
     from edge.errors import BundleError
 
     paths = {}
@@ -116,7 +116,7 @@ def ensure_bundles(specs, export_dir, num_classes, rebuild=False, log=print):
         usable = False
         if os.path.isdir(path) and not rebuild:
             try:
-                description = load_bundle(path, check_hash=False).description
+                description = load_lab_bundle(path, check_hash=False).description
                 usable = description.arch == arch and description.input.height == size
             except BundleError:
                 usable = False
@@ -262,14 +262,14 @@ def sample_tensor(input_spec, seed=0):
 def open_runners(bundles, backend, precision, threads, engine_cache, providers=None):
     """{name: loaded runner} for {name: bundle path}."""
     from edge.backends import open_runner
-    from edge.bundle import load_bundle
+    from edge.bundle import load_lab_bundle
 
     runners = {}
     try:
         for name, path in bundles.items():
             options = {"threads": threads or None, "providers": providers} if backend == "onnxruntime" else {}
             runner = open_runner(
-                load_bundle(path),
+                load_lab_bundle(path),
                 backend=backend,
                 precision=precision,
                 engine_cache=engine_cache,
@@ -398,7 +398,7 @@ def _bundles_to_measure(args, log):
 
 def _rows(args, bundles):
     """One row per zoo bundle and shipped bundle, with its input and ONNX cost; and its input tensor."""
-    from edge.bundle import load_bundle
+    from edge.bundle import load_lab_bundle
 
     rows = [{"name": name, "arch": None, "kind": "zoo", "bundle": common.display_path(path)}
             for name, path in bundles.items()]
@@ -412,7 +412,7 @@ def _rows(args, bundles):
         )
     tensors = {}
     for row in rows:
-        bundle = load_bundle(os.path.join(common.ROOT, row["bundle"]))
+        bundle = load_lab_bundle(os.path.join(common.ROOT, row["bundle"]))
         spec = bundle.description.input
         row["arch"] = bundle.description.arch
         row["input"] = "{}x{} {}".format(spec.height, spec.width, spec.colour)

@@ -5,13 +5,18 @@ A bundle is a folder::
     model.onnx        the graph: raw pixels in, calibrated probabilities out
     manifest.json     schema version 1 (see ``make_manifest``)
     model_card.md     intended use, data provenance, metrics, known failure modes
-    golden/           optional: sample images and expected.json with their expected outputs
+    golden/           sample images and expected.json with their expected outputs (required)
+    signature.json    the maintainer's Ed25519 signature over every other file (edge/signing.py)
 
 Optional manifest section ``quality``: ``{"blur_threshold": t, ...}`` measured on the validation
 images at export; the kiosk's blur gate never demands more sharpness than that.
 
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
-the fix; it never lets a raw traceback reach the user.
+the fix; it never lets a raw traceback reach the user: a manifest over ``MAX_MANIFEST_BYTES``,
+malformed or nested too deeply is one BundleError, and ``model_file`` must stay inside the folder.
+The signature (``edge.signing``) is checked once the manifest's own fields and hash are read and
+before the model is parsed; without a trusted signature the bundle is refused, unless the unit's
+``Trust`` is in developer mode.
 """
 
 import datetime
@@ -23,6 +28,7 @@ from edge import __version__
 from edge.description import DescriptionError, ModelDescription
 from edge.errors import BundleError
 from edge.onnx_info import OnnxFormatError, read_onnx_info
+from edge.signing import UNCHECKED, default_trust, signature_status
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -32,6 +38,8 @@ GOLDEN_DIR = "golden"
 GOLDEN_EXPECTED = "expected.json"
 REQUIRED_FIELDS = ("schema_version", "module", "model", "model_file", "model_sha256", "training",
                    "created", "version")
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_EXPECTED_BYTES = 4 << 20
 RE_EXPORT = "re-export it with `medkiosk export onnx CHECKPOINT --out DIR`"
 
 
@@ -96,11 +104,18 @@ class GoldenSample(object):
 class Bundle(object):
     """A validated model bundle."""
 
-    def __init__(self, path, manifest, description, onnx_info):
+    def __init__(self, path, manifest, description, onnx_info, signer=None, signature_problem=None):
         self.path = str(path)
         self.manifest = manifest
         self.description = description
         self.onnx_info = onnx_info
+        self.signer = signer
+        self.signature_problem = signature_problem
+
+    @property
+    def signature_line(self):
+        """'signed by key ID', or the developer-mode problem when the signature was not enforced."""
+        return self.signature_problem or "signed by key {}".format(self.signer)
 
     @property
     def module_id(self):
@@ -140,13 +155,17 @@ class Bundle(object):
         expected_path = os.path.join(self.path, GOLDEN_DIR, GOLDEN_EXPECTED)
         if not os.path.exists(expected_path):
             return []
-        data = _read_json(self.path, expected_path, "golden/expected.json")
+        data = read_json_limited(self.path, expected_path, "golden/expected.json", MAX_EXPECTED_BYTES)
+        entries = data.get("samples", []) if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise BundleError(self.path, "golden/expected.json", "has no list of samples", RE_EXPORT)
         samples = []
-        for entry in data.get("samples", []):
+        for entry in entries:
             for key in ("file", "probabilities", "top1"):
                 if key not in entry:
                     raise BundleError(self.path, "golden/expected.json: " + key, "missing in a sample",
                                       RE_EXPORT)
+            inside(self.path, os.path.join(GOLDEN_DIR, str(entry["file"])), "golden/expected.json: file")
             if len(entry["probabilities"]) != self.description.num_classes:
                 raise BundleError(self.path, "golden/expected.json: probabilities",
                                   "has {} values for {} classes".format(
@@ -160,14 +179,33 @@ class Bundle(object):
         return "Bundle({!r}, {})".format(self.path, self.bundle_id)
 
 
-def _read_json(bundle_path, path, field):
+def read_json_limited(bundle_path, path, field, max_bytes):
+    """Parse a JSON file of a bundle; one BundleError when it is too big, malformed or nested too deeply."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except ValueError as exc:
-        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(exc), RE_EXPORT) from exc
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise BundleError(bundle_path, field, "is {} bytes, over the {} byte limit".format(
+                size, max_bytes), RE_EXPORT)
+        with open(path, "rb") as handle:
+            text = handle.read(max_bytes + 1).decode("utf-8")
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(
+            str(exc).splitlines()[0][:200]), RE_EXPORT) from exc
+    except RecursionError:
+        raise BundleError(bundle_path, field, "is nested too deeply to be a manifest", RE_EXPORT) from None
     except OSError as exc:
         raise BundleError(bundle_path, field, "cannot be read ({})".format(exc.strerror), RE_EXPORT) from exc
+
+
+def inside(bundle_path, relative, field):
+    """The absolute path of ``relative`` in the bundle; BundleError when it points outside the folder."""
+    root = os.path.realpath(bundle_path)
+    target = os.path.realpath(os.path.join(root, relative))
+    if os.path.isabs(relative) or os.path.commonpath([root, target]) != root or target == root:
+        raise BundleError(bundle_path, field, "{!r} points outside the bundle folder".format(relative),
+                          RE_EXPORT)
+    return target
 
 
 def _check_onnx_matches(path, description, info):
@@ -206,8 +244,13 @@ def _check_onnx_matches(path, description, info):
             description.num_classes, out_shape), RE_EXPORT)
 
 
-def load_bundle(path, check_hash=True):
-    """Load and validate the bundle folder at ``path``; raise BundleError on any problem."""
+def load_bundle(path, check_hash=True, trust=None, require_golden=True):
+    """Load and validate the bundle folder at ``path``; raise BundleError on any problem.
+
+    ``trust`` (edge.signing.Trust; default: the process's, see ``edge.signing.default_trust``)
+    decides which signatures are accepted and whether developer mode lets an unsigned bundle load.
+    ``require_golden=False`` is for the lab only (an export made with --no-golden); a unit needs them.
+    """
     path = str(path)
     if not os.path.isdir(path):
         raise BundleError(path, "folder", "does not exist or is not a folder",
@@ -215,7 +258,7 @@ def load_bundle(path, check_hash=True):
     manifest_path = os.path.join(path, MANIFEST)
     if not os.path.isfile(manifest_path):
         raise BundleError(path, MANIFEST, "missing", RE_EXPORT)
-    manifest = _read_json(path, manifest_path, MANIFEST)
+    manifest = read_json_limited(path, manifest_path, MANIFEST, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict):
         raise BundleError(path, MANIFEST, "is not a JSON object", RE_EXPORT)
     version = manifest.get("schema_version")
@@ -234,12 +277,18 @@ def load_bundle(path, check_hash=True):
         description = ModelDescription.from_dict(manifest["model"])
     except DescriptionError as exc:
         raise BundleError(path, "model." + exc.field, exc.problem, RE_EXPORT) from exc
-    model_path = os.path.join(path, manifest["model_file"])
+    if not isinstance(manifest["model_file"], str) or not manifest["model_file"]:
+        raise BundleError(path, "model_file", "must be a file name", RE_EXPORT)
+    model_path = inside(path, manifest["model_file"], "model_file")
     if not os.path.isfile(model_path):
         raise BundleError(path, manifest["model_file"], "missing", "copy the complete bundle folder again")
     if not os.path.isfile(os.path.join(path, MODEL_CARD)):
         raise BundleError(path, MODEL_CARD, "missing",
                           "copy the complete bundle folder again, or " + RE_EXPORT)
+    if require_golden and not os.path.isfile(os.path.join(path, GOLDEN_DIR, GOLDEN_EXPECTED)):
+        raise BundleError(path, GOLDEN_DIR + "/" + GOLDEN_EXPECTED, "missing: without golden images the "
+                          "model cannot be checked on this unit", "re-export it with golden images "
+                          "(medkiosk export onnx CHECKPOINT --out DIR)")
     if check_hash:
         actual = sha256_file(model_path)
         if actual != manifest["model_sha256"]:
@@ -247,6 +296,8 @@ def load_bundle(path, check_hash=True):
                               "model.onnx has sha256 {}… but the manifest expects {}… (tampered or "
                               "truncated)".format(actual[:12], str(manifest["model_sha256"])[:12]),
                               "copy the bundle again from its source; never edit model.onnx by hand")
+    # Before the model is parsed: every file as the maintainer signed it (or developer mode says not).
+    signer, problem = signature_status(path, trust or default_trust())
     try:
         info = read_onnx_info(model_path)
     except (OnnxFormatError, IndexError) as exc:
@@ -259,4 +310,10 @@ def load_bundle(path, check_hash=True):
             raise BundleError(path, "quality.blur_threshold", "must be a number >= 0, got {!r}".format(blur),
                               RE_EXPORT)
     _check_onnx_matches(path, description, info)
-    return Bundle(path, manifest, description, info)
+    return Bundle(path, manifest, description, info, signer=signer, signature_problem=problem)
+
+
+def load_lab_bundle(path, check_hash=True):
+    """The lab's view of a bundle it made (export, compare, benchmarks): every check ``load_bundle``
+    makes except the two a unit needs, a trusted signature and golden images (``--no-golden``)."""
+    return load_bundle(path, check_hash=check_hash, trust=UNCHECKED, require_golden=False)

@@ -7,8 +7,15 @@ Layout under ``state_dir`` (default /var/lib/medkiosk)::
 
 A case is saved image first (temporary file, fsync, rename, fsync of the folder), then its row,
 so a row never points at a missing file; a crash can leave at most an image without a row or a
-``.tmp`` file, both cleaned up at the next open. Folders are 0700, files 0600. When the disk is
-nearly full the save is refused (CaseLogError) and nothing already saved is touched.
+``.tmp`` file, both cleaned up at the next open (once older than a minute: the running kiosk may
+be between the two steps). Folders are 0700, files 0600; looser ones left by an older version
+are tightened at open. When the disk is nearly full the save is refused (CaseLogError) and nothing
+already saved is touched.
+
+Each case has a short number a person can read out (``K-0042``: the row id, never reused on the
+unit) beside its long unique id. ``export`` re-checks each image's path and sha256, writes into a
+private temporary folder on the destination's filesystem and renames it: a failed export leaves
+nothing behind, and two exports in the same second get two folders.
 """
 
 import csv
@@ -25,6 +32,9 @@ DB_NAME = "cases.db"
 CASES_DIR = "cases"
 IMAGES_DIR = "images"
 TMP_SUFFIX = ".tmp"
+EXPORT_PREFIX = "medkiosk-cases-"
+CASE_NUMBER = "K-{:04d}"
+ORPHAN_MIN_AGE_S = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,8 +61,9 @@ COLUMNS = ("id", "uid", "created_utc", "module", "bundle_id", "bundle_version", 
            "precision", "image_path", "image_sha256", "top1", "top1_probability", "uncertain", "out_of_scope",
            "quality_ok", "result_json")
 
-EXPORT_COLUMNS = ["case", "created_utc", "module", "bundle", "backend", "finding_1", "percent_1", "finding_2",
-                  "percent_2", "finding_3", "percent_3", "uncertain", "out_of_scope", "quality_ok", "image"]
+EXPORT_COLUMNS = ["case", "number", "created_utc", "module", "bundle", "backend", "finding_1", "percent_1",
+                  "finding_2", "percent_2", "finding_3", "percent_3", "uncertain", "out_of_scope",
+                  "quality_ok", "image"]
 
 
 class CaseLogError(MedkioskError):
@@ -134,10 +145,16 @@ class CaseRecord(object):
         self.image = os.path.join(root, row["image_path"])
         self.result = json.loads(row["result_json"])
 
+    @property
+    def number(self):
+        """The short case number a health worker reads out (K-0042), unique on this unit."""
+        return CASE_NUMBER.format(self.id)
+
     def to_dict(self):
         data = {name: getattr(self, name) for name in COLUMNS if name != "result_json"}
         data["result"] = self.result
         data["image"] = self.image
+        data["number"] = self.number
         return data
 
 
@@ -177,7 +194,8 @@ class CaseLog(object):
             images = os.path.join(self.root, IMAGES_DIR)
             raise CaseLogError("case log {}: the database is damaged ({}). Fix: move it aside; the images "
                                "in {} are intact".format(self.db_path, exc, images)) from exc
-        self.cleaned = self._clean_temporaries()
+        self._tighten_permissions()
+        self.cleaned = self._clean_temporaries() + self._clean_orphans()
         return self
 
     def close(self):
@@ -208,6 +226,33 @@ class CaseLog(object):
                     os.unlink(path)
                     removed += 1
         return removed
+
+    def _clean_orphans(self, min_age_s=ORPHAN_MIN_AGE_S):
+        """Remove case images no row points at (a kill between the image and its row), once not young."""
+        import time
+
+        known = {row[0] for row in self._db.execute("SELECT image_path FROM cases")}
+        removed = 0
+        limit = time.time() - min_age_s
+        for folder, _dirs, files in os.walk(os.path.join(self.root, IMAGES_DIR)):
+            for name in files:
+                path = os.path.join(folder, name)
+                relative = os.path.relpath(path, self.root)
+                if (name.endswith(".png") and relative not in known and not os.path.islink(path)
+                        and os.path.getmtime(path) < limit):
+                    os.unlink(path)
+                    removed += 1
+        return removed
+
+    def _tighten_permissions(self):
+        """Folders 0700 and files 0600 under the case folder, whatever an older version left."""
+        for folder, dirs, files in os.walk(self.root):
+            for name in dirs:
+                os.chmod(os.path.join(folder, name), 0o700)
+            for name in files:
+                path = os.path.join(folder, name)
+                if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
 
     def check_space(self, needed_bytes=0):
         """Raise CaseLogError when saving would leave less than ``min_free_mb`` free."""
@@ -277,42 +322,90 @@ class CaseLog(object):
     def integrity_check(self):
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def verified_image(self, record):
+        """The bytes of a case's image after checking its path stays in the case folder and its sha256."""
+        images = os.path.realpath(os.path.join(self.root, IMAGES_DIR))
+        path = os.path.realpath(os.path.join(self.root, record.image_path))
+        if os.path.isabs(record.image_path) or os.path.commonpath([images, path]) != images:
+            raise CaseLogError("case {} ({}): its image path {!r} points outside the case folder (the case "
+                               "log was altered). Fix: nothing was exported; have the unit checked".format(
+                                   record.number, record.uid, record.image_path))
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise CaseLogError("case {} ({}): its image cannot be read ({}). Fix: nothing was exported; have "
+                               "the unit checked".format(record.number, record.uid, exc.strerror)) from exc
+        if hashlib.sha256(data).hexdigest() != record.image_sha256:
+            raise CaseLogError("case {} ({}): its image changed since it was saved (sha256 differs). Fix: "
+                               "nothing was exported; have the unit checked".format(
+                                   record.number, record.uid))
+        return data
+
     def export(self, destination, since=None, now=None):
-        """Copy cases (CSV + images) into a new folder under ``destination``; return (folder, count)."""
+        """Copy cases (CSV + images) into a new private folder under ``destination``; return (folder, count).
+
+        Written into a temporary folder beside the result and renamed: all or nothing.
+        """
         import shutil
+        import tempfile
 
         if not os.path.isdir(destination):
             raise CaseLogError("export target {} is not a folder. Fix: insert and mount the USB stick, then "
-                               "pass "
-                               "its mount point with --to".format(destination))
+                               "pass its mount point with --to".format(destination))
         records = self.cases(since)
         stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
-        folder = os.path.join(destination, "medkiosk-cases-" + stamp)
         try:
-            os.makedirs(os.path.join(folder, IMAGES_DIR))
-            rows = []
-            for record in records:
-                name = os.path.basename(record.image)
-                shutil.copyfile(record.image, os.path.join(folder, IMAGES_DIR, name))
-                top3 = top3_pairs(record.result) + [(None, None)] * 3
-                rows.append([record.uid, record.created_utc, record.module, record.bundle_id, record.backend,
-                             top3[0][0], _pct(top3[0][1]), top3[1][0], _pct(top3[1][1]),
-                             top3[2][0], _pct(top3[2][1]),
-                             record.uncertain, record.out_of_scope, record.quality_ok,
-                             os.path.join(IMAGES_DIR, name)])
-            tmp = os.path.join(folder, "cases.csv" + TMP_SUFFIX)
-            with open(tmp, "w") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(EXPORT_COLUMNS)
-                writer.writerows(rows)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, os.path.join(folder, "cases.csv"))
+            tmp = tempfile.mkdtemp(prefix="." + EXPORT_PREFIX, suffix=TMP_SUFFIX, dir=destination)
         except OSError as exc:
-            raise CaseLogError("export to {} failed ({}). Fix: check the USB stick has space and is "
-                               "writable".format(
-                folder, exc.strerror)) from exc
+            raise CaseLogError("export to {} failed ({}). Fix: check the USB stick is mounted writable and "
+                               "has space".format(destination, exc.strerror)) from exc
+        try:
+            _write_export(tmp, records, self.verified_image)
+            folder = _unique_folder(destination, EXPORT_PREFIX + stamp)
+            os.rename(tmp, folder)
+            _fsync_dir(destination)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CaseLogError("export to {} failed ({}); nothing was written. Fix: check the USB stick has "
+                               "space and is writable".format(destination, exc.strerror)) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return folder, len(records)
+
+
+def _unique_folder(destination, name):
+    """``name``, or ``name-2``, ``name-3``... whichever does not exist yet in ``destination``."""
+    candidate, index = os.path.join(destination, name), 1
+    while os.path.lexists(candidate):
+        index += 1
+        candidate = os.path.join(destination, "{}-{}".format(name, index))
+    return candidate
+
+
+def _write_export(folder, records, read_image):
+    """cases.csv and images/ (0600 files, 0700 folders, each fsynced) into ``folder``."""
+    images = os.path.join(folder, IMAGES_DIR)
+    os.mkdir(images, 0o700)
+    rows = []
+    for record in records:
+        name = os.path.basename(record.image_path)
+        write_file_atomic(os.path.join(images, name), read_image(record))
+        top3 = top3_pairs(record.result) + [(None, None)] * 3
+        rows.append([record.uid, record.number, record.created_utc, record.module, record.bundle_id,
+                     record.backend, top3[0][0], _pct(top3[0][1]), top3[1][0], _pct(top3[1][1]),
+                     top3[2][0], _pct(top3[2][1]), record.uncertain, record.out_of_scope, record.quality_ok,
+                     os.path.join(IMAGES_DIR, name)])
+    fd = os.open(os.path.join(folder, "cases.csv"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EXPORT_COLUMNS)
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(folder, 0o700)
+    _fsync_dir(folder)
 
 
 def _pct(probability):

@@ -108,7 +108,9 @@ QUALITY_DEFAULTS = {key: "{:g}".format(value) for key, value in QualityThreshold
 SCHEMA = {
     "kiosk": {
         "models_dir": ("/opt/medkiosk/models", _text),
-        "modules": ("chest, pediatric-pneumonia, skin", _modules),
+        "modules": ("chest, pediatric-pneumonia", _modules),
+        # offered when installed; absent is a selftest warning, never a failure
+        "optional_modules": ("skin", _modules),
         "source": ("csi://0", _text),
         "output": ("display://0", _text),
         "backend": ("auto", _choice(BACKENDS)),
@@ -140,6 +142,10 @@ SCHEMA = {
     },
     "live": {
         "smoothing": ("0.6", _number(0.0, 0.99)),
+    },
+    "security": {
+        "trusted_keys": ("/etc/medkiosk/trusted_keys", _text),
+        "developer_mode": ("no", _bool),
     },
 }
 
@@ -229,4 +235,7 @@ def load_config(path=None, overrides=None, use_default_path=True):
         raise ConfigError("config [quality]: dark_threshold {} must be below bright_threshold {}. Fix: "
                           "e.g. dark_threshold = 40, bright_threshold = 220".format(
                               quality["dark_threshold"], quality["bright_threshold"]))
+    # A module listed in both is required: an older unit's config lists skin in modules.
+    kiosk = values["kiosk"]
+    kiosk["optional_modules"] = [m for m in kiosk["optional_modules"] if m not in kiosk["modules"]]
     return Config(values, path)

@@ -67,7 +67,7 @@ def run_golden(bundle, runner):
     except MedkioskError as exc:
         return [Check("golden images", FAIL, str(exc))]
     if not samples:
-        return [Check("golden images", WARN, "the bundle has no golden/expected.json; its outputs on this "
+        return [Check("golden images", FAIL, "the bundle has no golden images; its outputs on this "
                       "device cannot be compared with the lab's. Fix: re-export it with golden images")]
     checks = []
     buffer = np.empty(bundle.description.input.shape(1), dtype=np.float32)
@@ -94,20 +94,27 @@ def runner_checks(runner):
     return checks
 
 
-def verify_bundle(path, backend="auto", precision="fp16", engine_cache=None, **options):
-    """All checks of one bundle folder: manifest/hash/ONNX contract, then golden images on ``backend``.
+def signature_check(bundle):
+    """PASS with the signer, or WARN when developer mode let an unsigned or altered bundle load."""
+    if bundle.signature_problem:
+        return Check("signature", WARN, bundle.signature_problem)
+    return Check("signature", PASS, bundle.signature_line)
+
+
+def verify_bundle(path, backend="auto", precision="fp16", engine_cache=None, trust=None, **options):
+    """All checks of one bundle folder: signature/manifest/hash/ONNX contract, then golden images.
 
     Returns (bundle or None, [Check]).
     """
     from edge.backends import open_runner
     from edge.bundle import load_bundle
 
-    name = "manifest, sha256, ONNX contract"
+    name = "signature, manifest, sha256, ONNX contract"
     try:
-        bundle = load_bundle(path)
+        bundle = load_bundle(path, trust=trust)
     except MedkioskError as exc:
         return None, [Check(name, FAIL, str(exc))]
-    checks = [Check(name, PASS, "{} ({} classes, {}x{} {})".format(
+    checks = [signature_check(bundle), Check(name, PASS, "{} ({} classes, {}x{} {})".format(
         bundle.bundle_id, bundle.description.num_classes, bundle.description.input.height,
         bundle.description.input.width, bundle.description.input.colour))]
     try:
@@ -118,6 +125,17 @@ def verify_bundle(path, backend="auto", precision="fp16", engine_cache=None, **o
     except MedkioskError as exc:
         checks.append(Check("backend {}".format(backend), FAIL, str(exc)))
     return bundle, checks
+
+
+def duplicate_module_checks(bundles):
+    """One FAIL per module id that more than one bundle folder claims (the kiosk would show only one)."""
+    folders = {}
+    for bundle in bundles:
+        if bundle is not None:
+            folders.setdefault(bundle.module_id, []).append(bundle.path)
+    return [Check("module id {}".format(module_id), FAIL, "claimed by {} bundles: {}. Fix: keep one of them "
+                  "(or give each its own module id when exporting)".format(len(paths), ", ".join(paths)))
+            for module_id, paths in sorted(folders.items()) if len(paths) > 1]
 
 
 def find_bundles(models_dir):

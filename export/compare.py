@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from edge.bundle import load_bundle
+from edge.bundle import load_lab_bundle
 from edge.errors import MedkioskError, MissingDependencyError, require
 from edge.parity import MIN_TOP1_AGREEMENT, TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess
@@ -85,7 +85,7 @@ def compare_backends(model, images, precisions=("fp32",), int8_tolerance=None, c
     try:
         bundle = None
         if isinstance(model, str) and os.path.isdir(model):
-            bundle = load_bundle(model)
+            bundle = load_lab_bundle(model)
             description = bundle.description
             inputs = [preprocess(load_image(p), description.input) for p in paths]
             reference_name = "onnxruntime-fp32 (bundle)"
@@ -159,7 +159,7 @@ def _tensorrt_probs(bundle, model, workdir, cache_dir, precision, calib_dir, inp
     if bundle is None:
         from export.onnx_export import export_bundle
 
-        bundle = load_bundle(export_bundle(model, os.path.join(workdir, "bundle"), golden=False))
+        bundle = load_lab_bundle(export_bundle(model, os.path.join(workdir, "bundle"), golden=False))
     device = Device()
     result = ensure_engine(bundle, cache_dir or os.path.join(workdir, "engines"), precision=precision,
                            calib_dir=calib_dir if precision == "int8" else None, device=device)

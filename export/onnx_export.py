@@ -451,8 +451,14 @@ def _write_golden_set(golden_dir, session, description, paths, onnx_probs, preci
 
 
 def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, module_id=None, title=None,
-                  version="1.0.0", fp16=False, dynamic_batch=False, golden=True):
-    """Export a checkpoint to a bundle folder; return its path. Raises ExportError, writes nothing then."""
+                  version="1.0.0", fp16=False, dynamic_batch=False, golden=True, key=None):
+    """Export a checkpoint to a bundle folder; return its path. Raises ExportError, writes nothing then.
+
+    ``key`` (else $MEDKIOSK_SIGNING_KEY): the maintainer's Ed25519 private key that signs the bundle.
+    """
+    from edge.signing import UNCHECKED, sign_bundle, signing_key_from_env
+
+    key = key or signing_key_from_env()
     source = load_source(checkpoint)
     # Inference mode for export and parity alike (BatchNorm statistics, no dropout), whatever the
     # caller's module was left in.
@@ -512,11 +518,13 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
         with open(os.path.join(tmp, MODEL_CARD), "w", encoding="utf-8") as handle:
             handle.write(render_card(export_record(manifest)))
         write_json_atomic(os.path.join(tmp, MANIFEST), manifest)
-        load_bundle(tmp)
+        if key:
+            sign_bundle(tmp, key)
+        load_bundle(tmp, trust=UNCHECKED, require_golden=golden)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a bundle is no secret and the kiosk user reads it
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    load_bundle(out_dir)
+    load_bundle(out_dir, trust=UNCHECKED, require_golden=golden)
     return out_dir

@@ -19,6 +19,24 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+TEST_KEYS = os.path.join(ROOT, "build", "test-keys")
+
+
+def pytest_configure(config):
+    """Every bundle a test exports is signed with a test key, which the tests (only) trust."""
+    from edge.signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, keygen
+
+    key = os.path.join(TEST_KEYS, "test.key")
+    if not os.path.isfile(key):
+        os.makedirs(TEST_KEYS, exist_ok=True)
+        keygen(key, key + ".pub")
+    os.environ.setdefault(SIGNING_KEY_ENV, key)
+    trusted = [TEST_KEYS]
+    if os.environ.get(ARTIFACTS_ENV):
+        trusted.append(os.path.join(os.environ[ARTIFACTS_ENV], "keys"))
+    os.environ[TRUSTED_KEYS_ENV] = os.pathsep.join(trusted)
+
+
 class Artifacts(object):
     """Paths of the shared test artefacts."""
 

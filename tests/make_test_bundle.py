@@ -2,6 +2,9 @@
 
 Run by the main test session (fixture ``tiny_bundle``) and by ``make test-py36`` before the
 Python 3.6 edge run, which has no torch and so reuses the bundle built here.
+The bundle is signed with a test key (never the maintainer's): $MEDKIOSK_SIGNING_KEY when the test
+session set it (tests/conftest.py), else a key pair made in OUT_DIR/keys. Its public key is copied
+to OUT_DIR/keys/, the folder the tests trust explicitly.
 Usage: python tests/make_test_bundle.py OUT_DIR
 """
 
@@ -16,8 +19,34 @@ TEST_IMAGE_SIZE = 64
 TEST_ARCH = "efficientnet_lite0"  # offline ImageNet weights: learns the synthetic shapes in 4 short epochs
 
 
+def test_signing_key(workdir):
+    """(private key, trusted-keys folder): the session's test key, else a new pair in ``workdir``/keys."""
+    import shutil
+
+    from edge.signing import SIGNING_KEY_ENV, keygen
+
+    keys = os.path.join(workdir, "keys")
+    os.makedirs(keys, exist_ok=True)
+    key = os.environ.get(SIGNING_KEY_ENV)
+    if not key:
+        key = os.path.join(keys, "test.key")
+        if not os.path.isfile(key):
+            keygen(key, os.path.join(keys, "test.pub"))
+    elif os.path.isfile(key + ".pub"):
+        shutil.copyfile(key + ".pub", os.path.join(keys, "test.pub"))
+    return key, keys
+
+
+def resign(bundle_dir):
+    """Sign a bundle a test changed on purpose with the session's test key, as a maintainer would."""
+    from edge.signing import SIGNING_KEY_ENV, sign_bundle
+
+    sign_bundle(bundle_dir, os.environ[SIGNING_KEY_ENV])
+    return bundle_dir
+
+
 def build_test_bundle(workdir):
-    """Generate data, train briefly and export; return (bundle_dir, data_dir)."""
+    """Generate data, train briefly and export a signed bundle; return (bundle_dir, data_dir)."""
     from export.onnx_export import export_bundle
     from training.synth import generate_dataset
     from training.train import TrainConfig, train
@@ -31,7 +60,9 @@ def build_test_bundle(workdir):
                                abstain_coverage=1.0,
                                workers=0, progress=False))
     bundle_dir = os.path.join(workdir, "bundle")
-    export_bundle(result.best_checkpoint, bundle_dir, module_id="synth-test", title="Synthetic test module")
+    key, _trusted = test_signing_key(workdir)
+    export_bundle(result.best_checkpoint, bundle_dir, module_id="synth-test", title="Synthetic test module",
+                  key=key)
     return bundle_dir, data_dir
 
 

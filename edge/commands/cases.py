@@ -1,12 +1,23 @@
-"""``medkiosk cases``: list saved cases, export them (CSV + images) to a USB stick for referral."""
+"""``medkiosk cases``: list saved cases, export them (CSV + images) to a USB stick for referral.
 
+``--config`` and ``--state-dir`` may come before or after the action; output cut short by a closed
+pipe (``medkiosk cases list | head -1``) ends quietly.
+"""
+
+import argparse
 import json
+import os
 import sys
 
 
+def _common_options(parser, default):
+    parser.add_argument("--config", default=default,
+                        help="INI config (default /etc/medkiosk/medkiosk.conf when it exists)")
+    parser.add_argument("--state-dir", default=default, help="where cases are saved (config state_dir)")
+
+
 def add_arguments(parser):
-    parser.add_argument("--config", help="INI config (default /etc/medkiosk/medkiosk.conf when it exists)")
-    parser.add_argument("--state-dir", help="where cases are saved (config state_dir)")
+    _common_options(parser, None)
     sub = parser.add_subparsers(dest="cases_command", metavar="ACTION")
     listing = sub.add_parser("list", help="list saved cases")
     listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
@@ -14,6 +25,8 @@ def add_arguments(parser):
     export = sub.add_parser("export", help="copy cases (cases.csv + images) to a folder, e.g. a USB stick")
     export.add_argument("--to", required=True, help="destination folder (e.g. /media/usb)")
     export.add_argument("--since", help="only cases saved at or after this UTC date/time (2026-11-30)")
+    for action in (listing, export):
+        _common_options(action, argparse.SUPPRESS)  # after the action too; absent, the one before stays
 
 
 def _row(record):
@@ -21,9 +34,9 @@ def _row(record):
                                    ("poor-quality", not record.quality_ok)) if on]
     probability = record.top1_probability
     percent = "" if probability is None else "{:.0f}".format(100 * probability)
-    return "{:<28} {:<20} {:<22} {:<28} {:>6}  {}\n".format(
-        record.uid, record.created_utc[:19], record.module[:22], (record.top1 or "-")[:28], percent,
-        ",".join(flags))
+    return "{:<8} {:<28} {:<20} {:<22} {:<28} {:>6}  {}\n".format(
+        record.number, record.uid, record.created_utc[:19], record.module[:22], (record.top1 or "-")[:28],
+        percent, ",".join(flags))
 
 
 def _open(args):
@@ -34,28 +47,53 @@ def _open(args):
     return CaseLog(config.kiosk["state_dir"], min_free_mb=config.kiosk["min_free_mb"])
 
 
+def _list(log, args, out):
+    records = log.cases(args.since)
+    if args.json:
+        json.dump({"cases": [r.to_dict() for r in records]}, out, indent=2, sort_keys=True)
+        out.write("\n")
+        return 0
+    out.write("{:<8} {:<28} {:<20} {:<22} {:<28} {:>6}  {}\n".format(
+        "number", "case", "saved (UTC)", "module", "top finding", "%", "flags"))
+    for record in records:
+        out.write(_row(record))
+    out.write("{} case(s) in {}\n".format(len(records), log.db_path))
+    return 0
+
+
+def _export(log, args, out):
+    folder, count = log.export(args.to, since=args.since)
+    out.write("exported {} case(s) to {}\n".format(count, folder))
+    return 0
+
+
+ACTIONS = {"list": _list, "export": _export}
+
+
+def _quiet_closed_pipe(out):
+    """The reader went away (``| head -1``): stop writing, and let Python's exit flush go nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's StringIO): nothing is flushed to it at exit
+
+
 def run(args, stdout=None):
     out = stdout or sys.stdout
-    if not getattr(args, "cases_command", None):
+    action = ACTIONS.get(getattr(args, "cases_command", None))
+    if action is None:
         out.write("usage: medkiosk cases {list,export} ... (see medkiosk cases --help)\n")
         return 2
     log = _open(args)
     log.open(create=False)
     try:
-        if args.cases_command == "list":
-            records = log.cases(args.since)
-            if args.json:
-                json.dump({"cases": [r.to_dict() for r in records]}, out, indent=2, sort_keys=True)
-                out.write("\n")
-                return 0
-            out.write("{:<28} {:<20} {:<22} {:<28} {:>6}  {}\n".format(
-                "case", "saved (UTC)", "module", "top finding", "%", "flags"))
-            for record in records:
-                out.write(_row(record))
-            out.write("{} case(s) in {}\n".format(len(records), log.db_path))
-            return 0
-        folder, count = log.export(args.to, since=args.since)
-        out.write("exported {} case(s) to {}\n".format(count, folder))
+        result = action(log, args, out)
+        out.flush()
+        return result
+    except BrokenPipeError:
+        _quiet_closed_pipe(out)
         return 0
     finally:
         log.close()

@@ -44,6 +44,7 @@ def build_kiosk(args, stdout=None):
     from edge.kiosk import Kiosk, default_classifier_opener, discover_modules
     from edge.outputs import KeyScript, open_output
     from edge.sdnotify import Notifier
+    from edge.signing import set_default_trust, trust_from_config
     from edge.sources import ImageFolderSource, open_source
 
     overrides = {"models_dir": args.models, "source": args.source, "output": args.output,
@@ -52,6 +53,7 @@ def build_kiosk(args, stdout=None):
     if args.size:
         overrides.update(_size(args.size))
     config = load_config(args.config, overrides)
+    set_default_trust(trust_from_config(config))  # its trusted keys and developer mode, for every load
     kiosk_cfg, camera = config.kiosk, config.camera
     keys = KeyScript(args.keys) if args.keys is not None else None
     source = open_source(kiosk_cfg["source"], width=camera["width"], height=camera["height"],

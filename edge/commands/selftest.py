@@ -1,8 +1,9 @@
 """`medkiosk selftest`: the on-device checklist a technician runs after installing or repairing a kiosk.
 
-Checks, in order: libraries, configuration, every model bundle (manifest, hash, ONNX contract,
-golden images through the chosen backend, what the backend really uses), that each configured
-module has a bundle, the camera delivers frames, the display opens. Prints one [PASS]/[FAIL]/
+Checks, in order: libraries, configuration and trusted keys, every model bundle (signature,
+manifest, hash, ONNX contract, golden images through the chosen backend, what the backend really
+uses), no module id claimed twice, that each configured module has a bundle (an optional one
+missing is a warning), the camera delivers frames, the display opens. Prints one [PASS]/[FAIL]/
 [WARN]/[SKIP] line each and exits 1 on any FAIL.
 """
 
@@ -29,6 +30,10 @@ def add_arguments(parser):
     parser.add_argument("--no-camera", action="store_true", help="skip the camera check")
     parser.add_argument("--no-display", action="store_true", help="skip the display check")
     parser.add_argument("--json", action="store_true", help="print the checklist as JSON")
+    parser.add_argument("--static", action="store_true",
+                        help="only what needs no libraries, camera or screen: config, trusted keys, each "
+                             "bundle's signature, manifest and ONNX contract, the modules present (what "
+                             "`jetson_setup.sh --dry-run` predicts with); golden images are not run")
 
 
 def _version(module_name):
@@ -85,28 +90,91 @@ def library_checks():
 def load_settings(args):
     """(settings dict, [Check]) from the config file (if any) and the command line."""
     from edge.errors import ConfigError
+    from edge.signing import default_trust, set_default_trust, trust_from_config
     from edge.verify import FAIL, PASS, Check
 
-    settings = {"models_dir": "/opt/medkiosk/models", "modules": [], "source": "csi://0", "backend": "auto",
-                "precision": "fp16", "engine_cache": None}
+    settings = {"models_dir": "/opt/medkiosk/models", "modules": [], "optional_modules": [], "source": "csi://0",
+                "backend": "auto", "precision": "fp16", "engine_cache": None, "trust": default_trust()}
     checks = []
     try:
         from edge.config import load_config
 
         config = load_config(args.config)
         settings.update({key: config.kiosk[key] for key in settings if key in config.kiosk})
+        settings["trust"] = trust_from_config(config)
+        set_default_trust(settings["trust"])
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
     except ConfigError as exc:
         checks.append(Check("config", FAIL, str(exc)))
+    settings["trust"].require_library = not getattr(args, "static", False)
+    checks.append(trust_check(settings["trust"]))
     overrides = {"models_dir": args.models, "source": args.camera, "backend": args.backend,
                  "precision": args.precision, "engine_cache": args.engine_cache}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     return settings, checks
 
 
-def model_checks(settings):
+def trust_check(trust):
+    """The unit's trusted keys; WARN in developer mode, FAIL when no key is trusted."""
+    from edge.signing import CRYPTOGRAPHY_HINT, DEVELOPER_BANNER, cryptography_version
+    from edge.verify import FAIL, PASS, WARN, Check
+
+    library = cryptography_version()
+    if library is None:
+        return Check("trusted keys", FAIL if trust.require_library else WARN,
+                     "cryptography is {}: no bundle signature can be checked. Fix: {}".format(
+                         library or "not installed", CRYPTOGRAPHY_HINT))
+    keys = trust.keys
+    if trust.developer_mode:
+        return Check("trusted keys", WARN, "{}: {}. Fix: set developer_mode = no in [security] before the "
+                     "unit sees patients".format(DEVELOPER_BANNER, trust.describe()))
+    if not keys:
+        return Check("trusted keys", FAIL, "no public key in {}: no bundle can load. Fix: re-run "
+                     "jetson_setup.sh (it installs config/trusted_keys)".format(", ".join(trust.key_dirs)))
+    if trust.problems:
+        return Check("trusted keys", WARN, "{}; skipped: {}".format(trust.describe(),
+                                                                    "; ".join(trust.problems)))
+    return Check("trusted keys", PASS, "{} (cryptography {})".format(trust.describe(), library))
+
+
+def module_presence_checks(settings, found):
+    """Each configured module verified (else FAIL); each optional one present (else WARN with a real fix)."""
+    from edge.verify import FAIL, PASS, WARN, Check
+
+    checks = []
+    for module_id in settings["modules"]:
+        if module_id in found:
+            checks.append(Check("module " + module_id, PASS, "installed and verified"))
+        else:
+            checks.append(Check("module " + module_id, FAIL, "configured but no working bundle in {}. Fix: "
+                                "install its bundle".format(settings["models_dir"])))
+    for module_id in settings["optional_modules"]:
+        if module_id in found:
+            checks.append(Check("module " + module_id, PASS, "optional, installed and verified"))
+        else:
+            checks.append(Check("module " + module_id, WARN, "optional, not installed. Fix: to offer it, "
+                                "train and export a bundle (docs/training-skin.md), sign it, copy it into "
+                                "{}; otherwise nothing to do".format(settings["models_dir"])))
+    return checks
+
+
+def static_bundle_checks(folder, trust):
+    """(bundle or None, [Check]): every load check of one bundle, without running the model."""
+    from edge.bundle import load_bundle
+    from edge.errors import MedkioskError
+    from edge.verify import FAIL, PASS, Check, signature_check
+
+    name = "signature, manifest, sha256, ONNX contract"
+    try:
+        bundle = load_bundle(folder, trust=trust)
+    except MedkioskError as exc:
+        return None, [Check(name, FAIL, str(exc))]
+    return bundle, [signature_check(bundle), Check(name, PASS, bundle.bundle_id)]
+
+
+def model_checks(settings, static=False):
     """Every bundle under models_dir through the backend, and each configured module present."""
-    from edge.verify import FAIL, PASS, Check, find_bundles, verify_bundle
+    from edge.verify import FAIL, Check, duplicate_module_checks, find_bundles, verify_bundle
 
     models_dir = settings["models_dir"]
     if os.path.isfile(os.path.join(models_dir, "manifest.json")):
@@ -116,24 +184,26 @@ def model_checks(settings):
     if not folders:
         return [Check("models", FAIL, "no model bundles in {}. Fix: copy the bundles there (one folder each) "
                                       "or pass --models DIR".format(models_dir))]
-    checks, found = [], set()
+    checks, found, bundles = [], set(), []
     for folder in folders:
-        bundle, bundle_checks = verify_bundle(folder, backend=settings["backend"],
-                                              precision=settings["precision"],
-                                              engine_cache=settings["engine_cache"])
+        if static:
+            bundle, bundle_checks = static_bundle_checks(folder, settings["trust"])
+        else:
+            bundle, bundle_checks = verify_bundle(folder, backend=settings["backend"],
+                                                  precision=settings["precision"],
+                                                  engine_cache=settings["engine_cache"],
+                                                  trust=settings["trust"])
+        bundles.append(bundle)
         label = bundle.module_id if bundle is not None else os.path.basename(folder.rstrip("/"))
         if bundle is not None and not any(c.failed for c in bundle_checks):
             found.add(bundle.module_id)
         for check in bundle_checks:
             check.name = "{}: {}".format(label, check.name)
         checks.extend(bundle_checks)
-    for module_id in settings["modules"]:
-        if module_id in found:
-            checks.append(Check("module " + module_id, PASS, "installed and verified"))
-        else:
-            checks.append(Check("module " + module_id, FAIL, "configured but no working bundle in {}. Fix: "
-                                                             "install its bundle".format(models_dir)))
-    return checks
+    duplicates = duplicate_module_checks(bundles)
+    for check in duplicates:
+        found.discard(check.name.split(" ", 2)[-1])
+    return checks + duplicates + module_presence_checks(settings, found)
 
 
 def camera_check(uri, frames=CAMERA_FRAMES, timeout_s=15.0):
@@ -189,13 +259,17 @@ def display_check(environ=None):
 
 def run(args):
     from edge.backends import validate_backend
-    from edge.commands.bundle import print_checks
-    from edge.console import echo, quiet_opencv
+    from edge.console import quiet_opencv
     from edge.verify import SKIP, Check
 
-    quiet_opencv()
     settings, config_checks = load_settings(args)
     validate_backend(settings["backend"], settings["precision"])
+    if args.static:
+        sections = [("Configuration", config_checks),
+                    ("Models ({}, static: golden images not run)".format(settings["models_dir"]),
+                     model_checks(settings, static=True))]
+        return report(args, sections, settings["trust"].developer_mode)
+    quiet_opencv()
     sections = [("Libraries", library_checks()), ("Configuration", config_checks),
                 ("Models ({}, backend {})".format(settings["models_dir"], settings["backend"]),
                  model_checks(settings))]
@@ -206,15 +280,24 @@ def run(args):
     sections.append(("Camera", [camera]))
     sections.append(("Display", [Check("display", SKIP, "--no-display") if args.no_display
                                  else display_check()]))
+    return report(args, sections, settings["trust"].developer_mode)
+
+
+def report(args, sections, developer):
+    """Print the checklist (or JSON); 1 when any check failed."""
+    from edge.commands.bundle import print_checks
+    from edge.console import echo
+    from edge.signing import DEVELOPER_BANNER
+
     failures = sum(1 for _title, checks in sections for check in checks if check.failed)
     if args.json:
-        sys.stdout.write(json.dumps({"ok": failures == 0, "failures": failures,
+        sys.stdout.write(json.dumps({"ok": failures == 0, "failures": failures, "developer_mode": developer,
                                      "sections": [{"title": title, "checks": [c.to_dict() for c in checks]}
                                                   for title, checks in sections]}, indent=2) + "\n")
     else:
         echo("medkiosk selftest")
         for title, checks in sections:
             print_checks(title, checks)
-        echo("RESULT: {}".format("PASS" if not failures else "FAIL ({} failed check{})".format(
-            failures, "" if failures == 1 else "s")))
+        echo("RESULT: {}{}".format("PASS" if not failures else "FAIL ({} failed check{})".format(
+            failures, "" if failures == 1 else "s"), " - " + DEVELOPER_BANNER if developer else ""))
     return 1 if failures else 0

@@ -167,6 +167,9 @@ def test_wheelhouse_check_matches_pip_names(tmp_path, models):
                  "dataclasses-0.8-py3-none-any.whl", "appdirs-1.4.4-py2.py3-none-any.whl",
                  "mako-1.1.6-py2.py3-none-any.whl",
                  "MarkupSafe-2.0.0-cp36-cp36m-manylinux2014_aarch64.whl",
+                 "cryptography-40.0.2-cp36-abi3-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+                 "cffi-1.15.1-cp36-cp36m-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+                 "pycparser-2.21-py2.py3-none-any.whl",
                  "medkiosk-0.1.0-py3-none-any.whl"):
         (wheelhouse / name).write_bytes(b"")
     out = setup(root, "--dry-run", "--models", models, "--wheelhouse", wheelhouse).stdout
@@ -265,6 +268,8 @@ def test_file_steps_are_idempotent(tmp_path, models, platform):
     xorg = (root / "etc/X11/xorg.conf.d/90-medkiosk.conf").read_text()
     assert '"BlankTime" "0"' in xorg and '"OffTime" "0"' in xorg and "ServerLayout" not in xorg
     assert os.stat(str(root / "var/log/medkiosk-setup.log")).st_mode & 0o077 == 0
+    shipped_keys = sorted(os.listdir(os.path.join(REPO, "config", "trusted_keys")))
+    assert shipped_keys and all(tree["etc/medkiosk/trusted_keys/" + key][1] == 0o644 for key in shipped_keys)
 
 
 @needs_systemctl
@@ -402,3 +407,67 @@ def test_help_and_docs_name_every_option():
     for option in options:
         assert option in result.stdout, option
         assert option in docs, option
+
+
+@pytest.mark.parametrize("platform", ["none", "jp5"])
+def test_uninstall_refuses_other_machines(tmp_path, platform):
+    """--uninstall checks the platform as install does: it never strips another machine."""
+    root = make_root(tmp_path, platform)
+    (root / "etc/medkiosk").mkdir()
+    (root / "etc/medkiosk/medkiosk.conf").write_text("[kiosk]\n")
+    before = snapshot(root)
+    for args in (["--uninstall"], ["--uninstall", "--dry-run"], ["--uninstall", "--purge"]):
+        result = setup(root, *args)
+        assert result.returncode == 1, result.stdout
+        assert "not a supported Jetson" in result.stdout and "--force --target" in result.stdout
+    after = snapshot(root)
+    assert {p: e for p, e in after.items() if not p.startswith("var")} == before  # only the setup log
+    forced = setup(root, "--uninstall", "--dry-run", "--force", "--target", "jp4")
+    assert forced.returncode == 0 and "warning: not a supported Jetson" in forced.stdout
+
+
+def _signed_models(tmp_path):
+    """The shipped, signed bundles as the stick carries them."""
+    src = tmp_path / "stick-models"
+    for name in ("chest", "pediatric-pneumonia"):
+        shutil.copytree(os.path.join(REPO, "models", name), str(src / name))
+    return src
+
+
+def _predicted(out):
+    return [line.strip()[len("[dry-run] predicted: "):].strip() for line in out.splitlines()
+            if line.strip().startswith("[dry-run] predicted: ")]
+
+
+def test_dry_run_predicts_a_passing_selftest_with_the_shipped_config(tmp_path):
+    root = make_root(tmp_path, "jp4")
+    result = setup(root, "--dry-run", "--steps", "selftest", "--models", _signed_models(tmp_path))
+    assert result.returncode == 0, result.stdout
+    predicted = _predicted(result.stdout)
+    assert "[PASS] module chest: installed and verified" in predicted
+    assert any(line.startswith("[WARN] module skin: optional, not installed") for line in predicted)
+    assert "RESULT: PASS" in predicted
+    assert "predicted selftest: PASS" in result.stdout
+
+
+def test_dry_run_predicts_a_failing_selftest(tmp_path):
+    """A unit's config that requires the skin module, and a tampered bundle: both seen before install."""
+    root = make_root(tmp_path, "jp6")
+    (root / "etc/medkiosk").mkdir()
+    with open(os.path.join(REPO, "config", "medkiosk.conf")) as handle:
+        shipped = handle.read()
+    (root / "etc/medkiosk/medkiosk.conf").write_text(shipped.replace(
+        "modules = chest, pediatric-pneumonia", "modules = chest, pediatric-pneumonia, skin").replace(
+        "optional_modules = skin", "optional_modules ="))
+    models = _signed_models(tmp_path)
+    manifest = models / "chest" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"Pneumothorax"', '"Pneumothorax "', 1))
+    before = snapshot(root)
+    result = setup(root, "--dry-run", "--steps", "selftest", "--models", models)
+    assert result.returncode == 3, result.stdout
+    predicted = _predicted(result.stdout)
+    assert any(line.startswith("[FAIL] chest: signature, manifest") and "differs from the signed file" in line
+               for line in predicted), predicted
+    assert any(line.startswith("[FAIL] module skin: configured but no working bundle") for line in predicted)
+    assert "Predicted: NOT READY - the selftest would fail" in result.stdout
+    assert snapshot(root) == before

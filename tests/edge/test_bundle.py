@@ -1,4 +1,8 @@
-"""Bundle validation on a real exported bundle and tampered copies of it, and `bundle verify`."""
+"""Bundle validation on a real exported bundle and tampered copies of it, and `bundle verify`.
+
+The tiny bundle is signed with the session's test key (tests/conftest.py); tests that change a
+bundle on purpose to reach a later check re-sign it with that key, as a maintainer would.
+"""
 
 import json
 import os
@@ -10,6 +14,7 @@ import pytest
 
 from edge.bundle import load_bundle, sha256_file, write_json_atomic
 from edge.errors import BundleError
+from edge.signing import SIGNING_KEY_ENV, sign_bundle
 from edge.verify import FAIL, PASS, compare_golden, verify_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,12 +27,14 @@ def copy(tiny_bundle, tmp_path):
     return target
 
 
-def _edit_manifest(path, change):
+def _edit_manifest(path, change, resign=True):
     manifest_path = os.path.join(path, "manifest.json")
     with open(manifest_path) as handle:
         manifest = json.load(handle)
     change(manifest)
     write_json_atomic(manifest_path, manifest)
+    if resign:
+        sign_bundle(path, os.environ[SIGNING_KEY_ENV])
 
 
 def _field(path, check_hash=True):
@@ -60,21 +67,30 @@ def test_missing_model_description_field(copy):
     assert _field(copy).field == "model.temperature"
 
 
-def test_sha_mismatch(copy):
-    model = os.path.join(copy, "model.onnx")
+def _flip_byte(model):
     with open(model, "r+b") as handle:
         handle.seek(os.path.getsize(model) // 2)
         byte = handle.read(1)
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_sha_mismatch(copy):
+    model = os.path.join(copy, "model.onnx")
+    _flip_byte(model)
     error = _field(copy)
     assert error.field == "model_sha256" and "tampered or truncated" in error.problem
+    # The manifest's sha256 updated to match: the signature still tells.
+    _edit_manifest(copy, lambda m: m.update(model_sha256=sha256_file(model)), resign=False)
+    error = _field(copy)
+    assert error.field == "manifest.json" and "differs from the signed file" in error.problem
 
 
 def test_truncated_model(copy):
     model = os.path.join(copy, "model.onnx")
     with open(model, "r+b") as handle:
         handle.truncate(os.path.getsize(model) // 3)
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
     assert _field(copy).field == "model_sha256"
     # Even when the hash check is skipped, a cut-off file is not read as a model.
     _edit_manifest(copy, lambda m: m.update(model_sha256=sha256_file(model)))
@@ -103,9 +119,12 @@ def test_input_name_differs_from_onnx_input(copy):
 
 def test_missing_model_card_and_bad_json(copy):
     os.remove(os.path.join(copy, "model_card.md"))
-    assert _field(copy).field == "model_card.md"
+    assert _field(copy).field == "model_card.md"  # the signature lists it
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
+    assert _field(copy).field == "model_card.md"  # and the loader needs it
     with open(os.path.join(copy, "manifest.json"), "w") as handle:
         handle.write("{not json")
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
     assert _field(copy).field == "manifest.json"
 
 
@@ -125,6 +144,7 @@ def test_verify_fails_on_changed_expectations(copy):
     probs[0], probs[1] = probs[0] + 0.05, probs[1] - 0.05
     os.remove(os.path.join(copy, "golden", expected["samples"][-1]["file"]))
     write_json_atomic(expected_path, expected)
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
     _bundle, checks = verify_bundle(copy, backend="onnxruntime", precision="fp32")
     failed = [c for c in checks if c.failed]
     assert len(failed) == 2
@@ -156,7 +176,7 @@ def test_bundle_verify_cli(tiny_bundle, copy, tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, err
     assert "PASS: {}".format(tiny_bundle) in out
-    assert "FAIL: {}".format(copy) in out and "schema_version: is 2" in out
+    assert "FAIL: {}".format(copy) in out and "schema_version: is 2" in out, out
     assert "FAIL: {}".format(tmp_path / "missing") in out
     assert "1 of 3 bundles passed" in out
     assert "Traceback" not in err
@@ -170,3 +190,57 @@ def test_bundle_verify_cli_json(tiny_bundle):
     report = json.loads(out)
     assert report["ok"] is True
     assert {c["status"] for c in report["bundles"][0]["checks"]} == {PASS}
+
+
+def test_manifest_over_the_size_limit(copy):
+    from edge.bundle import MAX_MANIFEST_BYTES
+
+    _edit_manifest(copy, lambda m: m.update(padding="x" * MAX_MANIFEST_BYTES))
+    error = _field(copy)
+    assert error.field == "manifest.json" and "byte limit" in error.problem
+
+
+def test_deeply_nested_manifest_is_one_error_not_a_recursion_error(copy):
+    with open(os.path.join(copy, "manifest.json"), "w") as handle:
+        handle.write("[" * 200000 + "]" * 200000)
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
+    error = _field(copy)
+    assert error.field == "manifest.json" and "nested too deeply" in error.problem
+
+
+def test_model_file_must_stay_inside_the_bundle(copy, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copyfile(os.path.join(copy, "model.onnx"), str(outside / "model.onnx"))
+    for escape in ("../elsewhere/model.onnx", str(outside / "model.onnx"), "."):
+        _edit_manifest(copy, lambda m, e=escape: m.update(model_file=e))
+        error = _field(copy)
+        assert error.field == "model_file" and "outside the bundle folder" in error.problem, escape
+
+
+def test_golden_images_are_required(copy):
+    shutil.rmtree(os.path.join(copy, "golden"))
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
+    error = _field(copy)
+    assert error.field == "golden/expected.json" and "missing" in error.problem
+    assert load_bundle(copy, require_golden=False).golden_samples() == []  # the lab's --no-golden export
+
+
+def test_golden_file_must_stay_inside_golden(copy):
+    expected_path = os.path.join(copy, "golden", "expected.json")
+    with open(expected_path) as handle:
+        expected = json.load(handle)
+    expected["samples"][0]["file"] = "../../model.onnx"
+    write_json_atomic(expected_path, expected)
+    sign_bundle(copy, os.environ[SIGNING_KEY_ENV])
+    with pytest.raises(BundleError) as info:
+        load_bundle(copy).golden_samples()
+    assert "outside the bundle folder" in str(info.value)
+
+
+def test_bundle_verify_reports_a_duplicate_module_id(tiny_bundle, copy):
+    process = _cli("bundle", "verify", tiny_bundle, copy, "--backend", "onnxruntime", "--precision", "fp32")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert "PASS: {}".format(copy) in out
+    assert "[FAIL] module id synth-test: claimed by 2 bundles" in out

@@ -28,6 +28,25 @@ def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def _age(folder, seconds=3600):
+    for parent, _dirs, files in os.walk(folder):
+        for name in files:
+            past = time.time() - seconds
+            os.utime(os.path.join(parent, name), (past, past))
+
+
+def _image_files(state):
+    root = os.path.join(state, "cases")
+    return sorted(os.path.relpath(os.path.join(parent, name), root)
+                  for parent, _dirs, files in os.walk(os.path.join(root, "images")) for name in files)
+
+
+def _noise(seed, height=480, width=640):
+    import numpy as np
+
+    return np.random.RandomState(seed).randint(0, 255, size=(height, width, 3)).astype(np.uint8)
+
+
 def test_save_list_and_permissions(tmp_path):
     state = str(tmp_path / "state")
     with CaseLog(state, min_free_mb=0) as log:
@@ -96,6 +115,146 @@ def test_export_csv_and_images(tmp_path):
     assert os.path.isfile(os.path.join(folder, rows[0]["image"]))
 
 
+def test_orphan_images_are_cleaned_on_the_next_open(tmp_path):
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        case = log.save(textured(0), RESULT, "chest")
+    folder = os.path.dirname(case.image)
+    old, young = os.path.join(folder, "orphan-old.png"), os.path.join(folder, "orphan-young.png")
+    for path in (old, young):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG image without a row")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    with CaseLog(state) as log:
+        assert log.cleaned == 1
+        assert [c.uid for c in log.cases()] == [case.uid]
+    assert not os.path.exists(old) and os.path.exists(young) and os.path.isfile(case.image)
+
+
+def test_loose_permissions_are_tightened_on_open(tmp_path):
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        case = log.save(textured(0), RESULT, "chest")
+    for path in (state, os.path.join(state, "cases"), os.path.dirname(case.image)):
+        os.chmod(path, 0o755)
+    os.chmod(case.image, 0o644)
+    os.chmod(os.path.join(state, "cases", "cases.db"), 0o644)
+    with CaseLog(state) as log:
+        assert len(log.cases()) == 1
+    assert _mode(state) == 0o700 and _mode(os.path.dirname(case.image)) == 0o700
+    assert _mode(case.image) == 0o600 and _mode(os.path.join(state, "cases", "cases.db")) == 0o600
+
+
+def test_case_numbers_are_short_and_unique(tmp_path):
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        numbers = [log.save(textured(i), RESULT, "chest").number for i in range(3)]
+    assert numbers == ["K-0001", "K-0002", "K-0003"]
+    with CaseLog(state) as log:
+        assert log.cases()[-1].to_dict()["number"] == "K-0003"
+
+
+def test_exports_are_private_and_unique_in_the_same_second(tmp_path):
+    state, usb = str(tmp_path / "state"), tmp_path / "usb"
+    usb.mkdir()
+    with CaseLog(state, min_free_mb=0) as log:
+        case = log.save(textured(0), RESULT, "chest")
+        first, _count = log.export(str(usb), now="2026-12-01T10:00:00+00:00")
+        second, _count = log.export(str(usb), now="2026-12-01T10:00:00+00:00")
+    assert first != second and sorted(os.listdir(str(usb))) == sorted(
+        os.path.basename(f) for f in (first, second))
+    for folder in (first, second):
+        assert _mode(folder) == 0o700 and _mode(os.path.join(folder, "images")) == 0o700
+        assert _mode(os.path.join(folder, "cases.csv")) == 0o600
+        image = os.path.join(folder, "images", os.path.basename(case.image))
+        assert _mode(image) == 0o600
+        with open(os.path.join(folder, "cases.csv")) as handle:
+            assert next(csv.DictReader(handle))["number"] == "K-0001"
+
+
+def _tamper_row(state, **values):
+    connection = sqlite3.connect(os.path.join(state, "cases", "cases.db"))
+    with connection:
+        for column, value in values.items():
+            connection.execute("UPDATE cases SET {} = ?".format(column), (value,))
+    connection.close()
+
+
+def test_export_refuses_an_image_path_outside_the_case_folder(tmp_path):
+    state, usb = str(tmp_path / "state"), tmp_path / "usb"
+    usb.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a case")
+    with CaseLog(state, min_free_mb=0) as log:
+        log.save(textured(0), RESULT, "chest")
+    for escape in ("images/../../../secret.txt", str(secret), "cases.db"):
+        _tamper_row(state, image_path=escape)
+        with CaseLog(state) as log, pytest.raises(CaseLogError, match="points outside the case") as info:
+            log.export(str(usb))
+        assert "K-0001" in str(info.value) and os.listdir(str(usb)) == [], escape
+
+
+def test_export_rechecks_each_image_sha256(tmp_path):
+    state, usb = str(tmp_path / "state"), tmp_path / "usb"
+    usb.mkdir()
+    with CaseLog(state, min_free_mb=0) as log:
+        log.save(textured(0), RESULT, "chest")
+        changed = log.save(textured(1), RESULT, "chest")
+    with open(changed.image, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00\x01\x02")
+    with CaseLog(state) as log, pytest.raises(CaseLogError, match="K-0002 .*changed since it was saved"):
+        log.export(str(usb))
+    assert os.listdir(str(usb)) == []
+
+
+def _export_to_a_small_disk(tmp_path, usb, before_export=None):
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        for seed in range(3):  # noise does not compress: ~0.9 MB each, more than the 1 MB disk holds
+            log.save(_noise(seed), RESULT, "chest")
+        if before_export:
+            before_export()
+        with pytest.raises(CaseLogError, match="nothing was written") as info:
+            log.export(usb)
+    assert os.listdir(usb) == [], "a failed export left something behind"
+    return info.value
+
+
+def test_export_to_a_full_tmpfs_leaves_nothing(tmp_path):
+    usb = str(tmp_path / "usb")
+    os.mkdir(usb)
+    mounted = subprocess.call(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", usb],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root); the injected-fault test covers the logic")
+    try:
+        error = _export_to_a_small_disk(tmp_path, usb)
+        assert "No space left on device" in str(error)
+    finally:
+        subprocess.check_call(["umount", usb])
+
+
+def test_export_with_a_write_failing_midway_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import edge.caselog
+
+    real, calls = edge.caselog.write_file_atomic, []
+
+    def fail_on_second(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, data)
+
+    usb = str(tmp_path / "usb")
+    os.mkdir(usb)
+    error = _export_to_a_small_disk(
+        tmp_path, usb, lambda: monkeypatch.setattr(edge.caselog, "write_file_atomic", fail_on_second))
+    assert len(calls) == 2 and "No space left on device" in str(error)
+
+
 def test_opening_a_missing_log_without_create(tmp_path):
     with pytest.raises(CaseLogError, match="no case log"):
         CaseLog(str(tmp_path)).open(create=False)
@@ -155,4 +314,8 @@ def test_case_log_survives_kill_9_while_saving(tmp_path, kill_after):
     with CaseLog(state) as log:
         listed = log.cases()
         assert len(listed) == len(rows) and all(os.path.isfile(c.image) for c in listed)
+    _age(os.path.join(state, "cases", "images"))  # a minute later: the kiosk is surely not mid-save
+    with CaseLog(state) as log:
+        # An image whose row the kill prevented (or a .tmp) is gone; every case's image is there.
+        assert _image_files(state) == sorted(relative for relative, _digest in rows)
         assert log.save(textured(0), RESULT, "chest").uid  # and it keeps working

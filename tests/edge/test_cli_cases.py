@@ -55,3 +55,34 @@ def test_clear_errors(tmp_path, capsys):
     state, _first, _second = _state(tmp_path)
     assert main(["cases", "--state-dir", state, "export", "--to", str(tmp_path / "nousb")]) == 2
     assert "insert and mount the USB stick" in capsys.readouterr().err
+
+
+def test_options_before_or_after_the_action(tmp_path, capsys):
+    state, first, _second = _state(tmp_path)
+    assert main(["cases", "list", "--state-dir", state]) == 0
+    after = capsys.readouterr().out
+    assert main(["cases", "--state-dir", state, "list"]) == 0
+    assert capsys.readouterr().out == after and first.uid in after
+    assert "K-0001" in after and "K-0002" in after
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    assert main(["cases", "export", "--to", str(usb), "--state-dir", state]) == 0
+    assert "exported 2 case(s)" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    state, _first, _second = _state(tmp_path)
+    with CaseLog(state, min_free_mb=0) as log:  # enough rows that the output outlives the pipe buffer
+        for index in range(400):
+            log.save(textured(index % 4), RESULT, "chest")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = "{} -m edge cases list --state-dir {} | head -1".format(sys.executable, state)
+    process = subprocess.Popen(["bash", "-o", "pipefail", "-c", command], cwd=root,
+                               env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = process.communicate(timeout=120)
+    assert out.split() == ["number", "case", "saved", "(UTC)", "module", "top", "finding", "%", "flags"]
+    assert err == "" and process.returncode == 0

@@ -16,7 +16,9 @@ def test_defaults_match_the_documented_file():
     config = load_config(use_default_path=False)
     kiosk = config.kiosk
     assert kiosk["models_dir"] == "/opt/medkiosk/models"
-    assert kiosk["modules"] == ["chest", "pediatric-pneumonia", "skin"]
+    assert kiosk["modules"] == ["chest", "pediatric-pneumonia"]  # the bundles that ship
+    assert kiosk["optional_modules"] == ["skin"]  # absent: a selftest warning, not a failure
+    assert config.security == {"trusted_keys": "/etc/medkiosk/trusted_keys", "developer_mode": False}
     assert kiosk["source"] == "csi://0" and kiosk["output"] == "display://0"
     assert kiosk["backend"] == "auto" and kiosk["precision"] == "fp16"
     assert kiosk["state_dir"] == "/var/lib/medkiosk" and kiosk["kiosk_mode"] is True
@@ -32,6 +34,7 @@ def test_file_values_then_overrides(tmp_path):
     config = load_config(path, overrides)
     assert config.path == path
     assert config.kiosk["modules"] == ["chest", "skin"]
+    assert config.kiosk["optional_modules"] == []  # listed as required too: required wins
     assert config.kiosk["source"] == "file:///media/usb/"  # the flag wins over the file
     assert config.kiosk["backend"] == "auto"  # None means "flag not given"
     assert config.kiosk["kiosk_mode"] is False
@@ -54,6 +57,9 @@ def test_file_values_then_overrides(tmp_path):
     ("[kiosk]\nsource =\n", ["[kiosk] source", "must not be empty"]),
     ("[kiosk]\ncpu_threads = 0\n", ["[kiosk] cpu_threads", "outside 1..256"]),
     ("[kiosk]\ncpu_threads = all\n", ["[kiosk] cpu_threads", "not a whole number"]),
+    ("[kiosk]\noptional_modules = skin, skin\n", ["[kiosk] optional_modules", "lists a module twice"]),
+    ("[security]\ndeveloper_mode = sometimes\n", ["[security] developer_mode", "yes or no"]),
+    ("[security]\ntrusted_keys =\n", ["[security] trusted_keys", "must not be empty"]),
 ])
 def test_bad_values_name_the_key_and_the_fix(tmp_path, text, words):
     with pytest.raises(ConfigError) as info:
@@ -84,3 +90,15 @@ def test_cpu_threads_leave_one_core_to_the_loop(monkeypatch):
     assert resolve_cpu_threads("auto") == 3
     monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
     assert resolve_cpu_threads("auto") == 1  # one core: inference still gets a thread
+
+
+def test_security_section_gives_the_trust(tmp_path):
+    from edge.signing import trust_from_config
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    text = "[security]\ntrusted_keys = {}\ndeveloper_mode = yes\n".format(keys)
+    config = load_config(_write(tmp_path, text))
+    trust = trust_from_config(config)
+    assert trust.developer_mode is True and trust.key_dirs[0] == str(keys)
+    assert trust_from_config(load_config(use_default_path=False)).developer_mode is False

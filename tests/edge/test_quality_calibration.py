@@ -12,6 +12,7 @@ from edge.bundle import load_bundle
 from edge.classify import Classifier
 from edge.errors import BundleError
 from edge.quality import QualityThresholds, assess_quality, calibrate_blur_threshold, sharpness
+from tests.make_test_bundle import resign
 
 
 def _with_quality(bundle_dir, tmp_path, quality):
@@ -23,7 +24,7 @@ def _with_quality(bundle_dir, tmp_path, quality):
     manifest["quality"] = quality
     with open(path, "w") as handle:
         json.dump(manifest, handle)
-    return copy
+    return resign(copy)
 
 
 def test_export_stores_a_blur_threshold_measured_on_validation_images(tiny_bundle):

@@ -47,7 +47,9 @@ def test_selftest_passes_on_a_good_install(tmp_path, tiny_bundle, synth_images):
     statuses = _statuses(document)
     assert document["ok"] is True and document["failures"] == 0
     assert statuses["config"] == PASS
-    assert statuses["synth-test: manifest, sha256, ONNX contract"] == PASS
+    assert statuses["synth-test: signature, manifest, sha256, ONNX contract"] == PASS
+    assert statuses["synth-test: signature"] == PASS
+    assert statuses["trusted keys"] == PASS
     assert statuses["synth-test: backend"] == PASS
     assert [n for n in statuses if n.startswith("synth-test: golden ")]
     assert statuses["module synth-test"] == PASS
@@ -65,8 +67,8 @@ def test_selftest_fails_loudly(tmp_path, tiny_bundle):
     assert code == 1
     assert "Traceback" not in err
     lines = out.splitlines()
-    assert any(line.startswith("  [FAIL] synth: manifest, sha256, ONNX contract") and "tampered" in line
-               for line in lines), out
+    assert any(line.startswith("  [FAIL] synth: signature, manifest, sha256, ONNX contract") and
+               "tampered" in line for line in lines), out
     assert any(line.startswith("  [FAIL] module chest: configured but no working bundle") for line in lines)
     assert any(line.startswith("  [FAIL] camera ") for line in lines)
     assert "  [SKIP] display: --no-display" in lines
@@ -100,3 +102,58 @@ def test_display_check_without_a_screen(monkeypatch):
     check = display_check()
     assert check.status == FAIL
     assert "cannot open windows" in check.detail and "Fix" in check.detail
+
+
+def test_shipped_config_matches_the_shipped_bundles():
+    """The config jetson_setup.sh installs passes with the bundles that ship; the absent skin module warns."""
+    code, out, err = _selftest("--config", os.path.join(ROOT, "config", "medkiosk.conf"),
+                               "--models", os.path.join(ROOT, "models"), "--backend", "onnxruntime",
+                               "--precision", "fp32", "--no-camera", "--no-display")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert "  [PASS] module chest: installed and verified" in lines
+    assert "  [PASS] module pediatric-pneumonia: installed and verified" in lines
+    assert any(line.startswith("  [WARN] module skin: optional, not installed. Fix: ") and
+               "docs/training-skin.md" in line for line in lines), out
+    assert lines[-1] == "RESULT: PASS"
+
+
+def _selftest_without_cryptography(*args):
+    """The selftest in a Python where `import cryptography` fails (JetPack's system python3 before the
+    venv exists): the import is blocked in that subprocess, nothing else is changed."""
+    code = ("import sys; sys.modules['cryptography'] = None; from edge.cli import main; "
+            "sys.exit(main(['selftest'] + sys.argv[1:]))")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-c", code] + list(args), cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = process.communicate(timeout=180)
+    return process.returncode, out, err
+
+
+def test_without_cryptography_static_checks_files_and_the_unit_check_fails():
+    config, models = os.path.join(ROOT, "config", "medkiosk.conf"), os.path.join(ROOT, "models")
+    code, out, err = _selftest_without_cryptography("--static", "--config", config, "--models", models)
+    assert code == 0, out + err
+    assert "[WARN] trusted keys: cryptography is not installed" in out
+    assert "[WARN] chest: signature: files match the signed list; the signature itself is not verified" in out
+    assert out.splitlines()[-1] == "RESULT: PASS"
+    code, out, err = _selftest_without_cryptography("--config", config, "--models", models, "--backend",
+                                                    "onnxruntime", "--no-camera", "--no-display")
+    assert code == 1 and "Traceback" not in err
+    assert "[FAIL] trusted keys: cryptography is not installed" in out
+    assert "[FAIL] chest: signature, manifest, sha256, ONNX contract: bundle " in out
+    assert "signature.json: cannot be checked (cryptography is not installed" in out
+
+
+def test_a_module_id_claimed_twice_fails(tmp_path, tiny_bundle):
+    models = str(tmp_path / "models")
+    for name in ("synth", "synth-copy"):
+        shutil.copytree(tiny_bundle, os.path.join(models, name))
+    code, out, err = _selftest("--static", "--config", _config(tmp_path, models, "synth-test"))
+    assert code == 1, out + err
+    lines = out.splitlines()
+    assert any(line.startswith("  [FAIL] module id synth-test: claimed by 2 bundles: ")
+               for line in lines), out
+    assert ("  [FAIL] module synth-test: configured but no working bundle in {}. Fix: install its "
+            "bundle".format(models)) in lines

@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
-from edge.bundle import MODEL_CARD, make_manifest, sha256_file, write_json_atomic
+from edge.bundle import GOLDEN_DIR, GOLDEN_EXPECTED, MODEL_CARD, make_manifest, sha256_file, write_json_atomic
 from edge.description import InputSpec, ModelDescription
+from edge.signing import SIGNING_KEY_ENV, sign_bundle
 
 
 def make_tiny_bundle(out_dir, classes=("a", "b", "c", "d"), task="multiclass", size=16, colour="RGB",
@@ -60,4 +61,26 @@ def make_tiny_bundle(out_dir, classes=("a", "b", "c", "d"), task="multiclass", s
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     with open(os.path.join(out_dir, MODEL_CARD), "w") as handle:
         handle.write("# Tiny test model\nHand-built linear graph for tests. Not a medical model.\n")
+    _write_golden(out_dir, description, model_path)
+    key = os.environ.get(SIGNING_KEY_ENV)
+    if key:
+        sign_bundle(out_dir, key)  # the session's test key (tests/conftest.py), which the tests trust
     return out_dir
+
+
+def _write_golden(out_dir, description, model_path):
+    """One mid-grey golden image and the probabilities ONNX Runtime gives for it (a bundle needs golden/)."""
+    import cv2
+    import onnxruntime
+
+    from edge.preprocess import preprocess
+
+    golden = os.path.join(out_dir, GOLDEN_DIR)
+    os.makedirs(golden)
+    image = np.full((description.input.height, description.input.width, 3), 100, dtype=np.uint8)
+    cv2.imwrite(os.path.join(golden, "grey.png"), image)
+    session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    probs = session.run(["probabilities"], {"image": preprocess(image, description.input)})[0][0]
+    write_json_atomic(os.path.join(golden, GOLDEN_EXPECTED), {"tolerance": 1e-3, "samples": [
+        {"file": "grey.png", "probabilities": [float(p) for p in probs],
+         "top1": description.classes[int(probs.argmax())]}]})

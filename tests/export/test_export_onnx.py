@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge.bundle import load_bundle  # noqa: E402
+from edge.bundle import load_bundle, load_lab_bundle  # noqa: E402
 from edge.description import ModelDescription  # noqa: E402
 from edge.onnx_info import read_onnx_info  # noqa: E402
 from edge.preprocess import load_image, preprocess  # noqa: E402
@@ -153,7 +153,7 @@ def test_onnxsim_failure_is_loud_not_silent(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(onnxsim, "simplify", broken)
     out = onnx_export.export_bundle(tiny_source(), str(tmp_path / "b"), golden=False)
     assert "WARNING: onnxsim failed (RuntimeError: simulated onnxsim crash)" in capsys.readouterr().err
-    bundle = load_bundle(out)
+    bundle = load_lab_bundle(out)
     assert bundle.manifest["export"]["simplified"] is False
     assert "simulated onnxsim crash" in bundle.manifest["export"]["simplify_error"]
     assert "simplified: NO" in _read(os.path.join(out, "model_card.md"))
@@ -183,9 +183,9 @@ def test_mobilenet_v3_at_opset_13_has_no_hardswish(tmp_path):
     net = torchvision.models.mobilenet_v3_small(num_classes=4).eval()
     source = onnx_export.ExportSource(TinyDeploy(net, description), description)
     out = onnx_export.export_bundle(source, str(tmp_path / "m"), golden=False)
-    ops = load_bundle(out).manifest["export"]["ops"]
+    ops = load_lab_bundle(out).manifest["export"]["ops"]
     assert "HardSwish" not in ops and "HardSigmoid" in ops
-    assert load_bundle(out).manifest["export"]["tensorrt8_unsupported_ops"] == []
+    assert load_lab_bundle(out).manifest["export"]["tensorrt8_unsupported_ops"] == []
     assert {n.op_type for n in onnx.load(os.path.join(out, "model.onnx")).graph.node} == set(ops)
 
 
@@ -207,7 +207,7 @@ def test_checkpoint_with_input_check_exports_ood_score(tmp_path):
     data["ood_head"] = head.state()
     checkpoint = save_checkpoint(str(tmp_path / "best.pt"), data)
     out = onnx_export.export_bundle(checkpoint, str(tmp_path / "b"), golden=False)
-    bundle = load_bundle(out)
+    bundle = load_lab_bundle(out)
     assert [o["name"] for o in bundle.onnx_info.outputs] == ["probabilities", "ood_score"]
     image = np.random.default_rng(3).uniform(0, 255, (1, 1, 32, 32)).astype(np.float32)
     probs, ood = _session(bundle.model_path).run(None, {"image": image})
@@ -253,7 +253,7 @@ def test_every_registered_architecture_exports_for_tensorrt8(arch, tmp_path):
     net.train()  # left in training mode on purpose: export must switch to inference mode itself
     source = onnx_export.ExportSource(DeployModel(net, description), description)
     out = onnx_export.export_bundle(source, str(tmp_path / arch), golden=False)
-    info = load_bundle(out).manifest["export"]
+    info = load_lab_bundle(out).manifest["export"]
     assert info["simplified"] and info["tensorrt8_unsupported_ops"] == []
     assert "HardSwish" not in info["ops"] and info["parity"]["max_abs_diff"] <= 1e-4
 

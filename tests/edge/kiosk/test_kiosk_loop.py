@@ -35,6 +35,7 @@ from tests.edge.kiosk.kiosk_helpers import (
     run_kiosk,
 )
 from tests.edge.kiosk_media import blurred, write_video
+from tests.make_test_bundle import resign
 
 
 def test_image_folder_with_scripted_keys(tmp_path, slot, two_class_folder):
@@ -65,7 +66,7 @@ def _abstaining_copy(tiny_bundle, tmp_path, threshold):
     manifest["model"]["abstain_threshold"] = threshold
     with open(path, "w") as handle:
         json.dump(manifest, handle)
-    return load_bundle(copy)
+    return load_bundle(resign(copy))
 
 
 def test_uncertain_banner_for_an_ambiguous_result(tmp_path, tiny_bundle, synth_images):

@@ -20,6 +20,7 @@ from edge.tensorrt import cache as engine_cache
 from edge.tensorrt.manage import Device, ensure_engine, rebuild_engines, verify_bundle
 from edge.tensorrt.trt_compat import NAMES_TRT8, NAMES_TRT10, TensorRT
 from tests.edge.tensorrt.standins import FakeCuda, StandinTensorRT
+from tests.make_test_bundle import resign
 
 NANO = {"name": "NVIDIA Tegra X1", "sm": "sm_53"}
 ORIN = {"name": "Orin", "sm": "sm_87"}
@@ -196,7 +197,7 @@ def test_verify_passes_and_catches_a_wrong_expectation(bundle_dir, tmp_path, ver
     expected["samples"][0]["probabilities"] = first[1:] + first[:1]
     with open(expected_path, "w") as handle:
         json.dump(expected, handle)
-    report = verify_bundle(broken, cache, precision="fp16", device=device)
+    report = verify_bundle(resign(broken), cache, precision="fp16", device=device)
     assert not report["ok"] and report["failures"] == 1
     count = len(report["samples"])
     assert report["lines"][0].startswith("FAIL")
@@ -272,6 +273,7 @@ def test_rebuild_with_verify_fails_a_bundle_whose_golden_outputs_differ(bundle_d
         sample["probabilities"] = sample["probabilities"][::-1]
     with open(expected_path, "w") as handle:
         json.dump(expected, handle)
+    resign(str(models / "wrong-golden"))
     device, _trt = _device()
     summary = rebuild_engines(str(models), str(tmp_path / "cache"), device=device, verify=True)
     # Same model and module id: the second bundle finds the first one's engine in the cache.
