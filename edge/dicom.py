@@ -1,0 +1,195 @@
+"""DICOM (``.dcm``) from CR/DR X-ray machines -> the 8-bit BGR image the models take.
+
+pydicom reads the file (2.3.1 on the Nano's Python 3.6, 3.0.x on Python 3.10+; see pyproject's
+``edge`` extra). The display pipeline of DICOM PS3.14, reduced to what a chest X-ray needs:
+
+1. Modality LUT: Rescale Slope/Intercept (or a Modality LUT Sequence).
+2. VOI: the VOI LUT Sequence, else the first Window Center/Width (LINEAR, LINEAR_EXACT or SIGMOID),
+   else the image's own range (minimum to maximum), to 0-255.
+3. MONOCHROME1 (white = low values) is inverted so bone is white, as in MONOCHROME2.
+4. Multi-frame: the first frame is shown, with a notice; all frames are counted against the pixel
+   limit before anything is decoded.
+
+Compressed transfer syntaxes are decoded by what pydicom finds installed: RLE always (numpy),
+JPEG baseline / JPEG 2000 through Pillow, JPEG lossless / JPEG-LS through pylibjpeg or GDCM. A
+syntax no installed decoder handles is refused with one line naming it.
+
+Patient identity (PatientName, PatientID, birth date...) is never read into anything medkiosk shows,
+prints or stores: an image is named by its file name only.
+"""
+
+import io
+
+from edge.errors import ImageError, require
+
+INSTALL_HINT = ("pip install 'pydicom==2.3.1' on Python 3.6 (JetPack 4.6), 'pydicom==3.0.2' on Python "
+                "3.10+ (or pip install 'medkiosk[edge]')")
+UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+DECODE_FIX = ("Fix: export it from the X-ray machine uncompressed (Explicit VR Little Endian) or as PNG, "
+              "or install a decoder for it (pylibjpeg with pylibjpeg-libjpeg/-openjpeg, or GDCM)")
+
+
+def _pydicom():
+    return require("pydicom", INSTALL_HINT)
+
+
+def _np():
+    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
+
+
+def _dataset(data, name, stop_before_pixels):
+    pydicom = _pydicom()
+    try:
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    except Exception as exc:  # pydicom raises many kinds on a damaged file; all mean "cannot read"
+        raise ImageError("{}: DICOM file cannot be read ({}: {}). Fix: copy it again or export it from "
+                         "the X-ray machine again".format(name, type(exc).__name__, str(exc)[:120])) from exc
+
+
+def _number(dataset, keyword, default):
+    value = dataset.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def dicom_header(data, name="image"):
+    """edge.imageio.ImageHeader from the DICOM header only (pixel data is not read)."""
+    from edge.imageio import ImageHeader
+
+    dataset = _dataset(data, name, stop_before_pixels=True)
+    if "Rows" not in dataset or "Columns" not in dataset:
+        raise ImageError("{}: DICOM file holds no image (no Rows/Columns: a report or structured "
+                         "document?)".format(name))
+    return ImageHeader("DICOM", _number(dataset, "Columns", 0), _number(dataset, "Rows", 0),
+                       _number(dataset, "BitsStored", 8), _number(dataset, "SamplesPerPixel", 1),
+                       max(1, _number(dataset, "NumberOfFrames", 1)))
+
+
+def transfer_syntax(dataset):
+    """(uid, readable name) of the dataset's transfer syntax."""
+    meta = getattr(dataset, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if uid is None:
+        return "1.2.840.10008.1.2", "Implicit VR Little Endian"
+    return str(uid), getattr(uid, "name", str(uid))
+
+
+def _pixels(dataset, name):
+    uid, syntax = transfer_syntax(dataset)
+    if "PixelData" not in dataset:
+        raise ImageError("{}: DICOM file has no pixel data".format(name))
+    try:
+        return dataset.pixel_array
+    except Exception as exc:  # each pydicom decoder fails its own way; all mean "no decoder here"
+        if uid in UNCOMPRESSED:
+            raise ImageError("{}: DICOM pixel data is damaged ({}). Fix: copy the file again".format(
+                name, str(exc).splitlines()[0][:160])) from exc
+        raise ImageError("{}: DICOM transfer syntax '{}' ({}) cannot be decoded on this unit ({}). {}".format(
+            name, syntax, uid, " ".join(str(exc).split())[:200], DECODE_FIX)) from exc
+
+
+def _luts():
+    """pydicom's apply_modality_lut / apply_voi_lut (moved to pydicom.pixels in 3.0)."""
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
+
+
+def _first(value):
+    try:
+        return float(value[0])
+    except TypeError:
+        return float(value)
+
+
+def _window(values, centre, width, function):
+    """DICOM PS3.3 C.11.2.1.2 windowing to 0..1 (LINEAR, LINEAR_EXACT, SIGMOID)."""
+    np = _np()
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / max(width, 1e-6)))
+    if function == "LINEAR_EXACT":
+        return np.clip((values - centre) / max(width, 1e-6) + 0.5, 0.0, 1.0)
+    width = max(width, 1.0)
+    return np.clip((values - (centre - 0.5)) / max(width - 1.0, 1e-6) + 0.5, 0.0, 1.0)
+
+
+def _min_max(values):
+    np = _np()
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def _voi_lut_unit(values, dataset, apply_voi_lut):
+    """The VOI LUT Sequence applied, as 0..1 by its output bits."""
+    np = _np()
+    item = dataset.VOILUTSequence[0]
+    descriptor = [int(x) for x in item.LUTDescriptor]
+    out = apply_voi_lut(values.astype(np.int64) if values.dtype.kind == "f" else values, dataset, index=0)
+    bits = descriptor[2] if len(descriptor) > 2 and 8 <= descriptor[2] <= 16 else 16
+    return out.astype(np.float32) / float(2 ** bits - 1)
+
+
+def grey_to_unit(values, dataset):
+    """Modality-transformed grey values -> 0..1 by the VOI LUT, the window, or the image's range."""
+    np = _np()
+    _modality, apply_voi_lut = _luts()
+    if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence):
+        return np.clip(_voi_lut_unit(values, dataset, apply_voi_lut), 0.0, 1.0)
+    if dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None:
+        function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+        return _window(values.astype(np.float32), _first(dataset.WindowCenter),
+                       _first(dataset.WindowWidth), function)
+    return _min_max(values.astype(np.float32))
+
+
+def _colour_to_bgr(frame, dataset):
+    """Colour pixels (RGB, or YBR left unconverted by pydicom 2.x) -> BGR uint8."""
+    from edge.imageio import to_8bit
+
+    np = _np()
+    cv2 = require("cv2", "pip install opencv-python-headless")
+    photometric = str(dataset.get("PhotometricInterpretation", "RGB"))
+    if photometric.startswith("YBR") and int(_pydicom().__version__.split(".")[0]) < 3:
+        from pydicom.pixel_data_handlers.util import convert_color_space
+
+        frame = convert_color_space(frame, photometric, "RGB")
+    frame = to_8bit(frame.astype(np.uint16), _number(dataset, "BitsStored", 8)) \
+        if frame.dtype != np.uint8 else frame
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def decode_dicom(data, limits, name):
+    """DICOM bytes -> edge.imageio.LoadedImage (8-bit BGR, at most limits.max_side)."""
+    from edge.imageio import LoadedImage, fit_side, to_bgr
+
+    np = _np()
+    dataset = _dataset(data, name, stop_before_pixels=False)
+    pixels = _pixels(dataset, name)
+    frames = max(1, _number(dataset, "NumberOfFrames", 1))
+    samples = _number(dataset, "SamplesPerPixel", 1)
+    notes = []
+    if frames > 1:
+        pixels = pixels[0]
+        notes.append("multi-frame DICOM ({} frames): showing and classifying the first frame only".format(
+            frames))
+    del data
+    if samples == 3:
+        return LoadedImage(fit_side(_colour_to_bgr(pixels, dataset), limits.max_side), notes)
+    modality, _voi = _luts()
+    # Reduced first (area average of the stored values), so the float work below stays display-sized.
+    if pixels.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+        pixels = pixels.astype(np.float32)
+    values = modality(fit_side(pixels, limits.max_side), dataset)
+    unit = grey_to_unit(values, dataset)
+    if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
+        unit = 1.0 - unit
+    grey = np.rint(unit * 255.0).astype(np.uint8)
+    return LoadedImage(to_bgr(fit_side(grey, limits.max_side)), notes)
