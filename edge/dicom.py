@@ -4,8 +4,9 @@ pydicom reads the file (2.3.1 on the Nano's Python 3.6, 3.0.x on Python 3.10+; s
 ``edge`` extra). The display pipeline of DICOM PS3.14, reduced to what a chest X-ray needs:
 
 1. Modality LUT: Rescale Slope/Intercept (or a Modality LUT Sequence).
-2. VOI: the VOI LUT Sequence, else the first Window Center/Width (LINEAR, LINEAR_EXACT or SIGMOID),
-   else the image's own range (minimum to maximum), to 0-255.
+2. VOI: the first VOI LUT of the VOI LUT Sequence, else the first Window Center/Width (LINEAR,
+   LINEAR_EXACT or SIGMOID), else 8-bit values as they are, else the image's own range (minimum to
+   maximum), to 0-255.
 3. MONOCHROME1 (white = low values) is inverted so bone is white, as in MONOCHROME2.
 4. Multi-frame: the first frame is shown, with a notice; all frames are counted against the pixel
    limit before anything is decoded.
@@ -92,13 +93,13 @@ def _pixels(dataset, name):
             name, syntax, uid, " ".join(str(exc).split())[:200], DECODE_FIX)) from exc
 
 
-def _luts():
-    """pydicom's apply_modality_lut / apply_voi_lut (moved to pydicom.pixels in 3.0)."""
+def _modality_lut():
+    """pydicom's apply_modality_lut (moved to pydicom.pixels in 3.0)."""
     try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+        from pydicom.pixels import apply_modality_lut
     except ImportError:
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-    return apply_modality_lut, apply_voi_lut
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
+    return apply_modality_lut
 
 
 def _first(value):
@@ -127,26 +128,37 @@ def _min_max(values):
     return (values - low) / (high - low)
 
 
-def _voi_lut_unit(values, dataset, apply_voi_lut):
-    """The VOI LUT Sequence applied, as 0..1 by its output bits."""
+def _lut_data(item, entries, bits):
     np = _np()
-    item = dataset.VOILUTSequence[0]
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW: 16-bit words, or 8-bit entries packed two to a word
+        dtype = np.uint8 if bits == 8 and len(data) == entries else np.dtype("<u2")
+        return np.frombuffer(data, dtype=dtype).astype(np.float32)
+    return np.asarray(list(data) if not isinstance(data, int) else [data], dtype=np.float32)
+
+
+def _voi_lut_unit(values, item):
+    """The first VOI LUT (PS3.3 C.11.2.1.1): stored values -> LUT entries, as 0..1 by its output bits."""
+    np = _np()
     descriptor = [int(x) for x in item.LUTDescriptor]
-    out = apply_voi_lut(values.astype(np.int64) if values.dtype.kind == "f" else values, dataset, index=0)
-    bits = descriptor[2] if len(descriptor) > 2 and 8 <= descriptor[2] <= 16 else 16
-    return out.astype(np.float32) / float(2 ** bits - 1)
+    entries, first = descriptor[0] or 65536, descriptor[1]
+    bits = descriptor[2] if len(descriptor) > 2 and 1 <= descriptor[2] <= 16 else 16
+    table = _lut_data(item, entries, bits)
+    index = np.clip(np.rint(values) - first, 0, len(table) - 1).astype(np.intp)
+    return table[index] / float(2 ** bits - 1)
 
 
 def grey_to_unit(values, dataset):
     """Modality-transformed grey values -> 0..1 by the VOI LUT, the window, or the image's range."""
     np = _np()
-    _modality, apply_voi_lut = _luts()
     if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence):
-        return np.clip(_voi_lut_unit(values, dataset, apply_voi_lut), 0.0, 1.0)
+        return np.clip(_voi_lut_unit(values, dataset.VOILUTSequence[0]), 0.0, 1.0)
     if dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None:
         function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         return _window(values.astype(np.float32), _first(dataset.WindowCenter),
                        _first(dataset.WindowWidth), function)
+    if _number(dataset, "BitsStored", 16) <= 8 and values.min() >= 0 and values.max() <= 255:
+        return values.astype(np.float32) / 255.0  # display-ready 8-bit data (a secondary capture)
     return _min_max(values.astype(np.float32))
 
 
@@ -183,7 +195,7 @@ def decode_dicom(data, limits, name):
     del data
     if samples == 3:
         return LoadedImage(fit_side(_colour_to_bgr(pixels, dataset), limits.max_side), notes)
-    modality, _voi = _luts()
+    modality = _modality_lut()
     # Reduced first (area average of the stored values), so the float work below stays display-sized.
     if pixels.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         pixels = pixels.astype(np.float32)

@@ -209,15 +209,16 @@ def _is_dicom(data):
     return data[128:132] == b"DICM"
 
 
-# (test on the first bytes, header reader): first match wins.
+# (test on the first bytes, header reader): first match wins. DICOM first: its 128-byte preamble may
+# itself be a TIFF header (dual-format files).
 HEADER_READERS = (
+    (_is_dicom, _dicom_header),
     (lambda d: d[:8] == b"\x89PNG\r\n\x1a\n", _png_header),
     (lambda d: d[:3] == b"\xff\xd8\xff", _jpeg_header),
     (lambda d: d[:4] in (b"II*\x00", b"MM\x00*"), _tiff_header),
     (lambda d: d[:2] == b"BM" and len(d) >= 30, _bmp_header),
     (lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP", _webp_header),
     (lambda d: d[:1] == b"P" and d[1:2] in b"123456" and len(d) > 2, _pnm_header),
-    (_is_dicom, _dicom_header),
 )
 
 

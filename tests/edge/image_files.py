@@ -60,9 +60,10 @@ def run_measured(args, timeout=300):
 def classify_json(paths, bundle=CHEST_BUNDLE):
     """``medkiosk classify --json`` on real files through a real bundle: {path: probabilities or error}."""
     env = dict(os.environ, PYTHONPATH=ROOT)
-    process = subprocess.run([sys.executable, "-m", "edge", "classify", "--bundle", bundle, "--json",
-                              "--backend", "onnxruntime", "--precision", "fp32"] + list(paths),
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
-    document = json.loads(process.stdout.decode("utf-8"))
+    process = subprocess.Popen([sys.executable, "-m", "edge", "classify", "--bundle", bundle, "--json",
+                                "--backend", "onnxruntime", "--precision", "fp32"] + list(paths),
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(timeout=300)
+    document = json.loads(out.decode("utf-8"))
     return {entry["path"]: entry.get("probabilities", entry.get("error")) for entry in document["images"]}, \
-        process.stderr.decode("utf-8")
+        err.decode("utf-8")
