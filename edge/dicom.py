@@ -21,7 +21,7 @@ prints or stores: an image is named by its file name only.
 
 import io
 
-from edge.errors import ImageError, require
+from edge.errors import ImageError, require, require_cv2
 
 INSTALL_HINT = ("pip install 'pydicom==2.3.1' on Python 3.6 (JetPack 4.6), 'pydicom==3.0.2' on Python "
                 "3.10+ (or pip install 'medkiosk[edge]')")
@@ -30,8 +30,14 @@ DECODE_FIX = ("Fix: export it from the X-ray machine uncompressed (Explicit VR L
               "or install a decoder for it (pylibjpeg with pylibjpeg-libjpeg/-openjpeg, or GDCM)")
 
 
-def _pydicom():
-    return require("pydicom", INSTALL_HINT)
+def _pydicom(name="image"):
+    """pydicom, or ImageError for this file (the kiosk skips it; other images still work)."""
+    try:
+        import pydicom
+    except ImportError as exc:
+        raise ImageError("{}: DICOM needs pydicom, which is not installed ({}). Fix: {}".format(
+            name, exc, INSTALL_HINT)) from exc
+    return pydicom
 
 
 def _np():
@@ -39,7 +45,7 @@ def _np():
 
 
 def _dataset(data, name, stop_before_pixels):
-    pydicom = _pydicom()
+    pydicom = _pydicom(name)
     try:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
     except Exception as exc:  # pydicom raises many kinds on a damaged file; all mean "cannot read"
@@ -167,7 +173,7 @@ def _colour_to_bgr(frame, dataset):
     from edge.imageio import to_8bit
 
     np = _np()
-    cv2 = require("cv2", "pip install opencv-python-headless")
+    cv2 = require_cv2()
     photometric = str(dataset.get("PhotometricInterpretation", "RGB"))
     if photometric.startswith("YBR") and int(_pydicom().__version__.split(".")[0]) < 3:
         from pydicom.pixel_data_handlers.util import convert_color_space

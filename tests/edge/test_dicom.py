@@ -3,6 +3,7 @@
 identity; the same picture as PNG and as DICOM gives the same probabilities through models/chest."""
 
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -206,3 +207,10 @@ def test_patient_identity_is_never_shown(dicoms, capsys):
     text = " ".join(shown) + captured.out + captured.err
     assert ok and frame is not None
     assert "DOE" not in text and PATIENT_ID not in text
+
+
+def test_without_pydicom_a_dicom_is_one_unreadable_file(monkeypatch, dicoms):
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as on a unit installed without it
+    with pytest.raises(ImageError, match=r"eight-bit.dcm: DICOM needs pydicom, which is not installed .* "
+                                         r"Fix: pip install 'pydicom==2.3.1' on Python 3.6"):
+        read_image(dicoms["eight-bit"])
