@@ -139,18 +139,27 @@ def test_16bit_png_with_12bit_data_classifies_like_the_8bit_png(tmp_path, real_x
             assert abs(results[path][name] - probability) <= 0.02, (path, name)
 
 
-def test_bomb_peak_memory_in_classify(bomb, real_xray):
-    rc, out, _err, idle_mb = run_measured(["classify", real_xray, "--bundle", os.path.join(ROOT, "models",
-                                                                                          "chest")])
+def test_bomb_and_big_images_peak_memory_in_classify(tmp_path, bomb, real_xray):
+    """Peak RSS of real `medkiosk classify` processes: the bomb, and a big-but-allowed 16-bit image
+    (6000x6000, 36 of the 40 megapixels allowed), each at most 300 MB above the same command on a
+    256x256 X-ray."""
+    chest = os.path.join(ROOT, "models", "chest")
+    rc, out, _err, idle_mb = run_measured(["classify", real_xray, "--bundle", chest])
     assert rc == 0 and "Decision support only" in out
-    rc, out, err, bomb_mb = run_measured(["classify", bomb, real_xray, "--bundle",
-                                          os.path.join(ROOT, "models", "chest")])
-    print("classify peak RSS: idle {:.0f} MB, with the bomb {:.0f} MB".format(idle_mb, bomb_mb))
+    rc, out, err, bomb_mb = run_measured(["classify", bomb, real_xray, "--bundle", chest])
     assert rc == 1 and "Traceback" not in err
     assert [line for line in err.splitlines() if "bomb.png" in line] == [
         "medkiosk: error: {}: image is too large to open safely (20000x20000 = 400 megapixels, limit 40). "
         "Fix: export it at most 40 megapixels (e.g. 4000x4000)".format(bomb)]
+    big = str(tmp_path / "big-16bit.png")
+    grey = cv2.imread(real_xray, cv2.IMREAD_GRAYSCALE)
+    assert cv2.imwrite(big, cv2.resize(grey, (6000, 6000)).astype(np.uint16) * 16)
+    rc, out, err, big_mb = run_measured(["classify", big, "--bundle", chest])
+    assert rc == 0 and big in out, err
+    print("classify peak RSS: idle {:.0f} MB, bomb {:.0f} MB, 6000x6000 16-bit PNG {:.0f} MB".format(
+        idle_mb, bomb_mb, big_mb))
     assert bomb_mb - idle_mb <= BOMB_BUDGET_MB
+    assert big_mb - idle_mb <= BOMB_BUDGET_MB
 
 
 def _kiosk_config(tmp_path):
