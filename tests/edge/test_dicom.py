@@ -214,3 +214,20 @@ def test_without_pydicom_a_dicom_is_one_unreadable_file(monkeypatch, dicoms):
     with pytest.raises(ImageError, match=r"eight-bit.dcm: DICOM needs pydicom, which is not installed .* "
                                          r"Fix: pip install 'pydicom==2.3.1' on Python 3.6"):
         read_image(dicoms["eight-bit"])
+
+
+def test_jpeg_2000_through_the_decoders_here():
+    path = get_testdata_file("JPEG2000.dcm")
+    try:
+        from PIL import features
+
+        pillow_j2k = features.check("jpg_2000")
+    except ImportError:
+        pillow_j2k = False
+    if pillow_j2k or _has("pylibjpeg") or _has("gdcm"):
+        image = read_image(path).image
+        assert image.dtype == np.uint8 and image.max() > image.min()
+    else:
+        with pytest.raises(ImageError, match=r"transfer syntax 'JPEG 2000 Image Compression' "
+                                             r"\(1.2.840.10008.1.2.4.91\) cannot be decoded on this unit"):
+            read_image(path)
