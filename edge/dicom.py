@@ -20,6 +20,7 @@ prints or stores: an image is named by its file name only.
 """
 
 import io
+import warnings
 
 from edge.errors import ImageError, require, require_cv2
 
@@ -37,6 +38,9 @@ def _pydicom(name="image"):
     except ImportError as exc:
         raise ImageError("{}: DICOM needs pydicom, which is not installed ({}). Fix: {}".format(
             name, exc, INSTALL_HINT)) from exc
+    # pydicom warns with text taken from the file (e.g. its character set): a crafted file could write
+    # lines into the journal. medkiosk reports each problem itself, on one line.
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     return pydicom
 
 
@@ -47,10 +51,31 @@ def _np():
 def _dataset(data, name, stop_before_pixels):
     pydicom = _pydicom(name)
     try:
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+        # force: a data set without the 128-byte preamble and "DICM" (older CR exports) is read too.
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels, force=True)
     except Exception as exc:  # pydicom raises many kinds on a damaged file; all mean "cannot read"
         raise ImageError("{}: DICOM file cannot be read ({}: {}). Fix: copy it again or export it from "
                          "the X-ray machine again".format(name, type(exc).__name__, str(exc)[:120])) from exc
+    _record_syntax(dataset)
+    return dataset
+
+
+def _record_syntax(dataset):
+    """A data set read without file meta: its transfer syntax is the encoding pydicom found."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    encoding = getattr(dataset, "original_encoding", None)  # pydicom 3: (implicit VR, little endian)
+    if not encoding or encoding[0] is None:
+        encoding = (dataset.is_implicit_VR, dataset.is_little_endian)
+    implicit, little = encoding
+    if meta is None:
+        dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else (
+        ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def _number(dataset, keyword, default):
@@ -69,8 +94,8 @@ def dicom_header(data, name="image"):
 
     dataset = _dataset(data, name, stop_before_pixels=True)
     if "Rows" not in dataset or "Columns" not in dataset:
-        raise ImageError("{}: DICOM file holds no image (no Rows/Columns: a report or structured "
-                         "document?)".format(name))
+        raise ImageError("{}: DICOM file holds no image (no Rows/Columns: a report, a structured "
+                         "document, or not DICOM at all?)".format(name))
     return ImageHeader("DICOM", _number(dataset, "Columns", 0), _number(dataset, "Rows", 0),
                        _number(dataset, "BitsStored", 8), _number(dataset, "SamplesPerPixel", 1),
                        max(1, _number(dataset, "NumberOfFrames", 1)))

@@ -40,6 +40,8 @@ NOT_REGULAR = ((stat.S_ISDIR, "is a folder, not an image"),
                (stat.S_ISBLK, "is a block device, not an image file"),
                (stat.S_ISSOCK, "is a socket, not an image file"))
 READ_CHUNK = 1 << 20
+# A DICOM data set written without the Part 10 preamble has no signature: known by its extension.
+DICOM_EXTENSIONS = (".dcm", ".dicom")
 
 
 def _np():
@@ -354,6 +356,8 @@ def read_image(path, limits=DEFAULT_LIMITS, supported=()):
     if not data:
         raise ImageError("{}: empty file".format(name))
     header = read_header(data, name)
+    if header is None and os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
+        header = _dicom_header(data, name)
     if header is None:
         if looks_truncated(data):
             raise ImageError("{}: image file is truncated (incomplete copy?)".format(name))

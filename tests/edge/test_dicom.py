@@ -4,6 +4,7 @@ identity; the same picture as PNG and as DICOM gives the same probabilities thro
 
 import os
 import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -231,3 +232,31 @@ def test_jpeg_2000_through_the_decoders_here():
         with pytest.raises(ImageError, match=r"transfer syntax 'JPEG 2000 Image Compression' "
                                              r"\(1.2.840.10008.1.2.4.91\) cannot be decoded on this unit"):
             read_image(path)
+
+
+def test_dicom_without_preamble_is_read_by_its_extension(tmp_path, grey):
+    ds = _dataset(grey, bits_stored=8)
+    path = str(tmp_path / "raw.dcm")
+    if PYDICOM_3:
+        del ds.file_meta
+        ds.preamble = None
+        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    else:
+        ds.preamble, ds.is_little_endian, ds.is_implicit_VR = None, True, True
+        ds.file_meta = FileMetaDataset()
+        ds.save_as(path, write_like_original=True)
+    with open(path, "rb") as handle:
+        assert handle.read(132)[128:132] != b"DICM"
+    assert np.array_equal(read_image(path).image[:, :, 0], grey)
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"\x08\x00\x05\x00" + b"not dicom\nmedkiosk: forged" * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match="garbage.dcm: DICOM file"):
+            read_image(str(garbage))
+    # pydicom's warnings quote the file's bytes: silenced, so they cannot reach the journal
+    assert [str(w.message) for w in caught if "pydicom" in w.filename] == []
+    other = tmp_path / "garbage.png"
+    other.write_bytes(garbage.read_bytes())
+    with pytest.raises(ImageError, match="not a readable image"):
+        read_image(str(other))
