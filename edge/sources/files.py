@@ -93,6 +93,7 @@ class ImageFolderSource(Source):
         self.notice = None
         self.skipped = 0
         self.unreadable_files = {}
+        self.image_note = None  # e.g. "multi-frame DICOM (3 frames): showing ... the first frame only"
         self._pending = {}
         self._files = []
         self._known = set()
@@ -162,8 +163,9 @@ class ImageFolderSource(Source):
             return None, str(exc)
         self.unreadable_files.pop(path, None)
         self._pending.pop(path, None)
+        self.image_note = "; ".join(loaded.notes) or None
         if loaded.notes:
-            warn("note: " + "; ".join(loaded.notes) + ": " + printable(path))
+            warn("note: {}: {}".format(printable(path), self.image_note))
         return loaded.image, None
 
     def _mark_unreadable(self, path, problem):
@@ -182,7 +184,7 @@ class ImageFolderSource(Source):
                 self._index = index
                 self._image = image
                 self._stamp = self.clock()
-                self.notice = skipped
+                self.notice = skipped or self.image_note
                 return self._files[index]
             self.skipped += 1
             self._mark_unreadable(self._files[index], problem)
@@ -203,7 +205,8 @@ class ImageFolderSource(Source):
             self._index = index
             self._image = image
             self._stamp = self.clock()
-            self.notice = "New image: {}".format(printable(os.path.basename(path)))
+            self.notice = "New image: {}{}".format(printable(os.path.basename(path)),
+                                                   " ({})".format(self.image_note) if self.image_note else "")
 
     def _unreadable_or_copying(self, path, problem):
         """A new file that cannot be read: retried at the next scan while its size or time changes

@@ -187,6 +187,8 @@ def test_same_picture_as_png_and_dicom_same_probabilities(dicoms, real_xray):
              "two-frames", "eight-bit"]
     results, err = classify_json([real_xray] + [dicoms[name] for name in names])
     assert PATIENT.split("^")[0] not in err and PATIENT_ID not in err
+    assert "medkiosk: note: {}: multi-frame DICOM (2 frames): showing and classifying the first frame " \
+        "only".format(dicoms["two-frames"]) in err.splitlines()
     reference = results[real_xray]
     for name in names:
         probabilities = results[dicoms[name]]
@@ -204,6 +206,8 @@ def test_patient_identity_is_never_shown(dicoms, capsys):
         shown = [source.describe(), source.notice or ""]
         while source.next_image() not in (None, source._files[0]):
             shown += [source.describe(), source.notice or ""]
+            if source.current_path == dicoms["two-frames"]:
+                assert source.notice.startswith("multi-frame DICOM (2 frames)")
     captured = capsys.readouterr()
     text = " ".join(shown) + captured.out + captured.err
     assert ok and frame is not None
