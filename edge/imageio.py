@@ -7,7 +7,8 @@ loop on a 4 GB Jetson Nano). So an image is read only when it is a regular file 
 SOF, TIFF IFD, BMP, WebP, PNM, DICOM Rows/Columns) BEFORE anything is decoded, and an image above
 ``ImageLimits.max_megapixels`` is refused with one line. An image wider or taller than
 ``ImageLimits.max_side`` is decoded reduced (``cv2.IMREAD_REDUCED_*``: JPEG is then decoded at 1/2,
-1/4 or 1/8 scale by libjpeg itself) and never kept full-size.
+1/4 or 1/8 scale by libjpeg itself; where imdecode ignores the flag, as in JetPack 4.6's OpenCV 4.1,
+through imread of the same checked, open file) and never kept full-size.
 
 16-bit PNG/TIFF/PNM are scaled to 8 bits by the bits actually used (PNG ``sBIT`` when present, else
 the highest value), so 12-bit detector data in a 16-bit PNG is not "too dark". DICOM is read by
@@ -17,6 +18,7 @@ The limits are documented in docs/technician.md; they are fixed for the kiosk an
 """
 
 import collections
+import functools
 import os
 import stat
 import struct
@@ -48,11 +50,12 @@ def _np():
     return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
-def read_regular_file(path, max_bytes):
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; ImageError otherwise.
+def open_regular_file(path, max_bytes):
+    """A read-only descriptor of ``path`` if it is a regular file of at most ``max_bytes``; else ImageError.
 
     Opened non-blocking (a FIFO without a writer cannot hang the open) and checked on the open
     descriptor, so a file swapped for a pipe or a device between check and read is still refused.
+    The caller closes it.
     """
     name = printable(path)
     try:
@@ -73,7 +76,17 @@ def read_regular_file(path, max_bytes):
             raise ImageError("{}: file is too large ({:.0f} MB, limit {:.0f} MB). Fix: export the image "
                              "smaller (e.g. a PNG of at most 4000x4000)".format(
                                  name, info.st_size / 1e6, max_bytes / 1e6))
-        return _read_bounded(fd, name, max_bytes)
+    except ImageError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_file(path, max_bytes):
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; ImageError otherwise."""
+    fd = open_regular_file(path, max_bytes)
+    try:
+        return _read_bounded(fd, printable(path), max_bytes)
     finally:
         os.close(fd)
 
@@ -308,11 +321,30 @@ def to_bgr(image):
     return image
 
 
-def _decode_opencv(data, header, limits, name):
+@functools.lru_cache(maxsize=None)
+def imdecode_reduces():
+    """Whether this OpenCV's imdecode honours IMREAD_REDUCED_* (imread does since 3.2; imdecode
+    only in newer releases: JetPack 4.6's OpenCV 4.1 decodes full-size)."""
+    cv2 = require_cv2()
+    np = _np()
+    ok, encoded = cv2.imencode(".jpg", np.zeros((16, 16), np.uint8))
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_REDUCED_GRAYSCALE_2) if ok else None
+    return decoded is not None and decoded.shape[:2] == (8, 8)
+
+
+def _decode_reduced(cv2, np, data, fd, flags, factor):
+    """imdecode, or (where imdecode cannot reduce) imread of the same open, checked file."""
+    proc_path = "/proc/self/fd/{}".format(fd)
+    if factor > 1 and fd is not None and not imdecode_reduces() and os.path.exists(proc_path):
+        return cv2.imread(proc_path, flags)
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+
+
+def _decode_opencv(data, header, limits, name, fd=None):
     cv2 = require_cv2()
     np = _np()
     factor = reduction_for(header, limits.max_side)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _imread_flags(cv2, header, factor))
+    image = _decode_reduced(cv2, np, data, fd, _imread_flags(cv2, header, factor), factor)
     if image is None:
         if looks_truncated(data):
             raise ImageError("{}: image file is truncated (incomplete copy?)".format(name))
@@ -326,7 +358,7 @@ def _decode_opencv(data, header, limits, name):
     return LoadedImage(to_bgr(image), [])
 
 
-def _decode_dicom(data, header, limits, name):
+def _decode_dicom(data, header, limits, name, fd=None):
     from edge.dicom import decode_dicom
 
     return decode_dicom(data, limits, name)
@@ -351,8 +383,17 @@ def read_image(path, limits=DEFAULT_LIMITS, supported=()):
     ``supported`` (extensions) is only quoted in the message for a file that is not an image.
     """
     path = str(path)
+    max_bytes = int(round(limits.max_file_mb * 1e6))
+    fd = open_regular_file(path, max_bytes)
+    try:
+        return _read_open(path, fd, max_bytes, limits, supported)
+    finally:
+        os.close(fd)
+
+
+def _read_open(path, fd, max_bytes, limits, supported):
     name = printable(path)
-    data = read_regular_file(path, int(round(limits.max_file_mb * 1e6)))
+    data = _read_bounded(fd, name, max_bytes)
     if not data:
         raise ImageError("{}: empty file".format(name))
     header = read_header(data, name)
@@ -364,4 +405,4 @@ def read_image(path, limits=DEFAULT_LIMITS, supported=()):
         raise ImageError("{}: not a readable image (supported: {})".format(name, ", ".join(supported)))
     check_size(header, limits, name)
     decode = DECODERS.get(header.format, _decode_opencv)
-    return decode(data, header, limits, name)
+    return decode(data, header, limits, name, fd)

@@ -93,8 +93,17 @@ def test_unknown_and_damaged_headers(tmp_path):
         read_image(str(bad))
 
 
-def test_big_images_are_decoded_reduced(tmp_path, xray_rgb):
+@pytest.mark.parametrize("imdecode_reduces", [True, False])
+def test_big_images_are_decoded_reduced(tmp_path, xray_rgb, monkeypatch, imdecode_reduces):
+    """Both paths: imdecode with IMREAD_REDUCED_* (OpenCV >= 4.5) and, where imdecode ignores it
+    (JetPack 4.6's OpenCV 4.1), imread of the same checked, open file through /proc/self/fd."""
+    import edge.imageio
+
+    if imdecode_reduces and not edge.imageio.imdecode_reduces():
+        pytest.skip("this OpenCV's imdecode decodes full-size")
+    monkeypatch.setattr(edge.imageio, "imdecode_reduces", lambda: imdecode_reduces)
     big = cv2.resize(xray_rgb, (5000, 4000), interpolation=cv2.INTER_LINEAR)
+    monkeypatch.setattr(edge.imageio, "fit_side", lambda image, _side: image)  # only the decoder reduces
     for extension, expected in ((".jpg", (1000, 1250, 3)), (".png", (1000, 1250, 3))):
         path = str(tmp_path / ("big" + extension))
         assert cv2.imwrite(path, big)
