@@ -155,7 +155,7 @@ class ImageFolderSource(Source):
         return [path for path in self._files if path not in self._known]
 
     def _load(self, index):
-        """(image, problem) for the file at ``index``; a problem is recorded and reported once."""
+        """(image, problem) for the file at ``index``; a file read again is no longer unreadable."""
         path = self._files[index]
         try:
             loaded = read_image(path)
