@@ -33,7 +33,7 @@ $(VENV36)/.installed:
 	$(PY36_HOME)/bin/python -m venv $(VENV36)
 	$(VENV36)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENV36)/bin/python -m pip install -q 'numpy==1.19.5' 'onnxruntime==1.10.0' \
-		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1'
+		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1' 'pydicom==2.3.1'
 	touch $@
 
 test-py36: venv

@@ -27,6 +27,30 @@ def encodable(text, stream):
             return text.encode("ascii", "replace").decode("ascii")
 
 
+def printable(text):
+    """``text`` (a file name, usually) with every control or non-printable character escaped.
+
+    A file named ``"x.png\\nmedkiosk: all images verified"`` must not start a second log line: newlines,
+    carriage returns, escape sequences, bidi overrides and undecodable bytes become ``\\n``-style
+    escapes (as Python's repr writes them); printable characters, spaces included, are kept.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == " " else _escape(char) for char in text)
+
+
+def _escape(char):
+    code = ord(char)
+    if char in "\n\r\t":
+        return repr(char)[1:-1]
+    if code < 0x100:
+        return "\\x{:02x}".format(code)
+    if code < 0x10000:
+        return "\\u{:04x}".format(code)
+    return "\\U{:08x}".format(code)
+
+
 def quiet_opencv():
     """Silence OpenCV's own stderr warnings (e.g. "PNG input buffer is incomplete"): medkiosk reports
     the problem itself, on one line. Call before the first ``import cv2``; best effort afterwards."""

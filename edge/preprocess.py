@@ -8,9 +8,11 @@ model sees the same pixels everywhere.
 
 import os
 
-from edge.errors import ImageError, require, require_cv2
+from edge import imageio
+from edge.errors import require, require_cv2
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".dcm",
+                    ".dicom")
 
 
 def _cv2():
@@ -22,44 +24,22 @@ def _np():
 
 
 def is_image_file(path):
+    """True for the extensions medkiosk reads (DICOM included); the content is checked when read."""
     return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def _looks_truncated(path, data):
-    # Judged by content, not extension: a PNG saved as .jpg is not "truncated".
-    if data[:2] == b"\xff\xd8":
-        # A complete JPEG ends with the EOI marker; OpenCV silently greys out a cut-off tail.
-        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-32:]
-    return False
+def read_image(path, limits=None):
+    """``path`` -> edge.imageio.LoadedImage(image, notes): BGR uint8 and notices (e.g. multi-frame DICOM).
+
+    Only a regular file within the size and pixel limits is read (edge.imageio.DEFAULT_LIMITS); an
+    image larger than the display side is decoded reduced. ImageError names the file and the problem.
+    """
+    return imageio.read_image(path, limits or imageio.DEFAULT_LIMITS, supported=IMAGE_EXTENSIONS)
 
 
-def load_image(path):
+def load_image(path, limits=None):
     """Read an image file as a BGR uint8 array; raise ImageError naming the file and the problem."""
-    cv2 = _cv2()
-    np = _np()
-    path = str(path)
-    if not os.path.exists(path):
-        raise ImageError("{}: no such file".format(path))
-    if os.path.isdir(path):
-        raise ImageError("{}: is a folder, not an image".format(path))
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ImageError("{}: cannot be read ({})".format(path, exc.strerror)) from exc
-    if not data:
-        raise ImageError("{}: empty file".format(path))
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None and _looks_truncated(path, data):
-        raise ImageError("{}: image file is truncated (incomplete copy?)".format(path))
-    if image is None:
-        raise ImageError("{}: not a readable image (supported: {})".format(
-            path, ", ".join(IMAGE_EXTENSIONS)))
-    if _looks_truncated(path, data):
-        raise ImageError("{}: image file is truncated (incomplete copy?)".format(path))
-    return image
+    return read_image(path, limits).image
 
 
 def resize_to_input(image_bgr, input_spec):

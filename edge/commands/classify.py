@@ -1,7 +1,8 @@
 """`medkiosk classify IMG... --bundle DIR`: top-3 per image, or every probability with --json.
 
-A file that is missing, unreadable, truncated or not an image gets one error line; the others
-are still classified and the exit code is 1.
+A file that is missing, unreadable, truncated, not an image, not a regular file (a pipe, a device),
+too large, or over the pixel limit gets one error line; the others are still classified and the
+exit code is 1. File names are escaped (``edge.console.printable``) in every line printed.
 """
 
 import json
@@ -34,6 +35,7 @@ def add_arguments(parser):
 
 def expand_inputs(arguments):
     """Files and folders -> [(path, error or None)]; a folder yields its image files, sorted."""
+    from edge.console import printable
     from edge.preprocess import is_image_file
 
     items = []
@@ -41,9 +43,9 @@ def expand_inputs(arguments):
         if os.path.isdir(argument):
             names = sorted(n for n in os.listdir(argument)
                            if not n.startswith(".") and is_image_file(n)
-                           and os.path.isfile(os.path.join(argument, n)))
+                           and not os.path.isdir(os.path.join(argument, n)))
             if not names:
-                items.append((argument, "{}: folder has no image files".format(argument)))
+                items.append((argument, "{}: folder has no image files".format(printable(argument))))
             items.extend((os.path.join(argument, n), None) for n in names)
         else:
             items.append((argument, None))
@@ -53,8 +55,9 @@ def expand_inputs(arguments):
 def format_prediction(path, prediction):
     """Human-readable lines for one image."""
     from edge.classify import DISCLAIMER
+    from edge.console import printable
 
-    lines = [path]
+    lines = [printable(path)]
     if prediction.out_of_scope:
         lines.append("  " + prediction.notes()[0])
     else:
@@ -73,9 +76,9 @@ def run(args):
     from edge.backends import open_runner
     from edge.bundle import load_bundle
     from edge.classify import DISCLAIMER, Classifier
-    from edge.console import echo, quiet_opencv, warn
+    from edge.console import echo, printable, quiet_opencv, warn
     from edge.errors import ImageError
-    from edge.preprocess import load_image
+    from edge.preprocess import read_image
     from edge.quality import QualityThresholds
 
     quiet_opencv()
@@ -90,9 +93,13 @@ def run(args):
         for path, error in items:
             if error is None:
                 try:
-                    prediction = classifier.classify(load_image(path))
+                    loaded = read_image(path)
+                    prediction = classifier.classify(loaded.image)
                 except ImageError as exc:
                     error = str(exc)
+                else:
+                    for note in loaded.notes:
+                        warn("note: {}: {}".format(printable(path), note))
             if error is not None:
                 failures += 1
                 warn("error: " + error)

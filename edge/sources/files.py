@@ -2,9 +2,10 @@
 
 import os
 
+from edge.console import printable, warn
 from edge.errors import ImageError, SourceError
 from edge.lazy import require
-from edge.preprocess import is_image_file, load_image
+from edge.preprocess import is_image_file, read_image
 from edge.sources.base import Source, now
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
@@ -24,12 +25,12 @@ class VideoFileSource(Source):
     def open(self):
         if not os.path.isfile(self.path):
             raise SourceError("video {}: no such file. Fix: check the path given to "
-                              "--source".format(self.path))
+                              "--source".format(printable(self.path)))
         cv2 = require("cv2")
         capture = cv2.VideoCapture(self.path)
         if not capture.isOpened():
             raise SourceError("video {}: OpenCV cannot open it (unsupported codec or not a video). Fix: "
-                              "convert it to MJPG .avi or H.264 .mp4".format(self.path))
+                              "convert it to MJPG .avi or H.264 .mp4".format(printable(self.path)))
         fps = capture.get(cv2.CAP_PROP_FPS)
         self._fps = fps if fps and fps > 0 else None
         self._capture = capture
@@ -43,7 +44,7 @@ class VideoFileSource(Source):
     def read(self):
         if self._capture is None:
             raise SourceError("video {}: read before open. Fix: use it as a context "
-                              "manager".format(self.path))
+                              "manager".format(printable(self.path)))
         ok, frame = self._capture.read()
         if not ok and self.loop and self.frames_read:
             self._capture.set(require("cv2").CAP_PROP_POS_FRAMES, 0)
@@ -67,7 +68,13 @@ class ImageFolderSource(Source):
     timestamp only when the image changes. The folder is rescanned at most every ``poll_s``
     seconds; an image that appears after opening (copied onto the USB stick) is shown at once.
     ``next_image()`` (key F) steps through all images in name order. A file that cannot be read
-    yet (still being copied) is retried at the next scan instead of being shown broken.
+    yet (still being copied) is retried at the next scan instead of being shown broken; once its
+    size and time stop changing and it still cannot be read, it is unreadable.
+
+    Every unreadable file is reported once on stderr (the journal) with its escaped name and the
+    reason; ``unreadable`` is how many files are unreadable now (for the kiosk's summary line) and
+    ``unreadable_files`` maps each one's path to its reason. File names in ``describe()`` and
+    ``notice`` are escaped (``edge.console.printable``): a newline in a name cannot forge a log line.
     """
 
     steps_images = True
@@ -80,6 +87,9 @@ class ImageFolderSource(Source):
         self.clock = clock
         self.notice = None
         self.skipped = 0
+        self.unreadable_files = {}
+        self.image_note = None  # e.g. "multi-frame DICOM (3 frames): showing ... the first frame only"
+        self._pending = {}
         self._files = []
         self._known = set()
         self._index = -1
@@ -99,18 +109,24 @@ class ImageFolderSource(Source):
 
     def describe(self):
         current = self.current_path
-        return "{} ({})".format(self.uri, os.path.basename(current)) if current else self.uri
+        uri = printable(self.uri)
+        return "{} ({})".format(uri, printable(os.path.basename(current))) if current else uri
+
+    @property
+    def unreadable(self):
+        """How many files in the folder could not be read (as last tried)."""
+        return len(self.unreadable_files)
 
     def open(self):
         if not os.path.exists(self.path):
             raise SourceError("image folder {}: does not exist. Fix: insert the USB stick (is it mounted?) "
-                              "or pass an existing folder with --source".format(self.path))
+                              "or pass an existing folder with --source".format(printable(self.path)))
         self._scan()
         self._known = set(self._files)
         if self._files:
             self._show_from(0)
         else:
-            self.notice = "No images in {} yet - copy .png/.jpg files there".format(self.path)
+            self.notice = "No images in {} yet - copy .png/.jpg/.dcm files there".format(printable(self.path))
         return self
 
     def _list(self):
@@ -120,10 +136,11 @@ class ImageFolderSource(Source):
             names = os.listdir(self.path)
         except OSError as exc:
             raise SourceError("image folder {}: cannot be listed ({}). Fix: re-insert the USB stick".format(
-                self.path, exc.strerror)) from exc
+                printable(self.path), exc.strerror)) from exc
+        # Not only regular files: a pipe or a device named *.png is refused by the reader and counted.
         return sorted(os.path.join(self.path, name) for name in names
                       if not name.startswith(".") and is_image_file(name)
-                      and os.path.isfile(os.path.join(self.path, name)))
+                      and not os.path.isdir(os.path.join(self.path, name)))
 
     def _scan(self):
         self._last_scan = self.clock()
@@ -133,12 +150,23 @@ class ImageFolderSource(Source):
         return [path for path in self._files if path not in self._known]
 
     def _load(self, index):
+        """(image, problem) for the file at ``index``; a file read again is no longer unreadable."""
         path = self._files[index]
         try:
-            image = load_image(path)
+            loaded = read_image(path)
         except ImageError as exc:
             return None, str(exc)
-        return image, None
+        self.unreadable_files.pop(path, None)
+        self._pending.pop(path, None)
+        self.image_note = "; ".join(loaded.notes) or None
+        if loaded.notes:
+            warn("note: {}: {}".format(printable(path), self.image_note))
+        return loaded.image, None
+
+    def _mark_unreadable(self, path, problem):
+        if self.unreadable_files.get(path) != problem:
+            warn("skipped unreadable image: " + problem)
+        self.unreadable_files[path] = problem
 
     def _show_from(self, start, step=1):
         """Show the first readable image at or after ``start`` (wrapping); return its path or None."""
@@ -151,9 +179,10 @@ class ImageFolderSource(Source):
                 self._index = index
                 self._image = image
                 self._stamp = self.clock()
-                self.notice = skipped
+                self.notice = skipped or self.image_note
                 return self._files[index]
             self.skipped += 1
+            self._mark_unreadable(self._files[index], problem)
             skipped = "Skipped unreadable image: {}".format(problem)
         self.notice = skipped
         return None
@@ -163,14 +192,32 @@ class ImageFolderSource(Source):
             return
         for path in self._scan():
             index = self._files.index(path)
-            image, _problem = self._load(index)
+            image, problem = self._load(index)
             if image is None:
-                continue  # probably still being copied: not marked known, retried at the next scan
+                self._unreadable_or_copying(path, problem)
+                continue
             self._known.add(path)
             self._index = index
             self._image = image
             self._stamp = self.clock()
-            self.notice = "New image: {}".format(os.path.basename(path))
+            self.notice = "New image: {}{}".format(printable(os.path.basename(path)),
+                                                   " ({})".format(self.image_note) if self.image_note else "")
+
+    def _unreadable_or_copying(self, path, problem):
+        """A new file that cannot be read: retried at the next scan while its size or time changes
+        (still being copied); unreadable (reported, no longer retried) once they stay the same."""
+        try:
+            info = os.stat(path)
+            signature = (info.st_size, info.st_mtime)
+        except OSError:
+            signature = None
+        if signature is not None and self._pending.get(path) != signature:
+            self._pending[path] = signature
+            return
+        self._pending.pop(path, None)
+        self._known.add(path)
+        self._mark_unreadable(path, problem)
+        self.notice = "Skipped unreadable image: {}".format(problem)
 
     def read(self):
         self._check_new()
@@ -184,6 +231,6 @@ class ImageFolderSource(Source):
         self._scan()
         self._known.update(self._files)
         if not self._files:
-            self.notice = "No images in {}".format(self.path)
+            self.notice = "No images in {}".format(printable(self.path))
             return None
         return self._show_from(self._index + 1)

@@ -105,3 +105,30 @@ def test_missing_bundle_is_one_line(tmp_path, inputs):
 def test_unknown_backend_is_rejected(tiny_bundle, inputs):
     code, _out, err = _cli("--bundle", tiny_bundle, "--backend", "cuda", inputs["xray"])
     assert code == 2 and "invalid choice" in err
+
+
+def test_pipe_device_and_forged_names_one_escaped_line_each(tiny_bundle, inputs, tmp_path):
+    """A FIFO (reading it used to hang: the subprocess timeout fails the test), a /dev/zero link (used
+    to die with MemoryError), a name carrying a forged log line: one escaped error line each."""
+    fifo = str(tmp_path / "scan.png")
+    os.mkfifo(fifo)
+    zero = str(tmp_path / "zero.jpg")
+    os.symlink("/dev/zero", zero)
+    forged = str(tmp_path / "x.png\nmedkiosk: 0 of 3 images could not be classified")
+    with open(forged, "wb") as handle:
+        handle.write(b"not an image")
+    good = str(tmp_path / "good\r\x1b[31m.png")
+    shutil.copy(inputs["xray"], good)
+    code, out, err = _cli("--bundle", tiny_bundle, "--backend", "onnxruntime", fifo, zero, forged, good)
+    assert code == 1 and "Traceback" not in err and "MemoryError" not in err
+    lines = err.splitlines()
+    assert "medkiosk: error: {}: is a named pipe (FIFO), not an image file".format(fifo) in lines
+    assert "medkiosk: error: {}: is a character device, not an image file".format(zero) in lines
+    assert [line for line in lines if line.startswith("medkiosk: error:") and "x.png" in line] == [
+        "medkiosk: error: {}/x.png\\nmedkiosk: 0 of 3 images could not be classified: not a readable "
+        "image (supported: .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, .pgm, .ppm, .dcm, .dicom)".format(
+            tmp_path)]
+    assert lines[-1] == "medkiosk: 3 of 4 images could not be classified"
+    assert not any(line.startswith("medkiosk: 0 of") for line in lines)
+    assert "{}/good\\r\\x1b[31m.png".format(tmp_path) in out.splitlines()
+    assert "\r" not in out and "\x1b" not in out

@@ -105,4 +105,5 @@ def test_truncated_jpeg_and_misnamed_png(tmp_path, real_xray):
 
 def test_is_image_file():
     assert is_image_file("a/B.PNG") and is_image_file("x.jpeg") and is_image_file("scan.tiff")
+    assert is_image_file("IM0001.DCM") and is_image_file("chest.dicom")
     assert not is_image_file("notes.txt") and not is_image_file("model.onnx")

@@ -221,3 +221,51 @@ def test_single_image_file_and_next_image_on_video(tmp_path):
     shutil.copy(image, str(tmp_path / "clip.mp4"))
     with pytest.raises(SourceError, match="no images to step through"):
         VideoFileSource(os.path.join(str(tmp_path), "clip.mp4")).next_image()
+
+
+def _unreadable_lines(err):
+    return [line for line in err.splitlines() if line.startswith("medkiosk: skipped unreadable image: ")]
+
+
+def test_unreadable_files_are_counted_reported_and_escaped(tmp_path, capsys):
+    """A pipe, a /dev/zero link, garbage and a name carrying a forged log line: counted, one escaped
+    line each on stderr (the journal), never a hang; the readable image is still shown."""
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), textured())
+    (folder / "b.png").write_bytes(b"\x89PNG broken")
+    forged = "c.png\nmedkiosk: all images verified OK\x1b[2J"
+    (folder / (forged + ".png")).write_bytes(b"garbage")
+    os.mkfifo(str(folder / "d.png"))
+    os.symlink("/dev/zero", str(folder / "e.dcm"))
+    now = [0.0]
+    source = ImageFolderSource(str(folder) + "/", poll_s=1.0, clock=lambda: now[0])
+    with source:
+        assert source.read()[0] and source.current_path.endswith("a.png")
+        assert source.next_image().endswith("a.png")  # every other file skipped, wrapping around
+        assert source.unreadable == 4 and source.skipped == 4
+        assert source.next_image().endswith("a.png")
+        assert source.unreadable == 4  # the same files again: counted once, reported once
+        err = capsys.readouterr().err
+        lines = _unreadable_lines(err)
+        assert len(lines) == 4 and len(err.splitlines()) == 4, err
+        assert not any(line.startswith("medkiosk: all images") for line in err.splitlines())
+        assert "c.png\\nmedkiosk: all images verified OK\\x1b[2J.png: not a readable image" in err
+        assert "d.png: is a named pipe (FIFO)" in err and "e.dcm: is a character device" in err
+        # A new file that stays unreadable while its size and time do not change: counted at the
+        # second scan (the first time it may still be being copied).
+        (folder / "f.png").write_bytes(b"\x89PNG\r\n\x1a\n still copying?")
+        now[0] += 2.0
+        source.read()
+        assert source.unreadable == 4 and _unreadable_lines(capsys.readouterr().err) == []
+        now[0] += 2.0
+        source.read()
+        assert source.unreadable == 5 and "f.png" in source.notice
+        assert len(_unreadable_lines(capsys.readouterr().err)) == 1
+        now[0] += 2.0
+        source.read()
+        assert _unreadable_lines(capsys.readouterr().err) == []
+        # A file made readable again is no longer counted.
+        cv2.imwrite(str(folder / "b.png"), textured(3))
+        assert source.next_image().endswith("b.png") and source.unreadable == 4
+        assert "\n" not in source.describe() and forged not in source.describe()
