@@ -137,7 +137,8 @@ def photograph(image, rng, scene, frame_size=FRAME_SIZE):
     xray = cv2.warpPerspective(grey, matrix, frame_size, flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones_like(grey), matrix, frame_size, flags=cv2.INTER_LINEAR)
     light, scene_params = SCENE_RENDERERS[scene](rng, xray, mask, frame_size)
-    light = light + _glare(rng, quad, frame_size)
+    # Glare: a specular reflection on the glossy film or the screen's glass, not on the matte surround.
+    light = light + _glare(rng, quad, frame_size) * mask
     cast = rng.uniform(0.86, 1.1, size=3)
     frame = light[:, :, None] * cast[None, None, :].astype(np.float32)
     sigma = rng.uniform(0.0, 1.6)
