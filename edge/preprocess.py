@@ -108,33 +108,23 @@ def preprocess_batch(images_bgr, input_spec):
 
 
 # A photographed X-ray (film on a lightbox, a screen) comes back from edge.locate as a colour crop
-# with a colour cast, a light gradient and a compressed grey range. ``normalise_crop`` maps it
-# back towards what a digital file looks like: grey, the gradient divided out, the range stretched.
+# with a colour cast, moire, sensor noise and a compressed grey range. ``normalise_crop`` maps it
+# back towards what a digital file looks like: grey, smoothed (the moire and noise, aliased by the
+# perspective warp, were what made the input check refuse photographed X-rays most), the range
+# stretched. Illumination flattening by a plane fitted to the crop was measured and left out: the
+# X-ray's own large-scale structure dominates such a fit, and it lowered the crop's correlation with
+# the file (docs/models/photographed.md).
 NORMALISE_PERCENTILES = (0.5, 99.5)
-NORMALISE_WORK = 32
-
-
-def _flatten_illumination(np, cv2, grey):
-    """Divide out a light gradient: a plane fitted to the log of a 32x32 copy, mean preserved."""
-    small = cv2.resize(grey, (NORMALISE_WORK, NORMALISE_WORK), interpolation=cv2.INTER_AREA)
-    logs = np.log(small.astype(np.float64) + 1.0).ravel()
-    ys, xs = np.mgrid[0:NORMALISE_WORK, 0:NORMALISE_WORK]
-    u, v = xs.ravel() / float(NORMALISE_WORK) - 0.5, ys.ravel() / float(NORMALISE_WORK) - 0.5
-    design = np.stack([np.ones_like(u), u, v], axis=1)
-    coef = np.linalg.solve(design.T.dot(design), design.T.dot(logs))
-    height, width = grey.shape
-    gu = (np.arange(width, dtype=np.float32) / float(width) - 0.5)[None, :]
-    gv = (np.arange(height, dtype=np.float32) / float(height) - 0.5)[:, None]
-    return grey.astype(np.float32) / np.exp(np.float32(coef[1]) * gu + np.float32(coef[2]) * gv)
+NORMALISE_BLUR_SIGMA = 1.0
 
 
 def normalise_crop(crop_bgr):
     """A photographed X-ray crop (BGR or grey uint8) -> grey-as-BGR uint8: colour cast removed,
-    light gradient flattened, grey range stretched to 0-255. Pure; never applied to digital files."""
+    moire and noise smoothed, grey range stretched to 0-255. Pure; never applied to digital files."""
     np, cv2 = _np(), _cv2()
     grey = crop_bgr if crop_bgr.ndim == 2 else cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    flat = _flatten_illumination(np, cv2, grey)
-    low, high = np.percentile(flat[::2, ::2], NORMALISE_PERCENTILES)
+    grey = cv2.GaussianBlur(grey, (0, 0), NORMALISE_BLUR_SIGMA)
+    low, high = np.percentile(grey[::2, ::2], NORMALISE_PERCENTILES)
     scale = 255.0 / max(1.0, float(high - low))
-    stretched = np.clip((flat - np.float32(low)) * np.float32(scale), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(stretched, cv2.COLOR_GRAY2BGR)
+    stretched = np.clip((grey.astype(np.float32) - np.float32(low)) * np.float32(scale), 0, 255)
+    return cv2.cvtColor(stretched.astype(np.uint8), cv2.COLOR_GRAY2BGR)

@@ -218,3 +218,20 @@ def test_cli_classify_json_reports_the_localisation_of_a_camera_frame():
     thumbnail = cv2.imdecode(np.frombuffer(base64.b64decode(loc["thumbnail_png_base64"]), np.uint8),
                              cv2.IMREAD_COLOR)
     assert max(thumbnail.shape[:2]) == 96
+
+
+def test_normalise_crop_undoes_cast_and_compression_and_is_pure(real_xray):
+    from edge.preprocess import normalise_crop
+
+    grey = load_image(real_xray)[:, :, 0].astype(np.float32)
+    film = 230 * (0.1 + 0.7 * grey / 255.0)  # a film's compressed grey range on a lightbox
+    photo = np.clip(np.dstack([film * 1.08, film, film * 0.9]), 0, 255).astype(np.uint8)  # colour cast
+    before = photo.copy()
+    out = normalise_crop(photo)
+    assert np.array_equal(photo, before)  # pure
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
+    low, high = np.percentile(out[:, :, 0], [0.5, 99.5])
+    assert low <= 2 and high >= 250  # the grey range is stretched back
+    assert np.corrcoef(out[:, :, 0].astype(np.float32).ravel(), grey.ravel())[0, 1] > 0.95  # the same X-ray
+    assert abs(float(out.mean()) - float(grey.mean())) < abs(float(photo.mean()) - float(grey.mean()))
