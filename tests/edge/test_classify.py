@@ -235,3 +235,14 @@ def test_normalise_crop_undoes_cast_and_compression_and_is_pure(real_xray):
     assert low <= 2 and high >= 250  # the grey range is stretched back
     assert np.corrcoef(out[:, :, 0].astype(np.float32).ravel(), grey.ravel())[0, 1] > 0.95  # the same X-ray
     assert abs(float(out.mean()) - float(grey.mean())) < abs(float(photo.mean()) - float(grey.mean()))
+
+
+def test_normalise_crop_keeps_a_blank_screen_blank():
+    from edge.preprocess import NORMALISE_MAX_GAIN, normalise_crop
+
+    rng = np.random.RandomState(0)
+    blank = np.clip(120 + rng.normal(0, 4, (200, 160, 3)), 0, 255).astype(np.uint8)
+    out = normalise_crop(blank)[:, :, 0].astype(np.float32)
+    smoothed = cv2.GaussianBlur(cv2.cvtColor(blank, cv2.COLOR_BGR2GRAY), (0, 0), 1.0).astype(np.float32)
+    assert out.std() == pytest.approx(smoothed.std() * NORMALISE_MAX_GAIN, rel=0.05)  # gain capped
+    assert out.std() < 15  # still blank, not noise stretched to the full grey range
