@@ -276,7 +276,7 @@ def markdown(results):
                 result["ood_score_median"]["frames"]))
         lines += ["", "| class (positives) | AUROC files | AUROC frames | frames - files | goal |",
                   "|---|---|---|---|---|"]
-        for name, row in result["auroc"].items():
+        for name, row in sorted(result["auroc"].items()):  # sorted: the same order as from the JSON
             lines.append("| {} ({}) | {} | {} | {} | within 0.03 |".format(
                 name, row["positives"], _ci(row["files"]), _ci(row["frames"]), _ci(row["difference"])))
         iou = result["iou"]
