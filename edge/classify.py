@@ -13,16 +13,31 @@ without a model. The rules:
   absent, i.e. the model can neither name a finding nor rule them all out.
 * ``out_of_scope`` when the bundle has an input check and ``ood_score > threshold``; the
   message comes from the manifest (e.g. "not a chest X-ray") and the probabilities must not be shown.
+
+Every image goes through ``edge.locate`` first (``prepare``): a camera frame is cut down to the
+rectified film or screen and normalised (``edge.preprocess.normalise_crop``); a digital file comes
+back unchanged. The quality gate judges that crop, never letterbox bars or the lightbox, and the
+Prediction carries the localisation and a thumbnail of exactly what was analysed.
 """
 
+import base64
 import time
 
-from edge.errors import require
-from edge.preprocess import preprocess
+from edge.errors import require, require_cv2
+from edge.locate import locate
+from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
 
 DISCLAIMER = "Decision support only \u2014 not a diagnosis"
 TOP_K = 3
+THUMBNAIL_SIZE = 96
+# Modules whose pictures are X-ray films or screens: their frames go through edge.locate. A
+# bundle of another module opts in with ``"camera_localisation": true`` in its manifest's
+# model.extra (and a listed one opts out with false); others (skin photos) are classified as given.
+LOCALISED_MODULES = ("chest", "pediatric-pneumonia")
+# Localisation methods whose crop is a photograph of an X-ray (normalised before the model);
+# "whole" and "letterbox" are digital images, analysed as they are.
+PHOTOGRAPHED = ("lightbox", "screen", "guide")
 
 
 def _np():
@@ -34,7 +49,7 @@ class Prediction(object):
 
     def __init__(self, classes, display_names, probabilities, task, uncertain, bundle_id,
                  present=None, out_of_scope=False, out_of_scope_message=None, ood_score=None,
-                 quality=None, backend=None, latency_ms=None):
+                 quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None):
         self.classes = list(classes)
         self.display_names = list(display_names)
         self.probabilities = [float(p) for p in probabilities]
@@ -48,6 +63,8 @@ class Prediction(object):
         self.quality = quality
         self.backend = backend
         self.latency_ms = latency_ms
+        self.localisation = localisation  # edge.locate.Localisation, or None (classified as given)
+        self.thumbnail = thumbnail  # small BGR copy of exactly what the model saw, or None
 
     @property
     def ranking(self):
@@ -97,11 +114,20 @@ class Prediction(object):
         if self.ood_score is not None:
             data["ood_score"] = round(self.ood_score, 6)
         data["quality"] = self.quality.to_dict() if self.quality is not None else None
+        if self.localisation is not None:
+            data["localisation"] = self.localisation.to_dict()
+            if self.thumbnail is not None:
+                data["localisation"]["thumbnail_png_base64"] = _png_base64(self.thumbnail)
         return data
 
     def __repr__(self):
         return "Prediction({}, top3={}, uncertain={}, out_of_scope={})".format(
             self.bundle_id, [(n, round(p, 3)) for n, p in self.top3], self.uncertain, self.out_of_scope)
+
+
+def _png_base64(image):
+    ok, encoded = require_cv2().imencode(".png", image)
+    return base64.b64encode(encoded.tobytes()).decode("ascii") if ok else None
 
 
 def multilabel_decision(probabilities, abstain_threshold):
@@ -112,7 +138,8 @@ def multilabel_decision(probabilities, abstain_threshold):
     return present, (not present and not all_absent)
 
 
-def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms=None):
+def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms=None, localisation=None,
+                thumbnail=None):
     """Runner outputs (row ``index``) + bundle -> Prediction. Pure: no model, no I/O."""
     description = bundle.description
     probabilities = [float(p) for p in _np().asarray(outputs["probabilities"])[index]]
@@ -131,24 +158,59 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
     return Prediction(description.classes, description.display_names, probabilities, description.task,
                       uncertain, bundle.bundle_id, present=present, out_of_scope=out_of_scope,
                       out_of_scope_message=message, ood_score=ood_score, quality=quality,
-                      backend=backend, latency_ms=latency_ms)
+                      backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail)
 
 
 class Prepared(object):
-    """One frame made ready for the runner: its input batch, its quality verdict, the time it took."""
+    """One frame made ready for the runner: its input batch, its quality verdict, the time it took,
+    where the X-ray was found and a thumbnail of the analysed image."""
 
-    def __init__(self, batch, quality, prepare_ms):
+    def __init__(self, batch, quality, prepare_ms, localisation=None, thumbnail=None):
         self.batch = batch
         self.quality = quality
         self.prepare_ms = prepare_ms
+        self.localisation = localisation
+        self.thumbnail = thumbnail
 
 
-def prepare(image_bgr, bundle, out=None, quality_thresholds=None):
-    """The CPU half of classify: preprocess (into ``out`` when given) and the quality gate."""
+def localises(bundle):
+    """True when ``bundle``'s images are X-rays to find in camera frames (see LOCALISED_MODULES)."""
+    choice = bundle.description.extra.get("camera_localisation")
+    if choice is not None:
+        return bool(choice)
+    return bundle.module_id in LOCALISED_MODULES
+
+
+def analysed_image(localisation):
+    """The image the model sees for a Localisation: a photographed crop normalised, a digital one as is."""
+    if localisation.method in PHOTOGRAPHED:
+        return normalise_crop(localisation.crop)
+    return localisation.crop
+
+
+def thumbnail(image, size=THUMBNAIL_SIZE):
+    """A small BGR copy of ``image`` (longest side ``size``)."""
+    cv2 = require_cv2()
+    height, width = image.shape[:2]
+    scale = min(1.0, float(size) / max(height, width))
+    dims = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    small = cv2.resize(image, dims, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small
+
+
+def prepare(image_bgr, bundle, out=None, quality_thresholds=None, localisation=None):
+    """The CPU half of classify: for an X-ray module locate the X-ray (unless ``localisation`` of
+    this very frame is given, e.g. by the kiosk's live outline) and normalise a photographed crop;
+    preprocess (into ``out`` when given) and judge quality on the crop, not on what surrounds it."""
     start = time.perf_counter()
-    batch = preprocess(image_bgr, bundle.description.input, out=out)
-    quality = assess_quality(image_bgr, quality_thresholds) if quality_thresholds is not None else None
-    return Prepared(batch, quality, (time.perf_counter() - start) * 1000.0)
+    if localisation is None and localises(bundle):
+        localisation = locate(image_bgr)
+    crop = localisation.crop if localisation is not None else image_bgr
+    analysed = analysed_image(localisation) if localisation is not None else image_bgr
+    batch = preprocess(analysed, bundle.description.input, out=out)
+    quality = assess_quality(crop, quality_thresholds) if quality_thresholds is not None else None
+    return Prepared(batch, quality, (time.perf_counter() - start) * 1000.0, localisation=localisation,
+                    thumbnail=thumbnail(analysed) if localisation is not None else None)
 
 
 def infer_prepared(prepared, runner, bundle):
@@ -157,13 +219,14 @@ def infer_prepared(prepared, runner, bundle):
     outputs = runner.infer(prepared.batch)
     latency_ms = prepared.prepare_ms + (time.perf_counter() - start) * 1000.0
     return postprocess(outputs, bundle, quality=prepared.quality, backend=runner.describe(),
-                       latency_ms=latency_ms)
+                       latency_ms=latency_ms, localisation=prepared.localisation,
+                       thumbnail=prepared.thumbnail)
 
 
-def classify(image_bgr, runner, bundle, out=None, quality_thresholds=None):
+def classify(image_bgr, runner, bundle, out=None, quality_thresholds=None, localisation=None):
     """BGR uint8 image -> Prediction. ``out``: reusable input buffer; quality gate when thresholds given."""
-    return infer_prepared(prepare(image_bgr, bundle, out=out, quality_thresholds=quality_thresholds),
-                          runner, bundle)
+    return infer_prepared(prepare(image_bgr, bundle, out=out, quality_thresholds=quality_thresholds,
+                                  localisation=localisation), runner, bundle)
 
 
 class FramePreparer(object):
@@ -180,10 +243,11 @@ class FramePreparer(object):
         self._buffers = [_np().empty(shape, dtype=_np().float32) for _ in range(int(depth))]
         self._next = 0
 
-    def __call__(self, image_bgr):
+    def __call__(self, image_bgr, localisation=None):
         out = self._buffers[self._next]
         self._next = (self._next + 1) % len(self._buffers)
-        return prepare(image_bgr, self.bundle, out=out, quality_thresholds=self.quality_thresholds)
+        return prepare(image_bgr, self.bundle, out=out, quality_thresholds=self.quality_thresholds,
+                       localisation=localisation)
 
 
 class Classifier(object):
@@ -207,9 +271,9 @@ class Classifier(object):
                              **options)
         return cls(runner, quality_thresholds=quality_thresholds)
 
-    def classify(self, image_bgr):
+    def classify(self, image_bgr, localisation=None):
         return classify(image_bgr, self.runner, self.bundle, out=self._buffer,
-                        quality_thresholds=self.quality_thresholds)
+                        quality_thresholds=self.quality_thresholds, localisation=localisation)
 
     def preparer(self, depth=2):
         """A FramePreparer with this classifier's thresholds, for another thread to prepare frames."""

@@ -3,12 +3,16 @@
 The canvas (display size, e.g. 800x480 or 1920x1080) holds the camera image letterboxed on the
 left and a dark panel on the right: module title, the top-3 findings with percentages and bars,
 the state banners (uncertain, out of scope, image quality, camera disconnected, module not
-installed) and the permanent "Decision support only - not a diagnosis" line. Text sizes are
+installed) and the permanent "Decision support only - not a diagnosis" line; over the camera image
+the live X-ray outline (``OverlayState.outline``/``outline_state`` from edge.locate: locked = solid
+green, hold_still = amber "Hold still", searching = the guide rectangle with "Place the X-ray inside
+the frame"), and in the panel a thumbnail of exactly what was analysed. Text sizes are
 fractions of the canvas height so they read at arm's length on a 7-inch and a 24-inch screen.
 Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
 """
 
 import unicodedata
+import zlib
 
 from edge.errors import require, require_cv2
 
@@ -19,6 +23,8 @@ NOT_INSTALLED_TEXT = "Module not installed"
 CPU_FALLBACK_TEXT = "RUNNING ON CPU - GPU unavailable"
 FROZEN_TEXT = "FROZEN - SPACE for live"
 KEYS_TEXT = "SPACE freeze  M module  F image  S save"
+HOLD_STILL_TEXT = "Hold still"
+GUIDE_TEXT = "Place the X-ray inside the frame"
 DEFAULT_SIZE = (1280, 720)
 PANEL_FRACTION = 0.42
 
@@ -67,7 +73,7 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -85,6 +91,8 @@ class OverlayState(object):
         self.latency_ms = latency_ms
         self.show_keys = show_keys
         self.size = tuple(size)
+        self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
+        self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
 
 
 class Rect(object):
@@ -111,7 +119,9 @@ class Layout(object):
         self.panel = Rect(width - panel_w, 0, panel_w, height)
         pad, unit = self.pad, self.unit
         inner_x, inner_w = self.panel.x + pad, panel_w - 2 * pad
-        self.title = Rect(inner_x, pad, inner_w, int(unit * 2.6))
+        thumb = int(unit * 2.6)
+        self.thumbnail = Rect(inner_x + inner_w - thumb, pad, thumb, thumb)
+        self.title = Rect(inner_x, pad, inner_w - thumb - pad, int(unit * 2.6))
         self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.1))
         body_y = self.subtitle.y + self.subtitle.h + pad
         self.footer = Rect(inner_x, height - pad - int(unit * 2.2), inner_w, int(unit * 2.2))
@@ -201,10 +211,11 @@ def _fill(cv2, canvas, x, y, w, h, colour):
 
 
 def _place_image(cv2, np, canvas, frame, rect):
+    """Letterbox ``frame`` into ``rect``; returns (scale, x, y) mapping frame pixels to the canvas."""
     region = rect.crop(canvas)
     if frame is None or frame.size == 0:
         _fill(cv2, canvas, rect.x, rect.y, rect.w, rect.h, IMAGE_BG)
-        return
+        return None
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.shape[2] == 4:
@@ -221,6 +232,34 @@ def _place_image(cv2, np, canvas, frame, rect):
     # Linear, not area: area resampling costs ~10 ms a frame at 720p and the screen needs no better.
     np.copyto(region[y0:y0 + new_h, x0:x0 + new_w],
               cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
+    return new_w / float(width), rect.x + x0, rect.y + y0
+
+
+OUTLINE_COLOURS = {"locked": BAR, "hold_still": AMBER, "searching": WHITE}
+OUTLINE_TEXT = {"hold_still": HOLD_STILL_TEXT, "searching": GUIDE_TEXT}
+
+
+def _draw_outline(cv2, np, canvas, layout, state, mapping):
+    """The live outline over the camera image, in the colour of its state, with its instruction."""
+    if state.outline is None or mapping is None or state.outline_state not in OUTLINE_COLOURS:
+        return
+    scale, x, y = mapping
+    points = np.round(np.asarray(state.outline, np.float32) * scale + [x, y]).astype(np.int32)
+    colour = OUTLINE_COLOURS[state.outline_state]
+    thickness = max(2, int(layout.unit * 0.18))
+    cv2.polylines(canvas, [points.reshape(-1, 1, 2)], True, colour, thickness, cv2.LINE_AA)
+    text = OUTLINE_TEXT.get(state.outline_state)
+    if text:
+        top = max(layout.image.y, int(points[:, 1].min()) - int(layout.unit * 1.3))
+        band = Rect(layout.image.x + layout.pad, top, layout.image.w - 2 * layout.pad, int(layout.unit * 1.2))
+        _text_block(cv2, canvas, text, band, layout.unit * 0.7, colour, bold=True, max_lines=1, centre=True)
+
+
+def _draw_thumbnail(cv2, np, canvas, layout, result):
+    """The analysed image (``Prediction.thumbnail``), letterboxed in the panel's corner."""
+    image = getattr(result, "thumbnail", None)
+    if image is not None:
+        _place_image(cv2, np, canvas, image, layout.thumbnail)
 
 
 def _tech_line(state, result):
@@ -297,6 +336,8 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     panel = layout.panel
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
     _text_block(cv2, canvas, state.module_title or "medkiosk", layout.title, unit * 1.25, WHITE, bold=True)
+    if result is not None:
+        _draw_thumbnail(cv2, _np(), canvas, layout, result)
     if kind in ("ok", "uncertain"):
         _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=1)
 
@@ -332,7 +373,8 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     """The camera image and what goes over it: alerts, FROZEN, messages, the technician corner."""
     unit = layout.unit
-    _place_image(cv2, np, canvas, frame, layout.image)
+    mapping = _place_image(cv2, np, canvas, frame, layout.image)
+    _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
         alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
@@ -386,8 +428,10 @@ def _shown(result, layout):
     rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
                  for name, p in list(getattr(result, "top3", None) or [])[:3])
     quality = getattr(result, "quality", None)
+    thumb = getattr(result, "thumbnail", None)
+    thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(_np().ascontiguousarray(thumb).data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
-            getattr(result, "out_of_scope_message", None))
+            getattr(result, "out_of_scope_message", None), thumb_key)
 
 
 def _panel_key(result, state, kind, layout):

@@ -85,3 +85,32 @@ def preprocess_batch(images_bgr, input_spec):
     for index, image in enumerate(images_bgr):
         preprocess(image, input_spec, out=batch[index:index + 1])
     return batch
+
+
+# A photographed X-ray (film on a lightbox, a screen) comes back from edge.locate as a colour crop
+# with a colour cast, moire, sensor noise and a compressed grey range. ``normalise_crop`` maps it
+# back towards what a digital file looks like: grey, smoothed (the moire and noise, aliased by the
+# perspective warp, were what made the input check refuse photographed X-rays most), the range
+# stretched. Illumination flattening by a plane fitted to the crop was measured and left out: the
+# X-ray's own large-scale structure dominates such a fit, and it lowered the crop's correlation with
+# the file (docs/models/photographed.md).
+NORMALISE_PERCENTILES = (0.5, 99.5)
+NORMALISE_BLUR_SIGMA = 1.0
+# At most this contrast gain: a photographed film or screen needs about 1.5-2; a blank screen or an
+# empty lightbox must stay blank (stretched without a limit its noise looks like an image).
+NORMALISE_MAX_GAIN = 3.0
+
+
+def normalise_crop(crop_bgr):
+    """A photographed X-ray crop (BGR or grey uint8) -> grey-as-BGR uint8: colour cast removed,
+    moire and noise smoothed, grey range stretched to 0-255 (by at most NORMALISE_MAX_GAIN, about
+    mid-grey). Pure; never applied to digital files."""
+    np, cv2 = _np(), _cv2()
+    grey = crop_bgr if crop_bgr.ndim == 2 else cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    grey = cv2.GaussianBlur(grey, (0, 0), NORMALISE_BLUR_SIGMA)
+    low, high = np.percentile(grey[::2, ::2], NORMALISE_PERCENTILES)
+    scale = min(NORMALISE_MAX_GAIN, 255.0 / max(1.0, float(high - low)))
+    centre = (float(low) + float(high)) / 2.0
+    shifted = (grey.astype(np.float32) - np.float32(centre)) * np.float32(scale) + np.float32(127.5)
+    stretched = np.clip(shifted, 0, 255)
+    return cv2.cvtColor(stretched.astype(np.uint8), cv2.COLOR_GRAY2BGR)

@@ -1,6 +1,8 @@
-"""``medkiosk data``: synthetic data, patient-level splits, leak checks, offline augmentation.
+"""``medkiosk data``: synthetic data, patient-level splits, leak checks, offline augmentation,
+photographed (camera-frame) test sets.
 
-Thin: the work is in training.synth, training.data, training.splits and training.offline below.
+Thin: the work is in training.synth, training.data, training.splits, training.offline and
+training.photograph below.
 Light at import (no torch, no numpy): the libraries are imported inside the handlers.
 """
 
@@ -82,6 +84,17 @@ def run_augment(args):
     return 0
 
 
+def run_photograph(args):
+    from training import photograph, splits
+
+    split = splits.Split.from_file(args.split, root=args.root)
+    index = photograph.photograph_samples(split[args.subset], args.out, seed=args.seed,
+                                          scenes=tuple(args.scenes), limit=args.limit)
+    print("wrote {} camera frames of the {} split ({}) to {} (ground truth: photographed.json)".format(
+        len(index["frames"]), args.subset, ", ".join(args.scenes), args.out))
+    return 0
+
+
 def _preset_from_split(split):
     if split.meta.get("augmentation") not in (None, "none"):
         return split.meta["augmentation"]
@@ -101,7 +114,7 @@ def run(args):
     """The ``data`` command's handler: dispatch to the subcommand."""
     handler = getattr(args, "data_handler", None)
     if handler is None:
-        raise ConfigError("medkiosk data needs a subcommand: synth, split, leakcheck or augment "
+        raise ConfigError("medkiosk data needs a subcommand: synth, split, leakcheck, augment or photograph "
                           "(see `medkiosk data --help`)")
     return handler(args)
 
@@ -150,6 +163,19 @@ def add_arguments(parser):
     augment.add_argument("--root", help="image root (default: the one stored in the split file)")
     augment.add_argument("--seed", type=int, default=0)
     augment.set_defaults(data_handler=run_augment)
+
+    photo = sub.add_parser("photograph", help="render a split's images as 1280x720 camera frames (film on a "
+                                              "lightbox, monitor) with their ground-truth outlines")
+    photo.add_argument("--split", required=True, help="split file")
+    photo.add_argument("--subset", choices=("train", "val", "test"), default="test",
+                       help="which part of the split (default %(default)s)")
+    photo.add_argument("--out", required=True, help="output folder: JPEG frames + photographed.json")
+    photo.add_argument("--scenes", nargs="+", choices=("film", "monitor"), default=["film", "monitor"],
+                       help="scenes, alternating over the images (default: both)")
+    photo.add_argument("--seed", type=int, default=0)
+    photo.add_argument("--limit", type=int, help="first N images only")
+    photo.add_argument("--root", help="image root (default: the one stored in the split file)")
+    photo.set_defaults(data_handler=run_photograph)
 
     parser.set_defaults(handler=run)
     return parser

@@ -15,7 +15,7 @@ from typing import Tuple
 from edge.description import COLOURS, TASKS, InputSpec
 from edge.errors import ConfigError
 
-AUGMENTATION_PRESETS = ("skin", "chest-xray", "none")
+AUGMENTATION_PRESETS = ("skin", "chest-xray", "chest-xray-photo", "none")
 MULTI_FINDING_MODES = ("drop", "multilabel")
 FIELDS = ("id", "title", "classes", "display_names", "task", "colour", "image_size", "augmentation",
           "multi_finding", "description")

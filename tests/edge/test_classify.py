@@ -1,7 +1,9 @@
 """classify/postprocess: decision rules on arrays (pure), and the full step on a real model."""
 
 import json
+import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -127,3 +129,120 @@ def test_classifier_reuses_its_buffer_and_checks_quality(bundle, synth_images, r
     assert results[-1].quality.ok  # a real, sharp X-ray (grey PNG -> RGB model input)
     assert [name for name, _v in dark.quality.problems] == ["too dark"]
     assert any("too dark" in line for line in dark.notes())
+
+
+# The camera path, on the shipped chest bundle (an X-ray module: its frames are localised).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIPPED_CHEST = os.path.join(ROOT, "models", "chest")
+
+
+def _samples(name):
+    return os.path.join(ROOT, "samples", "chest", name)
+
+
+@pytest.fixture(scope="module")
+def chest():
+    bundle = load_bundle(SHIPPED_CHEST)
+    with Classifier(open_runner(bundle, backend="onnxruntime", precision="fp32"),
+                    quality_thresholds=QualityThresholds()) as classifier:
+        yield classifier
+
+
+def test_digital_file_is_identity_with_identical_probabilities(chest, real_xray):
+    image = load_image(real_xray)
+    expected = chest.runner.infer(preprocess(image, chest.bundle.description.input))
+    prediction = chest.classify(image)
+    assert prediction.localisation.method == "whole" and prediction.localisation.crop is image
+    np.testing.assert_array_equal(prediction.probabilities, [float(p) for p in expected["probabilities"][0]])
+    assert prediction.ood_score == pytest.approx(float(np.asarray(expected["ood_score"]).reshape(-1)[0]))
+
+
+def test_camera_frame_is_classified_on_its_normalised_crop(chest):
+    from edge.classify import analysed_image
+    from edge.locate import locate
+
+    frame = load_image(_samples("camera--film--pneumonia--00000398_002.jpg"))
+    prediction = chest.classify(frame)
+    loc = prediction.localisation
+    assert loc.found and loc.method == "lightbox"
+    expected = chest.runner.infer(preprocess(analysed_image(locate(frame)), chest.bundle.description.input))
+    np.testing.assert_allclose(prediction.probabilities, expected["probabilities"][0], atol=1e-6)
+    whole = chest.runner.infer(preprocess(frame, chest.bundle.description.input))["probabilities"][0]
+    assert np.abs(np.asarray(prediction.probabilities) - whole).max() > 1e-3  # not the whole frame
+    assert prediction.thumbnail.shape[2] == 3 and max(prediction.thumbnail.shape[:2]) == 96
+    # The same frame with its localisation given (the kiosk's live outline) gives the same answer.
+    again = chest.classify(frame, localisation=locate(frame))
+    assert again.probabilities == prediction.probabilities
+
+
+def test_letterboxed_xray_is_judged_on_the_xray_not_the_bars(chest, real_xray):
+    image = load_image(real_xray)
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[:, 280:1000] = cv2.resize(image, (720, 720))
+    prediction = chest.classify(frame)
+    assert prediction.localisation.method == "letterbox"
+    assert prediction.quality.ok, prediction.quality.problems  # no "too dark" from the black bars
+
+
+def test_skin_or_test_modules_are_not_localised(bundle, synth_images):
+    from edge.classify import localises
+
+    assert not localises(bundle)
+    with Classifier(open_runner(bundle, backend="onnxruntime", precision="fp32")) as classifier:
+        prediction = classifier.classify(load_image(next(iter(synth_images.values()))[0]))
+    assert prediction.localisation is None and prediction.thumbnail is None
+    assert "localisation" not in prediction.to_dict()
+
+
+def test_cli_classify_json_reports_the_localisation_of_a_camera_frame():
+    import base64
+    import subprocess
+    import sys
+
+    root = ROOT
+    frame = _samples("camera--monitor--effusion--00012123_001.jpg")
+    # Popen, not run(capture_output=...): this file also runs under Python 3.6.
+    process = subprocess.Popen([sys.executable, "-m", "edge", "classify", frame, "--bundle", SHIPPED_CHEST,
+                                "--backend", "onnxruntime", "--json"], cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=root))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    image = json.loads(out.decode("utf-8"))["images"][0]
+    loc = image["localisation"]
+    assert loc["found"] is True and loc["method"] == "screen" and loc["frame_size"] == [1280, 720]
+    with open(_samples("camera-frames.json")) as handle:
+        truth = json.load(handle)["camera--monitor--effusion--00012123_001.jpg"]["quad"]
+    from edge.locate import quad_iou
+
+    assert quad_iou(loc["quad"], truth) >= 0.9
+    thumbnail = cv2.imdecode(np.frombuffer(base64.b64decode(loc["thumbnail_png_base64"]), np.uint8),
+                             cv2.IMREAD_COLOR)
+    assert max(thumbnail.shape[:2]) == 96
+
+
+def test_normalise_crop_undoes_cast_and_compression_and_is_pure(real_xray):
+    from edge.preprocess import normalise_crop
+
+    grey = load_image(real_xray)[:, :, 0].astype(np.float32)
+    film = 230 * (0.1 + 0.7 * grey / 255.0)  # a film's compressed grey range on a lightbox
+    photo = np.clip(np.dstack([film * 1.08, film, film * 0.9]), 0, 255).astype(np.uint8)  # colour cast
+    before = photo.copy()
+    out = normalise_crop(photo)
+    assert np.array_equal(photo, before)  # pure
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
+    low, high = np.percentile(out[:, :, 0], [0.5, 99.5])
+    assert low <= 2 and high >= 250  # the grey range is stretched back
+    assert np.corrcoef(out[:, :, 0].astype(np.float32).ravel(), grey.ravel())[0, 1] > 0.95  # the same X-ray
+    assert abs(float(out.mean()) - float(grey.mean())) < abs(float(photo.mean()) - float(grey.mean()))
+
+
+def test_normalise_crop_keeps_a_blank_screen_blank():
+    from edge.preprocess import NORMALISE_MAX_GAIN, normalise_crop
+
+    rng = np.random.RandomState(0)
+    blank = np.clip(120 + rng.normal(0, 4, (200, 160, 3)), 0, 255).astype(np.uint8)
+    out = normalise_crop(blank)[:, :, 0].astype(np.float32)
+    smoothed = cv2.GaussianBlur(cv2.cvtColor(blank, cv2.COLOR_BGR2GRAY), (0, 0), 1.0).astype(np.float32)
+    assert out.std() == pytest.approx(smoothed.std() * NORMALISE_MAX_GAIN, rel=0.05)  # gain capped
+    assert out.std() < 15  # still blank, not noise stretched to the full grey range

@@ -181,3 +181,78 @@ def test_renderer_matches_draw_overlay_and_skips_unchanged_panels():
     for frame, result, state in sequence:
         assert np.array_equal(renderer.draw(frame, result, state), draw_overlay(frame, result, state))
     assert renderer.panel_draws == 4  # the second frame reused the first one's panel
+
+
+def _camera_frame():
+    import os
+
+    from edge.preprocess import load_image
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return load_image(os.path.join(root, "samples", "chest", "camera--film--pneumonia--00000398_002.jpg"))
+
+
+def _mapping(layout, frame):
+    scale = min(layout.image.w / float(frame.shape[1]), layout.image.h / float(frame.shape[0]))
+    x0 = layout.image.x + (layout.image.w - int(frame.shape[1] * scale)) // 2
+    y0 = layout.image.y + (layout.image.h - int(frame.shape[0] * scale)) // 2
+    return scale, x0, y0
+
+
+def _outline_pixels(canvas, layout, quad, frame, bgr):
+    """How many pixels of colour ``bgr`` lie on the outline ``quad`` drawn over ``frame``."""
+    scale, x0, y0 = _mapping(layout, frame)
+    mask = np.zeros(canvas.shape[:2], np.uint8)
+    points = np.round(np.asarray(quad) * scale + [x0, y0]).astype(np.int32).reshape(-1, 1, 2)
+    import cv2
+
+    cv2.polylines(mask, [points], True, 255, 2)
+    distance = np.abs(canvas.astype(int) - np.array(bgr)).sum(axis=2)
+    return int(((distance < 60) & (mask > 0)).sum()), int((mask > 0).sum())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_live_outline_states_are_drawn_on_the_located_xray(size):
+    from edge.locate import GUIDE_TEXT as LOCATE_GUIDE_TEXT
+    from edge.locate import guide_quad, locate
+    from edge.overlay import AMBER, BAR, GUIDE_TEXT, WHITE
+
+    assert GUIDE_TEXT == LOCATE_GUIDE_TEXT
+    frame = _camera_frame()
+    layout = Layout(size)
+    quad = locate(frame).quad
+    plain = draw_overlay(frame, None, _state(size))
+    assert np.array_equal(plain, draw_overlay(frame, None, _state(size, outline=quad)))  # no state: nothing
+    for outline_state, outline, colour in (("locked", quad, BAR), ("hold_still", quad, AMBER),
+                                           ("searching", guide_quad(1280, 720), WHITE)):
+        canvas = draw_overlay(frame, None, _state(size, outline=outline, outline_state=outline_state))
+        on_line, total = _outline_pixels(canvas, layout, outline, frame, colour)
+        assert on_line > 0.6 * total, outline_state
+        assert not _differs(canvas, plain, layout.panel)  # the panel is not touched
+    locked = draw_overlay(frame, None, _state(size, outline=quad, outline_state="locked"))
+    hold = draw_overlay(frame, None, _state(size, outline=quad, outline_state="hold_still"))
+    scale, _x0, y0 = _mapping(layout, frame)
+    top = int(y0 + min(q[1] for q in quad) * scale)
+    band = layout.image.__class__(layout.image.x, max(0, top - int(layout.unit * 1.4)), layout.image.w,
+                                  int(layout.unit * 1.4))
+    assert _differs(hold, locked, band)  # "Hold still" is written above the outline; locked has no text
+
+
+def test_result_panel_shows_a_thumbnail_of_the_analysed_image_and_the_cache_follows_it():
+    from edge.overlay import OverlayRenderer
+
+    size = SIZES[0]
+    layout = Layout(size)
+    first = _prediction(CONFIDENT)
+    second = _prediction(CONFIDENT)
+    first.thumbnail = np.full((96, 80, 3), 200, np.uint8)
+    second.thumbnail = np.full((96, 80, 3), 30, np.uint8)
+    without = draw_overlay(textured(), _prediction(CONFIDENT), _state(size))
+    with_first = draw_overlay(textured(), first, _state(size))
+    assert _differs(without, with_first, layout.thumbnail)
+    assert _has_colour(layout.thumbnail.crop(with_first), (200, 200, 200), tolerance=6, minimum=200)
+    renderer = OverlayRenderer()
+    renderer.draw(textured(), first, _state(size))
+    renderer.draw(textured(), second, _state(size))
+    assert renderer.panel_draws == 2  # a new thumbnail redraws the panel
+    assert np.array_equal(renderer.canvas, draw_overlay(textured(), second, _state(size)))

@@ -109,3 +109,36 @@ def test_offline_chest_preset_never_flips(tmp_path):
     assert all(f["source"] in {s.path for s in split.train} for f in report["files"])
     with pytest.raises(ConfigError):
         augment_split(split, str(tmp_path / "bad"), per_class=5, preset="none")
+
+
+def _xray_tensor(real_xray, spec=SPEC):
+    return torch.from_numpy(preprocess(load_image(real_xray), spec)[0].copy())
+
+
+def test_photo_preset_degrades_a_real_xray_like_the_camera_path(real_xray):
+    import numpy as np
+
+    from training.augment import PHOTO_PROBABILITY, PhotoTransform, photo_degrade
+
+    spec = InputSpec(224, 224, "RGB")
+    image = _xray_tensor(real_xray, spec)
+    transform = build_transform("chest-xray-photo", spec)
+    torch.manual_seed(3)
+    outputs = [transform(image) for _ in range(12)]
+    torch.manual_seed(3)
+    again = [transform(image) for _ in range(12)]
+    assert all(torch.equal(a, b) for a, b in zip(outputs, again))  # seeded training repeats it
+    for out in outputs:
+        assert out.shape == image.shape and out.dtype == torch.float32
+        assert torch.equal(out[0], out[1]) or torch.allclose(out[0], out[1], atol=1e-3)  # grey stays grey
+    grey = image[0].numpy().astype(np.uint8)
+    degraded = photo_degrade(grey, np.random.RandomState(0))
+    assert degraded.shape == grey.shape and degraded.dtype == np.uint8
+    assert np.abs(degraded.astype(float) - grey).mean() > 5  # visibly changed ...
+    assert np.corrcoef(degraded.ravel(), grey.ravel())[0, 1] > 0.6  # ... yet the same X-ray
+    # Applied with its probability: some draws untouched, some degraded.
+    photo = PhotoTransform()
+    torch.manual_seed(0)
+    changed = [not torch.equal(photo(image), image) for _ in range(40)]
+    assert 0 < sum(changed) < 40 and abs(sum(changed) / 40.0 - PHOTO_PROBABILITY) < 0.25
+    assert not any(torch.equal(PhotoTransform(probability=1.0)(image), image) for _ in range(3))
