@@ -1,4 +1,4 @@
-"""Mutation run of the device's safety code with mutmut 2 (``make mutation``).
+"""Mutation run of the device's safety code with mutmut 3 (``make mutation``).
 
 Each module's mutants run against ONLY that module's tests (``MODULES`` below: adding a module
 is one line), in a scratch copy of the checkout, so the working tree is never left mutated and
@@ -27,22 +27,37 @@ MODULES = {
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
 }
-IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", ".mutmut-cache",
+IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
                                 ".pytest_cache", ".ruff_cache", "*.egg-info", "models")
+MUTMUT_CONFIG = """
+[tool.mutmut]
+source_paths = ["edge"]
+only_mutate = [{module!r}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args_test_selection = [{tests}]
+use_git_change_detection = false
+"""
 
 
 class MutationError(Exception):
     """The mutation run cannot start or its tool failed."""
 
 
-def scratch_copy(base):
-    """Copy the checkout to ``base``/medkiosk with ../shared and models/ linked beside it, as in CI."""
+def scratch_copy(base, module, tests):
+    """Copy the checkout to ``base``/medkiosk, ../shared (and mutants/../shared) linked, mutmut configured."""
+    missing = [t for t in tests if not os.path.isfile(os.path.join(ROOT, t))]
+    if missing:
+        raise MutationError("{}: test files {} are missing. Fix: the MODULES table in {}".format(
+            module, ", ".join(missing), os.path.relpath(__file__, ROOT)))
     tree = os.path.join(base, "medkiosk")
     shutil.copytree(ROOT, tree, ignore=IGNORE)
-    for name, target in (("shared", os.path.join(os.path.dirname(ROOT), "shared")),
-                         (os.path.join("medkiosk", "models"), os.path.join(ROOT, "models"))):
-        if os.path.exists(target):
-            os.symlink(target, os.path.join(base, name))
+    shared = os.path.join(os.path.dirname(ROOT), "shared")
+    if os.path.exists(shared):
+        # conftest finds ../shared beside the checkout; mutmut runs the tests from tree/mutants.
+        os.symlink(shared, os.path.join(base, "shared"))
+        os.symlink(shared, os.path.join(tree, "shared"))
+    with open(os.path.join(tree, "pyproject.toml"), "a") as handle:
+        handle.write(MUTMUT_CONFIG.format(module=module, tests=", ".join(repr(t) for t in tests)))
     return tree
 
 
@@ -54,45 +69,29 @@ def test_artifacts(python):
     return artifacts
 
 
-def run_module(tree, module, tests, env, out):
-    """Mutate ``module`` in ``tree`` against ``tests``; return (killed, total, survivors, seconds)."""
-    missing = [t for t in tests if not os.path.isfile(os.path.join(tree, t))]
-    if missing:
-        raise MutationError("{}: test files {} are missing. Fix: the MODULES table in {}".format(
-            module, ", ".join(missing), os.path.relpath(__file__, ROOT)))
+def run_module(module, tests, env, jobs):
+    """Mutate ``module`` against ``tests`` in a scratch copy; return (killed, total, survivors, seconds)."""
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
-    cache = os.path.join(tree, ".mutmut-cache")
-    if os.path.exists(cache):
-        os.unlink(cache)
-    runner = "{} -m pytest -x -q -p no:cacheprovider -p no:randomly {}".format(sys.executable, " ".join(tests))
-    start = time.time()
-    subprocess.call([mutmut, "run", "--paths-to-mutate", module, "--runner", runner, "--tests-dir",
-                     os.path.dirname(tests[0]), "--no-progress", "--simple-output"],
-                    cwd=tree, env=env, stdout=subprocess.DEVNULL)
-    seconds = time.time() - start
-    ids = _survivor_ids(subprocess.check_output([mutmut, "result-ids", "survived"], cwd=tree, env=env))
-    ids += _survivor_ids(subprocess.check_output([mutmut, "result-ids", "suspicious"], cwd=tree, env=env))
-    total = _count(tree, env, mutmut)
-    survivors = [subprocess.check_output([mutmut, "show", i], cwd=tree, env=env).decode() for i in ids]
-    with open(os.path.join(tree, module), "rb") as mutated, open(os.path.join(ROOT, module), "rb") as clean:
-        if mutated.read() != clean.read():
-            raise MutationError("{} was left mutated in the scratch copy; the run is invalid".format(module))
-    return total - len(ids), total, survivors, seconds
-
-
-def _survivor_ids(output):
-    return [word for word in output.decode().split() if word.isdigit()]
-
-
-def _count(tree, env, mutmut):
-    total = 0
-    for status in ("killed", "survived", "suspicious", "timeout", "untested", "skipped"):
-        total += len(_survivor_ids(subprocess.check_output([mutmut, "result-ids", status], cwd=tree, env=env)))
-    return total
+    base = tempfile.mkdtemp(prefix="medkiosk-mutation-")
+    try:
+        tree = scratch_copy(base, module, tests)
+        start = time.time()
+        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=tree, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.time() - start
+        if run.returncode != 0:
+            raise MutationError("mutmut run on {} failed: {}".format(module, run.stderr.decode()[-2000:]))
+        results = subprocess.check_output([mutmut, "results", "--all", "true"], cwd=tree, env=env).decode()
+        verdicts = [line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line]
+        survivors = [subprocess.check_output([mutmut, "show", name], cwd=tree, env=env).decode()
+                     for name, verdict in verdicts if verdict != "killed"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return len(verdicts) - len(survivors), len(verdicts), survivors, seconds
 
 
 def write_report(path, rows):
-    lines = ["# Mutation run (mutmut 2, scripts/mutation.py)", "",
+    lines = ["# Mutation run (mutmut 3, scripts/mutation.py)", "",
              "| module | mutants | killed | survived | score | seconds |", "|---|---|---|---|---|---|"]
     for module, (killed, total, survivors, seconds) in rows.items():
         lines.append("| `{}` | {} | {} | {} | {:.1f}% | {:.0f} |".format(
@@ -108,23 +107,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(MODULES), help="modules to mutate (default: all)")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "mutation"))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants run in parallel")
     args = parser.parse_args(argv)
+    rows = {}
     try:
         env = dict(os.environ, MEDKIOSK_TEST_ARTIFACTS=test_artifacts(sys.executable))
-        base = tempfile.mkdtemp(prefix="medkiosk-mutation-")
-        try:
-            tree = scratch_copy(base)
-            env["PYTHONPATH"] = tree
-            rows = {}
-            for module in args.only or sorted(MODULES):
-                rows[module] = run_module(tree, module, MODULES[module], env, args.out)
-                killed, total, survivors, seconds = rows[module]
-                print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
-                    module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        env.pop("PYTHONPATH", None)
         os.makedirs(args.out, exist_ok=True)
-        write_report(os.path.join(args.out, "report.md"), rows)
+        for module in args.only or sorted(MODULES):
+            rows[module] = run_module(module, MODULES[module], env, args.jobs)
+            killed, total, survivors, seconds = rows[module]
+            print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
+                module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)
+            write_report(os.path.join(args.out, "report.md"), rows)
     except (MutationError, subprocess.CalledProcessError, OSError) as exc:
         print("mutation run failed: {}".format(exc), file=sys.stderr)
         return 1

@@ -14,8 +14,15 @@ import stat
 import numpy as np
 import pytest
 
-from edge.caselog import (EXPORT_COLUMNS, CaseLog, CaseLogError, free_mb, result_summary, top3_pairs,
-                          write_file_atomic)
+from edge.caselog import (
+    EXPORT_COLUMNS,
+    CaseLog,
+    CaseLogError,
+    free_mb,
+    result_summary,
+    top3_pairs,
+    write_file_atomic,
+)
 
 RESULT = {"top3": [{"name": "Pleural effusion", "probability": 0.81},
                    {"name": "Cardiomegaly", "probability": 0.125},
@@ -190,7 +197,8 @@ def test_result_summary_columns(result, summary):
 
 
 def test_top3_pairs_reads_objects_and_pairs():
-    assert top3_pairs({"top3": [{"name": "a", "probability": "0.5"}, ("b", 0.25)]}) == [("a", 0.5), ("b", 0.25)]
+    pairs = top3_pairs({"top3": [{"name": "a", "probability": "0.5"}, ("b", 0.25)]})
+    assert pairs == [("a", 0.5), ("b", 0.25)]
     assert top3_pairs({"top3": None}) == []
 
 
@@ -211,7 +219,8 @@ def test_export_writes_every_column_including_findings_two_and_three(tmp_path):
     assert rows[0] == EXPORT_COLUMNS
     name = os.path.basename(good.image)
     assert rows[1] == [good.uid, CREATED, "chest", "chest@1+abc", "ort", "Pleural effusion", "81.0",
-                       "Cardiomegaly", "12.5", "No finding", "4.5", "0", "0", "1", os.path.join("images", name)]
+                       "Cardiomegaly", "12.5", "No finding", "4.5", "0", "0", "1",
+                       os.path.join("images", name)]
     assert rows[2][5:15] == ["Mass", "50.0", "", "", "", "", "1", "1", "0",
                              os.path.join("images", os.path.basename(bad.image))]
     with open(os.path.join(folder, "images", name), "rb") as copied, open(good.image, "rb") as original:

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from edge.bundle import Bundle, load_bundle, make_manifest
-from edge.classify import (TOP_K, Classifier, FramePreparer, Prepared, infer_prepared, multilabel_decision,
-                           postprocess, prepare)
+from edge.classify import (
+    TOP_K,
+    Classifier,
+    FramePreparer,
+    Prepared,
+    infer_prepared,
+    multilabel_decision,
+    postprocess,
+    prepare,
+)
 from edge.description import InputSpec, ModelDescription
 from edge.errors import BackendError
 from edge.quality import Quality, QualityThresholds
@@ -92,8 +100,8 @@ def test_ood_score_row_follows_the_index():
 def test_input_check_without_an_ood_score_is_an_error_not_a_silent_pass():
     """Before: the check was skipped and every image counted as in scope."""
     bundle = _bundle(input_check=CHECK)
-    for outputs in ({"probabilities": np.array([[0.625, 0.125, 0.125, 0.125]], np.float32)},
-                    {"probabilities": np.array([[0.625, 0.125, 0.125, 0.125]], np.float32), "ood_score": None}):
+    probs = np.array([[0.625, 0.125, 0.125, 0.125]], np.float32)
+    for outputs in ({"probabilities": probs}, {"probabilities": probs, "ood_score": None}):
         with pytest.raises(BackendError) as info:
             postprocess(outputs, bundle)
         assert "declares an input check but the runner returned no ood_score" in str(info.value)
@@ -182,13 +190,12 @@ def test_with_classifier_loads_closes_and_never_swallows_an_exception(bundle):
 
     runner = _Runner(open_runner(bundle, backend="onnxruntime", precision="fp32"))
     classifier = Classifier(runner)
-    with pytest.raises(KeyError):
-        with classifier as entered:
-            assert entered is classifier and runner.events == ["load"]
-            prediction = classifier.classify(np.full((40, 50, 3), 128, np.uint8))
-            assert prediction.bundle_id == bundle.bundle_id and prediction.quality is None
-            assert classifier.notices() == ["note"]
-            raise KeyError("must reach the caller")
+    with pytest.raises(KeyError), classifier as entered:
+        assert entered is classifier and runner.events == ["load"]
+        prediction = classifier.classify(np.full((40, 50, 3), 128, np.uint8))
+        assert prediction.bundle_id == bundle.bundle_id and prediction.quality is None
+        assert classifier.notices() == ["note"]
+        raise KeyError("must reach the caller")
     assert runner.events == ["load", "close"]
 
 
