@@ -5,12 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY36_HOME ?= $(HOME)/.pyenv/versions/3.6.15
 VENV36 ?= .venv36
+VENVJP46 ?= .venv-jp46
 # Code that runs on the Jetson Nano (Python 3.6): the runtime and the engine-building side of export.
 DEVICE_CODE := edge export/__init__.py export/cli.py export/errors.py export/compare.py export/engine
 # Tests of the device-side export code that also run under Python 3.6 (no torch there).
 PY36_EXPORT_TESTS := tests/export/test_export_engine.py tests/export/test_export_trt_compat.py
 
-.PHONY: venv demo test lint test-py test-py36 clean model-pediatric model-chest baseline-pediatric baseline-chest
+.PHONY: venv demo test lint test-py test-py36 test-jetpack46 mutation clean model-pediatric model-chest baseline-pediatric baseline-chest
 
 venv: $(VENV)/.installed
 
@@ -48,7 +49,30 @@ test-py36: venv
 		echo "SKIPPED: Python 3.6 edge run ($(PY36_HOME) not found; the Jetson Nano's Python is untested here)"; \
 	fi
 
-test: lint test-py test-py36
+# JetPack 4.6 as the Nano has it: Python 3.6, apt's numpy 1.13.3 and OpenCV 4.1, NO ONNX Runtime, so a
+# numpy/OpenCV call newer than JetPack's fails here first. Tests that need ONNX Runtime skip, saying so.
+$(VENVJP46)/.installed:
+	$(PY36_HOME)/bin/python -m venv $(VENVJP46)
+	$(VENVJP46)/bin/python -m pip install -q 'pip==21.3.1'
+	$(VENVJP46)/bin/python -m pip install -q 'numpy==1.13.3' 'opencv-python-headless==4.1.2.30' 'pytest==7.0.1'
+	touch $@
+
+test-jetpack46: venv
+	@if [ -x "$(PY36_HOME)/bin/python" ]; then \
+		$(MAKE) --no-print-directory $(VENVJP46)/.installed && \
+		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
+		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
+			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/edge $(PY36_EXPORT_TESTS); \
+	else \
+		echo "SKIPPED: JetPack 4.6 library run ($(PY36_HOME) not found)"; \
+	fi
+
+test: lint test-py test-py36 test-jetpack46
+
+# Mutation score of the safety code (mutmut 3; module -> tests table in scripts/mutation.py); see
+# docs/mutation.md. Not part of `make test`: it takes about an hour on 2 cores.
+mutation: venv
+	$(PY) scripts/mutation.py
 
 # The shipped modules, reproducibly on a CPU (see docs/models/README.md); each installs its bundle in models/.
 model-pediatric: venv
@@ -61,4 +85,4 @@ baseline-chest: venv
 	nice -n 5 $(PY) -m training.recipes chest --baseline vgg16_seed --tune-epochs 20 --patience 4
 
 clean:
-	rm -rf build $(VENV) $(VENV36) .pytest_cache .ruff_cache
+	rm -rf build $(VENV) $(VENV36) $(VENVJP46) .pytest_cache .ruff_cache
