@@ -15,6 +15,7 @@ from edge.classify import (
     TOP_K,
     Classifier,
     FramePreparer,
+    Prediction,
     Prepared,
     infer_prepared,
     multilabel_decision,
@@ -213,3 +214,75 @@ def test_infer_prepared_latency_counts_the_preparation(bundle):
         assert 5000.0 <= prediction.latency_ms < 5000.0 + 60000.0
         assert prediction.quality is prepared.quality
         assert infer_prepared(slow, runner, bundle).backend == runner.describe()
+
+
+def test_error_for_a_missing_ood_score_names_the_bundle_and_the_output():
+    bundle = _bundle(input_check=dict(CHECK, output="distance"))
+    with pytest.raises(BackendError) as info:
+        postprocess({"probabilities": np.array([[0.625, 0.125, 0.125, 0.125]], np.float32)}, bundle)
+    assert str(info.value) == (
+        "unit@1.0.0+000000000000: the bundle declares an input check but the runner returned no ood_score. "
+        "Fix: re-export the bundle (its model.onnx must output 'distance')")
+
+
+def test_prediction_defaults_and_six_decimals():
+    prediction = Prediction(["a", "b"], ["A", "B"], [0.12345678, 0.87654322], "multiclass", False, "id")
+    assert not prediction.out_of_scope and prediction.present == [] and prediction.ood_score is None
+    data = prediction.to_dict()
+    assert data["top3"] == [{"name": "B", "probability": 0.876543}, {"name": "A", "probability": 0.123457}]
+    scored = Prediction(["a"], ["A"], [1.0], "multiclass", False, "id", ood_score=0.12345678)
+    assert scored.to_dict()["ood_score"] == 0.123457
+
+
+class _Clock(object):
+    """perf_counter stand-in: the test pins the unit (ms) and the sum, not how fast this machine is."""
+
+    def __init__(self, *times):
+        self.times = list(times)
+
+    def __call__(self):
+        return self.times.pop(0)
+
+
+def test_prepare_and_infer_times_are_milliseconds_and_add_up(bundle, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import edge.classify as classify_module
+    from edge.backends import open_runner
+
+    frame = np.full((40, 50, 3), 128, np.uint8)
+    monkeypatch.setattr(classify_module.time, "perf_counter", _Clock(10.0, 10.5))
+    prepared = prepare(frame, bundle)
+    assert prepared.prepare_ms == 500.0
+    with open_runner(bundle, backend="onnxruntime", precision="fp32") as runner:
+        monkeypatch.setattr(classify_module.time, "perf_counter", _Clock(20.0, 20.25))
+        assert infer_prepared(prepared, runner, bundle).latency_ms == 750.0
+
+
+def test_prepare_uses_the_given_thresholds_not_the_defaults(bundle):
+    grey = np.full((40, 50, 3), 128, np.uint8)
+    strict = QualityThresholds(blur_threshold=0, dark_threshold=150, bright_threshold=200)
+    assert [n for n, _v in prepare(grey, bundle, quality_thresholds=strict).quality.problems] == ["too dark"]
+    preparer = FramePreparer(bundle, quality_thresholds=strict, depth=1)
+    assert preparer(grey).quality.problems[0][0] == "too dark"
+
+
+def test_classifier_writes_into_its_own_buffers_and_passes_its_options(bundle):
+    pytest.importorskip("onnxruntime")
+    from edge.classify import classify
+
+    strict = QualityThresholds(blur_threshold=0, dark_threshold=150, bright_threshold=200)
+    with Classifier.open(bundle, backend="onnxruntime", precision="fp32", quality_thresholds=strict,
+                         threads=1) as classifier:
+        assert classifier.runner.name == "onnxruntime" and classifier.runner.requested_precision == "fp32"
+        assert classifier.runner.threads == 1
+        prediction = classifier.classify(np.full((40, 50, 3), 77, np.uint8))
+        assert float(classifier._buffer.mean()) == 77.0
+        assert prediction.quality.problems[0][0] == "too dark"
+        preparer = classifier.preparer(depth=3)
+        assert len({id(preparer(np.full((40, 50, 3), 9, np.uint8)).batch) for _ in range(3)}) == 3
+        assert preparer(np.full((40, 50, 3), 128, np.uint8)).quality.problems[0][0] == "too dark"
+        out = np.zeros(bundle.description.input.shape(1), np.float32)
+        classify(np.full((40, 50, 3), 33, np.uint8), classifier.runner, bundle, out=out)
+        assert float(out.mean()) == 33.0
+    with Classifier.open(bundle) as default:
+        assert default.runner.requested_precision == "fp16"
