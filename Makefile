@@ -44,7 +44,7 @@ test-py36: venv
 		$(MAKE) --no-print-directory $(VENV36)/.installed && \
 		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
 		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
-			$(VENV36)/bin/python -m pytest -q -p no:cacheprovider tests/edge $(PY36_EXPORT_TESTS); \
+			$(VENV36)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
 	else \
 		echo "SKIPPED: Python 3.6 edge run ($(PY36_HOME) not found; the Jetson Nano's Python is untested here)"; \
 	fi
@@ -62,7 +62,7 @@ test-jetpack46: venv
 		$(MAKE) --no-print-directory $(VENVJP46)/.installed && \
 		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
 		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
-			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/edge $(PY36_EXPORT_TESTS); \
+			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
 	else \
 		echo "SKIPPED: JetPack 4.6 library run ($(PY36_HOME) not found)"; \
 	fi
