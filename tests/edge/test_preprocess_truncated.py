@@ -96,3 +96,41 @@ def test_every_refusal_names_the_file(tmp_path):
 def test_image_extensions():
     assert is_image_file("a/B.PNG") and is_image_file("x.jpeg") and is_image_file(os.path.join("d", "y.tif"))
     assert not is_image_file("x.txt") and not is_image_file("png")
+
+
+def test_decoded_but_truncated_names_the_file_and_trailing_bytes_are_judged(tmp_path, xray):
+    path, data = _encode(tmp_path, "tail.jpg", xray, ".jpg")
+    with open(path, "ab") as handle:
+        handle.write(b"XX")
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value) == "{}: image file is truncated (incomplete copy?)".format(path)
+
+
+def test_png_end_chunk_may_be_followed_by_at_most_24_bytes(tmp_path, xray):
+    """The "IEND" tag must sit in the last 32 bytes: tag and CRC (8 bytes) plus up to 24 bytes of padding."""
+    path, data = _encode(tmp_path, "ok.png", xray, ".png")
+    with open(path, "ab") as handle:
+        handle.write(b"\x01" * 24)
+    assert load_image(path).shape == xray.shape
+    with open(path, "ab") as handle:
+        handle.write(b"\x01")
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(path)
+
+
+def test_grey_and_bgra_frames_give_the_same_model_input_as_bgr(xray):
+    from edge.description import InputSpec
+    from edge.preprocess import preprocess, preprocess_batch
+
+    spec = InputSpec(32, 32)
+    grey = cv2.cvtColor(xray, cv2.COLOR_BGR2GRAY)
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    expected = preprocess(bgr, spec)
+    np.testing.assert_array_equal(preprocess(grey, spec), expected)
+    np.testing.assert_array_equal(preprocess(bgra, spec), expected)
+    batch = preprocess_batch([bgr, bgra, grey], spec)
+    assert batch.dtype == np.float32 and batch.shape == (3, 3, 32, 32)
+    for row in batch:
+        np.testing.assert_array_equal(row, expected[0])
