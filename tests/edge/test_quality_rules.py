@@ -181,3 +181,68 @@ def test_large_frames_are_measured_at_the_work_size():
 def _laplacian(grey):
     padded = np.pad(grey, 1, mode="reflect")
     return (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * grey)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"dark_threshold": 100, "bright_threshold": 90},
+     "[quality] needs 0 <= dark_threshold < bright_threshold <= 255, got 100.0 and 90.0"),
+    ({"blur_threshold": -2}, "[quality] blur_threshold must be >= 0, got -2.0"),
+    ({"clip_fraction": 2}, "[quality] clip_fraction must be in (0, 1], got 2.0"),
+])
+def test_config_errors_say_exactly_what_is_wrong(values, message):
+    with pytest.raises(ConfigError) as info:
+        QualityThresholds(**values)
+    assert str(info.value) == message
+
+
+def test_from_mapping_messages():
+    with pytest.raises(ConfigError) as info:
+        QualityThresholds.from_mapping({"blur": "3"})
+    assert str(info.value) == ("[quality] has unknown key 'blur'; known: blur_threshold, dark_threshold, "
+                               "bright_threshold, clip_fraction")
+    with pytest.raises(ConfigError) as info:
+        QualityThresholds.from_mapping({"clip_fraction": "many"})
+    assert str(info.value) == "[quality] clip_fraction must be a number, got 'many'"
+
+
+def test_quality_to_dict_rounding_and_repr():
+    from edge.quality import Quality
+
+    quality = Quality([("blurry", 12.345678)], 12.345678, 100.123456, 0.0, 0.0)
+    assert quality.to_dict() == {"ok": False, "problems": [["blurry", 12.346]],
+                                 "message": "Image quality: blurry - hold the camera still and focus",
+                                 "sharpness": 12.35, "brightness": 100.12}
+    assert repr(quality) == "Quality(ok=False, problems=[('blurry', 12.345678)])"
+
+
+def test_single_channel_frames_and_small_frames_are_measured_as_they_are():
+    grey = _checker(100, 140)[:, :, 0]
+    one_channel = grey[:, :, None]
+    assert sharpness(one_channel) == sharpness(grey)
+    assert assess_quality(one_channel).to_dict() == assess_quality(grey).to_dict()
+    # a 64x64 frame is not upscaled to the work size: the measure is the raw Laplacian variance
+    expected = float(np.var(_laplacian(grey.astype(float))))
+    assert sharpness(grey) == pytest.approx(expected, rel=1e-6)
+
+
+def test_large_frames_are_reduced_by_area_averaging():
+    # A one-pixel checkerboard at 4x the work size averages to flat grey: no texture left.
+    large = _checker(100, 140, (WORK_SIZE * 4, WORK_SIZE * 4))
+    assert sharpness(large) < 1.0
+    assert assess_quality(large).brightness == pytest.approx(120.0, abs=0.01)
+
+
+def test_thin_strips_keep_at_least_one_pixel():
+    from edge.quality import _small_grey
+
+    assert _small_grey(np.full((1, 1000, 3), 128, np.uint8)).shape == (1, WORK_SIZE)
+    assert _small_grey(np.full((1000, 1, 3), 128, np.uint8)).shape == (WORK_SIZE, 1)
+
+
+def test_calibration_percentile_index_rounds_on_150_images():
+    rng = np.random.RandomState(0)
+    frames = [np.clip(128 + rng.randn(32, 32, 3) * s, 0, 255).astype(np.uint8) for s in range(1, 151)]
+    values = sorted(sharpness(f) for f in frames)
+    assert len(set(values)) == 150
+    # (150 - 1) * 1 / 100 = 1.49 -> index 1 (index 2 if the count or the rounding were off)
+    assert calibrate_blur_threshold(frames)["sharpness_percentile_1"] == round(values[1], 3)
