@@ -286,3 +286,10 @@ def test_classifier_writes_into_its_own_buffers_and_passes_its_options(bundle):
         assert float(out.mean()) == 33.0
     with Classifier.open(bundle) as default:
         assert default.runner.requested_precision == "fp16"
+
+
+def test_classifier_open_passes_the_backend_it_was_asked_for(bundle):
+    """No TensorRT here: asking for it must fail, not quietly fall back to another backend."""
+    pytest.importorskip("onnxruntime")  # else auto has nothing to fall back to either
+    with pytest.raises(BackendError, match="backend tensorrt cannot run"):
+        Classifier.open(bundle, backend="tensorrt", precision="fp16")
