@@ -262,3 +262,97 @@ def test_unwritable_state_folder_is_a_case_log_error(tmp_path):
     with pytest.raises(CaseLogError) as info:
         CaseLog(str(blocker / "state")).open()
     assert "cannot be created" in str(info.value) and "--state-dir" in str(info.value)
+
+
+def test_every_refusal_message_names_the_path_and_the_fix(tmp_path):
+    state = str(tmp_path / "state")
+    root = os.path.join(state, "cases")
+    db = os.path.join(root, "cases.db")
+    with pytest.raises(CaseLogError) as info:
+        CaseLog(state).open(create=False)
+    assert str(info.value) == ("no case log at {}. Fix: check --state-dir (cases are saved with key S in "
+                               "`medkiosk run`)".format(db))
+    with pytest.raises(CaseLogError) as info:
+        CaseLog(state).save(_frame(), RESULT, "chest")
+    assert str(info.value) == "case log is not open. Fix: use CaseLog as a context manager"
+    with CaseLog(state, min_free_mb=0) as log:
+        os.makedirs(os.path.join(root, "images"), exist_ok=True)
+        with open(os.path.join(root, "images", "20261129"), "w") as handle:
+            handle.write("a file where the day folder goes")
+        with pytest.raises(CaseLogError) as info:
+            log.save(_frame(), RESULT, "chest", created=CREATED)
+        assert str(info.value) == ("case image could not be written (File exists). Fix: check free space and "
+                                   "that {} is writable".format(root))
+        with pytest.raises(CaseLogError) as info:
+            log.export(str(tmp_path / "no-usb"))
+        assert str(info.value) == ("export target {} is not a folder. Fix: insert and mount the USB stick, "
+                                   "then pass its mount point with --to".format(tmp_path / "no-usb"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CaseLogError) as info:
+        CaseLog(str(blocker / "state")).open()
+    assert str(info.value) == ("case log {}: cannot be created (Not a directory). Fix: create the folder "
+                               "writable by the kiosk user, or set state_dir / --state-dir".format(
+                                   blocker / "state" / "cases"))
+    with open(db, "wb") as handle:
+        handle.write(b"this is not a database" * 100)
+    with pytest.raises(CaseLogError) as info:
+        CaseLog(state).open()
+    assert str(info.value) == ("case log {}: the database is damaged (file is not a database). Fix: move it "
+                               "aside; the images in {} are intact".format(db, os.path.join(root, "images")))
+
+
+def test_failure_messages_carry_the_cause(tmp_path):
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    with CaseLog(str(tmp_path / "state"), min_free_mb=0) as log:
+        case = log.save(_frame(), RESULT, "chest", created=CREATED)
+        os.unlink(case.image)
+        with pytest.raises(CaseLogError) as info:
+            log.export(str(usb), now="2026-11-30T08:00:00+00:00")
+        folder = os.path.join(str(usb), "medkiosk-cases-20261130T080000")
+        assert str(info.value) == ("export to {} failed (No such file or directory). Fix: check the USB "
+                                   "stick has space and is writable".format(folder))
+        other = sqlite3.connect(log.db_path, isolation_level=None)
+        other.execute("DROP TABLE cases")
+        other.execute("CREATE TABLE cases (id INTEGER PRIMARY KEY, uid TEXT)")
+        other.close()
+        with pytest.raises(CaseLogError) as info:
+            log.save(_frame(1), RESULT, "chest")
+    assert str(info.value) == ("case could not be recorded (table cases has no column named backend). Fix: "
+                               "check free space; the case log at {} is unchanged".format(log.db_path))
+    log.min_free_mb = 10 ** 9
+    with pytest.raises(CaseLogError) as info:
+        log.check_space()
+    assert str(info.value).startswith("Disk nearly full (")
+    assert str(info.value).endswith(" MB free, 1000000000 MB kept free): case not saved. Fix: export cases "
+                                    "with `medkiosk cases export` and free space")
+
+
+def test_stored_result_is_sorted_json_and_the_default_time_is_utc_seconds(tmp_path):
+    result = {"z": 1, "top3": [["X", 0.5]], "a": 2}
+    with CaseLog(str(tmp_path / "state"), min_free_mb=0) as log:
+        case = log.save(_frame(), result, "chest")
+    assert case.result_json == '{"a": 2, "top3": [["X", 0.5]], "z": 1}'
+    assert case.created_utc.endswith("+00:00") and "." not in case.created_utc
+    assert len(case.uid.split("-")[1]) == 10
+
+
+def test_with_caselog_never_swallows_an_exception_and_counts_every_cleaned_temporary(tmp_path):
+    import time
+
+    state = str(tmp_path / "state")
+    log = CaseLog(state, min_free_mb=0)
+    assert log.cleaned == 0
+    with pytest.raises(KeyError), log:
+        raise KeyError("must reach the caller")
+    folder = os.path.join(state, "cases", "images", "20261129")
+    os.makedirs(folder)
+    for name in ("a.png.1.tmp", "b.png.2.tmp", "keep.png"):
+        path = os.path.join(folder, name)
+        with open(path, "wb") as handle:
+            handle.write(b"x")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with CaseLog(state) as log:
+        assert log.cleaned == 2
+    assert os.listdir(folder) == ["keep.png"]
