@@ -97,21 +97,23 @@ def test_fixed_batch_of_one_and_symbolic_sizes_are_accepted(tmp_path):
      "manifest says float32 but model.onnx takes uint8"),
     ([("image", FLOAT, ["N", 1, 16, 16])], [PROBS], "model.input",
      "manifest says RGB float32 NCHW 16x16 but model.onnx takes ['N', 1, 16, 16]"),
-    ([("image", FLOAT, ["N", 3, 16, 32])], [PROBS], "model.input", "16x16 but model.onnx takes"),
-    ([("image", FLOAT, ["N", 3, 32, 16])], [PROBS], "model.input", "16x16 but model.onnx takes"),
-    ([("image", FLOAT, [3, 16, 16])], [PROBS], "model.input", "16x16 but model.onnx takes [3, 16, 16]"),
+    ([("image", FLOAT, ["N", 3, 16, 32])], [PROBS], "model.input",
+     "manifest says RGB float32 NCHW 16x16 but model.onnx takes ['N', 3, 16, 32]"),
+    ([("image", FLOAT, ["N", 3, 32, 16])], [PROBS], "model.input",
+     "manifest says RGB float32 NCHW 16x16 but model.onnx takes ['N', 3, 32, 16]"),
+    ([("image", FLOAT, [3, 16, 16])], [PROBS], "model.input",
+     "manifest says RGB float32 NCHW 16x16 but model.onnx takes [3, 16, 16]"),
     ([("image", FLOAT, [0, 3, 16, 16])], [PROBS], "model.input", "batch dimension 0 is invalid"),
     ([IMAGE], [("logits", FLOAT, ["N", 4])], "model.output_name",
      "manifest says 'probabilities' but model.onnx has 'logits'"),
     ([IMAGE], [("probabilities", FLOAT, ["N", 3])], "model.classes",
      "manifest lists 4 classes but model.onnx outputs ['N', 3]"),
-    ([IMAGE], [("probabilities", FLOAT, [])], "model.classes", "manifest lists 4 classes but model.onnx"),
+    ([IMAGE], [("probabilities", FLOAT, [])], "model.classes",
+     "manifest lists 4 classes but model.onnx outputs []"),
 ])
 def test_model_that_does_not_match_the_manifest_is_refused(tmp_path, inputs, outputs, field, problem):
     error = _refusal(_write_bundle(tmp_path / "b", inputs=inputs, outputs=outputs))
-    assert error.field == field
-    assert problem in error.problem
-    assert error.fix == RE_EXPORT
+    assert (error.field, error.problem, error.fix) == (field, problem, RE_EXPORT)
 
 
 def test_model_without_outputs_is_refused_as_unreadable(tmp_path):
@@ -138,7 +140,7 @@ def test_ood_score_as_first_output_is_refused_by_name(tmp_path):
 def test_missing_folder_manifest_model_and_card(tmp_path):
     error = _refusal(str(tmp_path / "nowhere"))
     assert (error.field, error.problem) == ("folder", "does not exist or is not a folder")
-    assert "manifest.json and model.onnx" in error.fix
+    assert error.fix == "pass the bundle folder (it holds manifest.json and model.onnx)"
 
     folder = _write_bundle(tmp_path / "no-model")
     os.unlink(os.path.join(folder, "model.onnx"))
@@ -167,7 +169,7 @@ def test_model_file_named_by_the_manifest_is_the_one_checked(tmp_path):
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("{not json", "is not valid JSON"),
+    ("{not json", "is not valid JSON ("),
     ("[1, 2]", "is not a JSON object"),
 ])
 def test_invalid_manifest(tmp_path, text, problem):
@@ -176,6 +178,8 @@ def test_invalid_manifest(tmp_path, text, problem):
         handle.write(text)
     error = _refusal(folder)
     assert error.field == "manifest.json" and error.problem.startswith(problem)
+    if "JSON (" in error.problem:
+        assert "line 1 column 2" in error.problem  # json's own message, with where it stopped
     assert error.fix == RE_EXPORT
 
 
@@ -200,6 +204,7 @@ def test_schema_version_names_both_versions(tmp_path):
     error = _refusal(_write_bundle(tmp_path / "b", change=lambda m: m.pop("schema_version")))
     assert error.field == "schema_version"
     assert error.problem == "is None; this medkiosk {} reads schema 1".format(__version__)
+    assert error.fix == "update medkiosk on this device, or re-export the bundle with this medkiosk version"
 
 
 @pytest.mark.parametrize("module, field", [
@@ -256,8 +261,9 @@ def test_quality_blur_threshold_boundary(tmp_path, quality, ok):
         assert load_bundle(folder).manifest["quality"] == quality
         return
     error = _refusal(folder)
-    assert error.field == "quality.blur_threshold"
-    assert error.problem.startswith("must be a number >= 0, got ")
+    blur = quality.get("blur_threshold") if isinstance(quality, dict) else None
+    assert (error.field, error.fix) == ("quality.blur_threshold", RE_EXPORT)
+    assert error.problem == "must be a number >= 0, got {!r}".format(blur)
 
 
 def _golden(folder, data):
@@ -299,6 +305,7 @@ def test_golden_sample_shape_is_checked(tmp_path, sample, field, problem):
     with pytest.raises(BundleError) as info:
         bundle.golden_samples()
     assert (info.value.field, info.value.problem, info.value.fix) == (field, problem, RE_EXPORT)
+    assert info.value.bundle == folder
 
 
 def test_golden_expected_json_that_is_not_json(tmp_path):
@@ -308,7 +315,13 @@ def test_golden_expected_json_that_is_not_json(tmp_path):
         handle.write("{")
     with pytest.raises(BundleError) as info:
         load_bundle(folder).golden_samples()
-    assert info.value.field == "golden/expected.json"
+    assert (info.value.field, info.value.bundle) == ("golden/expected.json", folder)
+
+
+def test_golden_expected_json_without_samples_has_none(tmp_path):
+    folder = _write_bundle(tmp_path / "b")
+    _golden(folder, {"tolerance": 0.01})
+    assert load_bundle(folder).golden_samples() == []
 
 
 def test_sha256_file_reads_every_chunk(tmp_path):
@@ -345,16 +358,18 @@ def test_write_json_atomic_flushes_and_fsyncs_the_whole_file_before_the_rename(t
         return real_fsync(fd)
 
     def replace(src, dst):
+        assert (src, dst) == (path + ".tmp", path)
         seen.append(("replace", os.path.getsize(src)))
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    write_json_atomic(path, {"a": [1, 2, 3], "b": "x" * 100})
+    write_json_atomic(path, {"b": "x" * 100, "a": [1, 2, 3]})
     size = os.path.getsize(path)
     assert seen == [("fsync", size), ("replace", size)]
     with open(path) as handle:
         text = handle.read()
     assert json.loads(text) == {"a": [1, 2, 3], "b": "x" * 100}
     assert text.endswith("}\n") and '\n  "a": [' in text
+    assert text.index('"b"') < text.index('"a"')  # key order kept, not sorted
     assert os.listdir(str(tmp_path)) == ["manifest.json"]
