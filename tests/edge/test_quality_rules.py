@@ -239,10 +239,28 @@ def test_thin_strips_keep_at_least_one_pixel():
     assert _small_grey(np.full((1000, 1, 3), 128, np.uint8)).shape == (WORK_SIZE, 1)
 
 
-def test_calibration_percentile_index_rounds_on_150_images():
+@pytest.mark.parametrize("count, index", [(150, 1), (151, 2)])
+def test_calibration_percentile_index_and_rounding(count, index):
+    """(count - 1) * 1 / 100 rounds to the index: 1.49 -> 1, 1.5 -> 2."""
     rng = np.random.RandomState(0)
-    frames = [np.clip(128 + rng.randn(32, 32, 3) * s, 0, 255).astype(np.uint8) for s in range(1, 151)]
+    frames = [np.clip(128 + rng.randn(32, 32, 3) * s, 0, 255).astype(np.uint8) for s in range(1, count + 1)]
     values = sorted(sharpness(f) for f in frames)
-    assert len(set(values)) == 150
-    # (150 - 1) * 1 / 100 = 1.49 -> index 1 (index 2 if the count or the rounding were off)
-    assert calibrate_blur_threshold(frames)["sharpness_percentile_1"] == round(values[1], 3)
+    assert len(set(values)) == count
+    result = calibrate_blur_threshold(frames)
+    assert result["sharpness_percentile_1"] == round(values[index], 3)
+    assert result["blur_threshold"] == round(values[index] * 0.5, 3) != round(values[index] * 0.5, 4)
+
+
+def test_frames_between_half_and_full_work_size_are_not_resized():
+    frame = _checker(100, 140, (200, 200))
+    expected = float(np.var(_laplacian(frame[:, :, 0].astype(float))))
+    assert sharpness(frame) == pytest.approx(expected, rel=1e-6)
+
+
+def test_reduction_is_the_mean_of_each_pixel_block():
+    """INTER_AREA at a 4x reduction averages 4x4 blocks; other interpolations sample pixels."""
+    rng = np.random.RandomState(1)
+    grey = rng.randint(0, 256, size=(WORK_SIZE * 4, WORK_SIZE * 4)).astype(np.uint8)
+    blocks = grey.reshape(WORK_SIZE, 4, WORK_SIZE, 4).astype(float).mean(axis=(1, 3))
+    expected = float(np.var(_laplacian(np.floor(blocks + 0.5))))
+    assert sharpness(grey) == pytest.approx(expected, rel=0.02)
