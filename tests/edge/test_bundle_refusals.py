@@ -59,7 +59,10 @@ def _write_bundle(folder, inputs=(IMAGE,), outputs=(PROBS,), input_check=None, c
 
 def _refusal(folder, check_hash=True):
     with pytest.raises(BundleError) as info:
-        load_bundle(folder, check_hash=check_hash)
+        if check_hash:
+            load_bundle(folder)  # the hash is checked by default
+        else:
+            load_bundle(folder, check_hash=False)
     error = info.value
     assert error.bundle == str(folder)
     assert str(error) == "bundle {}: {}: {}. Fix: {}".format(folder, error.field, error.problem, error.fix)

@@ -244,8 +244,10 @@ def test_closed_log_refuses_and_damaged_database_is_named(tmp_path):
     log = CaseLog(str(tmp_path / "state"), min_free_mb=0)
     with pytest.raises(CaseLogError, match="not open. Fix: use CaseLog as a context manager"):
         log.save(_frame(), RESULT, "chest")
-    with pytest.raises(CaseLogError, match="not open"):
+    with pytest.raises(CaseLogError) as info:
         log.cases()
+    assert str(info.value) == "case log is not open. Fix: use CaseLog as a context manager"
+    assert CaseLog(str(tmp_path / "state")).min_free_mb == 200.0  # the shipped reserve
     log.open()
     log.close()
     log.close()  # twice is harmless
