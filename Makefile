@@ -5,17 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY36_HOME ?= $(HOME)/.pyenv/versions/3.6.15
 VENV36 ?= .venv36
+VENVJP46 ?= .venv-jp46
 # Code that runs on the Jetson Nano (Python 3.6): the runtime, TensorRT engines included (edge/tensorrt).
 DEVICE_CODE := edge
 
-.PHONY: venv demo test lint test-py test-py36 clean model-pediatric model-chest baseline-pediatric baseline-chest
+.PHONY: venv demo test lint test-py test-py36 test-jetpack46 mutation clean model-pediatric model-chest baseline-pediatric baseline-chest
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,export,edge,bench,dev]'
+	$(PY) -m pip install -q -e '.[train,export,edge,bench,serve,dev]'
 	touch $@
 
 demo: venv
@@ -33,7 +34,8 @@ $(VENV36)/.installed:
 	$(PY36_HOME)/bin/python -m venv $(VENV36)
 	$(VENV36)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENV36)/bin/python -m pip install -q 'numpy==1.19.5' 'onnxruntime==1.10.0' \
-		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1' 'pydicom==2.3.1'
+		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1' 'pydicom==2.3.1' \
+		'cryptography==40.0.2' 'flask==2.0.3' 'werkzeug==2.0.3' 'cheroot==9.0.0' 'fpdf2==2.4.6'
 	touch $@
 
 test-py36: venv
@@ -46,7 +48,31 @@ test-py36: venv
 		echo "SKIPPED: Python 3.6 edge run ($(PY36_HOME) not found; the Jetson Nano's Python is untested here)"; \
 	fi
 
-test: lint test-py test-py36
+# JetPack 4.6 as the Nano has it: Python 3.6, apt's numpy 1.13.3 and OpenCV 4.1, NO ONNX Runtime, so a
+# numpy/OpenCV call newer than JetPack's fails here first. Tests that need ONNX Runtime skip, saying so.
+$(VENVJP46)/.installed:
+	$(PY36_HOME)/bin/python -m venv $(VENVJP46)
+	$(VENVJP46)/bin/python -m pip install -q 'pip==21.3.1'
+	$(VENVJP46)/bin/python -m pip install -q 'numpy==1.13.3' 'opencv-python-headless==4.1.2.30' 'pytest==7.0.1' \
+		'pydicom==2.3.1' 'cryptography==40.0.2'
+	touch $@
+
+test-jetpack46: venv
+	@if [ -x "$(PY36_HOME)/bin/python" ]; then \
+		$(MAKE) --no-print-directory $(VENVJP46)/.installed && \
+		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
+		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
+			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
+	else \
+		echo "SKIPPED: JetPack 4.6 library run ($(PY36_HOME) not found)"; \
+	fi
+
+test: lint test-py test-py36 test-jetpack46
+
+# Mutation score of the safety code (mutmut 3; module -> tests table in scripts/mutation.py); see
+# docs/mutation.md. Not part of `make test`: it takes about an hour on 2 cores.
+mutation: venv
+	$(PY) scripts/mutation.py
 
 # The shipped modules, reproducibly on a CPU (see docs/models/README.md); each installs its bundle in models/.
 model-pediatric: venv
@@ -59,4 +85,4 @@ baseline-chest: venv
 	nice -n 5 $(PY) -m recipes chest --baseline vgg16_seed --tune-epochs 20 --patience 4
 
 clean:
-	rm -rf build $(VENV) $(VENV36) .pytest_cache .ruff_cache
+	rm -rf build $(VENV) $(VENV36) $(VENVJP46) .pytest_cache .ruff_cache

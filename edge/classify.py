@@ -23,7 +23,7 @@ Prediction carries the localisation and a thumbnail of exactly what was analysed
 import base64
 import time
 
-from edge.errors import require, require_cv2
+from edge.errors import BackendError, require, require_cv2
 from edge.locate import locate
 from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
@@ -151,7 +151,12 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
         uncertain = max(probabilities) < description.abstain_threshold
     out_of_scope, message, ood_score = False, None, None
     check = description.input_check
-    if check and outputs.get("ood_score") is not None:
+    if check and outputs.get("ood_score") is None:
+        # Never skip the check silently: out-of-scope images would be classified as in scope.
+        raise BackendError("{}: the bundle declares an input check but the runner returned no ood_score. "
+                           "Fix: re-export the bundle (its model.onnx must output {!r})".format(
+                               bundle.bundle_id, check["output"]))
+    if check:
         ood_score = float(_np().asarray(outputs["ood_score"]).reshape(-1)[index])
         if ood_score > float(check["threshold"]):
             out_of_scope, message = True, check["message"]

@@ -86,3 +86,69 @@ def real_xray():
     if not images:
         pytest.skip("../shared/data/chest-nih is not beside this checkout")
     return images[0]
+
+
+# Tests that run a model through ONNX Runtime (directly, through the CLI, the kiosk or selftest).
+# `make test-jetpack46` runs the device tests as the Nano has them, without ONNX Runtime: these skip
+# there, saying why. One entry per test (a prefix of its node id, so parametrised cases match);
+# a test that gains an ONNX Runtime dependency is added here or calls pytest.importorskip itself.
+NEEDS_ONNXRUNTIME = (
+    "tests/edge/test_backend_tensorrt.py::test_stale_or_missing_engine_falls_back_with_the_reason",
+    "tests/edge/test_backends.py::test_onnxruntime_runner_reports_the_provider_in_use",
+    "tests/edge/test_backends.py::test_runner_matches_onnxruntime_directly",
+    "tests/edge/test_backends.py::test_infer_rejects_bad_input",
+    "tests/edge/test_backends.py::test_infer_before_load_is_an_error",
+    "tests/edge/test_backends.py::test_fixed_batch_model_takes_one_image",
+    "tests/edge/test_backends.py::test_gpu_requested_but_cpu_used_is_loud",
+    "tests/edge/test_backends.py::test_fp16_requested_on_cpu_is_shown",
+    "tests/edge/test_backends.py::test_resolve_providers",
+    "tests/edge/test_backends.py::test_auto_falls_back_with_a_reason",
+    "tests/edge/test_backends.py::test_broken_model_file_is_a_backend_error",
+    "tests/edge/test_backends.py::test_onnxruntime_workers_do_not_busy_wait_unless_asked",
+    "tests/edge/test_bundle.py::test_verify_passes_golden_images",
+    "tests/edge/test_bundle.py::test_verify_fails_on_changed_expectations",
+    "tests/edge/test_bundle.py::test_bundle_verify_cli",
+    "tests/edge/test_classify.py::test_classify_real_model_matches_runner",
+    "tests/edge/test_classify.py::test_classifier_reuses_its_buffer_and_checks_quality",
+    "tests/edge/test_cli_classify.py::test_bad_files_get_one_line_each_and_the_rest_is_classified",
+    "tests/edge/test_cli_classify.py::test_json_schema",
+    "tests/edge/test_cli_classify.py::test_ascii_console_still_prints_the_disclaimer",
+    "tests/edge/test_cli_run.py::test_headless_run_prints_results_and_saves_a_case",
+    "tests/edge/test_cli_run.py::test_sigterm_is_a_clean_exit_with_sd_notify",
+    "tests/edge/test_cli_run.py::test_a_cpu_fallback_is_said_loudly",
+    "tests/edge/test_cli_run.py::test_cpu_threads_reach_the_onnxruntime_session",
+    "tests/edge/test_quality_calibration.py::test_real_xray_flagged_by_the_camera_default_passes_a_calibrated",
+    "tests/edge/test_selftest.py::test_selftest_passes_on_a_good_install",
+    "tests/edge/test_selftest.py::test_library_checks",
+    # the kiosk tests run the tiny bundle through the onnxruntime backend
+    "tests/edge/test_kiosk.py::test_image_folder_with_scripted_keys",
+    "tests/edge/test_kiosk.py::test_uncertain_banner_for_an_ambiguous_result",
+    "tests/edge/test_kiosk.py::test_quality_gate_replaces_the_prediction",
+    "tests/edge/test_kiosk.py::test_video_",
+    "tests/edge/test_kiosk.py::test_a_",
+    "tests/edge/test_kiosk.py::test_too_many_consecutive_failures_end_the_run",
+    "tests/edge/test_kiosk.py::test_live_camera_disconnects_and_comes_back",
+    "tests/edge/test_kiosk.py::test_freeze_save_and_back_to_live",
+    "tests/edge/test_kiosk.py::test_modules_heatmap_and_quit",
+    "tests/edge/test_kiosk.py::test_disk_full_is_shown_not_fatal",
+    "tests/edge/test_kiosk.py::test_import_key_freezes_an_image_from_the_usb_folder",
+    "tests/edge/test_kiosk.py::test_worker_keeps_each_queued_frames_own_outcome",
+)
+
+
+def _has_onnxruntime():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config, items):
+    if _has_onnxruntime():
+        return
+    skip = pytest.mark.skip(reason="needs ONNX Runtime, absent here as on a JetPack 4.6 Nano")
+    for item in items:
+        node = os.path.relpath(str(item.fspath), ROOT).replace(os.sep, "/") + "::" + item.name
+        if node.startswith(NEEDS_ONNXRUNTIME):
+            item.add_marker(skip)

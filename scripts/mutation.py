@@ -1,0 +1,131 @@
+"""Mutation run of the device's safety code with mutmut 3 (``make mutation``).
+
+Each module's mutants run against ONLY that module's tests (``MODULES`` below: adding a module
+is one line), in a scratch copy of the checkout, so the working tree is never left mutated and
+other test runs in it are undisturbed. Writes build/mutation/report.md (score per module, every
+surviving mutant as a diff) and prints one summary line per module.
+
+Usage: python scripts/mutation.py [--only edge/bundle.py ...] [--out build/mutation]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# module -> the test files that must kill its mutants. One line per module.
+MODULES = {
+    "edge/bundle.py": ["tests/edge/test_bundle.py", "tests/edge/test_bundle_refusals.py"],
+    "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py"],
+    "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py"],
+    "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
+    "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
+                        "tests/edge/test_quality_rules.py"],
+}
+IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
+                                ".pytest_cache", ".ruff_cache", "*.egg-info", "models")
+MUTMUT_CONFIG = """
+[tool.mutmut]
+source_paths = ["edge"]
+only_mutate = [{module!r}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args_test_selection = [{tests}]
+use_git_change_detection = false
+"""
+
+
+class MutationError(Exception):
+    """The mutation run cannot start or its tool failed."""
+
+
+def scratch_copy(base, module, tests):
+    """Copy the checkout to ``base``/medkiosk, ../shared (and mutants/../shared) linked, mutmut configured."""
+    missing = [t for t in tests if not os.path.isfile(os.path.join(ROOT, t))]
+    if missing:
+        raise MutationError("{}: test files {} are missing. Fix: the MODULES table in {}".format(
+            module, ", ".join(missing), os.path.relpath(__file__, ROOT)))
+    tree = os.path.join(base, "medkiosk")
+    shutil.copytree(ROOT, tree, ignore=IGNORE)
+    shared = os.path.join(os.path.dirname(ROOT), "shared")
+    if os.path.exists(shared):
+        # conftest finds ../shared beside the checkout; mutmut runs the tests from tree/mutants.
+        os.symlink(shared, os.path.join(base, "shared"))
+        os.symlink(shared, os.path.join(tree, "shared"))
+    with open(os.path.join(tree, "pyproject.toml"), "a") as handle:
+        handle.write(MUTMUT_CONFIG.format(module=module, tests=", ".join(repr(t) for t in tests)))
+    return tree
+
+
+def test_artifacts(python):
+    """The prebuilt test bundle (built once with torch), so no mutant run retrains it."""
+    artifacts = os.path.join(ROOT, "build", "test-artifacts")
+    if not os.path.isdir(os.path.join(artifacts, "bundle")):
+        subprocess.check_call([python, os.path.join(ROOT, "tests", "make_test_bundle.py"), artifacts])
+    return artifacts
+
+
+def run_module(module, tests, env, jobs):
+    """Mutate ``module`` against ``tests`` in a scratch copy; return (killed, total, survivors, seconds)."""
+    mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
+    base = tempfile.mkdtemp(prefix="medkiosk-mutation-")
+    try:
+        tree = scratch_copy(base, module, tests)
+        start = time.time()
+        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=tree, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.time() - start
+        if run.returncode != 0:
+            raise MutationError("mutmut run on {} failed: {}".format(module, run.stderr.decode()[-2000:]))
+        results = subprocess.check_output([mutmut, "results", "--all", "true"], cwd=tree, env=env).decode()
+        verdicts = [line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line]
+        survivors = [subprocess.check_output([mutmut, "show", name], cwd=tree, env=env).decode()
+                     for name, verdict in verdicts if verdict != "killed"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return len(verdicts) - len(survivors), len(verdicts), survivors, seconds
+
+
+def write_report(path, rows):
+    lines = ["# Mutation run (mutmut 3, scripts/mutation.py)", "",
+             "| module | mutants | killed | survived | score | seconds |", "|---|---|---|---|---|---|"]
+    for module, (killed, total, survivors, seconds) in rows.items():
+        lines.append("| `{}` | {} | {} | {} | {:.1f}% | {:.0f} |".format(
+            module, total, killed, len(survivors), 100.0 * killed / max(total, 1), seconds))
+    for module, (_killed, _total, survivors, _seconds) in rows.items():
+        lines += ["", "## Survivors in `{}`".format(module), ""]
+        lines += ["```diff\n{}\n```".format(diff.strip()) for diff in survivors] or ["none"]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(MODULES), help="modules to mutate (default: all)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "mutation"))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants run in parallel")
+    args = parser.parse_args(argv)
+    rows = {}
+    try:
+        env = dict(os.environ, MEDKIOSK_TEST_ARTIFACTS=test_artifacts(sys.executable))
+        env.pop("PYTHONPATH", None)
+        os.makedirs(args.out, exist_ok=True)
+        for module in args.only or sorted(MODULES):
+            rows[module] = run_module(module, MODULES[module], env, args.jobs)
+            killed, total, survivors, seconds = rows[module]
+            print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
+                module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)
+            write_report(os.path.join(args.out, "report.md"), rows)
+    except (MutationError, subprocess.CalledProcessError, OSError) as exc:
+        print("mutation run failed: {}".format(exc), file=sys.stderr)
+        return 1
+    print("report: {}".format(os.path.relpath(os.path.join(args.out, "report.md"), os.getcwd())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
