@@ -29,6 +29,7 @@ EDGE_COMMANDS = {
     "run": ("edge.commands.run", "run the kiosk: camera or USB images -> top-3 findings on the screen"),
     "cases": ("edge.commands.cases", "list saved cases, export them to a USB stick for referral"),
     "selftest": ("edge.commands.selftest", "on-device checklist: bundles, golden images, camera, display"),
+    "serve": ("edge.commands.serve", "optional LAN service: JSON API and web page, device pairing"),
 }
 
 
