@@ -125,8 +125,9 @@ def _register_errors(app, flask):
 
     @app.errorhandler(HTTPException)
     def http_error(error):
+        code = error.name.lower().replace(" ", "_")
         return _error_response(flask, ServeError("{}. Fix: see docs/api/openapi.yaml".format(error.name),
-                                                 status=error.code, code=error.name.lower().replace(" ", "_")))
+                                                 status=error.code, code=code))
 
     @app.errorhandler(MedkioskError)
     def medkiosk_error(error):

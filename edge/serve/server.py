@@ -54,8 +54,9 @@ def serve(settings, stdout=None, notifier=None):
         server.prepare()
         host, port = server.bind_addr[:2]
         settings.port = port
-        stdout.write("medkiosk serve: {} modules ({}) on {} (pair a device with `medkiosk serve pair`)\n".format(
-            len(service.modules), ", ".join(service.modules) or "none", settings.url))
+        names = ", ".join(service.modules) or "none"
+        stdout.write("medkiosk serve: {} modules ({}) on {} (pair a device with `medkiosk serve "
+                     "pair`)\n".format(len(service.modules), names, settings.url))
         stdout.flush()
         if notifier is not None:
             notifier.ready("serving on {}".format(settings.url))

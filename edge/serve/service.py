@@ -80,8 +80,8 @@ class Service(object):
         module = self.modules.get(module_id)
         if module is None:
             known = ", ".join(self.modules) or "none"
-            raise ServeError("module {!r} is not installed on this unit. Fix: choose one of: {} (or {})".format(
-                module_id, known, AUTO), status=404, code="unknown_module")
+            raise ServeError("module {!r} is not installed on this unit. Fix: choose one of: {} (or "
+                             "{})".format(module_id, known, AUTO), status=404, code="unknown_module")
         return module
 
     def classify(self, data, module_id, owner):
@@ -127,7 +127,7 @@ class Service(object):
 
     def save(self, result_id, owner):
         """Save a kept result as a case (the kiosk's record layout); return the case summary."""
-        from edge.caselog import CaseLog, CaseLogError
+        from edge.caselog import CaseLogError
 
         with self._results_lock:
             kept = self._results.get(result_id)
@@ -142,7 +142,7 @@ class Service(object):
         record.update({"module": slot.module_id, "module_title": slot.title, "frozen": True,
                        "source": "serve", "state": kept["state"]})
         try:
-            with self._cases_lock, CaseLog(self.settings.state_dir, min_free_mb=self.settings.min_free_mb) as log:
+            with self._cases_lock, self._log() as log:
                 case = log.save(kept["image"], record, slot.module_id, bundle_id=slot.bundle.bundle_id,
                                 bundle_version=slot.bundle.version, bundle_sha256=slot.bundle.sha256,
                                 backend=prediction.backend, precision=self.settings.precision)

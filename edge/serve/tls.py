@@ -42,14 +42,15 @@ def make_certificate(tls_dir, address, force=False):
                "-subj", "/CN=medkiosk", "-addext", "subjectAltName={}:{}".format(kind, address)]
     old_umask = os.umask(0o077)
     try:
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                universal_newlines=True)
+        # Popen, not run(capture_output=, text=): those need Python 3.7, the Nano has 3.6.
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _out, err = process.communicate()
     finally:
         os.umask(old_umask)
-    if result.returncode != 0:
+    if process.returncode != 0:
+        last = (err.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
         raise TLSError("openssl could not make the TLS key ({}). Fix: check that {} is writable and "
-                       "openssl >= 1.1.1 is installed".format(result.stderr.strip().splitlines()[-1:],
-                                                              tls_dir))
+                       "openssl >= 1.1.1 is installed".format(last, tls_dir))
     os.chmod(key + ".tmp", 0o600)
     os.rename(key + ".tmp", key)
     os.rename(cert + ".tmp", cert)

@@ -77,7 +77,8 @@ def check_upload(data, max_bytes, max_pixels):
     kind, width, height = image_size(data)
     if width < 1 or height < 1 or width * height > max_pixels:
         raise UploadError("the {} is {}x{} pixels; at most {} pixels are accepted. Fix: send a smaller "
-                          "picture".format(kind, width, height, max_pixels), status=413, code="too_many_pixels")
+                          "picture".format(kind, width, height, max_pixels), status=413,
+                          code="too_many_pixels")
     return kind, width, height
 
 
