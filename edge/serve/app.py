@@ -56,7 +56,7 @@ def _check_origin(request):
 def create_app(service, store, limiter, settings):
     """The Flask application; ``service`` must already be open."""
     flask = _flask()
-    app = flask.Flask("medkiosk.serve", static_folder=STATIC_DIR, static_url_path="/static")
+    app = flask.Flask(__name__, static_folder=STATIC_DIR, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD
     request, g = flask.request, flask.g
 

@@ -2,12 +2,13 @@
 
 Why cheroot and not waitress: waitress has no TLS (its documentation sends TLS to a reverse proxy),
 and a second daemon (nginx) on the appliance only for TLS is more to configure and to secure.
-cheroot terminates TLS itself with Python's ``ssl`` module, runs on Python 3.6 (8.6.0) and 3.8+
+cheroot terminates TLS itself with Python's ``ssl`` module, runs on Python 3.6 (9.0.0) and 3.8+
 (10.x), and is pure Python.
 """
 
 import logging
 import signal
+import ssl
 import sys
 
 from edge.errors import ConfigError, require
@@ -17,6 +18,7 @@ from edge.serve.service import Service
 
 LOG = logging.getLogger("medkiosk.serve")
 SERVE_HINT = "pip install 'medkiosk[serve]'"
+OP_IGNORE_UNEXPECTED_EOF = 0x80  # OpenSSL 3's SSL_OP_IGNORE_UNEXPECTED_EOF (not in Python 3.6's ssl)
 
 
 def build_server(settings, service, app):
@@ -30,7 +32,13 @@ def build_server(settings, service, app):
 
         builtin = require("cheroot.ssl.builtin", SERVE_HINT)
         key, cert = make_certificate(settings.tls_dir, str(settings.bind))
-        server.ssl_adapter = builtin.BuiltinSSLAdapter(cert, key)
+        adapter = builtin.BuiltinSSLAdapter(cert, key)
+        # A client that hangs up without a TLS close_notify is an ordinary end of the connection.
+        # Without this, OpenSSL 3 reports it as an error that Python 3.6 does not know, and
+        # cheroot's worker thread dies with it: four hang-ups and the service answers no more.
+        if ssl.OPENSSL_VERSION_INFO >= (3,):
+            adapter.context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", OP_IGNORE_UNEXPECTED_EOF)
+        server.ssl_adapter = adapter
     return server
 
 

@@ -1,6 +1,6 @@
 """systemd/medkiosk-serve.service: sandbox score, reachable networks = the config's, command parses.
 
-`systemd-analyze verify` and the <= 3.0 exposure of this unit run in tests/appliance with the
+`systemd-analyze verify` and the <= 3.0 exposure of this unit run in test_systemd_units.py with the
 other units; here, what is particular to the service.
 """
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.appliance.test_systemd_units import _offline_security_supported, exposure, one, values
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT = "medkiosk-serve.service"
 
 
