@@ -1,0 +1,189 @@
+"""Load on `medkiosk serve` over loopback: N clients x M classify requests, latency, errors, memory.
+
+Starts the real service (``python -m edge serve``, TLS, the shipped bundles, ONNX Runtime on the
+CPU) in its own process with a rate limit high enough not to interfere, pairs one device per
+client, and has each client send real X-rays (from ../shared/data) over its own HTTPS connection.
+The service's RSS is sampled from /proc every 0.5 s: flat memory means no growth from start to end.
+Writes benchmarks/results/serve-load.json and prints a Markdown summary for docs/serve.md.
+
+    python benchmarks/serve_load.py --clients 8 --requests 200
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "chest-pediatric", "train")
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "serve-load.json")
+READY = re.compile(r"on https://127\.0\.0\.1:(\d+)/")
+
+
+def _config(folder, http_threads, cpu_threads):
+    path = os.path.join(folder, "medkiosk.conf")
+    with open(path, "w") as handle:
+        handle.write("[kiosk]\nmodels_dir = {}\nmodules = chest, pediatric-pneumonia\nstate_dir = {}\n"
+                     "min_free_mb = 1\n\n[serve]\nenabled = yes\nbind = 127.0.0.1\nrate_per_minute = 100000\n"
+                     "tls_dir = {}\nhttp_threads = {}\ncpu_threads = {}\n".format(
+                         os.path.join(ROOT, "models"), os.path.join(folder, "state"),
+                         os.path.join(folder, "state", "serve", "tls"), http_threads, cpu_threads))
+    return path
+
+
+def _start(config, log_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--config", config, "--port", "0"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with open(log_path) as handle:
+            match = READY.search(handle.read())
+        if match:
+            return process, int(match.group(1))
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("serve_load: the service did not start; see " + log_path)
+
+
+def _rss_mb(pid):
+    with open("/proc/{}/status".format(pid)) as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _multipart(module, data):
+    boundary = uuid.uuid4().hex
+    body = ("--{0}\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\n{1}\r\n--{0}\r\n"
+            "Content-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").format(boundary, module).encode() + data
+    body += "\r\n--{}--\r\n".format(boundary).encode()
+    return body, "multipart/form-data; boundary=" + boundary
+
+
+def _pair(port, context, config):
+    from edge.config import load_config
+    from edge.serve.auth import DeviceStore
+    from edge.serve.settings import ServeSettings
+
+    settings = ServeSettings(load_config(config))
+    code, _expires = DeviceStore(settings.state_dir, settings.pair_seconds).new_code()
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=60)
+    connection.request("POST", "/api/v1/pair", json.dumps({"code": code, "device": "load"}),
+                       {"Content-Type": "application/json"})
+    token = json.loads(connection.getresponse().read().decode())["token"]
+    connection.close()
+    return token
+
+
+def _client(port, context, token, images, count, module, latencies, errors):
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=120)
+    for index in range(count):
+        body, kind = _multipart(module, images[index % len(images)])
+        start = time.perf_counter()
+        try:
+            connection.request("POST", "/api/v1/classify", body, {"Authorization": "Bearer " + token,
+                                                                   "Content-Type": kind})
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as exc:
+            status = type(exc).__name__
+            connection.close()
+            connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=120)
+        latencies.append((time.perf_counter() - start) * 1000.0)
+        if status != 200:
+            errors.append(status)
+    connection.close()
+
+
+def _percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def run(clients, requests, module, http_threads, cpu_threads):
+    names = sorted(os.listdir(os.path.join(DATA, "PNEUMONIA")))[:20] + sorted(os.listdir(os.path.join(DATA, "NORMAL")))[:20]
+    images = []
+    for name in names:
+        folder = "PNEUMONIA" if name in os.listdir(os.path.join(DATA, "PNEUMONIA")) else "NORMAL"
+        with open(os.path.join(DATA, folder, name), "rb") as handle:
+            images.append(handle.read())
+    folder = tempfile.mkdtemp(prefix="serve-load-")
+    config = _config(folder, http_threads, cpu_threads)
+    process, port = _start(config, os.path.join(folder, "serve.log"))
+    try:
+        context = ssl.create_default_context(cafile=os.path.join(folder, "state", "serve", "tls", "cert.pem"))
+        tokens = [_pair(port, context, config) for _ in range(clients)]
+        rss, latencies, errors, done = [], [], [], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                rss.append(_rss_mb(process.pid))
+                done.wait(0.5)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        threads = [threading.Thread(target=_client, args=(port, context, token, images, requests, module,
+                                                          latencies, errors)) for token in tokens]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    tenth = max(1, len(rss) // 10)
+    return {
+        "clients": clients, "requests_per_client": requests, "module": module, "http_threads": http_threads,
+        "cpu_threads": cpu_threads, "requests": len(latencies), "errors": len(errors),
+        "error_kinds": sorted(set(str(e) for e in errors)), "wall_s": round(wall, 2),
+        "throughput_rps": round(len(latencies) / wall, 2),
+        "p50_ms": round(_percentile(latencies, 0.50), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+        "rss_first_tenth_mb": round(sum(rss[:tenth]) / tenth, 1), "rss_last_tenth_mb": round(sum(rss[-tenth:]) / tenth, 1),
+        "rss_peak_mb": round(max(rss), 1), "cores": os.cpu_count(), "python": sys.version.split()[0],
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200, help="requests per client")
+    parser.add_argument("--module", default="pediatric-pneumonia")
+    parser.add_argument("--http-threads", type=int, default=4)
+    parser.add_argument("--cpu-threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = run(args.clients, args.requests, args.module, args.http_threads, args.cpu_threads)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+    print("| clients x requests | errors | p50 | p99 | max | throughput | RSS first 10% -> last 10% (peak) |")
+    print("|---|---|---|---|---|---|---|")
+    print("| {clients} x {requests_per_client} | {errors} of {requests} | {p50_ms} ms | {p99_ms} ms | {max_ms} ms "
+          "| {throughput_rps} req/s | {rss_first_tenth_mb} -> {rss_last_tenth_mb} MB ({rss_peak_mb}) |".format(**result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
