@@ -119,12 +119,11 @@ def _percentile(values, fraction):
 
 
 def run(clients, requests, module, http_threads, cpu_threads):
-    names = sorted(os.listdir(os.path.join(DATA, "PNEUMONIA")))[:20] + sorted(os.listdir(os.path.join(DATA, "NORMAL")))[:20]
     images = []
-    for name in names:
-        folder = "PNEUMONIA" if name in os.listdir(os.path.join(DATA, "PNEUMONIA")) else "NORMAL"
-        with open(os.path.join(DATA, folder, name), "rb") as handle:
-            images.append(handle.read())
+    for label in ("PNEUMONIA", "NORMAL"):
+        for name in sorted(os.listdir(os.path.join(DATA, label)))[:20]:
+            with open(os.path.join(DATA, label, name), "rb") as handle:
+                images.append(handle.read())
     folder = tempfile.mkdtemp(prefix="serve-load-")
     config = _config(folder, http_threads, cpu_threads)
     process, port = _start(config, os.path.join(folder, "serve.log"))
@@ -161,7 +160,8 @@ def run(clients, requests, module, http_threads, cpu_threads):
         "throughput_rps": round(len(latencies) / wall, 2),
         "p50_ms": round(_percentile(latencies, 0.50), 1), "p99_ms": round(_percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
-        "rss_first_tenth_mb": round(sum(rss[:tenth]) / tenth, 1), "rss_last_tenth_mb": round(sum(rss[-tenth:]) / tenth, 1),
+        "rss_first_tenth_mb": round(sum(rss[:tenth]) / tenth, 1),
+        "rss_last_tenth_mb": round(sum(rss[-tenth:]) / tenth, 1),
         "rss_peak_mb": round(max(rss), 1), "cores": os.cpu_count(), "python": sys.version.split()[0],
     }
 
@@ -180,8 +180,9 @@ def main(argv=None):
         json.dump(result, handle, indent=2, sort_keys=True)
     print("| clients x requests | errors | p50 | p99 | max | throughput | RSS first 10% -> last 10% (peak) |")
     print("|---|---|---|---|---|---|---|")
-    print("| {clients} x {requests_per_client} | {errors} of {requests} | {p50_ms} ms | {p99_ms} ms | {max_ms} ms "
-          "| {throughput_rps} req/s | {rss_first_tenth_mb} -> {rss_last_tenth_mb} MB ({rss_peak_mb}) |".format(**result))
+    print("| {clients} x {requests_per_client} | {errors} of {requests} | {p50_ms} ms | {p99_ms} ms "
+          "| {max_ms} ms | {throughput_rps} req/s | {rss_first_tenth_mb} -> {rss_last_tenth_mb} MB "
+          "({rss_peak_mb}) |".format(**result))
     return 0
 
 
