@@ -15,6 +15,8 @@ def add_arguments(parser):
     parser.add_argument("device", nargs="?", default=None, metavar="ID", help="device id for revoke")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="config file (default /etc/medkiosk/medkiosk.conf when it exists)")
+    parser.add_argument("--bind", default=None, metavar="ADDRESS",
+                        help="address instead of [serve] bind (a container passes its own address)")
     parser.add_argument("--port", type=int, default=None,
                         help="port instead of [serve] port (0: any free port, for tests)")
     parser.add_argument("--force", action="store_true", help="tls: make a new key even if one exists")
@@ -24,7 +26,7 @@ def _settings(args):
     from edge.config import load_config
     from edge.serve.settings import ServeSettings
 
-    settings = ServeSettings(load_config(args.config))
+    settings = ServeSettings(load_config(args.config, {"serve.bind": args.bind}))
     if args.port is not None:
         settings.port = args.port
     return settings
