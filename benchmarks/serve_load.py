@@ -113,12 +113,44 @@ def _client(port, context, token, images, count, module, latencies, errors):
     connection.close()
 
 
+def _make_video(folder, frames):
+    """A 640x480 video of real X-rays (4 frames each) for the kiosk to show beside the load."""
+    import cv2
+
+    names = sorted(os.listdir(os.path.join(DATA, "NORMAL")))[:max(1, frames // 4 + 1)]
+    path = os.path.join(folder, "xrays.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    for index in range(frames):
+        image = cv2.imread(os.path.join(DATA, "NORMAL", names[index // 4]))
+        writer.write(cv2.resize(image, (640, 480)))
+    writer.release()
+    return path
+
+
+def kiosk_fps(video, frames):
+    """Frames per second of the real kiosk (`medkiosk run`, headless, chest module) over ``video``.
+
+    Timed between its first and last result line, so model loading is not counted.
+    """
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    command = [sys.executable, "-m", "edge", "run", "--models", os.path.join(ROOT, "models", "chest"),
+               "--source", "file://" + video, "--output", "null://", "--max-frames", str(frames),
+               "--size", "800x480", "--backend", "onnxruntime"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+                               universal_newlines=True)
+    stamps = [time.perf_counter() for line in process.stdout if line.startswith("[")]
+    process.wait()
+    if len(stamps) < 2:
+        raise SystemExit("serve_load: the kiosk printed no results (exit {})".format(process.returncode))
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
 def _percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run(clients, requests, module, http_threads, cpu_threads):
+def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0):
     images = []
     for label in ("PNEUMONIA", "NORMAL"):
         for name in sorted(os.listdir(os.path.join(DATA, label)))[:20]:
@@ -141,9 +173,17 @@ def run(clients, requests, module, http_threads, cpu_threads):
         sampler.start()
         threads = [threading.Thread(target=_client, args=(port, context, token, images, requests, module,
                                                           latencies, errors)) for token in tokens]
+        fps = {}
+        if kiosk_frames:
+            video = _make_video(folder, kiosk_frames)
+            fps["idle"] = kiosk_fps(video, kiosk_frames)
         start = time.perf_counter()
         for thread in threads:
             thread.start()
+        if kiosk_frames:
+            time.sleep(5.0)  # the load is on before the kiosk starts
+            fps["busy"] = kiosk_fps(video, kiosk_frames)
+            fps["busy_with_requests_running"] = any(thread.is_alive() for thread in threads)
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - start
@@ -162,7 +202,11 @@ def run(clients, requests, module, http_threads, cpu_threads):
         "max_ms": round(max(latencies), 1),
         "rss_first_tenth_mb": round(sum(rss[:tenth]) / tenth, 1),
         "rss_last_tenth_mb": round(sum(rss[-tenth:]) / tenth, 1),
-        "rss_peak_mb": round(max(rss), 1), "cores": os.cpu_count(), "python": sys.version.split()[0],
+        "rss_peak_mb": round(max(rss), 1),
+        "kiosk_fps_idle": round(fps["idle"], 2) if fps else None,
+        "kiosk_fps_busy": round(fps["busy"], 2) if fps else None,
+        "kiosk_measured_while_busy": fps.get("busy_with_requests_running"), "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
     }
 
 
@@ -173,8 +217,11 @@ def main(argv=None):
     parser.add_argument("--module", default="pediatric-pneumonia")
     parser.add_argument("--http-threads", type=int, default=4)
     parser.add_argument("--cpu-threads", type=int, default=1)
+    parser.add_argument("--kiosk-frames", type=int, default=0,
+                        help="also run the kiosk over a video of this many frames, alone and under the load")
     args = parser.parse_args(argv)
-    result = run(args.clients, args.requests, args.module, args.http_threads, args.cpu_threads)
+    result = run(args.clients, args.requests, args.module, args.http_threads, args.cpu_threads,
+                 args.kiosk_frames)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as handle:
         json.dump(result, handle, indent=2, sort_keys=True)
@@ -183,6 +230,9 @@ def main(argv=None):
     print("| {clients} x {requests_per_client} | {errors} of {requests} | {p50_ms} ms | {p99_ms} ms "
           "| {max_ms} ms | {throughput_rps} req/s | {rss_first_tenth_mb} -> {rss_last_tenth_mb} MB "
           "({rss_peak_mb}) |".format(**result))
+    if args.kiosk_frames:
+        print("kiosk beside it: {kiosk_fps_idle} fps alone, {kiosk_fps_busy} fps under the load (measured "
+              "while busy: {kiosk_measured_while_busy})".format(**result))
     return 0
 
 
