@@ -200,6 +200,13 @@ def _register_routes(app, flask, service, store, settings):
         summary, _image = service.case(case_id)
         return jsonify(summary)
 
+    @app.route("/api/v1/cases/<case_id>/referral.pdf")
+    def case_referral(case_id):
+        response = flask.make_response(service.referral(case_id))
+        response.headers["Content-Type"] = "application/pdf"
+        response.headers["Content-Disposition"] = "attachment; filename=referral-{}.pdf".format(case_id)
+        return response
+
     @app.route("/api/v1/cases/<case_id>/image")
     def case_image(case_id):
         _summary, image = service.case(case_id)

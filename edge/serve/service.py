@@ -186,6 +186,20 @@ class Service(object):
         return summary, record.image
 
 
+    def referral(self, uid):
+        """PDF bytes of one case's referral sheet (``edge.serve.referral``)."""
+        from edge.preprocess import load_image, resize_to_input
+        from edge.serve.referral import referral_pdf
+
+        summary, image_path = self.case(uid)
+        image = load_image(image_path)
+        module = self.modules.get(summary["module"])
+        analysed = None
+        if module is not None and module.slot.bundle.bundle_id == summary["bundle_id"]:
+            analysed = resize_to_input(image, module.slot.bundle.description.input)
+        return referral_pdf(summary, summary["result"], image, analysed)
+
+
 def case_summary(record):
     """A saved case for the API: no image path, no file names."""
     return {"id": record.uid, "created_utc": record.created_utc, "module": record.module,

@@ -71,6 +71,7 @@ function render(result) {
   $("result-note").textContent = view.note || "";
   $("result-disclaimer").textContent = view.disclaimer;
   $("save-button").disabled = false;
+  $("referral-link").hidden = true;
   state.resultId = result.result_id;
 }
 
@@ -95,7 +96,12 @@ function start() {
   $("save-button").addEventListener("click", function () {
     $("save-button").disabled = true;
     api("POST", "/api/v1/cases", { result_id: state.resultId })
-      .then(function (data) { say("Case saved (" + data.id + ")"); })
+      .then(function (data) {
+        say("Case saved (" + data.id + ")");
+        var link = $("referral-link");
+        link.href = "/api/v1/cases/" + encodeURIComponent(data.id) + "/referral.pdf";
+        link.hidden = false;
+      })
       .catch(function (error) { $("save-button").disabled = false; say(error.message); });
   });
   api("GET", "/api/v1/session").then(showClassify).catch(function (error) {

@@ -5,6 +5,7 @@ error and leaves nothing saved.
 
 import json
 import os
+import re
 import struct
 import time
 
@@ -150,6 +151,7 @@ def test_save_list_fetch_a_case(server, token):
     status, headers, png = server.request("GET", "/api/v1/cases/{}/image".format(case["id"]),
                                           headers=bearer(token))
     assert status == 200 and headers["Content-Type"] == "image/png" and png.startswith(b"\x89PNG")
+    check_referral_sheet(server, token, case, result)
     # A result is saved once, and only by the device that asked for it.
     expect_error(server.request("POST", "/api/v1/cases", json.dumps({"result_id": result["result_id"]}),
                                 bearer(token, **{"Content-Type": "application/json"})), 404, "unknown_result")
@@ -165,6 +167,31 @@ def test_save_list_fetch_a_case(server, token):
     log = server.log()
     assert "Jane" not in log and case["id"] not in log
     assert "GET /api/v1/cases/<case_id> 200" in log
+
+
+def check_referral_sheet(server, token, case, result):
+    """The referral PDF: its text read back with pdftotext, its page rendered with pdftoppm."""
+    import shutil
+    import subprocess
+
+    status, headers, pdf = server.request("GET", "/api/v1/cases/{}/referral.pdf".format(case["id"]),
+                                          headers=bearer(token))
+    assert status == 200 and headers["Content-Type"] == "application/pdf" and pdf.startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext not installed (apt-get install poppler-utils)")
+    path = os.path.join(server.folder, "referral.pdf")
+    with open(path, "wb") as handle:
+        handle.write(pdf)
+    text = subprocess.check_output(["pdftotext", "-layout", path, "-"]).decode("utf-8")
+    assert case["id"] in text and case["created_utc"] in text
+    assert "Decision support only - not a diagnosis" in text
+    assert result["prediction"]["bundle_id"] in text and "Patient reference" in text
+    assert "What the model analysed (224x224)" in text
+    for row in result["view"]["rows"]:
+        line = r"{}\.\s+{}\s+{}".format(row["rank"], re.escape(row["name"]), re.escape(row["percent"]))
+        assert re.search(line, text), text
+    subprocess.check_call(["pdftoppm", "-png", "-r", "50", "-singlefile", path, path[:-4]])
+    assert os.path.getsize(path[:-4] + ".png") > 1000
 
 
 def test_oversized_upload_is_413_and_nothing_saved(server, token):

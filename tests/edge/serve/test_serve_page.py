@@ -85,5 +85,13 @@ def test_pair_upload_read_top3_and_save(server, browser):
     find(By.ID, "save-button").click()
     wait_for(browser, lambda d: d.find_element(By.ID, "status").text.startswith("Case saved ("))
     assert len(server.cases_on_disk()) == len(before) + 1
+    link = find(By.ID, "referral-link")
+    wait_for(browser, lambda d: link.is_displayed())
+    fetched = browser.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(function (r) { return r.arrayBuffer().then(function (b) {"
+        "  done([r.status, r.headers.get('Content-Type'), new TextDecoder('latin1').decode(b.slice(0, 5))]);"
+        "}); });", link.get_attribute("href"))
+    assert fetched == [200, "application/pdf", "%PDF-"]
     # The token stays out of the page's reach: the cookie is HttpOnly.
     assert browser.execute_script("return document.cookie") == ""
