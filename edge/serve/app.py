@@ -183,6 +183,12 @@ def _register_routes(app, flask, service, store, settings):
         result = service.classify(data, request.form.get("module"), g.device["id"])
         return jsonify(result)
 
+    _register_case_routes(app, flask, service)
+
+
+def _register_case_routes(app, flask, service):
+    request, g, jsonify = flask.request, flask.g, flask.jsonify
+
     @app.route("/api/v1/cases", methods=["GET", "POST"])
     def cases():
         if request.method == "GET":

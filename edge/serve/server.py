@@ -60,7 +60,7 @@ def serve(settings, stdout=None, notifier=None):
         app = create_app(service, store, RateLimiter(settings.rate_per_minute), settings)
         server = build_server(settings, service, app)
         server.prepare()
-        host, port = server.bind_addr[:2]
+        _host, port = server.bind_addr[:2]
         settings.port = port
         names = ", ".join(service.modules) or "none"
         stdout.write("medkiosk serve: {} modules ({}) on {} (pair a device with `medkiosk serve "
