@@ -1,8 +1,10 @@
 """The service's one code path to the kiosk's parts: its module discovery, classifier opener,
 quality thresholds and case log (``edge.kiosk``, ``edge.classify``, ``edge.caselog``).
 
-Each module's classifier is loaded once and used by one request at a time (a lock per module);
-a result waits here (for ``RESULT_SECONDS``, for the device that asked) until it is saved.
+Each module's classifier is loaded once; the whole service runs one inference at a time (one lock
+shared by the modules), so however many devices send images it takes at most ``cpu_threads`` of
+inference beside the kiosk. A result waits here (for ``RESULT_SECONDS``, for the device that asked)
+until it is saved.
 """
 
 import collections
@@ -22,12 +24,12 @@ SCRATCH_DIR = os.path.join("serve", "uploads")
 
 
 class Module(object):
-    """A usable module: its slot (bundle) and loaded classifier, used under ``lock``."""
+    """A usable module: its slot (bundle) and loaded classifier, used under the service's ``lock``."""
 
-    def __init__(self, slot, classifier):
+    def __init__(self, slot, classifier, lock):
         self.slot = slot
         self.classifier = classifier
-        self.lock = threading.Lock()
+        self.lock = lock
 
     def classify(self, image):
         with self.lock:
@@ -45,6 +47,7 @@ class Service(object):
         self._results = collections.OrderedDict()
         self._results_lock = threading.Lock()
         self._cases_lock = threading.Lock()
+        self._inference_lock = threading.Lock()
 
     def open(self):
         from edge.kiosk import default_classifier_opener, discover_modules
@@ -55,7 +58,7 @@ class Service(object):
                                            settings.quality, threads=settings.cpu_threads)
         for slot in self.slots:
             if slot.usable:
-                self.modules[slot.module_id] = Module(slot, opener(slot))
+                self.modules[slot.module_id] = Module(slot, opener(slot), self._inference_lock)
         return self
 
     def close(self):
