@@ -12,7 +12,7 @@ import sys
 
 from edge import __version__
 from edge.cliutil import report_error, run_guarded
-from edge.commands import bundle, cases, classify, engines, run, selftest
+from edge.commands import bundle, cases, classify, engines, run, selftest, serve
 from edge.errors import MedkioskError
 
 # command -> (module whose main(argv) handles it, one-line help, what to install if it is missing)
@@ -33,6 +33,7 @@ EDGE_COMMANDS = {
     "run": (run, "run the kiosk: camera or USB images -> top-3 findings on the screen"),
     "cases": (cases, "list saved cases, export them to a USB stick for referral"),
     "selftest": (selftest, "on-device checklist: bundles, golden images, camera, display"),
+    "serve": (serve, "optional LAN service: JSON API and web page, device pairing"),
 }
 
 

@@ -147,6 +147,22 @@ SCHEMA = {
         "trusted_keys": ("/etc/medkiosk/trusted_keys", _text),
         "developer_mode": ("no", _bool),
     },
+    # `medkiosk serve` (edge/serve): off by default; bind/allow are checked further in edge.serve.settings.
+    "serve": {
+        "enabled": ("no", _bool),
+        "bind": ("127.0.0.1", _text),
+        "port": ("8443", _number(1, 65535, integer=True)),
+        "allow": ("127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16", _text),
+        "tls": ("yes", _bool),
+        "tls_dir": ("/var/lib/medkiosk/serve/tls", _text),
+        "max_upload_mb": ("20", _number(1, 200, integer=True)),
+        "max_pixels": ("40000000", _number(10000, 400000000, integer=True)),
+        "rate_per_minute": ("30", _number(1, 100000, integer=True)),
+        "pair_minutes": ("5", _number(1, 60, integer=True)),
+        "token_days": ("90", _number(1, 3650, integer=True)),
+        "http_threads": ("4", _number(1, 64, integer=True)),
+        "cpu_threads": ("1", _number(1, 256, integer=True)),
+    },
 }
 
 

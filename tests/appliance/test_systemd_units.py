@@ -18,8 +18,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT_DIR = os.path.join(REPO, "systemd")
 UNITS = ("medkiosk.service", "medkiosk-engines.service", "medkiosk-display.service",
-         "medkiosk-clocks.service")
-SANDBOXED = ("medkiosk.service", "medkiosk-engines.service")
+         "medkiosk-clocks.service", "medkiosk-serve.service")
+SANDBOXED = ("medkiosk.service", "medkiosk-engines.service", "medkiosk-serve.service")
 MAX_EXPOSURE = 3.0
 HOST_UNITS = "/usr/lib/systemd/system"
 
