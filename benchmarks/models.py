@@ -63,7 +63,7 @@ def bundle_path(export_dir, arch, size):
 
 def build_bundle(arch, size, num_classes, out_dir):
     """Export a randomly initialised ``arch`` at ``size`` x ``size`` RGB into a bundle (needs torch)."""
-    from edge.errors import require
+    from edge.lazy import require
 
     torch = require(
         "torch",

@@ -42,10 +42,10 @@ from benchmarks import common  # noqa: E402
 from benchmarks.pipeline_loop import (  # noqa: E402,F401 (re-exported: the tests and report use them)
     PySpy,
     StageTimes,
-    _kiosk_for,
     cycler,
     decode_all,
     kiosk_config,
+    kiosk_for,
     ort_tuning,
     run_file_mode,
     run_kiosk,
@@ -185,7 +185,7 @@ def measure(args, workdir, log=print):
         import cProfile
 
         profiler = cProfile.Profile()
-        kiosk, source, sink = _kiosk_for(args, args.video_path, args.frames)
+        kiosk, source, sink = kiosk_for(args, args.video_path, args.frames)
         run_kiosk(kiosk, source, sink, StageTimes(), profiler=profiler)
         profile = profile_rows(profiler, args.profile_top)
     return bundle, runner_desc, file_mode, live, profile

@@ -213,7 +213,7 @@ def build_kiosk(bundle, video, backend, precision, frames, engine_cache=None, co
     return kiosk, source, sink
 
 
-def _kiosk_for(args, video, frames):
+def kiosk_for(args, video, frames):
     """build_kiosk with this run's bundle, backend, precision, engine cache, config and threads."""
     return build_kiosk(
         args.bundle,
@@ -310,7 +310,7 @@ def run_file_mode(args, video, times_blocks, raw_blocks, runner, tensors, log, a
         if all_cores is not None:
             raw["all_cores"] = common.time_calls(cycler(all_cores, tensors), args.raw_runs, warmup=3)
         raw_blocks.append(raw)
-        kiosk, source, sink = _kiosk_for(args, video, args.frames)
+        kiosk, source, sink = kiosk_for(args, video, args.frames)
         times = StageTimes()
         wall = run_kiosk(kiosk, source, sink, times)
         if kiosk.failures:
@@ -342,7 +342,7 @@ def run_live_mode(args, frames, log, spy=None):
     """The decoupled loop fed by an emulated CSI camera at ``--camera-fps``."""
     from edge.sources import CsiCamera
 
-    kiosk, _file_source, sink = _kiosk_for(args, args.video_path, args.live_frames)
+    kiosk, _file_source, sink = kiosk_for(args, args.video_path, args.live_frames)
     camera = CsiCamera(
         fps=args.camera_fps, capture_factory=lambda _pipeline: ReplayCapture(frames, args.camera_fps)
     )

@@ -20,11 +20,10 @@ before the model is parsed; without a trusted signature the bundle is refused, u
 """
 
 import datetime
-import hashlib
-import json
 import os
 
 from edge import __version__
+from edge.bundle_files import RE_EXPORT, read_json_limited, sha256_file, write_json_atomic  # noqa: F401
 from edge.description import DescriptionError, ModelDescription
 from edge.errors import BundleError
 from edge.onnx_info import OnnxFormatError, read_onnx_info
@@ -40,19 +39,6 @@ REQUIRED_FIELDS = ("schema_version", "module", "model", "model_file", "model_sha
                    "created", "version")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_EXPECTED_BYTES = 4 << 20
-RE_EXPORT = "re-export it with `medkiosk export onnx CHECKPOINT --out DIR`"
-
-
-def sha256_file(path, chunk=1 << 20):
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(str(path), "rb") as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def utc_now_iso():
@@ -77,18 +63,6 @@ def make_manifest(description, module_id, title, model_sha256, training=None, ve
     if extra:
         manifest.update(extra)
     return manifest
-
-
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` via a temporary file, fsync and rename."""
-    path = str(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class GoldenSample(object):
@@ -177,25 +151,6 @@ class Bundle(object):
 
     def __repr__(self):
         return "Bundle({!r}, {})".format(self.path, self.bundle_id)
-
-
-def read_json_limited(bundle_path, path, field, max_bytes):
-    """Parse a JSON file of a bundle; one BundleError when it is too big, malformed or nested too deeply."""
-    try:
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise BundleError(bundle_path, field, "is {} bytes, over the {} byte limit".format(
-                size, max_bytes), RE_EXPORT)
-        with open(path, "rb") as handle:
-            text = handle.read(max_bytes + 1).decode("utf-8")
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(bundle_path, field, "is not valid JSON ({})".format(
-            str(exc).splitlines()[0][:200]), RE_EXPORT) from exc
-    except RecursionError:
-        raise BundleError(bundle_path, field, "is nested too deeply to be a manifest", RE_EXPORT) from None
-    except OSError as exc:
-        raise BundleError(bundle_path, field, "cannot be read ({})".format(exc.strerror), RE_EXPORT) from exc
 
 
 def inside(bundle_path, relative, field):

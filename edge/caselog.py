@@ -26,7 +26,8 @@ import os
 import sqlite3
 import uuid
 
-from edge.errors import MedkioskError, require_cv2
+from edge.errors import MedkioskError
+from edge.lazy import require
 
 DB_NAME = "cases.db"
 CASES_DIR = "cases"
@@ -268,7 +269,7 @@ class CaseLog(object):
         """Save one case; return its CaseRecord. ``result``: a JSON-serialisable dict."""
         if self._db is None:
             raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
-        cv2 = require_cv2()
+        cv2 = require("cv2")
         ok, encoded = cv2.imencode(".png", image_bgr)
         if not ok:
             raise CaseLogError("the frame could not be encoded as PNG. Fix: report this; the camera frame "

@@ -23,7 +23,8 @@ Prediction carries the localisation and a thumbnail of exactly what was analysed
 import base64
 import time
 
-from edge.errors import BackendError, require, require_cv2
+from edge.errors import BackendError
+from edge.lazy import require
 from edge.locate import locate
 from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
@@ -38,10 +39,6 @@ LOCALISED_MODULES = ("chest", "pediatric-pneumonia")
 # Localisation methods whose crop is a photograph of an X-ray (normalised before the model);
 # "whole" and "letterbox" are digital images, analysed as they are.
 PHOTOGRAPHED = ("lightbox", "screen", "guide")
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 class Prediction(object):
@@ -126,7 +123,7 @@ class Prediction(object):
 
 
 def _png_base64(image):
-    ok, encoded = require_cv2().imencode(".png", image)
+    ok, encoded = require("cv2").imencode(".png", image)
     return base64.b64encode(encoded.tobytes()).decode("ascii") if ok else None
 
 
@@ -142,7 +139,7 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
                 thumbnail=None):
     """Runner outputs (row ``index``) + bundle -> Prediction. Pure: no model, no I/O."""
     description = bundle.description
-    probabilities = [float(p) for p in _np().asarray(outputs["probabilities"])[index]]
+    probabilities = [float(p) for p in require("numpy").asarray(outputs["probabilities"])[index]]
     present = []
     if description.task == "multilabel":
         present, uncertain = multilabel_decision(probabilities, description.abstain_threshold)
@@ -157,7 +154,7 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
                            "Fix: re-export the bundle (its model.onnx must output {!r})".format(
                                bundle.bundle_id, check["output"]))
     if check:
-        ood_score = float(_np().asarray(outputs["ood_score"]).reshape(-1)[index])
+        ood_score = float(require("numpy").asarray(outputs["ood_score"]).reshape(-1)[index])
         if ood_score > float(check["threshold"]):
             out_of_scope, message = True, check["message"]
     return Prediction(description.classes, description.display_names, probabilities, description.task,
@@ -195,7 +192,7 @@ def analysed_image(localisation):
 
 def thumbnail(image, size=THUMBNAIL_SIZE):
     """A small BGR copy of ``image`` (longest side ``size``)."""
-    cv2 = require_cv2()
+    cv2 = require("cv2")
     height, width = image.shape[:2]
     scale = min(1.0, float(size) / max(height, width))
     dims = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
@@ -245,7 +242,8 @@ class FramePreparer(object):
         self.bundle = bundle
         self.quality_thresholds = quality_thresholds
         shape = bundle.description.input.shape(1)
-        self._buffers = [_np().empty(shape, dtype=_np().float32) for _ in range(int(depth))]
+        np = require("numpy")
+        self._buffers = [np.empty(shape, dtype=np.float32) for _ in range(int(depth))]
         self._next = 0
 
     def __call__(self, image_bgr, localisation=None):
@@ -264,7 +262,8 @@ class Classifier(object):
         if quality_thresholds is not None:
             quality_thresholds = quality_thresholds.for_bundle(self.bundle)
         self.quality_thresholds = quality_thresholds
-        self._buffer = _np().empty(self.bundle.description.input.shape(1), dtype=_np().float32)
+        np = require("numpy")
+        self._buffer = np.empty(self.bundle.description.input.shape(1), dtype=np.float32)
 
     @classmethod
     def open(cls, bundle, backend="auto", precision="fp16", engine_cache=None, quality_thresholds=None,

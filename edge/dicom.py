@@ -22,7 +22,9 @@ prints or stores: an image is named by its file name only.
 import io
 import warnings
 
-from edge.errors import ImageError, require, require_cv2
+from edge.errors import ImageError
+from edge.lazy import require
+from edge.pixels import ImageHeader, LoadedImage, fit_side, to_8bit, to_bgr
 
 INSTALL_HINT = ("pip install 'pydicom==2.3.1' on Python 3.6 (JetPack 4.6), 'pydicom==3.0.2' on Python "
                 "3.10+ (or pip install 'medkiosk[edge]')")
@@ -42,10 +44,6 @@ def _pydicom(name="image"):
     # lines into the journal. medkiosk reports each problem itself, on one line.
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     return pydicom
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def _dataset(data, name, stop_before_pixels):
@@ -90,7 +88,6 @@ def _number(dataset, keyword, default):
 
 def dicom_header(data, name="image"):
     """edge.imageio.ImageHeader from the DICOM header only (pixel data is not read)."""
-    from edge.imageio import ImageHeader
 
     dataset = _dataset(data, name, stop_before_pixels=True)
     if "Rows" not in dataset or "Columns" not in dataset:
@@ -142,7 +139,7 @@ def _first(value):
 
 def _window(values, centre, width, function):
     """DICOM PS3.3 C.11.2.1.2 windowing to 0..1 (LINEAR, LINEAR_EXACT, SIGMOID)."""
-    np = _np()
+    np = require("numpy")
     if function == "SIGMOID":
         return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / max(width, 1e-6)))
     if function == "LINEAR_EXACT":
@@ -152,7 +149,7 @@ def _window(values, centre, width, function):
 
 
 def _min_max(values):
-    np = _np()
+    np = require("numpy")
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros_like(values)
@@ -160,7 +157,7 @@ def _min_max(values):
 
 
 def _lut_data(item, entries, bits):
-    np = _np()
+    np = require("numpy")
     data = item.LUTData
     if isinstance(data, bytes):  # OW: 16-bit words, or 8-bit entries packed two to a word
         dtype = np.uint8 if bits == 8 and len(data) == entries else np.dtype("<u2")
@@ -170,7 +167,7 @@ def _lut_data(item, entries, bits):
 
 def _voi_lut_unit(values, item):
     """The first VOI LUT (PS3.3 C.11.2.1.1): stored values -> LUT entries, as 0..1 by its output bits."""
-    np = _np()
+    np = require("numpy")
     descriptor = [int(x) for x in item.LUTDescriptor]
     entries, first = descriptor[0] or 65536, descriptor[1]
     bits = descriptor[2] if len(descriptor) > 2 and 1 <= descriptor[2] <= 16 else 16
@@ -181,7 +178,7 @@ def _voi_lut_unit(values, item):
 
 def grey_to_unit(values, dataset):
     """Modality-transformed grey values -> 0..1 by the VOI LUT, the window, or the image's range."""
-    np = _np()
+    np = require("numpy")
     if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence):
         return np.clip(_voi_lut_unit(values, dataset.VOILUTSequence[0]), 0.0, 1.0)
     if dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None:
@@ -195,10 +192,9 @@ def grey_to_unit(values, dataset):
 
 def _colour_to_bgr(frame, dataset):
     """Colour pixels (RGB, or YBR left unconverted by pydicom 2.x) -> BGR uint8."""
-    from edge.imageio import to_8bit
 
-    np = _np()
-    cv2 = require_cv2()
+    np = require("numpy")
+    cv2 = require("cv2")
     photometric = str(dataset.get("PhotometricInterpretation", "RGB"))
     if photometric.startswith("YBR") and int(_pydicom().__version__.split(".")[0]) < 3:
         from pydicom.pixel_data_handlers.util import convert_color_space
@@ -211,9 +207,8 @@ def _colour_to_bgr(frame, dataset):
 
 def decode_dicom(data, limits, name):
     """DICOM bytes -> edge.imageio.LoadedImage (8-bit BGR, at most limits.max_side)."""
-    from edge.imageio import LoadedImage, fit_side, to_bgr
 
-    np = _np()
+    np = require("numpy")
     dataset = _dataset(data, name, stop_before_pixels=False)
     pixels = _pixels(dataset, name)
     frames = max(1, _number(dataset, "NumberOfFrames", 1))

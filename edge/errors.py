@@ -44,20 +44,3 @@ class ConfigError(MedkioskError):
 
 class EngineError(MedkioskError):
     """A TensorRT engine cannot be built, found, loaded or run."""
-
-
-# Transitional: the one lazy-import helper is ``edge.lazy.require``. These two names stay only
-# until the modules still importing them from here (preprocess, quality, overlay, caselog,
-# classify, verify; training; export) are converted at merge; then delete them.
-def require(module_name, install_hint=None):
-    """``edge.lazy.require`` under its old name."""
-    from edge import lazy
-
-    return lazy.require(module_name, install_hint)
-
-
-def require_cv2():
-    """``edge.lazy.require("cv2")`` under its old name."""
-    from edge import lazy
-
-    return lazy.require("cv2")

@@ -24,17 +24,15 @@ import stat
 import struct
 
 from edge.console import printable
-from edge.errors import ImageError, require, require_cv2
+from edge.errors import ImageError
+from edge.lazy import require
+from edge.pixels import ImageHeader, LoadedImage, fit_side, to_8bit, to_bgr  # noqa: F401 (re-exported)
 
 ImageLimits = collections.namedtuple("ImageLimits", "max_file_mb max_megapixels max_side")
 # 100 MB holds an uncompressed 16-bit 7000x7000 DICOM; 40 megapixels is twice a 43x43 cm CR plate at
 # 100 um; 2048 pixels is more than any kiosk screen shows and 9x the model's input.
 DEFAULT_LIMITS = ImageLimits(max_file_mb=100, max_megapixels=40, max_side=2048)
 
-# What a header says before decoding: format name, size, bits per sample, samples per pixel, frames.
-ImageHeader = collections.namedtuple("ImageHeader", "format width height bits channels frames")
-# A decoded image (BGR uint8, at most max_side on its longer side) and notices about it.
-LoadedImage = collections.namedtuple("LoadedImage", "image notes")
 
 NOT_REGULAR = ((stat.S_ISDIR, "is a folder, not an image"),
                (stat.S_ISFIFO, "is a named pipe (FIFO), not an image file"),
@@ -44,10 +42,6 @@ NOT_REGULAR = ((stat.S_ISDIR, "is a folder, not an image"),
 READ_CHUNK = 1 << 20
 # A DICOM data set written without the Part 10 preamble has no signature: known by its extension.
 DICOM_EXTENSIONS = (".dcm", ".dicom")
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def open_regular_file(path, max_bytes):
@@ -288,45 +282,12 @@ def _imread_flags(cv2, header, factor):
     return getattr(cv2, names)
 
 
-def fit_side(image, max_side):
-    """Shrink (INTER_AREA) so the longer side is at most ``max_side``; smaller images are unchanged."""
-    cv2 = require_cv2()
-    height, width = image.shape[:2]
-    longest = max(height, width)
-    if longest <= max_side:
-        return image
-    scale = float(max_side) / longest
-    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def to_8bit(image, bits=None):
-    """A 16-bit image to 8 bits by the bits actually used (``bits``, else the highest value's)."""
-    np = _np()
-    if image.dtype == np.uint8:
-        return image
-    if not bits or bits > 16 or bits <= 8:
-        bits = int(image.max()).bit_length() if image.size else 8
-    shift = max(0, bits - 8)
-    return np.right_shift(image, shift).clip(0, 255).astype(np.uint8)
-
-
-def to_bgr(image):
-    """Grey, BGR or BGRA uint8 -> BGR uint8."""
-    cv2 = require_cv2()
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 @functools.lru_cache(maxsize=None)
 def imdecode_reduces():
     """Whether this OpenCV's imdecode honours IMREAD_REDUCED_* (imread does since 3.2; imdecode
     only in newer releases: JetPack 4.6's OpenCV 4.1 decodes full-size)."""
-    cv2 = require_cv2()
-    np = _np()
+    cv2 = require("cv2")
+    np = require("numpy")
     ok, encoded = cv2.imencode(".jpg", np.zeros((16, 16), np.uint8))
     decoded = cv2.imdecode(encoded, cv2.IMREAD_REDUCED_GRAYSCALE_2) if ok else None
     return decoded is not None and decoded.shape[:2] == (8, 8)
@@ -341,8 +302,8 @@ def _decode_reduced(cv2, np, data, fd, flags, factor):
 
 
 def _decode_opencv(data, header, limits, name, fd=None):
-    cv2 = require_cv2()
-    np = _np()
+    cv2 = require("cv2")
+    np = require("numpy")
     factor = reduction_for(header, limits.max_side)
     image = _decode_reduced(cv2, np, data, fd, _imread_flags(cv2, header, factor), factor)
     if image is None:

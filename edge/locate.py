@@ -18,7 +18,7 @@ fixed ``GUIDE`` rectangle is used). ``OutlineTracker`` turns per-frame results i
 states "searching", "hold_still" and "locked".
 """
 
-from edge.errors import require, require_cv2
+from edge.lazy import require
 
 WORK_WIDTH = 160
 # Bars: an edge row/column is "black" when its brightest pixel is at most this, and bars are
@@ -43,14 +43,6 @@ CROP_MAX_SIDE = 384
 # The guide rectangle, as fractions of the frame (x0, y0, x1, y1): a portrait film, centred.
 GUIDE = (0.30, 0.08, 0.70, 0.92)
 GUIDE_TEXT = "Place the X-ray inside the frame"
-
-
-def _cv2():
-    return require_cv2()
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 class Localisation(object):
@@ -101,8 +93,8 @@ class Localisation(object):
 def guide_quad(width, height):
     """The GUIDE rectangle in pixels of a ``width`` x ``height`` frame, TL, TR, BR, BL."""
     x0, y0, x1, y1 = GUIDE
-    return _np().array([[x0 * width, y0 * height], [x1 * width, y0 * height],
-                        [x1 * width, y1 * height], [x0 * width, y1 * height]], dtype=_np().float32)
+    return require("numpy").array([[x0 * width, y0 * height], [x1 * width, y0 * height],
+                        [x1 * width, y1 * height], [x0 * width, y1 * height]], dtype=require("numpy").float32)
 
 
 def _bar_bounds(grey):
@@ -110,7 +102,7 @@ def _bar_bounds(grey):
     (rows) at the ends of the long side of a video-shaped frame (aspect at least VIDEO_ASPECT) that
     together take at least MIN_BARS of it. Dark edges of a square or portrait digital X-ray belong
     to the image and are kept."""
-    np = _np()
+    np = require("numpy")
     height, width = grey.shape
     box = [0, 0, width, height]
     if width >= VIDEO_ASPECT * height:
@@ -130,7 +122,7 @@ def _bar_bounds(grey):
 def _ring_plane(grey):
     """Fit a quadratic surface in x, y to the 2-pixel border ring (the lightbox's uneven light);
     returns (surface image, robust spread of the ring's residuals)."""
-    np = _np()
+    np = require("numpy")
     height, width = grey.shape
     ring = np.zeros((height, width), dtype=bool)
     ring[:2, :] = ring[-2:, :] = True
@@ -151,7 +143,7 @@ def _ring_plane(grey):
 
 def _region_mask(grey, plane, spread):
     """The non-surround region: not within the tolerance of the ring plane, or not border-connected."""
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     tolerance = max(SURROUND_TOLERANCE, SURROUND_SPREAD * spread) + SURROUND_RELATIVE * np.abs(plane)
     surround = (np.abs(grey.astype(np.float32) - plane) <= tolerance).astype(np.uint8)
     surround = cv2.morphologyEx(surround, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -165,7 +157,7 @@ def _region_mask(grey, plane, spread):
 
 
 def _intersect(line_a, line_b):
-    np = _np()
+    np = require("numpy")
     (vx1, vy1, x1, y1), (vx2, vy2, x2, y2) = line_a, line_b
     matrix = np.array([[vx1, -vx2], [vy1, -vy2]], dtype=np.float64)
     if abs(np.linalg.det(matrix)) < 1e-6:
@@ -176,7 +168,7 @@ def _intersect(line_a, line_b):
 
 def _refine(points, corners):
     """Fit a line to the outline points of each side (away from the corners) and intersect them."""
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     lines = []
     for index in range(4):
         start, end = corners[index], corners[(index + 1) % 4]
@@ -207,7 +199,7 @@ def _refine(points, corners):
 
 def _quad_of(region):
     """The four corners (TL, TR, BR, BL) of the largest region, or None when it is no film."""
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     contours = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[-2]
     if not contours:
         return None
@@ -229,14 +221,14 @@ def _quad_of(region):
 
 
 def _chroma(small_bgr):
-    np = _np()
+    np = require("numpy")
     channels = small_bgr.reshape(-1, 3).astype(np.int16)
     return float(np.abs(channels - channels.mean(axis=1, keepdims=True)).mean() * 2.0)
 
 
 def _warp(frame, quad):
     """Warp ``quad`` of ``frame`` to an upright rectangle (longest side at most CROP_MAX_SIDE)."""
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     tl, tr, br, bl = quad
     width = (np.hypot(*(tr - tl)) + np.hypot(*(br - bl))) / 2.0
     height = (np.hypot(*(bl - tl)) + np.hypot(*(br - tr))) / 2.0
@@ -255,7 +247,7 @@ def _full_box(box, scale, width, height):
 
 
 def _box_quad(box):
-    np = _np()
+    np = require("numpy")
     x0, y0, x1, y1 = box
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
 
@@ -263,7 +255,7 @@ def _box_quad(box):
 def _small(frame):
     """(colour, grey, scale): the frame reduced by an integer factor to about WORK_WIDTH wide.
     An integer factor keeps INTER_AREA on its fast path (a quarter of the cost)."""
-    cv2 = _cv2()
+    cv2 = require("cv2")
     height, width = frame.shape[:2]
     factor = max(1, int(round(width / float(WORK_WIDTH))))
     if factor > 1 and height >= 8 * factor:
@@ -277,7 +269,7 @@ def _small(frame):
 
 
 def _as_bgr(frame):
-    cv2 = _cv2()
+    cv2 = require("cv2")
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.shape[2] == 4:
@@ -287,7 +279,7 @@ def _as_bgr(frame):
 
 def _find_quad(frame, grey, scale):
     """A Localisation of the film/screen when the frame's border ring is one uniform surround."""
-    np = _np()
+    np = require("numpy")
     surface, spread = _ring_plane(grey)
     if spread > UNIFORM_RING_SPREAD:
         return None
@@ -329,7 +321,7 @@ def locate(frame_bgr):
 
 def quad_iou(quad_a, quad_b):
     """Intersection over union of two convex quadrilaterals (4x2 corners)."""
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     a, b = np.asarray(quad_a, np.float32), np.asarray(quad_b, np.float32)
     inter = cv2.intersectConvexConvex(a, b)[0]
     union = cv2.contourArea(a) + cv2.contourArea(b) - inter
@@ -355,7 +347,7 @@ class OutlineTracker(object):
         self.state = SEARCHING
 
     def update(self, localisation):
-        np = _np()
+        np = require("numpy")
         if not localisation.found:
             self._previous, self._still, self.state = None, 0, SEARCHING
             return self.state

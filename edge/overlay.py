@@ -14,7 +14,7 @@ Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
 import unicodedata
 import zlib
 
-from edge.errors import require, require_cv2
+from edge.lazy import require
 
 DISCLAIMER = "Decision support only - not a diagnosis"
 UNCERTAIN_TEXT = "Uncertain - retake the image or refer"
@@ -44,14 +44,6 @@ BLUE = (200, 120, 20)
 
 _REPLACEMENTS = {"\u2014": "-", "\u2013": "-", "\u2026": "...", "\u00d7": "x", "\u2265": ">=",
                  "\u2264": "<=", "\u00b5": "u", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
-
-
-def _cv2():
-    return require_cv2()
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def ascii_text(text):
@@ -337,7 +329,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
     _text_block(cv2, canvas, state.module_title or "medkiosk", layout.title, unit * 1.25, WHITE, bold=True)
     if result is not None:
-        _draw_thumbnail(cv2, _np(), canvas, layout, result)
+        _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
         _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=1)
 
@@ -411,7 +403,7 @@ def draw_overlay(frame, result, state, canvas=None):
     ``frame``: BGR (or gray) uint8 image or None; ``result``: an ``edge.classify.Prediction`` or None;
     ``state``: OverlayState. Never modifies ``frame``.
     """
-    cv2, np = _cv2(), _np()
+    cv2, np = require("cv2"), require("numpy")
     canvas = _canvas_for(np, canvas, state.size)
     layout = Layout(state.size)
     kind = prediction_state(result, state)
@@ -429,7 +421,9 @@ def _shown(result, layout):
                  for name, p in list(getattr(result, "top3", None) or [])[:3])
     quality = getattr(result, "quality", None)
     thumb = getattr(result, "thumbnail", None)
-    thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(_np().ascontiguousarray(thumb).data))
+    if thumb is not None:
+        thumb = require("numpy").ascontiguousarray(thumb)
+    thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(thumb.data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
             getattr(result, "out_of_scope_message", None), thumb_key)
 
@@ -455,7 +449,7 @@ class OverlayRenderer(object):
         self.panel_draws = 0
 
     def draw(self, frame, result, state):
-        cv2, np = _cv2(), _np()
+        cv2, np = require("cv2"), require("numpy")
         canvas = _canvas_for(np, self.canvas, state.size)
         if canvas is not self.canvas:
             self._key = None

@@ -9,18 +9,10 @@ model sees the same pixels everywhere.
 import os
 
 from edge import imageio
-from edge.errors import require, require_cv2
+from edge.lazy import require
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".dcm",
                     ".dicom")
-
-
-def _cv2():
-    return require_cv2()
-
-
-def _np():
-    return require("numpy", "pip install numpy (JetPack: apt install python3-numpy)")
 
 
 def is_image_file(path):
@@ -44,7 +36,7 @@ def load_image(path, limits=None):
 
 def resize_to_input(image_bgr, input_spec):
     """Resize a BGR (or single-channel) uint8 image to the model's input size."""
-    cv2 = _cv2()
+    cv2 = require("cv2")
     interpolation = cv2.INTER_AREA if input_spec.resize == "area" else cv2.INTER_LINEAR
     height, width = image_bgr.shape[:2]
     if (height, width) == (input_spec.height, input_spec.width):
@@ -54,7 +46,7 @@ def resize_to_input(image_bgr, input_spec):
 
 def to_model_colour(image_bgr, input_spec):
     """Convert a BGR/GRAY uint8 image to the model's colour order (HxWxC, C=3 or 1)."""
-    cv2 = _cv2()
+    cv2 = require("cv2")
     if image_bgr.ndim == 2:
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     elif image_bgr.shape[2] == 4:
@@ -69,7 +61,7 @@ def preprocess(image_bgr, input_spec, out=None):
 
     ``out`` may be a preallocated (1, C, H, W) float32 array, reused to avoid a per-frame allocation.
     """
-    np = _np()
+    np = require("numpy")
     pixels = to_model_colour(resize_to_input(image_bgr, input_spec), input_spec)
     if out is None:
         out = np.empty(input_spec.shape(1), dtype=np.float32)
@@ -80,7 +72,7 @@ def preprocess(image_bgr, input_spec, out=None):
 
 def preprocess_batch(images_bgr, input_spec):
     """Several images -> one float32 NCHW batch."""
-    np = _np()
+    np = require("numpy")
     batch = np.empty(input_spec.shape(len(images_bgr)), dtype=np.float32)
     for index, image in enumerate(images_bgr):
         preprocess(image, input_spec, out=batch[index:index + 1])
@@ -105,7 +97,7 @@ def normalise_crop(crop_bgr):
     """A photographed X-ray crop (BGR or grey uint8) -> grey-as-BGR uint8: colour cast removed,
     moire and noise smoothed, grey range stretched to 0-255 (by at most NORMALISE_MAX_GAIN, about
     mid-grey). Pure; never applied to digital files."""
-    np, cv2 = _np(), _cv2()
+    np, cv2 = require("numpy"), require("cv2")
     grey = crop_bgr if crop_bgr.ndim == 2 else cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
     grey = cv2.GaussianBlur(grey, (0, 0), NORMALISE_BLUR_SIGMA)
     low, high = np.percentile(grey[::2, ::2], NORMALISE_PERCENTILES)

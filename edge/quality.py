@@ -9,15 +9,12 @@ Exposure: ``mean`` grey level below ``dark_threshold`` is "too dark", above ``br
 (<= 5) or blown to white (>= 250) is also "too dark"/"overexposed".
 """
 
-from edge.errors import ConfigError, require_cv2
+from edge.errors import ConfigError
+from edge.lazy import require
 
 WORK_SIZE = 256
 BLACK_LEVEL = 5
 WHITE_LEVEL = 250
-
-
-def _cv2():
-    return require_cv2()
 
 
 class QualityThresholds(object):
@@ -106,7 +103,7 @@ class Quality(object):
 
 def _small_grey(image_bgr):
     # Grey first, then shrink: a third of the cost of shrinking three colour channels.
-    cv2 = _cv2()
+    cv2 = require("cv2")
     if image_bgr.ndim == 3:
         if image_bgr.shape[2] == 4:
             image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2GRAY)
@@ -124,7 +121,7 @@ def _small_grey(image_bgr):
 
 def sharpness(image_bgr):
     """The blur measure: variance of the Laplacian of the reduced grey image."""
-    return float(_cv2().Laplacian(_small_grey(image_bgr), _cv2().CV_64F).var())
+    return float(require("cv2").Laplacian(_small_grey(image_bgr), require("cv2").CV_64F).var())
 
 
 # The blur threshold stored in a bundle: half the sharpness of the least sharp 1% of its
@@ -146,7 +143,7 @@ def calibrate_blur_threshold(images_bgr):
 
 def assess_quality(image_bgr, thresholds=None):
     """Measure blur and exposure of a BGR (or grey) uint8 image; return a Quality."""
-    cv2 = _cv2()
+    cv2 = require("cv2")
     thresholds = thresholds or QualityThresholds()
     grey = _small_grey(image_bgr)
     sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())

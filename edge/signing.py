@@ -21,7 +21,9 @@ import hashlib
 import json
 import os
 
-from edge.errors import BundleError, MedkioskError, MissingDependencyError, require
+from edge.bundle_files import read_json_limited, sha256_file, write_json_atomic
+from edge.errors import BundleError, MedkioskError, MissingDependencyError
+from edge.lazy import require
 
 SIGNATURE_FILE = "signature.json"
 SIGNATURE_FORMAT = "medkiosk-bundle-signature-1"
@@ -259,14 +261,12 @@ def _payload(files, signer):
 
 
 def _file_hashes(path, names):
-    from edge.bundle import sha256_file
 
     return {name: sha256_file(os.path.join(path, name)) for name in names}
 
 
 def sign_bundle(path, private_key):
     """Sign every file of the bundle folder ``path`` with ``private_key``; write signature.json."""
-    from edge.bundle import write_json_atomic
 
     _module, serialization = _ed25519()
     path, private_key = str(path), str(private_key)
@@ -283,7 +283,6 @@ def sign_bundle(path, private_key):
 
 
 def _read_signature(path):
-    from edge.bundle import read_json_limited
 
     sig_path = os.path.join(path, SIGNATURE_FILE)
     if not os.path.isfile(sig_path):

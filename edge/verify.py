@@ -7,7 +7,8 @@ bundle's golden images through the chosen backend, comparing with ``golden/expec
 
 import os
 
-from edge.errors import MedkioskError, require
+from edge.errors import MedkioskError
+from edge.lazy import require
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 
@@ -61,7 +62,7 @@ def run_golden(bundle, runner):
     from edge.classify import classify
     from edge.preprocess import load_image
 
-    np = require("numpy", "pip install numpy")
+    np = require("numpy")
     try:
         samples = bundle.golden_samples()
     except MedkioskError as exc:

@@ -11,7 +11,8 @@ import shutil
 import tempfile
 
 from edge.bundle import load_lab_bundle
-from edge.errors import MedkioskError, MissingDependencyError, require
+from edge.errors import MedkioskError, MissingDependencyError
+from edge.lazy import require
 from edge.parity import MIN_TOP1_AGREEMENT, TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess
 from export.errors import ExportError

@@ -31,7 +31,7 @@ from edge.bundle import (
     write_json_atomic,
 )
 from edge.description import ModelDescription
-from edge.errors import require
+from edge.lazy import require
 from edge.parity import TOLERANCES, compare_probabilities
 from edge.preprocess import IMAGE_EXTENSIONS, load_image, preprocess, resize_to_input
 from edge.quality import calibrate_blur_threshold

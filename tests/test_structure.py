@@ -14,24 +14,8 @@ SCRIPT = os.path.join(ROOT, "scripts", "check_structure.py")
 # Violations of work not merged yet when the checker was written; each belongs to another branch of
 # issue 16. The lead empties this list at merge: a violation that is gone must leave the list too
 # (test_allow_list_has_no_stale_entries), one that is new fails test_the_project_has_no_violations.
-ALLOWED = [
-    # the kiosk becomes a small package (edge/kiosk.py is 837 lines)
-    "file-length edge/kiosk.py",
-    # benchmarks/pipeline.py: the live-mode work (1,099 lines, a 232-line render_markdown)
-    "file-length benchmarks/pipeline.py",
-    "function-length benchmarks/pipeline.py:render_markdown",
-    # the TensorRT engine code moves from export/engine to edge/ (edge imports export until then)
-    "layer edge/backends/tensorrt.py->export.engine.cache",
-    "layer edge/backends/tensorrt.py->export.engine.gpu",
-    "layer edge/backends/tensorrt.py->export.engine.trt_compat",
-    "layer edge/backends/tensorrt.py->export.engine.manage",
-    "private-import export/engine/trt_compat.py:edge.onnx_info._fields",
-    "private-import export/engine/trt_compat.py:edge.onnx_info._text",
-    "package-cycle edge <-> export <-> training",
-    # one lazy-import helper for edge (edge/sources use edge.preprocess's private _cv2)
-    "private-import edge/sources/camera.py:edge.preprocess._cv2",
-    "private-import edge/sources/files.py:edge.preprocess._cv2",
-]
+# Every structural rule holds on main: nothing is allowed. Add an entry only with its reason.
+ALLOWED = []
 
 
 def _check(root, allowed=()):

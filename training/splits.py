@@ -14,7 +14,8 @@ import logging
 import os
 import time
 
-from edge.errors import ConfigError, MedkioskError, require
+from edge.errors import ConfigError, MedkioskError
+from edge.lazy import require
 from training.data import Sample
 
 LOG = logging.getLogger(__name__)

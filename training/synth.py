@@ -10,7 +10,8 @@
 
 import os
 
-from edge.errors import ConfigError, SourceError, require
+from edge.errors import ConfigError, SourceError
+from edge.lazy import require
 
 # (class name, hue in OpenCV's 0..179 scale): shapes and hues both differ between classes, so a
 # small CNN separates them quickly while position/scale/background/noise keep it from being trivial.

@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
 
 
 def _flask():
-    from edge.errors import require
+    from edge.lazy import require
 
     return require("flask", "pip install 'medkiosk[serve]'")
 

@@ -10,7 +10,7 @@ print the same sheet. Core PDF fonts are Latin-1: text is folded to ASCII as on 
 import io
 
 from edge import overlay
-from edge.errors import require, require_cv2
+from edge.lazy import require
 
 FPDF_HINT = "pip install 'medkiosk[serve]' (fpdf2)"
 TITLE = "medkiosk - referral sheet"
@@ -21,7 +21,7 @@ def _ascii(text):
 
 
 def _png(image_bgr):
-    ok, data = require_cv2().imencode(".png", image_bgr)
+    ok, data = require("cv2").imencode(".png", image_bgr)
     if not ok:
         raise ValueError("image could not be encoded")
     return io.BytesIO(data.tobytes())

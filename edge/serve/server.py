@@ -11,7 +11,8 @@ import signal
 import ssl
 import sys
 
-from edge.errors import ConfigError, require
+from edge.errors import ConfigError
+from edge.lazy import require
 from edge.serve.auth import DeviceStore
 from edge.serve.ratelimit import RateLimiter
 from edge.serve.service import Service

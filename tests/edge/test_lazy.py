@@ -44,14 +44,9 @@ def test_unknown_library_gets_a_pip_hint_and_an_override_wins():
         lazy.require("no_such_module_xyz", "apt install something")
 
 
-def test_the_old_names_in_edge_errors_are_the_same_helper(monkeypatch):
-    """Transitional aliases (removed once every module imports edge.lazy): same message, same hint."""
-    import sys
-
+def test_edge_errors_no_longer_offers_a_second_helper():
+    """One lazy-import helper: the transitional names in edge.errors are gone."""
     from edge import errors
 
-    monkeypatch.setitem(sys.modules, "cv2", None)
-    with pytest.raises(MissingDependencyError, match="Install it: on a Jetson install JetPack's OpenCV"):
-        errors.require_cv2()
-    with pytest.raises(MissingDependencyError, match="Install it: " + lazy.OPENCV_HINT.split("(")[0]):
-        errors.require("cv2")
+    assert not hasattr(errors, "require")
+    assert not hasattr(errors, "require_cv2")
