@@ -9,6 +9,8 @@ import re
 import struct
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.edge.serve.serve_helpers import (
@@ -218,10 +220,12 @@ def test_pixel_bomb_is_refused_before_decoding(server, token):
     assert server.cases_on_disk() == before
 
 
-def test_dicom_text_and_truncated_uploads_are_refused(server, token):
+def test_damaged_dicom_text_and_truncated_uploads_are_refused(server, token):
+    before = server.cases_on_disk()
     dicom = b"\0" * 128 + b"DICM" + b"\0" * 64
-    body = expect_error(classify(server, token, dicom), 415, "unsupported_format")
+    body = expect_error(classify(server, token, dicom, filename="x.dcm"), 400, "bad_image")
     assert "DICOM" in body["error"]["message"]
+    assert server.cases_on_disk() == before
     expect_error(classify(server, token, b"hello, not an image"), 415, "unsupported_format")
     data = read(real_xray())
     expect_error(classify(server, token, data[:len(data) // 2]), 400, "bad_image")
@@ -276,3 +280,38 @@ def test_listens_only_on_the_configured_address(server):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.2", server.port), timeout=5).close()
     socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+
+
+def test_a_dicom_upload_gives_the_same_result_as_the_same_picture_as_png(server, token, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    image = real_xray("NORMAL", 2)
+    grey = cv2.imread(image, cv2.IMREAD_GRAYSCALE)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("x.dcm", Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.Modality = "DOE^JANE", "CR"
+    ds.Rows, ds.Columns = grey.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (grey.astype(np.uint16) << 4).tobytes()  # 12-bit detector data
+    path = str(tmp_path / "x.dcm")
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
+    status, _headers, as_png = classify(server, token, read(image), module="pediatric-pneumonia")
+    assert status == 200, as_png
+    status, _headers, as_dicom = classify(server, token, read(path), module="pediatric-pneumonia",
+                                          filename="x.dcm")
+    assert status == 200, as_dicom
+    png_p, dicom_p = as_png["prediction"]["probabilities"], as_dicom["prediction"]["probabilities"]
+    assert sorted(png_p) == sorted(dicom_p)
+    assert max(abs(png_p[name] - dicom_p[name]) for name in png_p) <= 0.02
+    assert "DOE" not in json.dumps(as_dicom)
