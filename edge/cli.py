@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from edge import __version__
-from edge.cliutil import report_error, run_guarded
+from edge.cliutil import dispatch, report_error
 from edge.commands import bundle, cases, classify, engines, run, selftest, serve
 from edge.errors import MedkioskError
 
@@ -70,12 +70,7 @@ def main(argv=None):
         return engines.main(argv)
     if argv and argv[0] in DELEGATED:
         return _delegate(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    return run_guarded(args.handler, args)
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,12 @@ def print_line(text):
     """One line to stdout, flushed at once (progress of long device jobs shows in the journal)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def dispatch(parser, argv):
+    """Parse ``argv`` with ``parser`` and run the chosen subcommand's handler, guarded; help when none."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return run_guarded(args.handler, args)

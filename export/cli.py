@@ -9,7 +9,7 @@ handlers.
 import argparse
 import sys
 
-from edge.cliutil import print_line, run_guarded
+from edge.cliutil import dispatch, print_line
 from edge.commands.engines import EXPORT_DESCRIPTION, EXPORT_HELP, add_subcommands
 from edge.config import PRECISIONS
 
@@ -99,12 +99,7 @@ def build_parser():
 def main(argv=None):
     """Entry for ``medkiosk export ...``; ``argv`` starts with "export"."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        args.print_help()
-        return 2
-    return run_guarded(args.handler, args)
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def _missing_data_cli(exc):
 
 
 def main(argv=None):
-    from edge.cli import run_guarded
+    from edge.cliutil import run_guarded
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train" and "--list-archs" in argv:

@@ -60,7 +60,7 @@ def launch(train_argv, nproc_per_node):
 
 
 def main(argv=None):
-    from edge.cli import run_guarded
+    from edge.cliutil import run_guarded
     from training.train_args import add_train_arguments, set_threads, train_config
 
     parser = argparse.ArgumentParser(prog="training.distributed",

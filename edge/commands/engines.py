@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from edge.bundle import write_json_atomic
-from edge.cliutil import print_line, run_guarded
+from edge.cliutil import dispatch, print_line
 from edge.config import PRECISIONS
 from edge.tensorrt.cache import default_cache_dir
 from edge.tensorrt.manage import ensure_engine, rebuild_engines, verify_bundle
@@ -106,9 +106,4 @@ def build_parser():
 def main(argv=None):
     """Entry for ``medkiosk export engine|verify|engines ...``; ``argv`` starts with "export"."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    return run_guarded(args.handler, args)
+    return dispatch(build_parser(), argv)
