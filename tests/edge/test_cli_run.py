@@ -173,6 +173,8 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
     other results) are each disabled with one journal line; the good module keeps running."""
     import json
 
+    from tests.make_test_bundle import resign
+
     models = tmp_path / "models"
     models.mkdir()
     shutil.copytree(tiny_bundle, str(models / "synth"))
@@ -187,6 +189,7 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
         names = manifest["model"][key]
         names[0], names[1] = names[1], names[0]
     (swapped / "manifest.json").write_text(json.dumps(manifest))
+    resign(str(swapped))  # signed again, as a maintainer would: only the golden check can catch it
     config = _config(tmp_path, str(models), modules="synth-test, nested, swapped")
     process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
                          "--max-frames", "8", "--keys", "WAIT1,M,M,WAIT2,M"], env=_env())
