@@ -49,8 +49,10 @@ class Messages(object):
 
     def __init__(self):
         self._message = None
+        self.last = None  # the last message said, even once it is no longer shown
 
     def say(self, text):
+        self.last = text
         self._message = (text, time.monotonic() + MESSAGE_SECONDS)
 
     def current(self):

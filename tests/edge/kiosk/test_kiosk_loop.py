@@ -184,7 +184,8 @@ def test_freeze_save_and_back_to_live(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
     kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT8,SPACE,WAIT2,S,WAIT2,SPACE",
                                 max_frames=18)
-    assert kiosk.cases_saved == 1 and any("case saved" in line for line in lines)
+    assert kiosk.cases_saved == 1 and any("case saved K-0001 " in line for line in lines)
+    assert kiosk.messages.last == "Case saved (K-0001)"  # the short number a health worker reads out
     frozen = [i for i, frame in enumerate(frames) if has_colour(LAYOUT.badge.crop(frame), BLUE, minimum=200)]
     assert frozen and frozen[0] == 9 and frozen[-1] < 17  # frozen after SPACE, live again after SPACE
     with CaseLog(str(tmp_path / "state")) as log:
