@@ -60,8 +60,9 @@ def film_frame(real_xray):
     return photograph_file(real_xray, seed=2026, index=0, scene="film").frame
 
 
-def _run(film_frame, settle=40, max_frames=45):
-    frames = [_shifted(film_frame, STEP * (MOVING - i)) for i in range(MOVING)] + [film_frame] * settle
+def _run(film_frame, settle=40, max_frames=45, frames=None):
+    if frames is None:
+        frames = [_shifted(film_frame, STEP * (MOVING - i)) for i in range(MOVING)] + [film_frame] * settle
     factory = CaptureFactory(frames, period=0.05)
     source = open_source("v4l2:///dev/fake", capture_factory=factory, backoff=(0.1,), idle_s=0.02,
                          frame_timeout_s=2.0, max_read_failures=2)
@@ -132,7 +133,39 @@ def test_a_film_that_moves_then_settles_locks_and_matches_medkiosk_classify(tmp_
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
-def test_no_outline_for_files_or_modules_that_are_not_x_rays(tmp_path, slot, synth_images):
+def test_no_x_ray_in_view_shows_the_guide_while_searching():
+    """Skin (no film, no screen) in front of the camera: "searching", the white guide."""
+    skin = os.path.join(ROOT, "samples", "chest", "not-an-xray--generated-skin-photo.png")
+    scene = cv2.resize(cv2.imread(skin), (1280, 720))
+    assert not has_colour(scene, (255, 255, 255), minimum=1)
+    kiosk, shown, calls, _given = _run(scene, frames=[scene], max_frames=8)
+    assert calls and {state for state, _s, _p, _l, _image in shown} == {"searching"}
+    assert has_colour(shown[-1][4], (255, 255, 255), minimum=300)  # the guide and its instruction
+    assert not has_colour(shown[-1][4], AMBER, minimum=60) and not has_colour(shown[-1][4], BAR, minimum=60)
+
+
+def test_files_are_localised_by_classify_not_by_the_loop(tmp_path):
+    """A camera frame as a file: the loop does not locate it (no outline), classify does (the film)."""
+    import shutil
+
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    shutil.copy(os.path.join(ROOT, "samples", "chest", "camera--film--pneumonia--00000398_002.jpg"),
+                str(folder / "film.jpg"))
+    calls = []
+    slot = ModuleSlot("chest", bundle=load_bundle(SHIPPED_CHEST))
+    kiosk = Kiosk(open_source(str(folder) + "/"), NullSink(), [slot], size=SIZE, stderr=io.StringIO(),
+                  max_frames=3,
+                  open_classifier=default_classifier_opener("onnxruntime", "fp32", None, QUALITY),
+                  locate=lambda frame: calls.append(1) or locate(frame))
+    with kiosk.source, kiosk.sink:
+        assert kiosk.run() == 0
+    result = kiosk.current_result()
+    assert not calls and kiosk.screen.outline_state is None
+    assert result is not None and result.localisation.method == "lightbox" and result.thumbnail is not None
+
+
+def test_no_outline_for_modules_that_are_not_x_rays(tmp_path, slot, synth_images):
     """A synthetic (non-X-ray) module on the live camera: nothing is located, no outline is drawn."""
     from tests.edge.kiosk.kiosk_helpers import fake_camera
 
