@@ -248,3 +248,18 @@ def test_developer_mode_in_the_config_is_journalled_once_at_start(tmp_path, tiny
 
     assert "medkiosk: " + DEVELOPER_BANNER in stderr.splitlines(), stderr
     assert stderr.count(DEVELOPER_BANNER) == 1, stderr
+
+
+def test_run_locates_live_frames_by_default_and_not_with_no_locate(tmp_path, tiny_bundle, synth_images):
+    import argparse
+
+    from edge.commands import run as run_command
+    from edge.kiosk import locate_whole_frame
+    from edge.locate import locate
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    argv = ["--config", _config(tmp_path, tiny_bundle), "--source", _folder(tmp_path, synth_images)]
+    for extra, expected in (([], locate), (["--no-locate"], locate_whole_frame)):
+        kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv + extra))
+        assert kiosk.locate is expected
