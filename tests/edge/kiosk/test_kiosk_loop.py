@@ -228,6 +228,17 @@ def test_import_key_freezes_an_image_from_the_usb_folder(tmp_path, slot, synth_i
     expected = cv2.imread(str(two_class_folder / "a.png"))
     assert np.array_equal(kiosk.freeze.frame, expected)
 
+
+def test_an_unreadable_file_on_the_usb_stick_is_skipped_and_counted(tmp_path, slot, synth_images,
+                                                                     two_class_folder):
+    """The importer's unreadable files reach the kiosk's count (``medkiosk run``'s summary line)."""
+    (two_class_folder / "0-broken.png").write_bytes(b"not a png at all")
+    source, _factory = fake_camera(synth_images, period=0.02)
+    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys="WAIT3,F", max_frames=7,
+                                       importer_factory=lambda: open_source(str(two_class_folder) + "/"))
+    assert kiosk.frozen and np.array_equal(kiosk.freeze.frame, cv2.imread(str(two_class_folder / "a.png")))
+    assert kiosk.desk.unreadable == 1
+
 class HungClassifier(object):
     """Stand-in for a GPU that never returns (cannot be produced on CI): classify blocks."""
 
