@@ -65,7 +65,7 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -85,6 +85,7 @@ class OverlayState(object):
         self.size = tuple(size)
         self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
         self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
+        self.developer_notice = developer_notice  # edge.signing.DEVELOPER_BANNER: shown while it holds
 
 
 class Rect(object):
@@ -370,6 +371,10 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     if state.fallback_reason:
         alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
+    if state.developer_notice:  # below a fallback alert when there is one, else in its place
+        band = layout.alert if not state.fallback_reason else Rect(
+            layout.alert.x, layout.alert.h, layout.alert.w, int(unit * 1.1))
+        _banner(cv2, canvas, band, state.developer_notice, AMBER, BLACK, unit * 0.6)
     if state.frozen:
         _banner(cv2, canvas, Rect(layout.badge.x, layout.badge.y, min(layout.badge.w, int(unit * 11)),
                                   layout.badge.h), FROZEN_TEXT, BLUE, WHITE, unit * 0.7)

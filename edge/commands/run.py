@@ -24,6 +24,9 @@ def add_arguments(parser):
     parser.add_argument("--no-kiosk", dest="kiosk_mode", action="store_false", help="Q quits")
     parser.add_argument("--cpu-threads", help="threads for CPU inference: auto (all cores but one) or a "
                                               "number (config cpu_threads)")
+    parser.add_argument("--no-locate", dest="locate", action="store_false", default=True,
+                        help="no live outline of the film or screen (camera frames are still localised "
+                             "when classified)")
     parser.add_argument("--quiet", action="store_true", help="do not print a line per result (headless)")
 
 
@@ -42,6 +45,7 @@ def build_kiosk(args, stdout=None):
     from edge.caselog import CaseLog
     from edge.config import load_config, resolve_cpu_threads
     from edge.kiosk import Kiosk, default_classifier_opener, discover_modules
+    from edge.locate import locate
     from edge.outputs import KeyScript, open_output
     from edge.sdnotify import Notifier
     from edge.signing import set_default_trust, trust_from_config
@@ -76,7 +80,7 @@ def build_kiosk(args, stdout=None):
         notifier=Notifier(), stdout=(stdout or sys.stdout) if headless and not args.quiet else None,
         max_consecutive_failures=kiosk_cfg["max_consecutive_failures"],
         inference_timeout_s=kiosk_cfg["inference_timeout_s"],
-        size=(config.display["width"], config.display["height"]))
+        size=(config.display["width"], config.display["height"]), locate=locate if args.locate else None)
     return kiosk, source, sink
 
 
@@ -89,6 +93,7 @@ def run(args):
             status = kiosk.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    sys.stderr.write("medkiosk: {} frames shown, {} cases saved, {} frame errors\n".format(
-        kiosk.frames, kiosk.cases_saved, kiosk.failures))
+    unreadable = getattr(source, "unreadable", 0) + kiosk.desk.unreadable
+    sys.stderr.write("medkiosk: {} frames shown, {} cases saved, {} frame errors, {} unreadable files "
+                     "skipped\n".format(kiosk.frames, kiosk.cases_saved, kiosk.failures, unreadable))
     return status

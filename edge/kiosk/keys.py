@@ -6,6 +6,7 @@ Q/ESC quit (not in kiosk mode). A handler returns False to end the run.
 
 import os
 
+from edge.console import printable
 from edge.errors import SourceError
 from edge.overlay import OverlayState, prediction_state
 
@@ -27,6 +28,11 @@ class Desk(object):
             caselog.open()
             self.caselog = caselog
         return self.caselog
+
+    @property
+    def unreadable(self):
+        """How many files of the USB import folder could not be read (0 when never opened)."""
+        return getattr(self.importer, "unreadable", 0) if self.importer is not None else 0
 
     def close(self):
         if self.caselog is not None:
@@ -111,7 +117,7 @@ def next_image(kiosk):
         return
     _ok, image, _stamp = desk.importer.read()
     _hold(kiosk, image)
-    kiosk.messages.say("Image {}".format(os.path.basename(path)))
+    kiosk.messages.say("Image {}".format(printable(os.path.basename(path))))
 
 
 def _case_record(kiosk, result, slot):
@@ -144,8 +150,8 @@ def save_case(kiosk):
         kiosk.reporter.log("case not saved: {}".format(exc))
         return
     kiosk.cases_saved += 1
-    kiosk.messages.say("Case saved ({})".format(case.uid))
-    kiosk.reporter.line("[{}] case saved {} -> {}".format(kiosk.frames, case.uid, case.image))
+    kiosk.messages.say("Case saved ({})".format(case.number))
+    kiosk.reporter.line("[{}] case saved {} {} -> {}".format(kiosk.frames, case.number, case.uid, case.image))
 
 
 def heatmap(kiosk):

@@ -2,8 +2,11 @@
 
 * Capture: live cameras keep only their newest frame in their own grabber thread
   (``edge.sources``); ``source.read()`` blocks until the next frame.
-* Locate: ``locate(frame)`` finds the film or screen in the frame (identity for now: None, the
-  whole frame); its result travels with the frame (``Job.located``, ``Screen.located``).
+* Locate (live cameras, X-ray modules only: ``edge.classify.localises``): ``locate(frame)``
+  (``edge.locate.locate`` in ``medkiosk run``; identity, None, when not given) finds the film or
+  screen; ``OutlineTracker`` turns it into "searching"/"hold_still"/"locked" for the overlay, and
+  the localisation travels with the frame (``Job.located``, ``Screen.located``) so the classifier
+  does not locate it twice. Files, folders and a frozen image go through classify's own localisation.
 * Classify: one inference thread (``worker.InferenceWorker``) owns every runner. Live, every new
   frame is posted and the worker takes the newest (stale ones are dropped), so inference never
   waits for the display; the display wakes when a result lands (within the frame's time), so a
@@ -20,6 +23,7 @@ import sys
 import threading
 import time
 
+from edge.console import printable
 from edge.errors import SourceError
 from edge.kiosk.health import Health, KioskFailure
 from edge.kiosk.keys import Desk, on_key
@@ -28,13 +32,25 @@ from edge.kiosk.pipeline import FilePipeline
 from edge.kiosk.report import Reporter
 from edge.kiosk.screen import FrameClock, Freeze, Messages, Screen
 from edge.kiosk.worker import InferenceWorker
+from edge.locate import OutlineTracker
 from edge.overlay import OverlayRenderer, OverlayState, prediction_state
 from edge.smoothing import ProbabilitySmoother
 
 
 def locate_whole_frame(_frame):
-    """The "locate" step until a localiser is wired in: the whole frame (None)."""
+    """The "locate" step when none is given (tests, ``--no-locate``): the whole frame (None)."""
     return None
+
+
+def developer_notice(slots, trust=None):
+    """DEVELOPER_BANNER when the trust in use allows unsigned bundles or a loaded bundle is not
+    properly signed (its ``signature_problem``); else None."""
+    from edge.signing import DEVELOPER_BANNER, default_trust
+
+    trust = trust if trust is not None else default_trust()
+    problems = [slot.bundle.signature_problem for slot in slots
+                if slot.bundle is not None and getattr(slot.bundle, "signature_problem", None)]
+    return DEVELOPER_BANNER if trust.developer_mode or problems else None
 
 
 class Kiosk(object):
@@ -43,12 +59,14 @@ class Kiosk(object):
     def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
-                 size=(1280, 720), locate=None):
+                 size=(1280, 720), locate=None, trust=None):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
         self.open_classifier = open_classifier or default_classifier_opener()
         self.locate = locate or locate_whole_frame
+        self.tracker = OutlineTracker()
+        self.developer_notice = developer_notice(self.modules.slots, trust)
         self.keys = keys
         self.kiosk_mode = kiosk_mode
         self.max_frames = max_frames
@@ -112,6 +130,8 @@ class Kiosk(object):
     def run(self):
         """Run until finished; return the exit status (0) or raise KioskFailure."""
         self.reporter.module_problems(self.modules.problems())
+        if self.developer_notice:
+            self.reporter.log(self.developer_notice)
         self.worker = InferenceWorker(self.open_classifier).start()
         stalled = False
         try:
@@ -158,7 +178,7 @@ class Kiosk(object):
 
     def _source_name(self):
         path = getattr(self.source, "current_path", None)
-        return os.path.basename(path) if path and not self.freeze.active else None
+        return printable(os.path.basename(path)) if path and not self.freeze.active else None
 
     # ---- live: capture -> locate -> classify (newest frame always posted) ----
     def _advance_live(self, slot):
@@ -168,7 +188,7 @@ class Kiosk(object):
         frame, stamp = got
         if self.sink.interactive or frame is None:
             self.clock.pace(self.source.fps)
-        located = self.locate(frame) if frame is not None else None
+        located = self._locate_live(frame, slot)
         self.screen.show(frame, stamp, None, located)
         if frame is not None and slot.usable and self.pipeline.is_new(stamp):
             self.clock.camera_frame(stamp)
@@ -179,6 +199,20 @@ class Kiosk(object):
         if outcome is not None:
             self._apply(outcome, live=True)
         return True
+
+    def _locate_live(self, frame, slot):
+        """Locate the X-ray in a live frame and update the outline state (X-ray modules only)."""
+        from edge.classify import localises
+
+        if frame is None:
+            return None
+        if not slot.usable or not localises(slot.bundle):
+            self.tracker.reset()
+            self.screen.outline_state = None
+            return None
+        located = self.locate(frame)
+        self.screen.outline_state = self.tracker.update(located) if located is not None else None
+        return located
 
     def _await_live_result(self, job):
         """Wake for each result that lands, until this frame's own; draw before the next frame is due."""
@@ -233,8 +267,8 @@ class Kiosk(object):
             return True
 
     def _prepared_job(self, frame, stamp, slot):
-        """locate, then prepare on this thread (once a runner is loaded); None if that fails (counted)."""
-        located = self.locate(frame)
+        """Prepare on this thread (once a runner is loaded; classify's own localisation finds the X-ray
+        of an X-ray module); None if that fails (counted)."""
         prepared = None
         if slot.preparer is not None:
             try:
@@ -245,7 +279,7 @@ class Kiosk(object):
                                                                           exc))
                 return None
         return self.pipeline.new_job(frame, stamp, slot, self.freeze.active, prepared=prepared,
-                                     name=self._source_name(), located=located)
+                                     name=self._source_name())
 
     def _finish_inflight(self):
         """Wait for the frame in flight, apply its result and make it the frame shown; False if none."""
@@ -304,7 +338,6 @@ class Kiosk(object):
         if disconnected:
             self.screen.result = None
         started = time.monotonic()
-        # screen.located (the "locate" result of this frame) goes to the overlay here once wired in.
         canvas = self.renderer.draw(self.screen.frame if not disconnected else None, self.current_result(),
                                     self._overlay_state(slot, disconnected))
         self.sink.write(canvas)
@@ -323,6 +356,7 @@ class Kiosk(object):
         info = slot.runner_info or {}
         notices = info.get("notices") or []
         result = self.current_result()
+        located = self.screen.located if self.source.live and not self.freeze.active else None
         return OverlayState(
             module_title=slot.title, module_installed=slot.usable, module_problem=slot.problem,
             frozen=self.freeze.active,
@@ -331,4 +365,7 @@ class Kiosk(object):
             message=self.messages.current(), backend=info.get("name"), precision=info.get("precision"),
             provider=info.get("provider"), fallback_reason="; ".join(notices) if notices else None,
             on_cpu=info.get("on_cpu", False), fps=self.clock.fps,
-            latency_ms=getattr(result, "latency_ms", None), show_keys=True, size=self.size)
+            latency_ms=getattr(result, "latency_ms", None), show_keys=True, size=self.size,
+            outline=located.quad if located is not None else None,
+            outline_state=self.screen.outline_state if located is not None else None,
+            developer_notice=self.developer_notice)

@@ -1,5 +1,6 @@
 """What the kiosk tells the outside: journal lines, systemd status, one stdout line per new result."""
 
+from edge.console import printable
 from edge.overlay import OverlayState, prediction_state
 
 
@@ -7,7 +8,7 @@ def format_result_line(frame_number, slot, prediction, kind, image_name=None):
     """The one line printed per new result in headless mode (``image_name``: a still image's file)."""
     head = "[{}] {}".format(frame_number, slot.module_id)
     if image_name:
-        head += " {}:".format(image_name)
+        head += " {}:".format(printable(image_name))
     if kind == "quality":
         return "{}  IMAGE QUALITY: {}".format(head, prediction.quality.message)
     if kind == "out_of_scope":

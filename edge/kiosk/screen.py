@@ -13,6 +13,7 @@ class Screen(object):
         self.stamp = None
         self.name = None  # a still image's file name (headless result lines)
         self.located = None  # the "locate" step's result for this frame (None: the whole frame)
+        self.outline_state = None  # edge.locate.OutlineTracker's state for the live outline
         self.result = None
         self.result_stamp = None
         self.result_seq = None
@@ -48,8 +49,10 @@ class Messages(object):
 
     def __init__(self):
         self._message = None
+        self.last = None  # the last message said, even once it is no longer shown
 
     def say(self, text):
+        self.last = text
         self._message = (text, time.monotonic() + MESSAGE_SECONDS)
 
     def current(self):

@@ -198,6 +198,8 @@ class InferenceWorker(object):
         try:
             if job.prepared is not None:
                 return Outcome(job, prediction=classifier.infer_prepared(job.prepared))
+            if job.located is not None:  # live: located once, for the outline and the classifier
+                return Outcome(job, prediction=classifier.classify(job.frame, localisation=job.located))
             return Outcome(job, prediction=classifier.classify(job.frame))
         except Exception as exc:  # reported to the loop, which counts it and stops after too many
             return Outcome(job, error="{}: {}: {}".format(job.slot.module_id, type(exc).__name__, exc))

@@ -173,6 +173,8 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
     other results) are each disabled with one journal line; the good module keeps running."""
     import json
 
+    from tests.make_test_bundle import resign
+
     models = tmp_path / "models"
     models.mkdir()
     shutil.copytree(tiny_bundle, str(models / "synth"))
@@ -187,6 +189,7 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
         names = manifest["model"][key]
         names[0], names[1] = names[1], names[0]
     (swapped / "manifest.json").write_text(json.dumps(manifest))
+    resign(str(swapped))  # signed again, as a maintainer would: only the golden check can catch it
     config = _config(tmp_path, str(models), modules="synth-test, nested, swapped")
     process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
                          "--max-frames", "8", "--keys", "WAIT1,M,M,WAIT2,M"], env=_env())
@@ -201,3 +204,62 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
     assert len(golden) == 1 and golden[0].startswith("medkiosk: Module cannot run here: swapped: ")
     results = [line for line in stdout.splitlines() if line.startswith("[")]
     assert results and all(" synth-test " in line for line in results)  # never a result of the tampered one
+
+
+def test_a_broken_file_is_counted_and_a_newline_in_a_name_cannot_forge_a_line(tmp_path, tiny_bundle,
+                                                                             synth_images):
+    """A USB folder with a file that is not an image and one whose name holds a newline: the summary
+    counts the broken file, and the named file's result is one stdout line with the name escaped."""
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    images = sorted(synth_images.values())
+    shutil.copy(images[0][0], str(folder / "0.png"))
+    shutil.copy(images[1][0], str(folder / "1\nmedkiosk: forged.png"))
+    (folder / "2-broken.png").write_bytes(b"not a png at all")
+    process = _medkiosk(["run", "--config", _config(tmp_path, tiny_bundle), "--source", str(folder) + "/",
+                         "--max-frames", "8", "--keys", "WAIT1,F,WAIT1,F,WAIT1,F"], env=_env())
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "8 frames shown, 0 cases saved, 0 frame errors, 1 unreadable files skipped" in stderr
+    lines = stdout.splitlines()
+    assert lines and all(line.startswith("[") for line in lines), lines  # no forged line
+    named = [line for line in lines if "1\\nmedkiosk: forged.png:" in line]
+    assert named and " synth-test " in named[0]
+    assert not any(line.startswith("medkiosk: forged") for line in stderr.splitlines())
+
+
+def test_the_summary_counts_no_unreadable_files_of_a_clean_folder(tmp_path, tiny_bundle, synth_images):
+    process = _medkiosk(["run", "--config", _config(tmp_path, tiny_bundle), "--source",
+                         _folder(tmp_path, synth_images), "--max-frames", "2", "--quiet"], env=_env())
+    _stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "2 frames shown, 0 cases saved, 0 frame errors, 0 unreadable files skipped" in stderr
+
+
+def test_developer_mode_in_the_config_is_journalled_once_at_start(tmp_path, tiny_bundle, synth_images):
+    config = _config(tmp_path, tiny_bundle)
+    with open(config, "a") as handle:
+        handle.write("[security]\ndeveloper_mode = yes\n")
+    process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
+                         "--max-frames", "2", "--quiet"], env=_env())
+    _stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    from edge.signing import DEVELOPER_BANNER
+
+    assert "medkiosk: " + DEVELOPER_BANNER in stderr.splitlines(), stderr
+    assert stderr.count(DEVELOPER_BANNER) == 1, stderr
+
+
+def test_run_locates_live_frames_by_default_and_not_with_no_locate(tmp_path, tiny_bundle, synth_images):
+    import argparse
+
+    from edge.commands import run as run_command
+    from edge.kiosk import locate_whole_frame
+    from edge.locate import locate
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    argv = ["--config", _config(tmp_path, tiny_bundle), "--source", _folder(tmp_path, synth_images)]
+    for extra, expected in (([], locate), (["--no-locate"], locate_whole_frame)):
+        kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv + extra))
+        assert kiosk.locate is expected

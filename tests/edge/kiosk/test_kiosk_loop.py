@@ -184,7 +184,8 @@ def test_freeze_save_and_back_to_live(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
     kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT8,SPACE,WAIT2,S,WAIT2,SPACE",
                                 max_frames=18)
-    assert kiosk.cases_saved == 1 and any("case saved" in line for line in lines)
+    assert kiosk.cases_saved == 1 and any("case saved K-0001 " in line for line in lines)
+    assert kiosk.messages.last == "Case saved (K-0001)"  # the short number a health worker reads out
     frozen = [i for i, frame in enumerate(frames) if has_colour(LAYOUT.badge.crop(frame), BLUE, minimum=200)]
     assert frozen and frozen[0] == 9 and frozen[-1] < 17  # frozen after SPACE, live again after SPACE
     with CaseLog(str(tmp_path / "state")) as log:
@@ -226,6 +227,17 @@ def test_import_key_freezes_an_image_from_the_usb_folder(tmp_path, slot, synth_i
     assert has_colour(LAYOUT.badge.crop(frames[-1]), BLUE, minimum=200)
     expected = cv2.imread(str(two_class_folder / "a.png"))
     assert np.array_equal(kiosk.freeze.frame, expected)
+
+
+def test_an_unreadable_file_on_the_usb_stick_is_skipped_and_counted(tmp_path, slot, synth_images,
+                                                                     two_class_folder):
+    """The importer's unreadable files reach the kiosk's count (``medkiosk run``'s summary line)."""
+    (two_class_folder / "0-broken.png").write_bytes(b"not a png at all")
+    source, _factory = fake_camera(synth_images, period=0.02)
+    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys="WAIT3,F", max_frames=7,
+                                       importer_factory=lambda: open_source(str(two_class_folder) + "/"))
+    assert kiosk.frozen and np.array_equal(kiosk.freeze.frame, cv2.imread(str(two_class_folder / "a.png")))
+    assert kiosk.desk.unreadable == 1
 
 class HungClassifier(object):
     """Stand-in for a GPU that never returns (cannot be produced on CI): classify blocks."""

@@ -8,6 +8,7 @@ import pytest
 
 from edge.kiosk import discover_modules
 from tests.edge.kiosk.kiosk_helpers import run_kiosk
+from tests.make_test_bundle import resign
 
 
 def test_discover_modules(tmp_path, tiny_bundle):
@@ -88,7 +89,7 @@ def test_the_golden_check_refuses_a_bundle_with_swapped_class_names(tmp_path, ti
     from edge.errors import BundleError
     from edge.kiosk import ModuleSlot, default_classifier_opener
 
-    swapped = load_bundle(_copy(tiny_bundle, tmp_path / "swapped", edit=_swap_classes))
+    swapped = load_bundle(resign(_copy(tiny_bundle, tmp_path / "swapped", edit=_swap_classes)))
     opener = default_classifier_opener("onnxruntime", "fp32")
     with pytest.raises(BundleError, match="golden images: .* give other results than the lab's"):
         opener(ModuleSlot("synth-test", bundle=swapped))
@@ -102,7 +103,7 @@ def test_the_kiosk_does_not_run_a_module_whose_golden_check_fails(tmp_path, tiny
     from edge.kiosk import ModuleSlot
     from edge.sources import open_source
 
-    swapped = load_bundle(_copy(tiny_bundle, tmp_path / "swapped", edit=_swap_classes))
+    swapped = load_bundle(resign(_copy(tiny_bundle, tmp_path / "swapped", edit=_swap_classes)))
     stderr = io.StringIO()
     kiosk, lines, _frames = run_kiosk(tmp_path, open_source(str(two_class_folder) + "/"),
                                       [ModuleSlot("synth-test", bundle=swapped)], max_frames=4, stderr=stderr)
