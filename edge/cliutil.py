@@ -38,6 +38,7 @@ def dispatch(parser, argv):
     """Parse ``argv`` with ``parser`` and run the chosen subcommand's handler, guarded; help when none."""
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
+        # a command without its subcommand shows that command's help (set as a default by its parser)
+        getattr(args, "print_help", parser.print_help)()
         return 2
     return run_guarded(args.handler, args)

@@ -2,7 +2,7 @@
 
 Real subprocesses of the console entry with ``export`` and ``torch`` made unimportable (as on a
 Jetson that has only the device code); TensorRT is not installed here, so the commands that need it
-must say what to install. The engine logic itself is tested in tests/edge/tensorrt/.
+must say what to install. The engine logic itself is tested in tests/edge/tensorrt_tests/.
 """
 
 import os

@@ -1,6 +1,6 @@
 """trt_compat dispatch against STAND-INS of the TensorRT 7.1 / 8.2 / 10.x / 11.x Python API surfaces.
 
-TensorRT cannot run here. ``tests/edge/tensorrt/standins.py`` implements each version's surface strictly
+TensorRT cannot run here. ``tests/edge/tensorrt_tests/standins.py`` implements each version's surface strictly
 (anything else raises AttributeError) and "executes" engines with ONNX Runtime on FakeCuda memory,
 so these tests check which API each version is driven through and that buffers and outputs are
 wired correctly, with real ONNX models. They do not test TensorRT's numerics (see @pytest.mark.gpu).
@@ -16,7 +16,7 @@ from edge.onnx_info import onnx_op_types, read_onnx_info
 from edge.tensorrt import trt_compat
 from edge.tensorrt.runner import EngineRunner
 from edge.tensorrt.trt_compat import NAMES_TRT7_BUILD, NAMES_TRT8, NAMES_TRT10, TensorRT
-from tests.edge.tensorrt.standins import FakeCuda, StandinTensorRT
+from tests.edge.tensorrt_tests.standins import FakeCuda, StandinTensorRT
 
 VERSIONS = ["7.1.3", "8.2.1", "10.16.1", "11.4.0"]
 ALLOWED = {"7.1.3": NAMES_TRT8 | NAMES_TRT7_BUILD, "8.2.1": NAMES_TRT8, "10.16.1": NAMES_TRT10,

@@ -1,6 +1,6 @@
 """Engine cache, builder, verification and rebuild, on STAND-INS of TensorRT and pycuda.
 
-TensorRT and a GPU cannot exist here: ``tests/edge/tensorrt/standins.py`` provides strict stand-ins of the
+TensorRT and a GPU cannot exist here: ``tests/edge/tensorrt_tests/standins.py`` provides strict stand-ins of the
 TensorRT 8.2 / 10.x / 11.x API surfaces whose "engines" are evaluated with ONNX Runtime on fake
 device memory. What is real: the bundles (exported by export_bundle), the ONNX files, the images,
 the preprocessing, the cache files and sidecars, the comparisons. Real-GPU tests are marked gpu.
@@ -19,7 +19,7 @@ from edge.preprocess import load_image, preprocess
 from edge.tensorrt import cache as engine_cache
 from edge.tensorrt.manage import Device, ensure_engine, rebuild_engines, verify_bundle
 from edge.tensorrt.trt_compat import NAMES_TRT8, NAMES_TRT10, TensorRT
-from tests.edge.tensorrt.standins import FakeCuda, StandinTensorRT
+from tests.edge.tensorrt_tests.standins import FakeCuda, StandinTensorRT
 from tests.make_test_bundle import resign
 
 NANO = {"name": "NVIDIA Tegra X1", "sm": "sm_53"}

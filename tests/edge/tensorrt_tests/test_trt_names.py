@@ -17,7 +17,7 @@ import zipfile
 import pytest
 
 from edge.tensorrt.trt_compat import NAMES_CALIBRATION, NAMES_TRT8, NAMES_TRT10
-from tests.edge.tensorrt.standins import SURFACES
+from tests.edge.tensorrt_tests.standins import SURFACES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CACHE_ENV = "MEDKIOSK_TRT_WHEEL_CACHE"
