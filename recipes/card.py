@@ -7,6 +7,7 @@ import math
 import os
 
 from edge.errors import ConfigError
+from edge.signing import SIGNATURE_FILE, SIGNING_KEY_ENV, SigningError, sign_bundle, signing_key_from_env
 from export.card import export_record, render_card
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 from recipes.report import input_check_markdown, metrics_markdown, num, pct, split_table
@@ -281,7 +282,20 @@ def write_model_card(bundle, recipe, module, run):
     path = os.path.join(bundle, "model_card.md")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(render_card(card_record(manifest, recipe, module, run), export_record(manifest)))
+    _resign(bundle)
     return path
+
+
+def _resign(bundle):
+    """The card is part of the signed bundle: sign it again with the lab's key, or refuse loudly."""
+    if not os.path.isfile(os.path.join(bundle, SIGNATURE_FILE)):
+        return
+    key = signing_key_from_env()
+    if not key:
+        raise SigningError("{}: the model card changed after the bundle was signed. Fix: set {} to the "
+                           "maintainer's key and run the recipe again (or `medkiosk bundle sign {} --key "
+                           "KEY`)".format(bundle, SIGNING_KEY_ENV, bundle))
+    sign_bundle(bundle, key)
 
 
 def rewrite_card(recipe, run_dir, models_dir, split_dir):

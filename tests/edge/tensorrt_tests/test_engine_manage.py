@@ -1,6 +1,7 @@
 """Engine cache, builder, verification and rebuild, on STAND-INS of TensorRT and pycuda.
 
-TensorRT and a GPU cannot exist here: ``tests/edge/tensorrt_tests/standins.py`` provides strict stand-ins of the
+TensorRT and a GPU cannot exist here: ``tests/edge/tensorrt_tests/standins.py`` provides strict
+stand-ins of the
 TensorRT 8.2 / 10.x / 11.x API surfaces whose "engines" are evaluated with ONNX Runtime on fake
 device memory. What is real: the bundles (exported by export_bundle), the ONNX files, the images,
 the preprocessing, the cache files and sidecars, the comparisons. Real-GPU tests are marked gpu.
