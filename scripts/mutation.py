@@ -26,6 +26,12 @@ MODULES = {
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
+    "edge/signing.py": ["tests/edge/test_signing.py"],
+    "edge/bundle_files.py": ["tests/edge/test_bundle_refusals.py", "tests/edge/test_signing.py"],
+    "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/pixels.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
+    "edge/locate.py": ["tests/edge/test_locate.py"],
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
                                 ".pytest_cache", ".ruff_cache", "*.egg-info", "models")
