@@ -28,13 +28,14 @@ MODULES = {
                         "tests/edge/test_quality_rules.py"],
     "edge/signing.py": ["tests/edge/test_signing.py"],
     "edge/bundle_files.py": ["tests/edge/test_bundle_refusals.py", "tests/edge/test_signing.py"],
-    "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
+                        "tests/edge/test_preprocess_truncated.py"],
     "edge/pixels.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
     "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
     "edge/locate.py": ["tests/edge/test_locate.py"],
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
-                                ".pytest_cache", ".ruff_cache", "*.egg-info", "models")
+                                ".pytest_cache", ".ruff_cache", "*.egg-info")
 MUTMUT_CONFIG = """
 [tool.mutmut]
 source_paths = ["edge"]
@@ -42,6 +43,7 @@ only_mutate = [{module!r}]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 pytest_add_cli_args_test_selection = [{tests}]
 use_git_change_detection = false
+also_copy = ["samples", "models", "config"]
 """
 
 
