@@ -1,0 +1,102 @@
+"""edge.signing's key files and trust description, pinned exactly (issue 18: mutation survivors).
+
+Real Ed25519 keys made by ``keygen`` in a temporary folder (never the maintainer's), real files.
+"""
+
+import os
+import stat
+
+import pytest
+
+pytest.importorskip("cryptography")
+
+from edge.signing import (  # noqa: E402 (after the skip: cryptography is optional on a unit)
+    DEVELOPER_BANNER,
+    TRUSTED_KEYS_ENV,
+    SigningError,
+    Trust,
+    key_id,
+    keygen,
+    read_public_key,
+    sign_bundle,
+    standard_key_dirs,
+)
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_keygen_writes_a_private_0600_and_a_public_0644_key(tmp_path):
+    private, public = str(tmp_path / "k.key"), str(tmp_path / "k.pub")
+    old = os.umask(0)
+    try:
+        signer = keygen(private, public)
+    finally:
+        os.umask(old)
+    assert (_mode(private), _mode(public)) == (0o600, 0o644)
+    assert signer == key_id(read_public_key(public))
+    with open(private) as handle:
+        assert handle.read().startswith("-----BEGIN PRIVATE KEY-----\n")
+    with open(public) as handle:
+        assert handle.read().startswith("-----BEGIN PUBLIC KEY-----\n")
+    for existing in (private, public):
+        with pytest.raises(SigningError) as info:
+            keygen(existing if existing == private else str(tmp_path / "other.key"),
+                   existing if existing == public else str(tmp_path / "other.pub"))
+        assert str(info.value) == ("{}: already exists. Fix: choose another name; never overwrite a key that "
+                                   "signed bundles".format(existing))
+    assert sorted(os.listdir(str(tmp_path))) == ["k.key", "k.pub"]
+
+
+def test_keygen_into_a_missing_folder_names_the_cause(tmp_path):
+    path = str(tmp_path / "no-such" / "k.key")
+    with pytest.raises(SigningError) as info:
+        keygen(path, path + ".pub")
+    assert str(info.value) == ("keygen: {} cannot be written (No such file or directory). Fix: choose a "
+                               "writable folder".format(path))
+
+
+def test_signing_with_a_missing_or_unreadable_key_is_refused(tmp_path):
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(b"x")
+    missing = str(tmp_path / "none.key")
+    with pytest.raises(SigningError) as info:
+        sign_bundle(str(bundle), missing)
+    assert str(info.value) == ("sign: key {} does not exist. Fix: make one with `medkiosk bundle keygen "
+                               "--out KEY` or pass the maintainer's key".format(missing))
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("not a key\n")
+    with pytest.raises(SigningError) as info:
+        sign_bundle(str(bundle), str(garbage))
+    prefix = "sign: {} is not a readable, unencrypted PEM private key (".format(garbage)
+    assert str(info.value).startswith(prefix)
+    assert str(info.value).endswith("). Fix: pass the private key made by `medkiosk bundle keygen`")
+    assert not (bundle / "signature.json").exists()
+    key = str(tmp_path / "k.key")
+    signer = keygen(key, key + ".pub")
+    assert sign_bundle(str(bundle), key) == signer and (bundle / "signature.json").is_file()
+
+
+def test_trust_describes_its_keys_folders_and_mode(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    keygen(str(tmp_path / "a.key"), str(keys / "a.pub"))
+    keygen(str(tmp_path / "b.key"), str(keys / "b.pub"))
+    (keys / "notes.txt").write_text("not a key")
+    trust = Trust([keys, tmp_path / "absent"])
+    assert trust.describe() == "2 trusted key(s) from {}, {}".format(keys, tmp_path / "absent")
+    absent = str(tmp_path / "absent")
+    assert repr(trust) == "Trust([{!r}, {!r}], developer_mode=False)".format(str(keys), absent)
+    developer = Trust([], developer_mode=True)
+    assert developer.describe() == "0 trusted key(s) from nowhere; " + DEVELOPER_BANNER
+    assert repr(developer) == "Trust([], developer_mode=True)"
+
+
+def test_standard_key_dirs_are_configured_then_environment_without_repeats(tmp_path, monkeypatch):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, os.pathsep.join([two, "", one, two]))
+    dirs = standard_key_dirs(one)
+    assert dirs[:2] == [one, two]
+    assert len(dirs) == len(set(dirs)) and "" not in dirs
