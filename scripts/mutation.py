@@ -26,7 +26,7 @@ MODULES = {
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
-    "edge/signing.py": ["tests/edge/test_signing.py"],
+    "edge/signing.py": ["tests/edge/test_signing.py", "tests/edge/test_signing_contract.py"],
     "edge/bundle_files.py": ["tests/edge/test_bundle_refusals.py", "tests/edge/test_signing.py"],
     "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
                         "tests/edge/test_preprocess_truncated.py"],
