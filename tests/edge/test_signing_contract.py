@@ -100,3 +100,38 @@ def test_standard_key_dirs_are_configured_then_environment_without_repeats(tmp_p
     dirs = standard_key_dirs(one)
     assert dirs[:2] == [one, two]
     assert len(dirs) == len(set(dirs)) and "" not in dirs
+
+
+def test_sign_refuses_what_is_not_a_folder(tmp_path):
+    key = str(tmp_path / "k.key")
+    keygen(key, key + ".pub")
+    none = str(tmp_path / "none")
+    with pytest.raises(SigningError) as info:
+        sign_bundle(none, key)
+    assert str(info.value) == "sign {}: is not a folder. Fix: pass the bundle folder".format(none)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "missing: the bundle is not signed"),
+    ("[1, 2]", "is not a medkiosk-bundle-signature-1 file"),
+    ('{"format": "medkiosk-bundle-signature-1", "key_id": "k", "signature": "s", "files": []}',
+     "is not a medkiosk-bundle-signature-1 file"),
+    ('{"format": "medkiosk-bundle-signature-1", "key_id": "k", "signature": "s", "files": {"a": 1}}',
+     "is not a medkiosk-bundle-signature-1 file"),
+    ('{"format": "medkiosk-bundle-signature-1", "key_id": "k", "signature": 7, "files": {}}',
+     "is not a medkiosk-bundle-signature-1 file"),
+])
+def test_a_missing_or_malformed_signature_file_is_refused_by_name(tmp_path, content, problem):
+    from edge.errors import BundleError
+    from edge.signing import SIGN_FIX, check_signature
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"x")
+    if content is not None:
+        (folder / "signature.json").write_text(content)
+    with pytest.raises(BundleError) as info:
+        check_signature(str(folder), Trust([]))
+    error = info.value
+    assert (error.bundle, error.field, error.problem, error.fix) == (str(folder), "signature.json", problem,
+                                                                    SIGN_FIX)
