@@ -101,3 +101,21 @@ def test_tracker_motion_boundary_is_inclusive():
     guide = Localisation(False, np.asarray(QUAD, np.float32), "guide", np.zeros((300, 400, 3), np.uint8))
     assert tracker.update(guide) == SEARCHING
     assert tracker.update(_found(QUAD)) == HOLD_STILL
+
+
+def test_quad_iou_of_a_small_quad_is_not_zero():
+    tiny = [[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]  # area 0.25: a union below one pixel still counts
+    assert quad_iou(tiny, tiny) == pytest.approx(1.0)
+
+
+def test_corner_refinement_intersects_fitted_edges_exactly():
+    """_intersect meets two fitted edge lines (cv2.fitLine's (vx, vy, x0, y0)) at the film's corner."""
+    from edge.locate import _intersect
+
+    assert _intersect((1.0, 0.0, 3.0, 7.0), (0.0, 1.0, 11.0, 2.0)) == pytest.approx((11.0, 7.0))
+    diagonal = (0.6, 0.8, 10.0, 20.0)  # a unit direction, through (10, 20)
+    assert _intersect(diagonal, (1.0, 0.0, 0.0, 60.0)) == pytest.approx((40.0, 60.0))
+    assert _intersect((0.0, 1.0, 5.0, 0.0), (0.6, 0.8, 10.0, 20.0)) == pytest.approx((5.0, 20.0 - 5.0 / 0.75))
+    assert _intersect((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 5.0)) is None  # parallel edges
+    assert _intersect((1.0, 0.0, 0.0, 0.0), (1.0, 1e-6, 0.0, 5.0)) is not None  # |det| 1e-6: at the limit
+    assert _intersect((1.0, 0.0, 0.0, 0.0), (1.0, 5e-7, 0.0, 5.0)) is None  # below it: parallel enough
