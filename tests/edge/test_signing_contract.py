@@ -135,3 +135,50 @@ def test_a_missing_or_malformed_signature_file_is_refused_by_name(tmp_path, cont
     error = info.value
     assert (error.bundle, error.field, error.problem, error.fix) == (str(folder), "signature.json", problem,
                                                                     SIGN_FIX)
+
+
+def _signed(tmp_path):
+    """A folder signed with a fresh key, and a Trust holding that key's public half."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = str(tmp_path / "k.key")
+    keygen(key, str(keys / "k.pub"))
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"weights")
+    sign_bundle(str(folder), key)
+    return str(folder), Trust([keys])
+
+
+def _resave_signature(folder, change):
+    import json
+
+    path = os.path.join(folder, "signature.json")
+    with open(path) as handle:
+        data = json.load(handle)
+    change(data)
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+
+
+@pytest.mark.parametrize("change, problem, fix", [
+    # non-base64 characters inside a valid signature: refused, never skipped (validate=True)
+    (lambda d: d.update(signature=d["signature"][:10] + "!" + d["signature"][10:]),
+     "the signature is not a 64-byte Ed25519 signature", None),
+    (lambda d: d.update(signature="QUJD"), "the signature is not a 64-byte Ed25519 signature", None),
+    (lambda d: d.update(signature="A" * 86 + "=="),
+     "the signature does not match its file list (edited after signing)",
+     "copy the bundle again from its source, or "),
+])
+def test_a_bad_signature_is_refused_with_its_reason(tmp_path, change, problem, fix):
+    from edge.errors import BundleError
+    from edge.signing import SIGN_FIX, check_signature
+
+    folder, trust = _signed(tmp_path)
+    assert check_signature(folder, trust)[1] is None  # the helper's bundle is valid
+    _resave_signature(folder, change)
+    with pytest.raises(BundleError) as info:
+        check_signature(folder, trust)
+    error = info.value
+    assert (error.bundle, error.field, error.problem, error.fix) == (folder, "signature.json", problem,
+                                                                    (fix or "") + SIGN_FIX)
