@@ -182,3 +182,32 @@ def test_a_bad_signature_is_refused_with_its_reason(tmp_path, change, problem, f
     error = info.value
     assert (error.bundle, error.field, error.problem, error.fix) == (folder, "signature.json", problem,
                                                                     (fix or "") + SIGN_FIX)
+
+
+def test_each_file_refusal_names_the_file_problem_and_fix(tmp_path):
+    from edge.errors import BundleError
+    from edge.signing import check_signature
+
+    folder, trust = _signed(tmp_path)
+
+    def refusal(check_trust=trust):
+        with pytest.raises(BundleError) as info:
+            check_signature(folder, check_trust)
+        return info.value.bundle, info.value.field, info.value.problem, info.value.fix
+
+    stranger = Trust([tmp_path / "nowhere"])
+    signer = check_signature(folder, trust)[0]
+    assert refusal(stranger) == (folder, "signature.json", "signed by key {}, which this unit does not trust "
+                                 "(0 trusted key(s) from {})".format(signer, tmp_path / "nowhere"),
+                                 "install the maintainer's public key in {} (jetson_setup.sh does), or "
+                                 "re-sign the bundle with a trusted key".format(tmp_path / "nowhere"))
+    (tmp_path / "b" / "extra.txt").write_text("added")
+    assert refusal() == (folder, "extra.txt", "is in the folder but not signed (added after signing)",
+                         "delete it, or copy the bundle again from its source")
+    os.remove(os.path.join(folder, "extra.txt"))
+    (tmp_path / "b" / "model.onnx").write_bytes(b"edited")
+    assert refusal() == (folder, "model.onnx", "differs from the signed file (edited after signing)",
+                         "copy the bundle again from its source; never edit a signed bundle by hand")
+    os.remove(os.path.join(folder, "model.onnx"))
+    assert refusal() == (folder, "model.onnx", "is signed but missing from the folder",
+                         "copy the complete bundle folder again from its source")
