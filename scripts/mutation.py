@@ -26,9 +26,17 @@ MODULES = {
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
+    "edge/signing.py": ["tests/edge/test_signing.py", "tests/edge/test_signing_contract.py",
+                        "tests/edge/test_config.py"],
+    "edge/bundle_files.py": ["tests/edge/test_bundle_refusals.py", "tests/edge/test_signing.py"],
+    "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
+                        "tests/edge/test_preprocess_truncated.py"],
+    "edge/pixels.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
+    "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py"],
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
-                                ".pytest_cache", ".ruff_cache", "*.egg-info", "models")
+                                ".pytest_cache", ".ruff_cache", "*.egg-info")
 MUTMUT_CONFIG = """
 [tool.mutmut]
 source_paths = ["edge"]
@@ -36,6 +44,7 @@ only_mutate = [{module!r}]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 pytest_add_cli_args_test_selection = [{tests}]
 use_git_change_detection = false
+also_copy = ["samples", "models", "config"]
 """
 
 

@@ -24,6 +24,7 @@ from edge.bundle import (
 )
 from edge.description import InputSpec, ModelDescription
 from edge.errors import BundleError
+from tests.make_test_bundle import resign
 
 CLASSES = ("a", "b", "c", "d")
 CHECK = {"output": "ood_score", "threshold": 0.7, "method": "mahalanobis", "message": "not a chest X-ray"}
@@ -54,6 +55,7 @@ def _write_bundle(folder, inputs=(IMAGE,), outputs=(PROBS,), input_check=None, c
     write_json_atomic(os.path.join(folder, "manifest.json"), manifest)
     with open(os.path.join(folder, MODEL_CARD), "w") as handle:
         handle.write("# Unit test model\n")
+    _golden(folder, {"samples": []})  # a unit needs golden/expected.json; this graph has no nodes to run
     return folder
 
 
@@ -168,6 +170,7 @@ def test_model_file_named_by_the_manifest_is_the_one_checked(tmp_path):
     error = _refusal(folder)
     assert (error.field, error.problem) == ("net.onnx", "missing")
     os.rename(os.path.join(folder, "model.onnx"), os.path.join(folder, "net.onnx"))
+    resign(folder)
     assert load_bundle(folder).model_path == os.path.join(folder, "net.onnx")
 
 
@@ -232,6 +235,7 @@ def test_unreadable_onnx_is_refused_even_without_the_hash_check(tmp_path):
     folder = _write_bundle(tmp_path / "b")
     with open(os.path.join(folder, "model.onnx"), "wb") as handle:
         handle.write(b"\xff" * 64)
+    resign(folder)  # signed as it is: the refusal is the ONNX reader's, not the signature's
     assert _refusal(folder).field == "model_sha256"
     error = _refusal(folder, check_hash=False)
     assert error.field == "model.onnx"
@@ -270,9 +274,11 @@ def test_quality_blur_threshold_boundary(tmp_path, quality, ok):
 
 
 def _golden(folder, data):
-    os.makedirs(os.path.join(folder, "golden"))
+    """Write golden/expected.json and sign the folder again with the session's test key."""
+    os.makedirs(os.path.join(folder, "golden"), exist_ok=True)
     with open(os.path.join(folder, "golden", "expected.json"), "w") as handle:
         json.dump(data, handle)
+    resign(folder)
 
 
 def test_golden_samples_read_with_their_tolerance(tmp_path):

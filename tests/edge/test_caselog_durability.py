@@ -86,16 +86,21 @@ def test_write_file_atomic_writes_everything_privately(tmp_path, syscalls):
     assert os.listdir(str(tmp_path)) == ["blob.png"]
 
 
-def test_export_fsyncs_the_csv_before_renaming_it(tmp_path, syscalls):
+def test_export_fsyncs_every_file_and_folder_before_renaming_it(tmp_path, syscalls):
     usb = tmp_path / "usb"
     usb.mkdir()
     with CaseLog(str(tmp_path / "state"), min_free_mb=0) as log:
-        log.save(_frame(), RESULT, "chest", created=CREATED)
+        case = log.save(_frame(), RESULT, "chest", created=CREATED)
         del syscalls[:]
         folder, count = log.export(str(usb), now="2026-11-30T08:00:00+00:00")
     assert count == 1 and folder == os.path.join(str(usb), "medkiosk-cases-20261130T080000")
-    csv_path = os.path.join(folder, "cases.csv")
-    assert syscalls == [("fsync", csv_path + ".tmp"), ("rename", csv_path + ".tmp", csv_path)]
+    # Everything is written into a temporary folder on the stick, fsynced, then renamed into place.
+    (image_tmp, _image), (tmp, _folder) = [c[1:] for c in syscalls if c[0] == "rename"]
+    assert tmp.startswith(os.path.join(str(usb), ".medkiosk-cases-")) and tmp.endswith(".tmp")
+    image = os.path.join(tmp, "images", os.path.basename(case.image))
+    assert syscalls == [("fsync", image_tmp), ("rename", image_tmp, image), ("fsync", os.path.dirname(image)),
+                        ("fsync", os.path.join(tmp, "cases.csv")), ("fsync", tmp), ("rename", tmp, folder),
+                        ("fsync", str(usb))]
 
 
 def test_sqlite_error_after_the_image_write_is_raised_and_the_image_removed(tmp_path):
@@ -116,21 +121,36 @@ def test_sqlite_error_after_the_image_write_is_raised_and_the_image_removed(tmp_
     assert images == [os.path.basename(kept.image)]
 
 
-def test_a_failed_export_raises_and_leaves_no_csv(tmp_path):
+def _full_stick(monkeypatch, path_part):
+    """os.fsync fails with ENOSPC for paths containing ``path_part`` (a full USB stick: cannot exist here)."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if path_part in os.readlink("/proc/self/fd/{}".format(fd)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_failed_export_raises_and_leaves_nothing(tmp_path, monkeypatch):
     usb = tmp_path / "usb"
     usb.mkdir()
     with CaseLog(str(tmp_path / "state"), min_free_mb=0) as log:
         case = log.save(_frame(), RESULT, "chest", created=CREATED)
-        os.unlink(case.image)  # the image vanished: the export is incomplete, not a success
+        _full_stick(monkeypatch, "cases.csv")
         with pytest.raises(CaseLogError) as info:
             log.export(str(usb), now="2026-11-30T08:00:00+00:00")
-        folder = os.path.join(str(usb), "medkiosk-cases-20261130T080000")
-        assert str(info.value).startswith("export to {} failed (".format(folder))
+        monkeypatch.undo()
+        assert str(info.value).startswith("export to {} failed (".format(usb))
         assert "Fix: check the USB stick has space and is writable" in str(info.value)
-        assert not os.path.exists(os.path.join(folder, "cases.csv"))
-        # the same stamp again: the folder exists, refused rather than mixed with the old one
-        with pytest.raises(CaseLogError, match="export to .* failed"):
+        assert os.listdir(str(usb)) == []  # the temporary folder is removed: all or nothing
+        os.unlink(case.image)  # the image vanished: the export is incomplete, not a success
+        with pytest.raises(CaseLogError, match="its image cannot be read"):
             log.export(str(usb), now="2026-11-30T08:00:00+00:00")
+        assert os.listdir(str(usb)) == []
         with pytest.raises(CaseLogError) as info:
             log.export(str(tmp_path / "no-usb"))
         assert str(info.value).startswith("export target {} is not a folder".format(tmp_path / "no-usb"))
@@ -146,11 +166,15 @@ def test_existing_loose_state_is_tightened(tmp_path):
     db = state / "cases" / "cases.db"
     sqlite3.connect(str(db)).close()
     os.chmod(str(db), 0o666)
+    loose = day / "old.txt"
+    loose.write_bytes(b"x")
+    os.chmod(str(loose), 0o666)
     with CaseLog(str(state), min_free_mb=0) as log:
         for path in (state, state / "cases", images):
             assert _mode(str(path)) == 0o700, path
         assert _mode(str(db)) == 0o600
-        assert _mode(str(day)) == 0o777  # tightened when the next case goes in
+        assert _mode(str(day)) == 0o700 and _mode(str(loose)) == 0o600  # tightened when the log opens
+        os.chmod(str(day), 0o777)  # loosened again while the kiosk runs: tightened when the next case goes in
         case = log.save(_frame(), RESULT, "chest", created=CREATED)
     assert _mode(str(day)) == 0o700 and _mode(case.image) == 0o600
 
@@ -218,10 +242,11 @@ def test_export_writes_every_column_including_findings_two_and_three(tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0] == EXPORT_COLUMNS
     name = os.path.basename(good.image)
-    assert rows[1] == [good.uid, CREATED, "chest", "chest@1+abc", "ort", "Pleural effusion", "81.0",
+    assert rows[1] == [good.uid, "K-0001", CREATED, "chest", "chest@1+abc", "ort", "Pleural effusion", "81.0",
                        "Cardiomegaly", "12.5", "No finding", "4.5", "0", "0", "1",
                        os.path.join("images", name)]
-    assert rows[2][5:15] == ["Mass", "50.0", "", "", "", "", "1", "1", "0",
+    assert rows[2][:2] == [bad.uid, "K-0002"]
+    assert rows[2][6:16] == ["Mass", "50.0", "", "", "", "", "1", "1", "0",
                              os.path.join("images", os.path.basename(bad.image))]
     with open(os.path.join(folder, "images", name), "rb") as copied, open(good.image, "rb") as original:
         assert copied.read() == original.read()
@@ -312,9 +337,9 @@ def test_failure_messages_carry_the_cause(tmp_path):
         os.unlink(case.image)
         with pytest.raises(CaseLogError) as info:
             log.export(str(usb), now="2026-11-30T08:00:00+00:00")
-        folder = os.path.join(str(usb), "medkiosk-cases-20261130T080000")
-        assert str(info.value) == ("export to {} failed (No such file or directory). Fix: check the USB "
-                                   "stick has space and is writable".format(folder))
+        assert str(info.value) == ("case {} ({}): its image cannot be read (No such file or directory). "
+                                   "Fix: nothing was exported; have the unit checked".format(case.number,
+                                                                                             case.uid))
         other = sqlite3.connect(log.db_path, isolation_level=None)
         other.execute("DROP TABLE cases")
         other.execute("CREATE TABLE cases (id INTEGER PRIMARY KEY, uid TEXT)")
@@ -350,11 +375,11 @@ def test_with_caselog_never_swallows_an_exception_and_counts_every_cleaned_tempo
         raise KeyError("must reach the caller")
     folder = os.path.join(state, "cases", "images", "20261129")
     os.makedirs(folder)
-    for name in ("a.png.1.tmp", "b.png.2.tmp", "keep.png"):
+    for name in ("a.png.1.tmp", "b.png.2.tmp", "keep.txt"):
         path = os.path.join(folder, name)
         with open(path, "wb") as handle:
             handle.write(b"x")
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     with CaseLog(state) as log:
         assert log.cleaned == 2
-    assert os.listdir(folder) == ["keep.png"]
+    assert os.listdir(folder) == ["keep.txt"]
