@@ -152,7 +152,7 @@ class BrokenFrames(Source):
         return True, np.zeros((0, 0, 3), np.uint8), float(self.frames_read)
 
 
-def test_too_many_consecutive_failures_end_therun_kiosk(tmp_path, slot):
+def test_too_many_consecutive_failures_end_the_run(tmp_path, slot):
     stderr = io.StringIO()
     kiosk = Kiosk(BrokenFrames(), NullSink(), [slot], stderr=stderr, max_consecutive_failures=3, size=SIZE,
                   open_classifier=default_classifier_opener("onnxruntime", "fp32", None, QUALITY))
