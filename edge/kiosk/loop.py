@@ -341,6 +341,8 @@ class Kiosk(object):
         canvas = self.renderer.draw(self.screen.frame if not disconnected else None, self.current_result(),
                                     self._overlay_state(slot, disconnected))
         self.sink.write(canvas)
+        if self.frames == 0:
+            self._report_window()
         self.frames += 1
         self.clock.tick(time.monotonic() - started)
         self.reporter.announce(slot)
@@ -351,6 +353,12 @@ class Kiosk(object):
         if key:
             return on_key(self, key)
         return True
+
+    def _report_window(self):
+        """After the first screen: the journal says when the window could not be made to fill the screen."""
+        problem = getattr(self.sink, "window_problem", None)
+        if problem:
+            self.reporter.log(problem)
 
     def _overlay_state(self, slot, disconnected):
         info = slot.runner_info or {}
