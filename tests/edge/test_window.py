@@ -49,8 +49,7 @@ def xserver(request):
 
 
 def _xwininfo(environ):
-    out = subprocess.run(["xwininfo", "-name", "medkiosk"], stdout=subprocess.PIPE, env=environ,
-                         universal_newlines=True, timeout=10).stdout
+    out = subprocess.check_output(["xwininfo", "-name", "medkiosk"], env=environ, timeout=10).decode()
     fields = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
     return tuple(int(fields[k].strip()) for k in ("Absolute upper-left X", "Absolute upper-left Y", "Width",
                                                     "Height"))
@@ -72,7 +71,8 @@ def test_screen_size_is_read_from_the_x_server(xserver):
 def test_screen_size_refusals():
     with pytest.raises(DisplayError, match="DISPLAY is not set. Fix"):
         screen_size({"PATH": os.environ["PATH"]})
-    with pytest.raises(DisplayError, match="size of screen :93 cannot be read .*Fix: check that the X server"):
+    with pytest.raises(DisplayError, match="size of screen :93 cannot be read .*Fix: check that the X "
+                                           "server"):
         screen_size(dict(os.environ, DISPLAY=":93"))
 
 
@@ -102,10 +102,9 @@ def test_selftest_display_passes_and_warns_on_a_size_mismatch(xserver):
     width, height = xserver.size
     for size, status, words in (((width, height), PASS, "fills the {}x{} screen".format(width, height)),
                                 ((1024, 600), WARN, "Fix: set [display] width = {}".format(width))):
-        done = subprocess.run([xserver.python, "-c", SELFTEST_DISPLAY % {"w": size[0], "h": size[1]}],
-                              env=xserver.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=60)
-        check = json.loads(done.stdout.strip().splitlines()[-1])
+        out = subprocess.check_output([xserver.python, "-c", SELFTEST_DISPLAY % {"w": size[0], "h": size[1]}],
+                                      env=xserver.environ(), stderr=subprocess.DEVNULL, timeout=60)
+        check = json.loads(out.decode().strip().splitlines()[-1])
         assert check["status"] == status and words in check["detail"], check
 
 

@@ -23,7 +23,8 @@ def gui_python():
     """A Python interpreter whose OpenCV has a GUI backend, or None."""
     for python in GUI_PYTHONS:
         if python and os.path.isfile(python):
-            probe = subprocess.run([python, "-c", PROBE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            probe = subprocess.run([python, "-c", PROBE], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
             if probe.returncode == 0:
                 return python
     return None
