@@ -15,7 +15,7 @@ WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 # OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads).
 KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
-KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC")
+KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC", "T", "P")
 
 
 def key_name(code):

@@ -22,7 +22,15 @@ DISCONNECTED_TEXT = "Camera disconnected - reconnecting"
 NOT_INSTALLED_TEXT = "Module not installed"
 CPU_FALLBACK_TEXT = "RUNNING ON CPU - GPU unavailable"
 FROZEN_TEXT = "FROZEN - SPACE for live"
-KEYS_TEXT = "SPACE freeze  M module  F image  S save"
+# The key legend under the findings: (key, what it does); each key's keypad twin is added from
+# edge.outputs.KEY_CODES (key_legend). T (technician) and P (pairing) are the technician's: in docs.
+KEY_LEGEND = (("SPACE", "freeze"), ("M", "module"), ("F", "image"), ("S", "save"))
+# Keypad codes (cv2.waitKey) -> how the key is labelled on the keypad.
+KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
+# The smallest text drawn: cap height in pixels on the smallest supported panel (see readable_cap_px).
+PANEL_800x480 = {"size": (800, 480), "diagonal_mm": 177.8}  # a 7-inch panel
+READING_DISTANCE_MM = 500.0  # arm's length at the kiosk
+MIN_ARCMIN = 16.0  # ISO 9241-303's minimum character height for reading
 HOLD_STILL_TEXT = "Hold still"
 GUIDE_TEXT = "Place the X-ray inside the frame"
 DEFAULT_SIZE = (1280, 720)
@@ -44,6 +52,33 @@ BLUE = (200, 120, 20)
 
 _REPLACEMENTS = {"\u2014": "-", "\u2013": "-", "\u2026": "...", "\u00d7": "x", "\u2265": ">=",
                  "\u2264": "<=", "\u00b5": "u", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
+
+
+def readable_cap_px(panel=None, distance_mm=READING_DISTANCE_MM, arcmin=MIN_ARCMIN):
+    """The smallest readable cap height in pixels: ``arcmin`` at ``distance_mm`` on ``panel``'s pixel pitch.
+
+    13 px on a 7-inch 800x480 panel at 50 cm (2.33 mm tall at 0.19 mm a pixel).
+    """
+    import math
+
+    panel = panel or PANEL_800x480
+    width, height = panel["size"]
+    pitch_mm = panel["diagonal_mm"] / math.hypot(width, height)
+    return int(math.ceil(distance_mm * math.tan(math.radians(arcmin / 60.0)) / pitch_mm))
+
+
+MIN_TEXT_PX = readable_cap_px()
+
+
+def key_legend():
+    """``SPACE/Enter freeze  M/+ module  F/- image  S/. save``: each key with its keypad twin."""
+    from edge.outputs import KEY_CODES
+
+    twins = {}
+    for code, label in sorted(KEYPAD_LABELS.items()):
+        if code in KEY_CODES:
+            twins.setdefault(KEY_CODES[code], []).append(label)
+    return "  ".join("{} {}".format("/".join([key] + twins.get(key, [])), what) for key, what in KEY_LEGEND)
 
 
 def ascii_text(text):
@@ -112,23 +147,24 @@ class Layout(object):
         self.panel = Rect(width - panel_w, 0, panel_w, height)
         pad, unit = self.pad, self.unit
         inner_x, inner_w = self.panel.x + pad, panel_w - 2 * pad
-        thumb = int(unit * 2.6)
+        # Heights in units fit two lines of the smallest text (MIN_TEXT_PX) where text may wrap.
+        thumb = int(unit * 2.3)
         self.thumbnail = Rect(inner_x + inner_w - thumb, pad, thumb, thumb)
-        self.title = Rect(inner_x, pad, inner_w - thumb - pad, int(unit * 2.6))
-        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.1))
+        self.title = Rect(inner_x, pad, inner_w - thumb - pad, thumb)
+        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.6))
         body_y = self.subtitle.y + self.subtitle.h + pad
-        self.footer = Rect(inner_x, height - pad - int(unit * 2.2), inner_w, int(unit * 2.2))
-        self.keys = Rect(inner_x, self.footer.y - int(unit * 0.9), inner_w, int(unit * 0.9))
+        self.footer = Rect(inner_x, height - pad - int(unit * 2.0), inner_w, int(unit * 2.0))
+        self.keys = Rect(inner_x, self.footer.y - int(unit * 1.6), inner_w, int(unit * 1.6))
         self.body = Rect(inner_x, body_y, inner_w, self.keys.y - body_y - pad)
-        self.banner = Rect(inner_x, body_y, inner_w, int(unit * 2.6))
+        self.banner = Rect(inner_x, body_y, inner_w, int(unit * 2.4))
         rows_y = self.banner.y + self.banner.h + pad
         self.top3 = Rect(inner_x, rows_y, inner_w, self.keys.y - rows_y - pad)
-        self.tech = Rect(self.image.x + pad, height - pad - int(unit * 0.9), self.image.w - 2 * pad,
-                         int(unit * 0.9))
+        self.tech = Rect(self.image.x + pad, height - pad - int(unit * 1.0), self.image.w - 2 * pad,
+                         int(unit * 1.0))  # the still image's file name (edge.kiosk.views)
         self.alert = Rect(self.image.x, 0, self.image.w, int(unit * 1.6))
         self.badge = Rect(self.image.x + pad, self.alert.h + pad, self.image.w - 2 * pad, int(unit * 1.3))
-        self.message = Rect(self.image.x + pad, self.tech.y - pad - int(unit * 1.4), self.image.w - 2 * pad,
-                            int(unit * 1.4))
+        self.message = Rect(self.image.x + pad, self.tech.y - pad - int(unit * 2.0), self.image.w - 2 * pad,
+                            int(unit * 2.0))
 
 
 def _font_scale(cv2, pixels, font):
@@ -140,11 +176,22 @@ def _thickness(scale, bold=False):
     return max(1, int(round(scale * (2.2 if bold else 1.5))))
 
 
+def cap_height_px(cv2, font, scale):
+    """How tall a capital letter is drawn at ``scale`` (pixels, stroke included)."""
+    return scale * cv2.getTextSize("H", font, 1.0, 1)[0][1]
+
+
+def min_scale(cv2, font):
+    """The scale of the smallest readable text: capitals MIN_TEXT_PX tall."""
+    return MIN_TEXT_PX / float(cv2.getTextSize("H", font, 1.0, 1)[0][1])
+
+
 def _fit(cv2, text, font, scale, thickness, max_width):
-    """Shrink ``scale`` until ``text`` fits ``max_width`` (not below 60%); then cut with '...'."""
-    minimum = scale * 0.6
+    """Shrink ``scale`` until ``text`` fits ``max_width`` (not below 60%, nor below the readable
+    size); then cut with '...'."""
+    minimum = max(scale * 0.6, min_scale(cv2, font))
     while cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width and scale > minimum:
-        scale *= 0.9
+        scale = max(minimum, scale * 0.9)
     while len(text) > 3 and cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width:
         text = text[:-4] + "..."
     return text, scale
@@ -169,16 +216,18 @@ def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2
     """Draw wrapped text inside ``rect`` with glyphs ``pixels`` tall; shrink to fit its height."""
     text = ascii_text(text)
     font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
-    scale = _font_scale(cv2, pixels, font)
+    floor = min_scale(cv2, font)  # never smaller than readable: cut with "..." instead
+    scale = max(floor, _font_scale(cv2, pixels, font))
     for _attempt in range(8):
         thickness = _thickness(scale, bold)
         lines = _wrap(cv2, text, font, scale, thickness, rect.w, max_lines)
         line_h = int(cv2.getTextSize("Ag", font, scale, thickness)[0][1] * 1.45) + 1
-        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or scale < 0.35:
+        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or scale <= floor:
             break
-        scale *= 0.85
-    if len(lines) > max_lines:  # still too long at the smallest size: the last line ends with "..."
-        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
+        scale = max(floor, scale * 0.85)
+    allowed = max(1, min(max_lines, rect.h // line_h))
+    if len(lines) > allowed:  # still too long at the smallest size: the last line ends with "..."
+        lines = lines[:allowed - 1] + [" ".join(lines[allowed - 1:])]
     total = line_h * len(lines)
     y = rect.y + max(0, (rect.h - total) // 2) + int(line_h * 0.75)
     for line in lines:
@@ -188,6 +237,12 @@ def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2
             x += max(0, (rect.w - cv2.getTextSize(line, font, line_scale, thickness)[0][0]) // 2)
         cv2.putText(canvas, line, (x, y), font, line_scale, colour, thickness, cv2.LINE_AA)
         y += line_h
+
+
+def text_block(canvas, text, rect, pixels, colour, bold=False, max_lines=2, centre=False):
+    """Wrapped text in ``rect`` drawn as the panel draws it (the kiosk's technician and pairing views)."""
+    _text_block(require("cv2"), canvas, text, rect, pixels, colour, bold=bold, max_lines=max_lines,
+                centre=centre)
 
 
 def _banner(cv2, canvas, rect, text, background, colour, pixels):
@@ -253,19 +308,6 @@ def _draw_thumbnail(cv2, np, canvas, layout, result):
     image = getattr(result, "thumbnail", None)
     if image is not None:
         _place_image(cv2, np, canvas, image, layout.thumbnail)
-
-
-def _tech_line(state, result):
-    parts = []
-    backend = state.backend or getattr(result, "backend", None)
-    if backend:
-        parts.append(" ".join(str(p) for p in (backend, state.precision, state.provider) if p))
-    if state.fps is not None:
-        parts.append("{:.1f} fps".format(state.fps))
-    latency = state.latency_ms if state.latency_ms is not None else getattr(result, "latency_ms", None)
-    if latency is not None:
-        parts.append("{:.0f} ms".format(latency))
-    return "  |  ".join(parts)
 
 
 def _rows(cv2, canvas, layout, result, dim):
@@ -359,12 +401,38 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
 
     if state.show_keys:
-        _text_block(cv2, canvas, KEYS_TEXT, layout.keys, unit * 0.45, GREY, max_lines=1)
+        _text_block(cv2, canvas, key_legend(), layout.keys, unit * 0.6, GREY, max_lines=2)
     _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
+def alerts_bottom(layout, state):
+    """The y below the loud alerts at the top of the image area (CPU fallback, developer mode); 0 if none."""
+    bottom = layout.alert.h if state.fallback_reason else 0
+    if state.developer_notice:
+        bottom += int(layout.unit * 1.1) if state.fallback_reason else layout.alert.h
+    return bottom
+
+
+def banners_bottom(layout, state):
+    """The y below every banner at the top of the image area (alerts, then FROZEN); 0 when none."""
+    bottom = alerts_bottom(layout, state)
+    if state.frozen:
+        bottom = _badge(layout, bottom).y + layout.badge.h
+    return bottom
+
+
+def _badge(layout, top):
+    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there."""
+    y = max(top, layout.alert.h) + layout.pad
+    return Rect(layout.badge.x, y, min(layout.badge.w, int(layout.unit * 11)), layout.badge.h)
+
+
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
-    """The camera image and what goes over it: alerts, FROZEN, messages, the technician corner."""
+    """The camera image and what goes over it: alerts, FROZEN, messages (stacked, never overlapping).
+
+    Backend, provider, precision and fps are not drawn here: they are the technician's (T, in
+    edge.technician_view); a downgrade is (the red alert).
+    """
     unit = layout.unit
     mapping = _place_image(cv2, np, canvas, frame, layout.image)
     _draw_outline(cv2, np, canvas, layout, state, mapping)
@@ -376,8 +444,8 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
             layout.alert.x, layout.alert.h, layout.alert.w, int(unit * 1.1))
         _banner(cv2, canvas, band, state.developer_notice, AMBER, BLACK, unit * 0.6)
     if state.frozen:
-        _banner(cv2, canvas, Rect(layout.badge.x, layout.badge.y, min(layout.badge.w, int(unit * 11)),
-                                  layout.badge.h), FROZEN_TEXT, BLUE, WHITE, unit * 0.7)
+        badge = _badge(layout, alerts_bottom(layout, state))
+        _banner(cv2, canvas, badge, FROZEN_TEXT, BLUE, WHITE, unit * 0.7)
     if kind == "disconnected" and frame is None:
         _text_block(cv2, canvas, DISCONNECTED_TEXT, Rect(layout.image.x, layout.image.h // 3, layout.image.w,
                                                          layout.image.h // 3), unit, WHITE, centre=True)
@@ -387,12 +455,6 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
         _text_block(cv2, canvas, state.source_notice, middle, unit * 0.7, WHITE, max_lines=3, centre=True)
     if state.message:
         _banner(cv2, canvas, layout.message, state.message, BLACK, WHITE, unit * 0.7)
-    tech = _tech_line(state, result)
-    if tech:
-        band = layout.tech
-        cv2.rectangle(canvas, (band.x - layout.pad // 2, band.y), (band.x + band.w, band.y + band.h), DARK,
-                      -1)
-        _text_block(cv2, canvas, tech, layout.tech, max(12.0, unit * 0.5), GREY, max_lines=1)
 
 
 def _canvas_for(np, canvas, size):

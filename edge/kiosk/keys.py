@@ -58,11 +58,11 @@ def toggle_freeze(kiosk):
     if kiosk.screen.frame is None:
         kiosk.messages.say("Nothing to freeze - no image yet")
         return
-    _hold(kiosk, kiosk.screen.frame.copy())
+    _hold(kiosk, kiosk.screen.frame.copy(), kiosk.screen.name)
 
 
-def _hold(kiosk, image):
-    kiosk.freeze.hold(image)
+def _hold(kiosk, image, name=None):
+    kiosk.freeze.hold(image, name)
     kiosk.screen.result = None
     kiosk.pipeline.resubmit()
 
@@ -116,8 +116,9 @@ def next_image(kiosk):
         kiosk.messages.say(desk.importer.notice or "No images on the USB stick")
         return
     _ok, image, _stamp = desk.importer.read()
-    _hold(kiosk, image)
-    kiosk.messages.say("Image {}".format(printable(os.path.basename(path))))
+    name = printable(os.path.basename(path))
+    _hold(kiosk, image, name)
+    kiosk.messages.say("Image {}".format(name))
 
 
 def _case_record(kiosk, result, slot):
@@ -158,6 +159,18 @@ def heatmap(kiosk):
     kiosk.messages.say(HEATMAP_MISSING)
 
 
+def technician(kiosk):
+    """T: the technician box (backend, provider, precision, fps, window, pairing) over the image."""
+    kiosk.views.toggle_technician()
+
+
+def pair_device(kiosk):
+    """P: show a pairing code of the LAN service with its QR code; P again closes it."""
+    message = kiosk.views.pairing.toggle()
+    if message:
+        kiosk.messages.say(message)
+
+
 def quit_kiosk(kiosk):
     if kiosk.kiosk_mode:
         kiosk.messages.say("Kiosk mode: the kiosk cannot be closed from the keyboard")
@@ -171,6 +184,8 @@ KEY_HANDLERS = {
     "F": next_image,
     "S": save_case,
     "H": heatmap,
+    "T": technician,
+    "P": pair_device,
     "Q": quit_kiosk,
     "ESC": quit_kiosk,
 }

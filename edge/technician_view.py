@@ -1,0 +1,99 @@
+"""What the technician sees on T, and the image's file name: drawn over the image area by the kiosk.
+
+The health worker's screen shows findings, warnings and the keys; backend, provider, precision,
+frame rate and timings are for the technician and appear only while T is on (a box over the image).
+A downgrade (CPU fallback, another precision) is never hidden: it stays as the loud banner of
+edge.overlay on the worker's screen too. Pure: ``draw_technician(canvas, layout, lines, area)``.
+"""
+
+from edge.i18n import N_, _
+from edge.lazy import require
+from edge.overlay import DARK, GREY, WHITE, Rect, text_block
+
+
+class TechnicianInfo(object):
+    """The figures the technician box shows (set by the kiosk each frame)."""
+
+    def __init__(self, backend=None, precision=None, provider=None, fps=None, draw_ms=None, latency_ms=None,
+                 module=None, bundle=None, source=None, window=None, pairing=None):
+        self.backend = backend
+        self.precision = precision
+        self.provider = provider
+        self.fps = fps
+        self.draw_ms = draw_ms
+        self.latency_ms = latency_ms
+        self.module = module
+        self.bundle = bundle
+        self.source = source
+        self.window = window  # edge.window.WindowFit.describe() or its problem
+        self.pairing = pairing  # the LAN service's address, or why pairing is off
+
+
+def _backend_line(info):
+    parts = [p for p in (info.backend, info.precision) if p]
+    text = " ".join(str(p) for p in parts) or _("not loaded yet")
+    if info.provider:
+        text += " ({})".format(info.provider)
+    return _("Backend: {}").format(text)
+
+
+def _timing_line(info):
+    fps = "-" if info.fps is None else "{:.1f}".format(info.fps)
+    draw = "-" if info.draw_ms is None else "{:.0f}".format(info.draw_ms)
+    infer = "-" if info.latency_ms is None else "{:.0f}".format(info.latency_ms)
+    return _("Screen {} fps, drawn in {} ms; inference {} ms").format(fps, draw, infer)
+
+
+# (label, what of TechnicianInfo it shows): one line each, in this order; absent ones are skipped.
+LINES = (
+    (None, _backend_line),
+    (None, _timing_line),
+    (N_("Module: {}"), lambda info: info.module),
+    (N_("Bundle: {}"), lambda info: info.bundle),
+    (N_("Source: {}"), lambda info: info.source),
+    (N_("Window: {}"), lambda info: info.window),
+    (N_("LAN pairing: {}"), lambda info: info.pairing),
+)
+
+
+def technician_lines(info):
+    """The box's lines for ``info`` (translated)."""
+    lines = []
+    for label, value in LINES:
+        text = value(info)
+        if text:
+            lines.append(_(label).format(text) if label else text)
+    return lines
+
+
+def technician_rect(layout, top, bottom):
+    """The box: the image area's width between ``top`` (below any alert) and ``bottom`` (above messages)."""
+    pad = layout.pad
+    return Rect(layout.image.x + pad, top + pad, layout.image.w - 2 * pad, max(0, bottom - top - 2 * pad))
+
+
+def draw_technician(canvas, layout, info, rect):
+    """The technician box in ``rect``: a title, one line per figure, and how to close it."""
+    cv2 = require("cv2")
+    unit = layout.unit
+    lines = technician_lines(info)
+    cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), DARK, -1)
+    cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), GREY, 1)
+    inner = Rect(rect.x + layout.pad, rect.y + layout.pad // 2, rect.w - 2 * layout.pad, rect.h - layout.pad)
+    row_h = max(1, min(int(unit * 1.15), inner.h // (len(lines) + 2)))
+    rows = [(_("Technician"), WHITE, True)] + [(line, WHITE, False) for line in lines]
+    rows.append((_("T: close"), GREY, False))
+    boxes = []
+    for index, (text, colour, bold) in enumerate(rows):
+        box = Rect(inner.x, inner.y + index * row_h, inner.w, row_h)
+        text_block(canvas, text, box, unit * 0.6, colour, bold=bold, max_lines=1)
+        boxes.append(box)
+    return boxes
+
+
+def draw_file_name(canvas, layout, name, rect):
+    """The still image's file name in a band at the bottom of the image area (USB images, folders)."""
+    cv2 = require("cv2")
+    cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), DARK, -1)
+    text_block(canvas, _("File: {}").format(name), Rect(rect.x + layout.pad // 2, rect.y, rect.w - layout.pad,
+                                                        rect.h), layout.unit * 0.6, WHITE, max_lines=1)
