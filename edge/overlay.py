@@ -14,6 +14,7 @@ Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
 import unicodedata
 import zlib
 
+from edge.i18n import N_, _
 from edge.lazy import require
 
 DISCLAIMER = "Decision support only - not a diagnosis"
@@ -24,7 +25,7 @@ CPU_FALLBACK_TEXT = "RUNNING ON CPU - GPU unavailable"
 FROZEN_TEXT = "FROZEN - SPACE for live"
 # The key legend under the findings: (key, what it does); each key's keypad twin is added from
 # edge.outputs.KEY_CODES (key_legend). T (technician) and P (pairing) are the technician's: in docs.
-KEY_LEGEND = (("SPACE", "freeze"), ("M", "module"), ("F", "image"), ("S", "save"))
+KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")))
 # Keypad codes (cv2.waitKey) -> how the key is labelled on the keypad.
 KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
 # The smallest text drawn: cap height in pixels on the smallest supported panel (see readable_cap_px).
@@ -70,15 +71,44 @@ def readable_cap_px(panel=None, distance_mm=READING_DISTANCE_MM, arcmin=MIN_ARCM
 MIN_TEXT_PX = readable_cap_px()
 
 
-def key_legend():
-    """``SPACE/Enter freeze  M/+ module  F/- image  S/. save``: each key with its keypad twin."""
+def key_legend_items():
+    """``["SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"]``: each key with its keypad twin."""
     from edge.outputs import KEY_CODES
 
     twins = {}
     for code, label in sorted(KEYPAD_LABELS.items()):
         if code in KEY_CODES:
             twins.setdefault(KEY_CODES[code], []).append(label)
-    return "  ".join("{} {}".format("/".join([key] + twins.get(key, [])), what) for key, what in KEY_LEGEND)
+    return ["{} {}".format("/".join([key] + twins.get(key, [])), _(what)) for key, what in KEY_LEGEND]
+
+
+def key_legend():
+    """The whole legend on one line: ``SPACE/Enter freeze; M/+ module; F/- image; S/. save``."""
+    return "; ".join(key_legend_items())
+
+
+def legend_lines(cv2, width, pixels):
+    """The legend's entries packed into lines no wider than ``width`` at ``pixels`` (an entry is never
+    broken over two lines)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(min_scale(cv2, font), _font_scale(cv2, pixels, font))
+    thickness = _thickness(scale)
+    lines = []
+    for item in key_legend_items():
+        joined = lines[-1] + "; " + item if lines else item
+        if lines and cv2.getTextSize(ascii_text(joined), font, scale, thickness)[0][0] <= width:
+            lines[-1] = joined
+        else:
+            lines.append(item)
+    return lines
+
+
+def _draw_legend(cv2, canvas, rect, pixels):
+    lines = legend_lines(cv2, rect.w, pixels)
+    row_h = rect.h // len(lines)
+    for index, line in enumerate(lines):
+        _text_block(cv2, canvas, line, Rect(rect.x, rect.y + index * row_h, rect.w, row_h), pixels, GREY,
+                    max_lines=1)
 
 
 def ascii_text(text):
@@ -154,7 +184,7 @@ class Layout(object):
         self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.6))
         body_y = self.subtitle.y + self.subtitle.h + pad
         self.footer = Rect(inner_x, height - pad - int(unit * 2.0), inner_w, int(unit * 2.0))
-        self.keys = Rect(inner_x, self.footer.y - int(unit * 1.6), inner_w, int(unit * 1.6))
+        self.keys = Rect(inner_x, self.footer.y - int(unit * 2.4), inner_w, int(unit * 2.4))
         self.body = Rect(inner_x, body_y, inner_w, self.keys.y - body_y - pad)
         self.banner = Rect(inner_x, body_y, inner_w, int(unit * 2.4))
         rows_y = self.banner.y + self.banner.h + pad
@@ -374,7 +404,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     if result is not None:
         _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
-        _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=1)
+        _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=2)
 
     banner_px = unit * 0.95
     if kind == "not_installed":
@@ -401,7 +431,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
 
     if state.show_keys:
-        _text_block(cv2, canvas, key_legend(), layout.keys, unit * 0.6, GREY, max_lines=2)
+        _draw_legend(cv2, canvas, layout.keys, unit * 0.6)
     _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 

@@ -29,40 +29,42 @@ class TechnicianInfo(object):
         self.pairing = pairing  # the LAN service's address, or why pairing is off
 
 
-def _backend_line(info):
-    parts = [p for p in (info.backend, info.precision) if p]
-    text = " ".join(str(p) for p in parts) or _("not loaded yet")
-    if info.provider:
-        text += " ({})".format(info.provider)
-    return _("Backend: {}").format(text)
+def _backend(info):
+    text = " ".join(str(p) for p in (info.backend, info.precision) if p)
+    return text or _("not loaded yet")
 
 
-def _timing_line(info):
+def _screen(info):
     fps = "-" if info.fps is None else "{:.1f}".format(info.fps)
     draw = "-" if info.draw_ms is None else "{:.0f}".format(info.draw_ms)
-    infer = "-" if info.latency_ms is None else "{:.0f}".format(info.latency_ms)
-    return _("Screen {} fps, drawn in {} ms; inference {} ms").format(fps, draw, infer)
+    return _("{} fps, drawn in {} ms").format(fps, draw)
 
 
-# (label, what of TechnicianInfo it shows): one line each, in this order; absent ones are skipped.
+def _inference(info):
+    return None if info.latency_ms is None else "{:.0f} ms".format(info.latency_ms)
+
+
+# (label, what of TechnicianInfo it shows, rows it may take): in this order; absent ones are skipped.
 LINES = (
-    (None, _backend_line),
-    (None, _timing_line),
-    (N_("Module: {}"), lambda info: info.module),
-    (N_("Bundle: {}"), lambda info: info.bundle),
-    (N_("Source: {}"), lambda info: info.source),
-    (N_("Window: {}"), lambda info: info.window),
-    (N_("LAN pairing: {}"), lambda info: info.pairing),
+    (N_("Backend: {}"), _backend, 1),
+    (N_("Provider: {}"), lambda info: info.provider, 1),
+    (N_("Screen: {}"), _screen, 1),
+    (N_("Inference: {}"), _inference, 1),
+    (N_("Module: {}"), lambda info: info.module, 1),
+    (N_("Bundle: {}"), lambda info: info.bundle, 1),
+    (N_("Source: {}"), lambda info: info.source, 1),
+    (N_("LAN pairing: {}"), lambda info: info.pairing, 2),
+    (N_("Window: {}"), lambda info: info.window, 2),
 )
 
 
 def technician_lines(info):
-    """The box's lines for ``info`` (translated)."""
+    """[(text, rows)] of the box for ``info`` (translated)."""
     lines = []
-    for label, value in LINES:
+    for label, value, rows in LINES:
         text = value(info)
         if text:
-            lines.append(_(label).format(text) if label else text)
+            lines.append((_(label).format(text), rows))
     return lines
 
 
@@ -73,21 +75,22 @@ def technician_rect(layout, top, bottom):
 
 
 def draw_technician(canvas, layout, info, rect):
-    """The technician box in ``rect``: a title, one line per figure, and how to close it."""
+    """The technician box in ``rect``: a title, the figures (a long one on two rows), how to close it."""
     cv2 = require("cv2")
     unit = layout.unit
-    lines = technician_lines(info)
+    rows = [(_("Technician"), 1, WHITE, True)]
+    rows += [(text, n, WHITE, False) for text, n in technician_lines(info)]
+    rows.append((_("T: close"), 1, GREY, False))
     cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), DARK, -1)
     cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), GREY, 1)
     inner = Rect(rect.x + layout.pad, rect.y + layout.pad // 2, rect.w - 2 * layout.pad, rect.h - layout.pad)
-    row_h = max(1, min(int(unit * 1.15), inner.h // (len(lines) + 2)))
-    rows = [(_("Technician"), WHITE, True)] + [(line, WHITE, False) for line in lines]
-    rows.append((_("T: close"), GREY, False))
-    boxes = []
-    for index, (text, colour, bold) in enumerate(rows):
-        box = Rect(inner.x, inner.y + index * row_h, inner.w, row_h)
-        text_block(canvas, text, box, unit * 0.6, colour, bold=bold, max_lines=1)
+    row_h = max(1, min(int(unit * 1.0), inner.h // sum(n for _text, n, _c, _b in rows)))
+    boxes, y = [], inner.y
+    for text, n, colour, bold in rows:
+        box = Rect(inner.x, y, inner.w, row_h * n)
+        text_block(canvas, text, box, unit * 0.6, colour, bold=bold, max_lines=n)
         boxes.append(box)
+        y += box.h
     return boxes
 
 

@@ -90,6 +90,12 @@ class WindowFit(object):
         x, y, w, h = self.rect
         return "window {}x{} at ({}, {}) on a {}x{} screen".format(w, h, x, y, *self.screen)
 
+    def summary(self):
+        """Short, for the technician box: "fills the 800x480 screen" or what it is instead."""
+        if self.fills:
+            return "fills the {}x{} screen".format(*self.screen)
+        return "NOT FILLING: " + self.describe()
+
     def problem(self):
         """None when the window fills the screen, else the line the journal and selftest print."""
         if self.fills:

@@ -380,7 +380,7 @@ class Kiosk(object):
             draw_ms=self.clock.draw_s * 1000.0 if self.clock.draw_s else None, latency_ms=state.latency_ms,
             module=slot.module_id,
             bundle="{} {}".format(bundle.bundle_id, bundle.version) if bundle is not None else None,
-            source=self.source.describe(), window=problem or (fit.describe() if fit is not None else None),
+            source=self.source.describe(), window=problem or (fit.summary() if fit is not None else None),
             pairing=pairing.base_url if pairing.available else pairing.problem)
 
     def _module_line(self, slot):
