@@ -14,9 +14,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUI_PYTHONS = (sys.executable, "/usr/bin/python3")
-PROBE = ("import cv2, sys; info = cv2.getBuildInformation(); "
-         "gui = [l.split(':', 1)[1].strip() for l in info.splitlines() if l.strip().startswith('GUI:')]; "
-         "sys.exit(0 if gui and gui[0] != 'NONE' else 1)")
+# An OpenCV with a window backend lists one of these as YES in its build information (the "GUI:"
+# line alone is not enough: some pip wheels name a backend there yet were built without it).
+PROBE = ("import cv2, sys; lines = [l.strip() for l in cv2.getBuildInformation().splitlines()]; "
+         "backends = ('QT:', 'GTK+:', 'GTK+ 2.x:', 'GTK+ 3.x:', 'Win32 UI:', 'Cocoa:'); "
+         "sys.exit(0 if any(l.startswith(backends) and 'YES' in l for l in lines) else 1)")
 
 
 def gui_python():

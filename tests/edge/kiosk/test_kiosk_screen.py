@@ -49,6 +49,7 @@ def _joined(texts):
 
 
 def test_technician_key_file_name_and_module_count(tmp_path, slot, synth_images, two_class_folder, spy):
+    pytest.importorskip("onnxruntime", reason="the technician box shows the runner ONNX Runtime loads")
     source, _factory = fake_camera(synth_images, period=0.02)
     absent = ModuleSlot("skin", problem="No model bundle for 'skin'")
     sink = ScreenSink(spy)
