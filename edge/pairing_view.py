@@ -8,6 +8,8 @@ A code that has expired or been used is not drawn as a QR code at all: only what
 Pure: ``draw_pairing(canvas, layout, view, now)``. QR codes are made with segno (pure Python, 3.6+).
 """
 
+import functools
+
 from edge.i18n import _
 from edge.lazy import require
 from edge.overlay import AMBER, BAR, DARK, GREY, WHITE, YELLOW, Rect, text_block
@@ -22,16 +24,23 @@ def pairing_url(base_url, code):
     return "{}#code={}".format(base_url if base_url.endswith("/") else base_url + "/", code)
 
 
+@functools.lru_cache(maxsize=4)
 def qr_modules(text):
-    """The QR code of ``text`` as a numpy bool array (True: dark module), quiet zone included."""
+    """The QR code of ``text`` as a numpy bool array (True: dark module), quiet zone included.
+
+    Cached: segno takes tens of milliseconds (pure Python), and the panel is drawn every frame.
+    Callers must not modify the array.
+    """
     np = require("numpy")
     segno = require("segno", SEGNO_HINT)
     matrix = np.array([list(row) for row in segno.make(text, error=QR_ERROR, micro=False).matrix], dtype=bool)
     return np.pad(matrix, QUIET_MODULES, mode="constant", constant_values=False)
 
 
+@functools.lru_cache(maxsize=4)
 def qr_image(text, max_px):
-    """A BGR uint8 image of the QR code of ``text``, whole pixels per module, at most ``max_px`` square."""
+    """A BGR uint8 image of the QR code of ``text``, whole pixels per module, at most ``max_px`` square
+    (cached like qr_modules; callers copy from it, never into it)."""
     np = require("numpy")
     modules = qr_modules(text)
     scale = max(1, int(max_px) // modules.shape[0])

@@ -364,6 +364,11 @@ class Kiosk(object):
         problem = getattr(self.sink, "window_problem", None)
         if problem:
             self.reporter.log(problem)
+        fit = getattr(self.sink, "fit", None)
+        if fit is not None and fit.screen != self.size:
+            sizes = fit.screen + self.size + fit.screen
+            self.reporter.log("the screen is {}x{} but [display] is {}x{}: the picture is scaled. Fix: set "
+                              "[display] width = {} and height = {}".format(*sizes))
 
     def _shown_name(self):
         """The file name of the still image on screen (a USB image or a folder's), else None."""

@@ -22,6 +22,7 @@ class KioskViews(object):
         self.pairing = pairing if pairing is not None else Pairing()
         self.clock = clock
         self.drawn = {}  # what was drawn last: "file", "technician", "pairing" -> its rect(s), for tests
+        self._panel = None  # (key, pixels, parts): the pairing panel, redrawn when what it says changes
 
     def toggle_technician(self):
         self.technician = not self.technician
@@ -34,7 +35,7 @@ class KioskViews(object):
         view = self.pairing.current()
         if view is not None:
             area = Rect(layout.image.x, top, layout.image.w, layout.image.h - top)
-            self.drawn["pairing"] = draw_pairing(canvas, _AreaLayout(layout, area), view, self.clock())
+            self.drawn["pairing"] = self._draw_pairing(canvas, layout, area, view)
             return
         if name:
             draw_file_name(canvas, layout, name, layout.tech)
@@ -43,6 +44,18 @@ class KioskViews(object):
             bottom = layout.message.y if state.message else (layout.tech.y if name else layout.image.h)
             rect = technician_rect(layout, top, bottom)
             self.drawn["technician"] = draw_technician(canvas, layout, info or TechnicianInfo(), rect)
+
+
+    def _draw_pairing(self, canvas, layout, area, view):
+        """The pairing panel, drawn once a second at most (its text is most of a frame's drawing time)."""
+        now = self.clock()
+        key = (view.code, view.status, view.device, view.seconds_left(now), repr(area), layout.unit)
+        if self._panel is None or self._panel[0] != key:
+            parts = draw_pairing(canvas, _AreaLayout(layout, area), view, now)
+            self._panel = (key, area.crop(canvas).copy(), parts)
+        else:
+            area.crop(canvas)[...] = self._panel[1]
+        return self._panel[2]
 
 
 class _AreaLayout(object):

@@ -15,7 +15,7 @@ import pytest
 from edge.errors import DisplayError
 from edge.verify import FAIL, PASS, WARN
 from edge.window import WindowFit, fills_screen, fit_window, screen_size
-from tests.edge.x11 import Xvfb, need_xvfb
+from tests.edge.x11 import ROOT, Xvfb, need_xvfb
 
 pytestmark = pytest.mark.x11
 
@@ -106,6 +106,23 @@ def test_selftest_display_passes_and_warns_on_a_size_mismatch(xserver):
                                       env=xserver.environ(), stderr=subprocess.DEVNULL, timeout=60)
         check = json.loads(out.decode().strip().splitlines()[-1])
         assert check["status"] == status and words in check["detail"], check
+
+
+def test_the_kiosk_run_journals_a_size_mismatch_and_fills_the_screen(xserver, tmp_path):
+    """`medkiosk run` on the screen (no model installed: the loop still draws and checks its window)."""
+    width, height = xserver.size
+    samples = os.path.join(ROOT, "samples")
+    for size, says in (("{}x{}".format(width, height), False), ("1024x600", True)):
+        child = subprocess.Popen(
+            [xserver.python, "-m", "edge", "run", "--source", samples + "/", "--output", "display://0",
+             "--max-frames", "3", "--size", size, "--models", str(tmp_path), "--module", "chest",
+             "--no-kiosk", "--state-dir", str(tmp_path / "state")],
+            env=xserver.environ(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        err = child.communicate(timeout=120)[1].decode()
+        assert child.returncode == 0, err
+        assert "3 frames shown" in err and "does not fill the screen" not in err
+        mismatch = "the screen is {}x{} but [display] is 1024x600".format(width, height)
+        assert (mismatch in err) == says, err
 
 
 class StuckWindow(object):

@@ -172,3 +172,17 @@ def test_qr_image_and_url():
     assert image.shape == (side, side, 3) and side <= 200 and set(np.unique(image)) == {0, 255}
     assert (image[:4] == 255).all()  # the quiet zone is white
     assert PairingView("123456", BASE_URL, 0).spaced_code() == "123 456"
+
+
+def test_the_panel_is_redrawn_when_its_countdown_changes_and_reused_in_between(store, clock):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    pairing.toggle()
+    views = KioskViews(pairing, clock=clock)
+    first, again = _screen(views), _screen(views)
+    fresh = _screen(KioskViews(pairing, clock=clock))
+    assert np.array_equal(first, again) and np.array_equal(first, fresh)  # reused = drawn anew
+    clock.now += 1
+    later = _screen(views)
+    status = views.drawn["pairing"].status
+    assert not np.array_equal(status.crop(first), status.crop(later))  # 4:59 -> 4:58
+    assert _decode_opencv(later) == BASE_URL + "#code=" + pairing.view.code
