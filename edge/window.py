@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from edge.errors import DisplayError
+from edge.i18n import _
 
 FIT_ATTEMPTS = 4
 SETTLE_MS = 30  # event-loop time (cv2.waitKey) for the X server to apply a resize or move
@@ -37,18 +38,18 @@ SCREEN_PROBES = (
 )
 
 
-def _probe(tool, arguments, environ):
+def _probe(tool, arguments, package, environ):
     """The tool's output, or (None, why) when it is absent, fails or hangs."""
     try:
         # stdout/stderr PIPE and universal_newlines: capture_output and text are Python 3.7+.
         done = subprocess.run([tool] + arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: UP022
                               env=environ, timeout=PROBE_TIMEOUT_S, universal_newlines=True)  # noqa: UP021
     except OSError:
-        return None, "{} is not installed".format(tool)
+        return None, _("{} is not installed (apt-get install {})").format(tool, package)
     except subprocess.TimeoutExpired:
-        return None, "{} did not answer in {:.0f} s".format(tool, PROBE_TIMEOUT_S)
+        return None, _("{} did not answer in {:.0f} s").format(tool, PROBE_TIMEOUT_S)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["exit status {}".format(done.returncode)])[-1]
+        last = (done.stderr.strip().splitlines() or [_("exit status {}").format(done.returncode)])[-1]
         return None, "{}: {}".format(tool, last)
     return done.stdout, None
 
@@ -58,20 +59,18 @@ def screen_size(environ=None):
     environ = dict(os.environ if environ is None else environ)
     display = environ.get("DISPLAY")
     if not display:
-        raise DisplayError("the screen size cannot be read: DISPLAY is not set. Fix: run inside the kiosk's "
-                           "X session (DISPLAY=:0 XAUTHORITY=/run/medkiosk-x/Xauthority)")
+        raise DisplayError(_("the screen size cannot be read: DISPLAY is not set. Fix: run inside the "
+                             "kiosk's X session (DISPLAY=:0 XAUTHORITY=/run/medkiosk-x/Xauthority)"))
     problems = []
     for tool, arguments, parse, package in SCREEN_PROBES:
-        output, problem = _probe(tool, arguments, environ)
+        output, problem = _probe(tool, arguments, package, environ)
         size = parse(output) if output is not None else None
         if size is not None:
             return size
-        problems.append(problem or "{} printed no screen size".format(tool))
-        if output is None and "not installed" in problem:
-            problems[-1] += " (apt-get install {})".format(package)
-    raise DisplayError("the size of screen {} cannot be read ({}). Fix: check that the X server is up "
-                       "(systemctl status medkiosk-display) and that xrandr or xdpyinfo is "
-                       "installed".format(display, "; ".join(problems)))
+        problems.append(problem or _("{} printed no screen size").format(tool))
+    raise DisplayError(_("the size of screen {} cannot be read ({}). Fix: check that the X server is up "
+                         "(systemctl status medkiosk-display) and that xrandr or xdpyinfo is "
+                         "installed").format(display, "; ".join(problems)))
 
 
 class WindowFit(object):
@@ -88,21 +87,22 @@ class WindowFit(object):
 
     def describe(self):
         x, y, w, h = self.rect
-        return "window {}x{} at ({}, {}) on a {}x{} screen".format(w, h, x, y, *self.screen)
+        return _("window {}x{} at ({}, {}) on a {}x{} screen").format(w, h, x, y, *self.screen)
 
     def summary(self):
         """Short, for the technician box: "fills the 800x480 screen" or what it is instead."""
         if self.fills:
-            return "fills the {}x{} screen".format(*self.screen)
-        return "NOT FILLING: " + self.describe()
+            return _("fills the {}x{} screen").format(*self.screen)
+        return _("NOT FILLING: {}").format(self.describe())
 
     def problem(self):
         """None when the window fills the screen, else the line the journal and selftest print."""
         if self.fills:
             return None
-        return ("the kiosk window does not fill the screen: {} after {} resize attempts. Fix: start a kiosk "
-                "window manager (apt-get install matchbox-window-manager) in the X session, or set [display] "
-                "width/height to the panel's resolution (xrandr)".format(self.describe(), self.fixes))
+        return _("the kiosk window does not fill the screen: {} after {} resize attempts. Fix: make sure "
+                 "nothing else manages windows on this display (no desktop: jetson_setup.sh turns gdm3 off; "
+                 "`xprop -root _NET_SUPPORTING_WM_CHECK` finds none), that OpenCV is JetPack's (selftest: "
+                 "Libraries), then restart the kiosk").format(self.describe(), self.fixes)
 
 
 def fills_screen(rect, screen):

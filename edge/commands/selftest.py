@@ -266,6 +266,7 @@ def display_check(environ=None, size=None):
 def window_check(sink, environ, size):
     """PASS when the window filled the screen; FAIL (with the fix) when it could not; WARN when the
     screen is not the config's [display] size."""
+    from edge.i18n import _
     from edge.verify import FAIL, PASS, WARN, Check
 
     where = environ.get("DISPLAY") or "Wayland"
@@ -273,12 +274,14 @@ def window_check(sink, environ, size):
         return Check("display", FAIL, "{}: {}".format(where, sink.window_problem))
     fit = sink.fit
     if size is not None and tuple(size) != fit.screen:
-        return Check("display", WARN, "{}: the window fills the {}x{} screen, but [display] is {}x{}: the "
-                     "screen is drawn at another size and scaled. Fix: set [display] width = {} and "
-                     "height = {}".format(where, fit.screen[0], fit.screen[1], size[0], size[1], *fit.screen))
-    return Check("display", PASS, "{}: the kiosk window fills the {}x{} screen{}".format(
-        where, fit.screen[0], fit.screen[1], " (resized {} time{})".format(
-            fit.fixes, "" if fit.fixes == 1 else "s") if fit.fixes else ""))
+        return Check("display", WARN, _("{}: the window fills the {}x{} screen, but [display] is {}x{}: the "
+                                        "screen is drawn at another size and scaled. Fix: set [display] "
+                                        "width = {} and height = {}").format(
+            where, fit.screen[0], fit.screen[1], size[0], size[1], *fit.screen))
+    detail = _("{}: the kiosk window fills the {}x{} screen").format(where, fit.screen[0], fit.screen[1])
+    if fit.fixes:
+        detail += " " + _("(resized {} times to do so)").format(fit.fixes)
+    return Check("display", PASS, detail)
 
 
 def run(args):

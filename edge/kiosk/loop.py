@@ -25,6 +25,7 @@ import time
 
 from edge.console import printable
 from edge.errors import SourceError
+from edge.i18n import _
 from edge.kiosk.health import Health, KioskFailure
 from edge.kiosk.keys import Desk, on_key
 from edge.kiosk.modules import ModuleSet, default_classifier_opener
@@ -367,8 +368,8 @@ class Kiosk(object):
         fit = getattr(self.sink, "fit", None)
         if fit is not None and fit.screen != self.size:
             sizes = fit.screen + self.size + fit.screen
-            self.reporter.log("the screen is {}x{} but [display] is {}x{}: the picture is scaled. Fix: set "
-                              "[display] width = {} and height = {}".format(*sizes))
+            self.reporter.log(_("the screen is {}x{} but [display] is {}x{}: the picture is scaled. Fix: set "
+                                "[display] width = {} and height = {}").format(*sizes))
 
     def _shown_name(self):
         """The file name of the still image on screen (a USB image or a folder's), else None."""
