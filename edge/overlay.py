@@ -216,6 +216,14 @@ def min_scale(cv2, font):
     return MIN_TEXT_PX / float(cv2.getTextSize("H", font, 1.0, 1)[0][1])
 
 
+def min_line_px(bold=False):
+    """The height of one line of the smallest readable text (what a row must have to hold it)."""
+    cv2 = require("cv2")
+    font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
+    scale = min_scale(cv2, font)
+    return int(cv2.getTextSize("Ag", font, scale, _thickness(scale, bold))[0][1] * 1.45) + 1
+
+
 def _fit(cv2, text, font, scale, thickness, max_width):
     """Shrink ``scale`` until ``text`` fits ``max_width`` (not below 60%, nor below the readable
     size); then cut with '...'."""

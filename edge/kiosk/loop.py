@@ -387,7 +387,7 @@ class Kiosk(object):
             module=slot.module_id,
             bundle="{} {}".format(bundle.bundle_id, bundle.version) if bundle is not None else None,
             source=self.source.describe(), window=problem or (fit.summary() if fit is not None else None),
-            pairing=pairing.base_url if pairing.available else pairing.problem)
+            pairing=pairing.base_url if pairing.available else pairing.problem, notices=state.fallback_reason)
 
     def _module_line(self, slot):
         """The module's title and which of how many it is: "Chest X-ray (adult) - 1/2"."""

@@ -182,13 +182,14 @@ def _info():
     return TechnicianInfo("tensorrt", "fp16", "TensorrtExecutionProvider", 14.8, 3.2, 45.0, "chest",
                           "chest-efficientnet_lite0 1.0.0", "/media/usb (IMG_0001.png)",
                           "NOT FILLING: window 400x300 at (0, 30) on a 800x480 screen",
-                          "https://192.168.4.1:8443/")
+                          "https://192.168.4.1:8443/", "TensorRT unavailable: no engine for this GPU")
 
 
 def test_technician_box_file_name_and_banners_do_not_collide(spy):
     views = KioskViews(Pairing())
     views.toggle_technician()
-    state = _state(frozen=True, fallback_reason="TensorRT unavailable", on_cpu=True, message="Image a.png")
+    state = _state(frozen=True, fallback_reason="TensorRT unavailable", on_cpu=True, message="Image a.png",
+                   developer_notice=DEVELOPER_BANNER)
     canvas = draw_overlay(textured(), _prediction([0.86, 0.08, 0.04, 0.02]), state)
     start = len(spy.drawn)
     views.draw(canvas, state, "IMG_0001.png", _info())
@@ -196,7 +197,8 @@ def test_technician_box_file_name_and_banners_do_not_collide(spy):
     cover = Rect(box[0].x, box[0].y, box[0].w, box[-1].y + box[-1].h - box[0].y)
     texts = check_screen(spy.drawn, [(start, cover)])
     for words in ("RUNNING ON CPU", "FROZEN", "Image a.png", "File: IMG_0001.png", "Backend: tensorrt fp16",
-                  "Provider: TensorrtExecutionProvider", "Screen: 14.8 fps", "Inference: 45 ms", "T: close"):
+                  "Provider: TensorrtExecutionProvider", "Screen: 14.8 fps", "Inference: 45 ms", "T: close",
+                  "Notice: TensorRT unavailable"):
         assert any(words in t for t in texts), words
     window = " ".join(t for t in texts if "Window" in t or "400x300" in t)
     assert "400x300" in window  # the long line wraps onto its second row rather than being cut
@@ -234,3 +236,16 @@ def test_the_check_catches_small_and_overlapping_text():
         check_screen([("a", (0, 0, 50, 20), 13), ("b", (40, 10, 90, 30), 13)])
     with pytest.raises(AssertionError, match="leaves the screen"):
         check_screen([("a", (790, 0, 810, 20), 13)])
+
+
+def test_a_short_technician_box_drops_the_last_figures_not_the_readable_size(spy):
+    from edge.overlay import Layout
+    from edge.technician_view import draw_technician
+
+    layout = Layout(SIZE)
+    canvas = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    boxes = draw_technician(canvas, layout, _info(), Rect(9, 100, 446, 150))
+    texts = check_screen(spy.drawn)
+    assert texts[0] == "Technician" and texts[-1] == "T: close" and len(boxes) < 12
+    assert any(t.startswith("Backend") for t in texts) and not any(t.startswith("LAN pairing") for t in texts)
+    assert boxes[-1].y + boxes[-1].h <= 100 + 150
