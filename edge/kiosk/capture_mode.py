@@ -27,9 +27,10 @@ CONSENT_TITLE = N_("Photos for training - consent")
 CONSENT_TEXT = N_("The person photographed, or their guardian, agrees that photos of their skin are stored "
                   "on this unit and used only to train and test the skin model. No name is stored. They may "
                   "say no: their care is the same.")
-CONSENT_KEYS = N_("ENTER = consent given     ESC = no consent (nothing is stored)")
+CONSENT_YES = N_("ENTER = consent given")
+CONSENT_NO = N_("ESC = no consent: nothing is stored")
 CAPTURE_BANNER = N_("CAPTURE - photos for training")
-CAPTURE_KEYS = N_("SPACE photo  M/F label  E export  C next person  ESC done")
+CAPTURE_KEYS = (N_("SPACE photo   M/F label   E export"), N_("C next person   ESC done"))
 NO_FRAME = N_("No camera image")
 SELECTED_BG = (60, 60, 60)
 
@@ -40,12 +41,20 @@ def _short(text):
 
 
 # ---- drawing: own small functions over edge.overlay's public layout and colours ----
+def _scale(cv2, pixels):
+    scale = max(0.35, pixels / float(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1]))
+    return scale, max(1, int(round(scale * 1.5)))
+
+
 def _put(cv2, canvas, text, x, y, pixels, colour, max_width):
-    """One line of text (baseline at ``y``) with glyphs about ``pixels`` tall, cut to ``max_width``."""
+    """One line of text (baseline at ``y``), glyphs about ``pixels`` tall: shrunk to fit ``max_width``
+    (to 70%, still readable on a 7-inch panel), then cut with '...'."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     text = ascii_text(text)
-    scale = max(0.35, pixels / float(cv2.getTextSize("Ag", font, 1.0, 1)[0][1]))
-    thickness = max(1, int(round(scale * 1.5)))
+    scale, thickness = _scale(cv2, pixels)
+    smallest = scale * 0.7
+    while cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width and scale * 0.92 >= smallest:
+        scale *= 0.92
     while len(text) > 3 and cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width:
         text = text[:-4] + "..."
     cv2.putText(canvas, text, (int(x), int(y)), font, scale, colour, thickness, cv2.LINE_AA)
@@ -53,8 +62,7 @@ def _put(cv2, canvas, text, x, y, pixels, colour, max_width):
 
 def _wrapped(cv2, text, pixels, max_width):
     font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = max(0.35, pixels / float(cv2.getTextSize("Ag", font, 1.0, 1)[0][1]))
-    thickness = max(1, int(round(scale * 1.5)))
+    scale, thickness = _scale(cv2, pixels)
     lines, line = [], ""
     for word in ascii_text(text).split():
         candidate = (line + " " + word).strip()
@@ -64,6 +72,19 @@ def _wrapped(cv2, text, pixels, max_width):
         else:
             line = candidate
     return lines + ([line] if line else [])
+
+
+def _paragraph(cv2, canvas, text, x, y, pixels, colour, max_width, max_lines, upward=False):
+    """Wrapped text from baseline ``y`` down (or, ``upward``, ending at ``y``), at most ``max_lines``."""
+    lines = _wrapped(cv2, text, pixels, max_width)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
+    step = pixels * 1.45
+    if upward:
+        y -= step * (len(lines) - 1)
+    for line in lines:
+        _put(cv2, canvas, line, x, y, pixels, colour, max_width)
+        y += step
 
 
 def _letterbox(cv2, canvas, frame, rect):
@@ -95,13 +116,12 @@ def draw_consent(size, message=None):
     unit, pad = layout.unit, layout.pad * 3
     width = layout.width - 2 * pad
     _put(cv2, canvas, _(CONSENT_TITLE), pad, pad + unit * 1.2, unit * 1.1, YELLOW, width)
-    y = pad + unit * 3.2
-    for line in _wrapped(cv2, _(CONSENT_TEXT), unit * 0.8, width):
-        _put(cv2, canvas, line, pad, y, unit * 0.8, WHITE, width)
-        y += unit * 1.3
+    _paragraph(cv2, canvas, _(CONSENT_TEXT), pad, pad + unit * 3.2, unit * 0.8, WHITE, width, 8)
     if message:
-        _put(cv2, canvas, message, pad, layout.height - pad - unit * 2.2, unit * 0.75, AMBER, width)
-    _put(cv2, canvas, _(CONSENT_KEYS), pad, layout.height - pad, unit * 0.8, YELLOW, width)
+        _paragraph(cv2, canvas, message, pad, layout.height - pad - unit * 3.4, unit * 0.7, AMBER, width, 2,
+                   upward=True)
+    _put(cv2, canvas, _(CONSENT_YES), pad, layout.height - pad - unit * 1.5, unit * 0.9, YELLOW, width)
+    _put(cv2, canvas, _(CONSENT_NO), pad, layout.height - pad, unit * 0.9, YELLOW, width)
     return canvas
 
 
@@ -122,6 +142,9 @@ def draw_capture(size, frame, view):
     _letterbox(cv2, canvas, frame, image)
     problem = view["quality"]
     border = AMBER if problem else BAR
+    if problem:  # a dark band under the warning: readable over a bright photo
+        cv2.rectangle(canvas, (image.x, int(image.h - unit * 2.9)), (image.x + image.w - 1, image.h - 1),
+                      DARK, -1)
     cv2.rectangle(canvas, (image.x, image.y), (image.x + image.w - 1, image.y + image.h - 1), border,
                   max(2, int(unit * 0.2)))
     cv2.rectangle(canvas, (image.x, 0), (image.x + image.w - 1, int(unit * 1.4)), RED, -1)
@@ -129,15 +152,16 @@ def draw_capture(size, frame, view):
     if frame is None:
         _put(cv2, canvas, _(NO_FRAME), pad * 2, image.h // 2, unit * 0.8, AMBER, image.w - 4 * pad)
     if problem:
-        _put(cv2, canvas, problem, pad, image.h - pad * 2, unit * 0.7, AMBER, image.w - 2 * pad)
+        _paragraph(cv2, canvas, problem, pad * 2, image.h - pad * 2, unit * 0.7, AMBER, image.w - 4 * pad, 2,
+                   upward=True)
     x, inner = panel.x + pad, panel.w - 2 * pad
     _put(cv2, canvas, view["title"], x, pad + unit, unit * 0.9, WHITE, inner)
     _put(cv2, canvas, view["person"], x, pad + unit * 2.2, unit * 0.65, GREY, inner)
     top = pad + unit * 3.6
-    keys_y = layout.height - pad
-    message_y = keys_y - unit * 1.3
+    keys_y = layout.height - pad - unit * 0.9
+    message_y = keys_y - unit * 1.1
     row_h = unit * 1.25
-    rows = max(1, int((message_y - unit - top) // row_h))
+    rows = max(1, int((message_y - unit * 1.9 - top) // row_h))
     labels = view["labels"]
     first = _label_window(len(labels), view["selected"], rows)
     for index in range(first, min(len(labels), first + rows)):
@@ -149,12 +173,13 @@ def draw_capture(size, frame, view):
             cv2.rectangle(canvas, (panel.x, int(y - unit * 0.95)),
                           (panel.x + panel.w - 1, int(y + unit * 0.3)), SELECTED_BG, -1)
         name = "{} {}".format(">" if chosen else " ", label)
-        _put(cv2, canvas, name, x, y, unit * 0.75, colour, inner * 0.72)
+        _put(cv2, canvas, name, x, y, unit * 0.75, colour, inner * 0.6)
         counter = "{}".format(total) + (" (+{})".format(session) if session else "")
-        _put(cv2, canvas, counter, x + inner * 0.74, y, unit * 0.75, colour, inner * 0.26)
+        _put(cv2, canvas, counter, x + inner * 0.62, y, unit * 0.75, colour, inner * 0.38)
     if view["message"]:
-        _put(cv2, canvas, view["message"], x, message_y, unit * 0.65, YELLOW, inner)
-    _put(cv2, canvas, _(CAPTURE_KEYS), x, keys_y, unit * 0.55, GREY, inner)
+        _paragraph(cv2, canvas, view["message"], x, message_y, unit * 0.6, YELLOW, inner, 2, upward=True)
+    for index, keys in enumerate(CAPTURE_KEYS):
+        _put(cv2, canvas, _(keys), x, keys_y + index * unit * 0.9, unit * 0.6, GREY, inner)
     return canvas
 
 
