@@ -39,8 +39,8 @@ def camera_frames():
 
 
 def settings_for(tmp_path, **overrides):
-    values = {"labels": LABELS, "captured_by": "tech-07", "export_dir": str(tmp_path / "usb"), "enabled": True,
-              "min_free_mb": 0}
+    values = {"labels": LABELS, "captured_by": "tech-07", "export_dir": str(tmp_path / "usb"),
+              "enabled": True, "min_free_mb": 0}
     values.update(overrides)
     return CaptureSettings(str(tmp_path / "state"), **values)
 
@@ -71,8 +71,8 @@ def subjects(settings):
 
 def test_consent_refused_stores_nothing_and_space_never_gives_consent(tmp_path, camera_frames):
     settings = settings_for(tmp_path)
-    kiosk, _out, err, screens = run_capture_kiosk(tmp_path, camera_frames, "WAIT1,C,SPACE,SPACE,S,M,ESC,WAIT2",
-                                                  settings)
+    keys = "WAIT1,C,SPACE,SPACE,S,M,ESC,WAIT2"
+    kiosk, _out, err, screens = run_capture_kiosk(tmp_path, camera_frames, keys, settings)
     assert subjects(settings) == [] and stored(settings) == []
     assert "consent not given, nothing stored" in err
     assert kiosk.messages.last == "No consent - nothing stored"
@@ -157,7 +157,7 @@ def test_stored_photos_are_private(tmp_path, camera_frames):
     settings = settings_for(tmp_path)
     run_capture_kiosk(tmp_path, camera_frames, "C,ENTER,SPACE,ESC", settings)
     root = os.path.join(settings.state_dir, "capture")
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
         for name in files:
             assert stat.S_IMODE(os.stat(os.path.join(folder, name)).st_mode) == 0o600, name
