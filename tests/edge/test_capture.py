@@ -307,3 +307,9 @@ def test_records_name_no_one(tmp_path, photos):
         consent = json.load(handle)
     assert set(consent) == {"given", "recorded_utc", "statement", "captured_by", "device", "module",
                             "subject", "medkiosk"}
+
+
+def test_the_guide_gives_the_split_pattern_the_export_uses():
+    with open(os.path.join(ROOT, "docs", "training-skin.md"), encoding="utf-8") as handle:
+        guide = handle.read()
+    assert "--patient-pattern '{}'".format(SUBJECT_PATTERN) in guide
