@@ -313,3 +313,23 @@ def test_the_guide_gives_the_split_pattern_the_export_uses():
     with open(os.path.join(ROOT, "docs", "training-skin.md"), encoding="utf-8") as handle:
         guide = handle.read()
     assert "--patient-pattern '{}'".format(SUBJECT_PATTERN) in guide
+
+
+def test_medkiosk_run_takes_capture_mode_from_the_config(tmp_path, photos):
+    """The real command: config [capture] on, scripted keys over a folder of real images, headless."""
+    source, models, usb = tmp_path / "src", tmp_path / "models", tmp_path / "usb"
+    for folder in (source, models, usb):
+        folder.mkdir()
+    cv2.imwrite(str(source / "a.png"), photos[0])
+    conf = tmp_path / "medkiosk.conf"
+    conf.write_text("[kiosk]\nmodels_dir = {}\nmodules = skin\noptional_modules =\nstate_dir = {}\n"
+                    "kiosk_mode = no\n[capture]\nenabled = yes\ncaptured_by = tech-07\n"
+                    "labels = Acne, Scabies\nexport_dir = {}\n".format(models, tmp_path / "state", usb))
+    result = _cli("run", "--config", str(conf), "--source", str(source), "--output", "null://",
+                  "--keys", "WAIT1,C,ENTER,SPACE,M,SPACE,E,ESC,WAIT1,Q")
+    assert result.returncode == 0, result.stderr
+    photo_lines = [line for line in result.stdout.splitlines() if "capture photo" in line]
+    assert len(photo_lines) == 2 and "label Acne" in photo_lines[0] and "label Scabies" in photo_lines[1]
+    assert "capture: exported 2 photo(s)" in result.stderr
+    (export,) = os.listdir(str(usb))
+    assert sorted(os.listdir(str(usb / export))) == ["README.txt", "acne", "capture.csv", "scabies"]

@@ -172,3 +172,10 @@ def test_an_export_that_fails_is_said_on_screen_and_the_mode_goes_on(tmp_path, c
     kiosk, out, err, _screens = run_capture_kiosk(tmp_path, camera_frames, "C,ENTER,E,SPACE,ESC", settings)
     assert "export target {} is not a folder".format(tmp_path / "no-usb") in err
     assert len(stored(settings)) == 1  # the photo after the failed export was still taken
+
+
+def test_enter_still_freezes_in_the_kiosk(tmp_path, camera_frames):
+    """ENTER is its own key now (the consent key); outside capture mode it does what SPACE does."""
+    kiosk, _out, _err, _screens = run_capture_kiosk(tmp_path, camera_frames, "WAIT1,ENTER,WAIT1",
+                                                    settings_for(tmp_path))
+    assert kiosk.freeze.active
