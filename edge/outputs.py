@@ -13,9 +13,10 @@ from edge.lazy import require
 
 WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
-# OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads).
-KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
-KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC", "T", "P")
+# OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads). ENTER acts as SPACE
+# in the kiosk; capture mode's consent screen takes ENTER only (edge/kiosk/capture_mode.py).
+KEY_CODES = {32: "SPACE", 13: "ENTER", 10: "ENTER", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
+KEY_NAMES = ("SPACE", "ENTER", "M", "F", "S", "H", "Q", "ESC", "C", "E", "T", "P")
 
 
 def key_name(code):

@@ -28,6 +28,8 @@ FROZEN_TEXT = "FROZEN - SPACE for live"
 KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")))
 # Keypad codes (cv2.waitKey) -> how the key is labelled on the keypad.
 KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
+# Key names that do what another key does in the kiosk (edge.kiosk.keys binds ENTER to SPACE's handler).
+SAME_AS = {"ENTER": "SPACE"}
 # The smallest text drawn: cap height in pixels on the smallest supported panel (see readable_cap_px).
 PANEL_800x480 = {"size": (800, 480), "diagonal_mm": 177.8}  # a 7-inch panel
 READING_DISTANCE_MM = 500.0  # arm's length at the kiosk
@@ -78,7 +80,8 @@ def key_legend_items():
     twins = {}
     for code, label in sorted(KEYPAD_LABELS.items()):
         if code in KEY_CODES:
-            twins.setdefault(KEY_CODES[code], []).append(label)
+            name = KEY_CODES[code]
+            twins.setdefault(SAME_AS.get(name, name), []).append(label)
     return ["{} {}".format("/".join([key] + twins.get(key, [])), _(what)) for key, what in KEY_LEGEND]
 
 

@@ -42,6 +42,7 @@ def _size(text):
 
 def build_kiosk(args, stdout=None):
     """Config + arguments -> (Kiosk, source, sink); nothing is opened yet."""
+    from edge.capture import CaptureSettings
     from edge.caselog import CaseLog
     from edge.config import load_config, resolve_cpu_threads
     from edge.kiosk import Kiosk, default_classifier_opener, discover_modules
@@ -82,7 +83,7 @@ def build_kiosk(args, stdout=None):
         max_consecutive_failures=kiosk_cfg["max_consecutive_failures"],
         inference_timeout_s=kiosk_cfg["inference_timeout_s"],
         size=(config.display["width"], config.display["height"]), locate=locate if args.locate else None,
-        pairing=pairing_from_config(config))
+        capture=CaptureSettings.from_config(config), pairing=pairing_from_config(config))
     return kiosk, source, sink
 
 

@@ -1,7 +1,7 @@
 """The kiosk's keys, one handler each (a table, no if/elif chain), and what they open lazily.
 
-SPACE freeze/live, M next module, F next image (import folder), S save case, H heatmap,
-Q/ESC quit (not in kiosk mode). A handler returns False to end the run.
+SPACE (or ENTER) freeze/live, M next module, F next image (import folder), S save case, H heatmap,
+C capture mode (when enabled), Q/ESC quit (not in kiosk mode). A handler returns False to end the run.
 """
 
 import os
@@ -159,6 +159,13 @@ def heatmap(kiosk):
     kiosk.messages.say(HEATMAP_MISSING)
 
 
+def capture_mode(kiosk):
+    """Capture mode (labelled photos for training, consent first): its own screens until ESC."""
+    from edge.kiosk.capture_mode import run_capture
+
+    return run_capture(kiosk)
+
+
 def technician(kiosk):
     """T: the technician box (backend, provider, precision, fps, window, pairing) over the image."""
     kiosk.views.toggle_technician()
@@ -180,10 +187,12 @@ def quit_kiosk(kiosk):
 
 KEY_HANDLERS = {
     "SPACE": toggle_freeze,
+    "ENTER": toggle_freeze,
     "M": next_module,
     "F": next_image,
     "S": save_case,
     "H": heatmap,
+    "C": capture_mode,
     "T": technician,
     "P": pair_device,
     "Q": quit_kiosk,

@@ -61,7 +61,7 @@ class Kiosk(object):
     def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
-                 size=(1280, 720), locate=None, trust=None, pairing=None):
+                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
@@ -77,6 +77,7 @@ class Kiosk(object):
         self.reporter = Reporter(stderr or sys.stderr, stdout, notifier)
         self.health = Health(self.reporter.log, max_consecutive_failures, inference_timeout_s)
         self.desk = Desk(caselog_factory, importer_factory)
+        self.capture = capture  # edge.capture.CaptureSettings for key C; None: capture mode is off
         self.renderer = OverlayRenderer()
         self.views = KioskViews(pairing)  # file name, technician box (T), pairing panel (P)
         self.screen = Screen()
@@ -97,6 +98,11 @@ class Kiosk(object):
 
     def _stop_requested(self):
         return self._stop.is_set()
+
+    @property
+    def finished(self):
+        """True once stop() was asked for or ``max_frames`` screens were shown (capture mode's loop)."""
+        return self._stop.is_set() or (self.max_frames is not None and self.frames >= self.max_frames)
 
     @property
     def slot(self):

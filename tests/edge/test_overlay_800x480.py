@@ -167,6 +167,11 @@ def test_every_panel_state_is_readable_at_800x480(spy, name):
 
 
 def test_the_legend_shows_the_keypad_keys_and_stays_readable(spy):
+    from edge.kiosk.keys import KEY_HANDLERS
+    from edge.overlay import SAME_AS
+
+    for name, same in SAME_AS.items():  # the legend's aliases are the kiosk's
+        assert KEY_HANDLERS[name] is KEY_HANDLERS[same]
     legend = key_legend()
     for part in ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"):
         assert part in legend
