@@ -119,6 +119,8 @@ SCHEMA = {
         "engine_cache": (DEFAULT_ENGINE_CACHE, _text),
         "kiosk_mode": ("yes", _bool),
         "import_dir": ("/media/usb", _text),
+        # E key: how the kiosk asks the root helper to copy new cases to the stick (edge.usb_export)
+        "usb_export": ("socket:/run/medkiosk-usb-export.sock", _text),
         "min_free_mb": ("200", _number(0, 10 ** 6, integer=True)),
         "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
         "inference_timeout_s": ("30", _number(1, 3600)),

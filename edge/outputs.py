@@ -14,8 +14,11 @@ from edge.lazy import require
 WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 # OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads).
-KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
-KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC")
+KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F",
+             47: "E", 8: "BACKSPACE", 127: "BACKSPACE"}
+# Letters and digits are names too: the patient reference is typed with them (edge.kiosk.entry).
+KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC", "E", "BACKSPACE") + tuple(
+    "ABCDGIJKLNOPRTUVWXYZ") + tuple("0123456789")
 
 
 def key_name(code):

@@ -58,6 +58,7 @@ class Kiosk(object):
 
     def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
+                 exporter_factory=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
                  size=(1280, 720), locate=None, trust=None):
         self.source = source
@@ -74,7 +75,7 @@ class Kiosk(object):
         self.smoother = ProbabilitySmoother(smoothing)
         self.reporter = Reporter(stderr or sys.stderr, stdout, notifier)
         self.health = Health(self.reporter.log, max_consecutive_failures, inference_timeout_s)
-        self.desk = Desk(caselog_factory, importer_factory)
+        self.desk = Desk(caselog_factory, importer_factory, exporter_factory)
         self.renderer = OverlayRenderer()
         self.screen = Screen()
         self.freeze = Freeze()
@@ -340,6 +341,9 @@ class Kiosk(object):
         started = time.monotonic()
         canvas = self.renderer.draw(self.screen.frame if not disconnected else None, self.current_result(),
                                     self._overlay_state(slot, disconnected))
+        if self.desk.mode is not None:
+            canvas = self.desk.mode.draw(canvas)  # the patient-reference prompt (edge.kiosk.entry)
+        self.desk.tick()
         self.sink.write(canvas)
         self.frames += 1
         self.clock.tick(time.monotonic() - started)

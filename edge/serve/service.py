@@ -190,9 +190,9 @@ class Service(object):
 
 
     def referral(self, uid):
-        """PDF bytes of one case's referral sheet (``edge.serve.referral``)."""
+        """PDF bytes of one case's referral sheet (``edge.referral``)."""
         from edge.preprocess import load_image, resize_to_input
-        from edge.serve.referral import referral_pdf
+        from edge.referral import referral_pdf
 
         summary, image_path = self.case(uid)
         image = load_image(image_path)

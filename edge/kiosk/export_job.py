@@ -1,0 +1,72 @@
+"""E on the kiosk: the USB export in its own thread, so the screen (and the systemd watchdog) keep
+running while the referral sheets are made and the helper copies them to the stick.
+
+The thread opens its own case log connection (SQLite connections stay in their thread); while it
+runs, "Exporting to the USB stick..." is said again every second, then its one outcome line: "Safe
+to remove the USB stick - N case(s) exported to NAME", "No new cases to export", or the failure
+(also written to the journal).
+"""
+
+import threading
+
+from edge.errors import MedkioskError
+from edge.i18n import N_, _
+
+EXPORTING = N_("Exporting to the USB stick...")
+BUSY = N_("Export running - wait for 'Safe to remove the USB stick'")
+REPEAT_S = 1.0
+
+
+def failure_line(exc):
+    """The problem part of a MedkioskError's message (the screen has room for one line)."""
+    return str(exc).split(" Fix:")[0].rstrip(".")
+
+
+class ExportJob(object):
+    """One export: ``start()``, then ``outcome`` ("ok"/"failed") and ``line`` once ``done``."""
+
+    def __init__(self, exporter, caselog_factory, messages, log):
+        self.exporter = exporter
+        self.caselog_factory = caselog_factory
+        self.messages = messages
+        self.log = log
+        self.outcome = None
+        self.line = None
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="medkiosk-usb-export", daemon=True)
+
+    @property
+    def done(self):
+        return self._finished.is_set()
+
+    def start(self):
+        self.messages.say(_(EXPORTING))
+        self._thread.start()
+        return self
+
+    def _run(self):
+        try:
+            caselog = self.caselog_factory()
+            caselog.open()
+            try:
+                done = self.exporter.export_new(caselog)
+            finally:
+                caselog.close()
+        except MedkioskError as exc:
+            self.outcome, self.line = "failed", failure_line(exc)
+            self.log("USB export failed: {}".format(exc))
+        else:
+            self.outcome, self.line = "ok", done.message()
+            self.log("USB export: {} case(s) to {}".format(done.count, done.name or "-"))
+        finally:
+            self._finished.set()
+        self.messages.say(self.line)
+
+    def keep_saying(self):
+        """Called once a frame: repeat "Exporting..." while it runs (messages fade after 3 s)."""
+        if not self.done and self.messages.current() is None:
+            self.messages.say(_(EXPORTING))
+
+    def wait(self, timeout=None):
+        self._thread.join(timeout)
+        return self.done
