@@ -19,7 +19,7 @@ from edge.lazy import require
 FPDF_HINT = "pip install 'medkiosk[serve]' (fpdf2)"
 TITLE = "medkiosk - referral sheet"
 NO_RESULT = N_("No result shown for this image")
-IMAGE_W, SMALL_W, GAP = 85.0, 45.0, 5.0
+IMAGE_W, SMALL_W, GAP = 80.0, 50.0, 5.0
 
 
 def _ascii(text):
@@ -103,7 +103,7 @@ def _small_image(pdf, image, x, top, caption):
     pdf.image(_png(image), x=x, y=top, w=SMALL_W)
     pdf.set_xy(x, top + SMALL_W * image.shape[0] / image.shape[1] + 1)
     pdf.set_font("Helvetica", "", 8)
-    pdf.multi_cell(SMALL_W, 4, caption)
+    pdf.multi_cell(SMALL_W, 4, caption, align="L")
 
 
 def _images(pdf, image_bgr, analysed_bgr, heatmap_bgr):
