@@ -102,7 +102,7 @@ def test_new_cases_go_to_the_stick_private_with_their_sheets_then_read_only(tmp_
         rows = list(csv.DictReader(handle))
     assert [(r["number"], r["patient_ref"], r["referral"]) for r in rows] == [
         ("K-0001", "4521", "referrals/K-0001.pdf"), ("K-0002", "", "referrals/K-0002.pdf")]
-    for parent, dirs, files in os.walk(folder):
+    for parent, _dirs, files in os.walk(folder):
         assert _mode(parent) == 0o700
         assert all(_mode(os.path.join(parent, name)) == 0o600 for name in files)
     if shutil.which("pdftotext"):
@@ -135,7 +135,8 @@ def test_a_full_stick_is_refused_before_writing(tmp_path, xray):
         unit = Unit(tmp_path, stick.mountpoint)
         unit.save(xray)
         unit.save(xray)
-        with pytest.raises(UsbExportError, match=r"^USB stick full \(\d+ KB free, \d+ KB needed\)\. Fix") as info:
+        full = r"^USB stick full \(\d+ KB free, \d+ KB needed\)\. Fix"
+        with pytest.raises(UsbExportError, match=full) as info:
             unit.export()
         assert info.value.code == "full" and unit.new_cases() == ["K-0001", "K-0002"]
         assert stick.entries() == ["holiday.mp4"] and stick.read_only()
@@ -173,9 +174,10 @@ def test_a_write_protected_stick_is_named(tmp_path, xray):
 
 
 def _ask(env, line):
-    done = subprocess.run([HELPER], input=line, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=60)
-    return done.returncode, done.stdout, done.stderr
+    helper = subprocess.Popen([HELPER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = helper.communicate(line, timeout=60)
+    return helper.returncode, out, err
 
 
 @needs_stick
@@ -189,7 +191,8 @@ def test_the_helper_refuses_anything_but_a_prepared_export(tmp_path, stick):
     for request, reason in (("HELLO\n", "unknown request"), ("EXPORT ../../etc\n", "bad export name"),
                             ("EXPORT medkiosk-cases-20261203T100000 x\n", "bad export name"),
                             ("EXPORT medkiosk-cases-20261203T090000\n", "no prepared export"),
-                            ("EXPORT medkiosk-cases-20261203T100000\n", "no prepared export"), ("", "unknown")):
+                            ("EXPORT medkiosk-cases-20261203T100000\n", "no prepared export"),
+                            ("", "unknown request")):
         status, out, err = _ask(env, request)
         assert status == 1 and out.startswith("FAIL refused ") and reason in out, (request, out)
         assert err.strip() == "medkiosk-usb-export: " + out.strip()  # the same line in the journal
@@ -246,7 +249,8 @@ def test_through_the_socket_as_the_unit_runs_it(tmp_path, stick, xray):
 
 
 def test_a_missing_socket_means_not_installed(tmp_path):
-    with pytest.raises(UsbExportError, match=r"USB export is not installed on this unit .*--steps units") as info:
+    missing = r"USB export is not installed on this unit .*--steps units"
+    with pytest.raises(UsbExportError, match=missing) as info:
         SocketTrigger(str(tmp_path / "absent.sock")).request("EXPORT x")
     assert info.value.code == "refused"
     with pytest.raises(UsbExportError, match="cannot run"):

@@ -15,7 +15,11 @@ HELPER = os.path.join(ROOT, "systemd", "medkiosk-usb-export")
 
 
 def _run(*argv):
-    return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    """(status, output) of a command (Popen: these tests also run on Python 3.6)."""
+    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+    output, _err = process.communicate(timeout=120)
+    return process.returncode, output
 
 
 def loop_mounts_possible():
@@ -51,15 +55,15 @@ class Stick(object):
         self._check("mount", "-o", "ro,nosuid,nodev,noexec", self.device, self.mountpoint)
 
     def _attach(self, read_only):
-        done = self._check("losetup", "-f", "--show", *(["-r"] if read_only else []), self.image)
-        self.device = done.stdout.strip()
+        flags = ["-r"] if read_only else []
+        self.device = self._check(*(["losetup", "-f", "--show"] + flags + [self.image])).strip()
 
     def _check(self, *argv):
-        done = _run(*argv)
-        if done.returncode != 0:
+        status, output = _run(*argv)
+        if status != 0:
             self.close()
-            pytest.skip("{} failed here: {}".format(argv[0], done.stdout.strip()[-200:]))
-        return done
+            pytest.skip("{} failed here: {}".format(argv[0], output.strip()[-200:]))
+        return output
 
     def fill(self, kb_left):
         """Leave about ``kb_left`` KB free (a stick nearly full of someone's files)."""
@@ -69,7 +73,7 @@ class Stick(object):
             handle.write(b"\0" * max(0, (free_kb - kb_left)) * 1024)
 
     def options(self):
-        return _run("findmnt", "-n", "-o", "OPTIONS", "--mountpoint", self.mountpoint).stdout.strip()
+        return _run("findmnt", "-n", "-o", "OPTIONS", "--mountpoint", self.mountpoint)[1].strip()
 
     def read_only(self):
         return self.options().split(",")[0] == "ro"
