@@ -205,7 +205,8 @@ class Service(object):
 
 def case_summary(record):
     """A saved case for the API: no image path, no file names."""
-    return {"id": record.uid, "created_utc": record.created_utc, "module": record.module,
+    return {"id": record.uid, "number": record.number, "patient_ref": record.patient_ref,
+            "created_utc": record.created_utc, "module": record.module,
             "bundle_id": record.bundle_id, "top1": record.top1, "top1_probability": record.top1_probability,
             "uncertain": bool(record.uncertain), "out_of_scope": bool(record.out_of_scope),
             "quality_ok": bool(record.quality_ok)}

@@ -200,6 +200,20 @@ def test_the_helper_refuses_anything_but_a_prepared_export(tmp_path, stick):
 
 
 @needs_stick
+def test_a_file_system_that_cannot_be_remounted_is_refused(tmp_path, stick, xray):
+    """On the unit only FAT32/exFAT/ext sticks are exported to (FUSE ones cannot be made writable in
+    place); here the list is narrowed so that this ext4 stick stands for an NTFS one."""
+    unit = Unit(tmp_path, stick.mountpoint)
+    unit.env["MEDKIOSK_USB_FSTYPES"] = "vfat exfat"
+    unit.save(xray)
+    with pytest.raises(UsbExportError, match=r"^the USB stick's file system \(ext4\) is not supported\. "
+                                             r"Fix: use a stick formatted FAT32$") as info:
+        unit.export()
+    assert info.value.code == "refused" and unit.new_cases() == ["K-0001"]
+    assert stick.entries() == [] and stick.read_only()
+
+
+@needs_stick
 def test_one_export_at_a_time(tmp_path, stick, xray):
     unit = Unit(tmp_path, stick.mountpoint)
     unit.save(xray)
