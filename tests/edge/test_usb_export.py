@@ -286,3 +286,27 @@ def test_replies_and_trigger_specs():
     for bad in ("", "socket:", "sudo:/bin/sh", "/run/x.sock"):
         with pytest.raises(ConfigError, match="usb_export = .* is not understood. Fix"):
             open_trigger(bad)
+
+
+@needs_stick
+def test_cases_export_usb_does_what_e_does(tmp_path, stick, xray, capsys):
+    """``medkiosk cases export --usb``: the same exporter, the helper named in the config."""
+    from edge.cli import main
+
+    unit = Unit(tmp_path, stick.mountpoint)
+    unit.save(xray, reference="5")
+    config = tmp_path / "medkiosk.conf"
+    config.write_text("[kiosk]\nstate_dir = {}\nusb_export = command:{}\n".format(unit.state, HELPER))
+    old = dict(os.environ)
+    os.environ.update(unit.env)
+    try:
+        assert main(["cases", "export", "--usb", "--config", str(config)]) == 0
+        first = capsys.readouterr().out
+        assert main(["cases", "--config", str(config), "export", "--usb"]) == 0
+        second = capsys.readouterr().out
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert first.startswith("Safe to remove the USB stick - 1 case(s) exported to medkiosk-cases-")
+    assert second == "No new cases to export\n"
+    assert len(stick.entries()) == 1 and stick.read_only() and unit.new_cases() == []
