@@ -2,9 +2,9 @@
 running while the referral sheets are made and the helper copies them to the stick.
 
 The thread opens its own case log connection (SQLite connections stay in their thread); while it
-runs, "Exporting to the USB stick..." is said again every second, then its one outcome line: "Safe
-to remove the USB stick - N case(s) exported to NAME", "No new cases to export", or the failure
-(also written to the journal).
+runs, "Exporting to the USB stick..." stays on screen (said again whenever it fades), then its one
+outcome line: "Safe to remove the USB stick - N case(s) exported to NAME", "No new cases to export",
+or the failure (``failure_line``; the full message, with its fix, in the journal).
 """
 
 import threading
@@ -14,11 +14,21 @@ from edge.i18n import N_, _
 
 EXPORTING = N_("Exporting to the USB stick...")
 BUSY = N_("Export running - wait for 'Safe to remove the USB stick'")
-REPEAT_S = 1.0
+# The helper's failure codes -> the line on the worker's screen (in the worker's language); the
+# helper's own message, with its numbers and fix, goes to the journal.
+SCREEN_LINES = {
+    "no-stick": N_("No USB stick found"),
+    "full": N_("USB stick full - nothing was exported"),
+    "read-only": N_("USB stick is write-protected or damaged"),
+    "busy": BUSY,
+}
 
 
 def failure_line(exc):
-    """The problem part of a MedkioskError's message (the screen has room for one line)."""
+    """One line for the screen: the failure code's own line, else the problem part of the message."""
+    line = SCREEN_LINES.get(getattr(exc, "code", None))
+    if line is not None:
+        return _(line)
     return str(exc).split(" Fix:")[0].rstrip(".")
 
 

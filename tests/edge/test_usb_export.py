@@ -310,3 +310,15 @@ def test_cases_export_usb_does_what_e_does(tmp_path, stick, xray, capsys):
     assert first.startswith("Safe to remove the USB stick - 1 case(s) exported to medkiosk-cases-")
     assert second == "No new cases to export\n"
     assert len(stick.entries()) == 1 and stick.read_only() and unit.new_cases() == []
+
+
+def test_the_screen_line_of_each_failure():
+    from edge.kiosk.export_job import failure_line
+
+    for code, message, line in (
+            ("full", "USB stick full (10 KB free, 900 KB needed). Fix: x", "USB stick full - nothing was exported"),
+            ("no-stick", "No USB stick found. Fix: insert it", "No USB stick found"),
+            ("read-only", "USB stick is write-protected. Fix: y", "USB stick is write-protected or damaged"),
+            ("refused", "the file system (ntfs) is not supported. Fix: FAT32",
+             "the file system (ntfs) is not supported")):
+        assert failure_line(UsbExportError(message, code=code)) == line
