@@ -316,7 +316,8 @@ def test_the_screen_line_of_each_failure():
     from edge.kiosk.export_job import failure_line
 
     for code, message, line in (
-            ("full", "USB stick full (10 KB free, 900 KB needed). Fix: x", "USB stick full - nothing was exported"),
+            ("full", "USB stick full (10 KB free, 900 KB needed). Fix: x",
+             "USB stick full - nothing was exported"),
             ("no-stick", "No USB stick found. Fix: insert it", "No USB stick found"),
             ("read-only", "USB stick is write-protected. Fix: y", "USB stick is write-protected or damaged"),
             ("refused", "the file system (ntfs) is not supported. Fix: FAT32",
