@@ -159,13 +159,23 @@ def save_case(kiosk):
     from edge.kiosk.entry import ReferenceEntry, Snapshot
 
     slot = kiosk.slot
-    snapshot = Snapshot(frame.copy(), result, slot, _case_record(kiosk, result, slot))
+    snapshot = Snapshot(frame.copy(), result, slot, _case_record(kiosk, result, slot),
+                        held=not kiosk.freeze.active)
+    if snapshot.held:
+        _hold(kiosk, snapshot.frame)  # the screen shows the image being saved, not the live camera
     kiosk.desk.mode = ReferenceEntry(snapshot, _save_snapshot, _entry_cancelled)
 
 
-def _entry_cancelled(kiosk):
+def _release_held(kiosk, snapshot):
+    """Back to live after the entry, when S froze the view for it."""
+    if snapshot.held and kiosk.freeze.active:
+        toggle_freeze(kiosk)
+
+
+def _entry_cancelled(kiosk, snapshot):
     from edge.kiosk.entry import CANCELLED
 
+    _release_held(kiosk, snapshot)
     kiosk.messages.say(_(CANCELLED))
 
 
@@ -173,6 +183,7 @@ def _save_snapshot(kiosk, snapshot, reference):
     """ENTER in the entry: save the snapshot S took, with the reference typed (may be empty)."""
     from edge.caselog import CaseLogError
 
+    _release_held(kiosk, snapshot)
     slot, result = snapshot.slot, snapshot.result
     info = slot.runner_info or {}
     try:

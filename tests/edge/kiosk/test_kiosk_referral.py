@@ -8,13 +8,14 @@ import io
 import os
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 from edge.caselog import REFERENCE_MAX, CaseLog
 from edge.kiosk.entry import TYPED
 from edge.usb_export import CommandTrigger, UsbExporter, kiosk_referral
-from tests.edge.kiosk.kiosk_helpers import LAYOUT, YELLOW, fake_camera, has_colour, run_kiosk
+from tests.edge.kiosk.kiosk_helpers import BLUE, LAYOUT, YELLOW, fake_camera, has_colour, run_kiosk
 from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
 
 POSSIBLE, WHY = loop_mounts_possible()
@@ -24,6 +25,13 @@ WAIT = 20  # frames before S: the first result is on screen by then, even on a b
 def prompt_shown(frame):
     """The entry's yellow-framed box over the image area (the panel on the right is not touched)."""
     return has_colour(LAYOUT.image.crop(frame), YELLOW, minimum=400, tolerance=30)
+
+
+def saved_image_is(tmp_path, kiosk, frames):
+    """The saved image is a camera frame (96x96), not the screen."""
+    with CaseLog(str(tmp_path / "state")) as log:
+        image = cv2.imread(log.cases()[0].image)
+    return image.shape == (96, 96, 3)
 
 
 def saved(tmp_path):
@@ -40,19 +48,20 @@ def test_s_opens_the_entry_keys_type_and_enter_saves_with_the_reference(tmp_path
     assert saved(tmp_path) == [("K-0001", "13MQ")] and kiosk.frames == WAIT + 11
     assert kiosk.messages.last == "Case saved K-0001 - ref 13MQ"
     assert not any("13MQ" in line for line in lines)  # the journal gets the number, never the reference
-    # Drawn from the frame after S to the frame of SPACE (8 keys later), on no other.
+    # Drawn from the frame after S to the frame of SPACE (8 keys later), on no other; meanwhile the
+    # live view is frozen on the image being saved, and live again after.
     shown = [index for index, frame in enumerate(frames) if prompt_shown(frame)]
     assert shown == list(range(WAIT + 1, WAIT + 9))
-    # The prompt is over the image only: the results panel looks the same with and without it.
-    panel_open, panel_closed = LAYOUT.panel.crop(frames[WAIT + 4]), LAYOUT.panel.crop(frames[WAIT])
-    assert np.abs(panel_open.astype(int) - panel_closed.astype(int)).mean() < 8
+    frozen = [index for index, frame in enumerate(frames) if has_colour(LAYOUT.badge.crop(frame), BLUE, 200)]
+    assert frozen == shown and not kiosk.freeze.active
+    assert kiosk.screen.frame is not None and saved_image_is(tmp_path, kiosk, frames)
 
 
 def test_esc_cancels_and_nothing_is_saved(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
     kiosk, _lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT{},S,5,ESC,WAIT2".format(WAIT),
                                        max_frames=WAIT + 5)
-    assert kiosk.frames == WAIT + 5
+    assert kiosk.frames == WAIT + 5 and not kiosk.freeze.active  # back to live
     assert kiosk.cases_saved == 0 and kiosk.messages.last == "Not saved"
     assert prompt_shown(frames[WAIT + 2]) and not prompt_shown(frames[-1])
     assert not os.path.exists(str(tmp_path / "state" / "cases" / "cases.db")) or saved(tmp_path) == []
@@ -123,3 +132,20 @@ def test_e_with_no_stick_is_one_line_on_screen_and_in_the_journal(tmp_path, slot
     assert "USB export failed: No USB stick found. Fix: insert the USB stick" in journal.getvalue()
     with CaseLog(str(tmp_path / "state")) as log:
         assert [c.number for c in log.cases(new_only=True)] == ["K-0001"]
+
+
+def test_the_prompt_stays_inside_the_image_area_and_fits_800x480():
+    """Drawn on a blank 800x480 screen, with the longest reference and the "at most" line: nothing
+    outside the image area changes (every line is wrapped to the box) and the box is not cut off."""
+    from edge.kiosk.entry import ReferenceEntry
+
+    entry = ReferenceEntry(None, None, None)
+    entry.text, entry.full = "9" * REFERENCE_MAX, True
+    canvas = np.zeros((480, 800, 3), dtype=np.uint8)
+    entry.draw(canvas)
+    area = LAYOUT.image
+    outside = canvas.copy()
+    outside[area.y:area.y + area.h, area.x:area.x + area.w] = 0
+    assert not outside.any() and canvas.any()
+    rows = np.where(canvas[:, area.x:area.x + area.w].any(axis=2).any(axis=1))[0]
+    assert rows.min() > 0 and rows.max() < 479  # the box is not cut at the top or bottom
