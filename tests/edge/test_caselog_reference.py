@@ -132,3 +132,15 @@ def test_a_failing_sheet_leaves_no_export(tmp_path):
         with pytest.raises(CaseLogError, match=r"No space left on device\); nothing was written"):
             log.export(str(usb), referral=referral)
     assert os.listdir(str(usb)) == []
+
+
+def test_marking_that_fails_says_they_will_be_exported_again(tmp_path):
+    with CaseLog(str(tmp_path / "state"), min_free_mb=0) as log:
+        case = log.save(textured(0), RESULT, "chest")
+        # Another writer made the table refuse updates: the mark fails, nothing is half-marked.
+        log._db.execute("CREATE TRIGGER no_updates BEFORE UPDATE ON cases BEGIN "
+                        "SELECT RAISE(ABORT, 'read-only table'); END")
+        with pytest.raises(CaseLogError, match=r"could not be marked \(read-only table\)\. Fix: check free "
+                                               r"space; they will be exported again next time"):
+            log.mark_exported([case.uid])
+        assert [c.uid for c in log.cases(new_only=True)] == [case.uid]
