@@ -20,6 +20,9 @@ FPDF_HINT = "pip install 'medkiosk[serve]' (fpdf2)"
 TITLE = "medkiosk - referral sheet"
 NO_RESULT = N_("No result shown for this image")
 IMAGE_W, SMALL_W, GAP = 80.0, 50.0, 5.0
+# Pixels kept of an image on the sheet (longer side): 800 px over 80 mm is 250 dpi, more than a
+# printer needs; the full image is in the export's images/ folder.
+SHEET_MAX_SIDE = 800
 
 
 def _ascii(text):
@@ -27,7 +30,13 @@ def _ascii(text):
 
 
 def _png(image_bgr):
-    ok, data = require("cv2").imencode(".png", image_bgr)
+    cv2 = require("cv2")
+    height, width = image_bgr.shape[:2]
+    scale = float(SHEET_MAX_SIDE) / max(height, width)
+    if scale < 1.0:
+        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+        image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".png", image_bgr)
     if not ok:
         raise ValueError("image could not be encoded")
     return io.BytesIO(data.tobytes())

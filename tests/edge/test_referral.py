@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.caselog import CaseLog
-from edge.referral import analysed_for, record_fields, referral_for_record, referral_pdf
+from edge.referral import SHEET_MAX_SIDE, analysed_for, record_fields, referral_for_record, referral_pdf
 
 pytest.importorskip("fpdf")
 needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None or shutil.which("pdftoppm") is None,
@@ -107,3 +107,18 @@ def test_a_banner_replaces_the_findings_when_no_result_was_shown(tmp_path, real_
     text, _page = pdf_text(tmp_path, referral_pdf(fields, uncertain, image), "uncertain")
     assert "Uncertain - retake the image or refer" in text and "Findings - each scored on its own" in text
     assert os.path.getsize(str(tmp_path / "uncertain.png")) > 1000
+
+
+@needs_poppler
+def test_a_camera_frame_is_embedded_at_print_size(tmp_path, real_xray):
+    """A 1280x720 frame is embedded at SHEET_MAX_SIDE px across (250 dpi at 80 mm), not full size."""
+    if shutil.which("pdfimages") is None:
+        pytest.skip("pdfimages not installed (apt-get install poppler-utils)")
+    frame = cv2.resize(cv2.imread(real_xray), (1280, 720))
+    case = saved_case(tmp_path, frame)
+    path = str(tmp_path / "sheet.pdf")
+    with open(path, "wb") as handle:
+        handle.write(referral_for_record(case, frame, InputSpec(224, 224)))
+    listing = subprocess.check_output(["pdfimages", "-list", path]).decode("ascii").splitlines()[2:]
+    sizes = sorted((int(row.split()[3]), int(row.split()[4])) for row in listing if row.split()[2] == "image")
+    assert sizes == [(224, 224), (SHEET_MAX_SIDE, 450)]
