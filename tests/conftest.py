@@ -176,6 +176,7 @@ NEEDS_ONNXRUNTIME = (
     "tests/edge/kiosk/test_kiosk_referral.py::test_e_without_an_exporter_says_so",
     "tests/edge/kiosk/test_kiosk_referral.py::test_e_exports_the_new_cases_and_says_safe_to_remove",
     "tests/edge/kiosk/test_kiosk_referral.py::test_e_with_no_stick_is_one_line_on_screen_and_in_the_journal",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_e_with_a_bad_usb_export_setting_is_one_line",
 )
 
 

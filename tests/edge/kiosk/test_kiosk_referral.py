@@ -149,3 +149,16 @@ def test_the_prompt_stays_inside_the_image_area_and_fits_800x480():
     assert not outside.any() and canvas.any()
     rows = np.where(canvas[:, area.x:area.x + area.w].any(axis=2).any(axis=1))[0]
     assert rows.min() > 0 and rows.max() < 479  # the box is not cut at the top or bottom
+
+
+def test_e_with_a_bad_usb_export_setting_is_one_line(tmp_path, slot, synth_images, monkeypatch):
+    from edge.usb_export import open_trigger
+
+    journal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", journal)
+    source, _factory = fake_camera(synth_images, period=0.02)
+    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys="WAIT3,E,WAIT1", max_frames=6,
+                                       exporter_factory=lambda _kiosk: open_trigger("sudo:/bin/sh"))
+    assert kiosk.messages.last == "usb_export = 'sudo:/bin/sh' is not understood"
+    logged = "USB export failed: usb_export = 'sudo:/bin/sh' is not understood. Fix: socket:"
+    assert logged in journal.getvalue()
