@@ -323,3 +323,21 @@ def test_the_screen_line_of_each_failure():
             ("refused", "the file system (ntfs) is not supported. Fix: FAT32",
              "the file system (ntfs) is not supported")):
         assert failure_line(UsbExportError(message, code=code)) == line
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("socket:/run/medkiosk-usb-export.sock", True),
+    ("command:/opt/medkiosk/libexec/medkiosk-usb-export", True),
+    ("sudo:/bin/sh", False), ("socket:relative.sock", False), ("/run/x.sock", False), ("socket:", False)])
+def test_the_config_checks_usb_export_at_start(tmp_path, value, ok):
+    from edge.config import load_config
+    from edge.errors import ConfigError
+
+    path = tmp_path / "medkiosk.conf"
+    path.write_text("[kiosk]\nusb_export = {}\n".format(value))
+    if ok:
+        assert load_config(str(path)).kiosk["usb_export"] == value
+        return
+    with pytest.raises(ConfigError, match=r"config \[kiosk\] usb_export: .* is not understood\. Fix: set "
+                                          r"usb_export = socket:/run/medkiosk-usb-export.sock"):
+        load_config(str(path))
