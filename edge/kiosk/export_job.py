@@ -14,6 +14,7 @@ from edge.i18n import N_, _
 
 EXPORTING = N_("Exporting to the USB stick...")
 BUSY = N_("Export running - wait for 'Safe to remove the USB stick'")
+UNEXPECTED = N_("USB export failed - the reason is in the journal")
 # The helper's failure codes -> the line on the worker's screen (in the worker's language); the
 # helper's own message, with its numbers and fix, goes to the journal.
 SCREEN_LINES = {
@@ -65,6 +66,10 @@ class ExportJob(object):
         except MedkioskError as exc:
             self.outcome, self.line = "failed", failure_line(exc)
             self.log("USB export failed: {}".format(exc))
+        except Exception as exc:  # a bug, not a stick problem: said on screen, named in the journal
+            self.outcome, self.line = "failed", _(UNEXPECTED)
+            self.log("USB export failed: {}: {}. Fix: report this with the journal".format(
+                type(exc).__name__, exc))
         else:
             self.outcome, self.line = "ok", done.message()
             self.log("USB export: {} case(s) to {}".format(done.count, done.name or "-"))

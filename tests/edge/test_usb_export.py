@@ -341,3 +341,20 @@ def test_the_config_checks_usb_export_at_start(tmp_path, value, ok):
     with pytest.raises(ConfigError, match=r"config \[kiosk\] usb_export: .* is not understood\. Fix: set "
                                           r"usb_export = socket:/run/medkiosk-usb-export.sock"):
         load_config(str(path))
+
+
+def test_an_unexpected_error_in_the_export_thread_is_said_and_logged(tmp_path):
+    from edge.kiosk.export_job import ExportJob
+    from edge.kiosk.screen import Messages
+
+    class Broken(object):
+        def export_new(self, caselog):
+            raise RuntimeError("disk controller vanished")
+
+    logged, messages = [], Messages()
+    job = ExportJob(Broken(), lambda: CaseLog(str(tmp_path / "state"), min_free_mb=0), messages,
+                    logged.append).start()
+    assert job.wait(30) and job.outcome == "failed"
+    assert messages.last == "USB export failed - the reason is in the journal"
+    assert logged == ["USB export failed: RuntimeError: disk controller vanished. Fix: report this with "
+                      "the journal"]
