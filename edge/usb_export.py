@@ -31,6 +31,9 @@ from edge.i18n import N_, _
 DEFAULT_TRIGGER = "socket:/run/medkiosk-usb-export.sock"
 OUTBOX_DIR = "usb-outbox"
 REPLY_TIMEOUT_S = 600.0
+# Room the outbox needs per case beyond its image: the referral sheet and the CSV row, with margin
+# (the sheet of a 1280x720 frame measured 0.19 MB: docs/technician.md).
+SHEET_ALLOWANCE_BYTES = 1024 * 1024
 SAFE_TO_REMOVE = N_("Safe to remove the USB stick - {} case(s) exported to {}")
 NOTHING_NEW = N_("No new cases to export")
 
@@ -178,6 +181,16 @@ class UsbExporter(object):
             else:
                 os.unlink(path)
 
+    def _check_room(self, records):
+        """The outbox is on the unit's own disk: refuse before writing when the copy cannot fit."""
+        needed = sum(os.path.getsize(record.image) + SHEET_ALLOWANCE_BYTES for record in records)
+        stats = os.statvfs(self.outbox)
+        free = stats.f_bavail * stats.f_frsize
+        if free < needed:
+            raise UsbExportError("the unit's disk is too full to prepare the export ({:.0f} MB free, "
+                                 "{:.0f} MB needed). Fix: have the technician free space on the unit".format(
+                                     free / 1048576.0, needed / 1048576.0), code="unit-full")
+
     def export_new(self, caselog, now=None):
         """Export the cases not exported yet; return ExportDone. Raises UsbExportError or CaseLogError."""
         records = caselog.cases(new_only=True)
@@ -185,6 +198,7 @@ class UsbExporter(object):
             return ExportDone(0, None)
         try:
             self._clear_outbox()
+            self._check_room(records)
         except OSError as exc:
             raise UsbExportError("cannot prepare the export in {} ({}). Fix: check free space on the "
                                  "unit".format(self.outbox, exc.strerror)) from exc

@@ -358,3 +358,38 @@ def test_an_unexpected_error_in_the_export_thread_is_said_and_logged(tmp_path):
     assert messages.last == "USB export failed - the reason is in the journal"
     assert logged == ["USB export failed: RuntimeError: disk controller vanished. Fix: report this with "
                       "the journal"]
+
+
+class AnsweringHelper(object):
+    """Stands in for the root helper where only the kiosk's side is under test: answers OK."""
+
+    def __init__(self):
+        self.asked = []
+
+    def request(self, line):
+        self.asked.append(line)
+        return "OK " + line.split()[1]
+
+
+@needs_stick
+def test_a_unit_disk_too_full_for_the_outbox_is_refused_before_writing(tmp_path, xray):
+    """The state folder on a real 3 MB tmpfs: one case fits the outbox, three do not."""
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(state)])
+    try:
+        helper = AnsweringHelper()
+        asked = helper.asked
+        exporter = UsbExporter(str(state / "usb-outbox"), helper, referral=kiosk_referral())
+        with CaseLog(str(state), min_free_mb=0) as log:
+            log.save(xray, RESULT, "chest")
+            assert exporter.export_new(log).count == 1 and len(asked) == 1  # room for one
+            for _ in range(3):
+                log.save(xray, RESULT, "chest")
+            with pytest.raises(UsbExportError, match=r"^the unit's disk is too full to prepare the export "
+                                                     r"\(\d+ MB free, \d+ MB needed\)\. Fix") as info:
+                exporter.export_new(log)
+            assert info.value.code == "unit-full" and len(asked) == 1
+            assert os.listdir(str(state / "usb-outbox")) == [] and len(log.cases(new_only=True)) == 3
+    finally:
+        subprocess.call(["umount", str(state)])
