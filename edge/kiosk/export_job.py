@@ -22,6 +22,7 @@ SCREEN_LINES = {
     "full": N_("USB stick full - nothing was exported"),
     "read-only": N_("USB stick is write-protected or damaged"),
     "busy": BUSY,
+    "unit-full": N_("The unit's disk is too full to prepare the export"),
 }
 
 
