@@ -320,7 +320,7 @@ def test_the_screen_line_of_each_failure():
              "USB stick full - nothing was exported"),
             ("no-stick", "No USB stick found. Fix: insert it", "No USB stick found"),
             ("read-only", "USB stick is write-protected. Fix: y", "USB stick is write-protected or damaged"),
-            ("unit-full", "the unit's disk is too full to prepare the export (1 MB free, 4 MB needed). Fix: z",
+            ("unit-full", "the unit's disk is too full to prepare the export (1 MB free). Fix: z",
              "The unit's disk is too full to prepare the export"),
             ("refused", "the file system (ntfs) is not supported. Fix: FAT32",
              "the file system (ntfs) is not supported")):
