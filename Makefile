@@ -54,7 +54,7 @@ $(VENVJP46)/.installed:
 	$(PY36_HOME)/bin/python -m venv $(VENVJP46)
 	$(VENVJP46)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENVJP46)/bin/python -m pip install -q 'numpy==1.13.3' 'opencv-python-headless==4.1.2.30' 'pytest==7.0.1' \
-		'pydicom==2.3.1' 'cryptography==40.0.2' 'segno==1.6.6'
+		'pydicom==2.3.1' 'cryptography==40.0.2' 'segno==1.6.6' 'fpdf2==2.4.6'
 	touch $@
 
 test-jetpack46: venv

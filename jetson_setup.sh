@@ -31,8 +31,11 @@ STATE_DIR=/var/lib/medkiosk
 ENGINE_CACHE="$STATE_DIR/engines"
 UNIT_DIR=/etc/systemd/system
 KIOSK_USER=medkiosk
-KIOSK_UNITS=(medkiosk-display.service medkiosk-engines.service medkiosk.service)
-ALL_UNITS=(medkiosk-display.service medkiosk-engines.service medkiosk.service medkiosk-clocks.service medkiosk-serve.service)
+KIOSK_UNITS=(medkiosk-display.service medkiosk-engines.service medkiosk.service medkiosk-usb-export.socket)
+ALL_UNITS=(medkiosk-display.service medkiosk-engines.service medkiosk.service medkiosk-clocks.service medkiosk-serve.service medkiosk-usb-export.socket)
+# Started per connection by medkiosk-usb-export.socket (the kiosk's E key); never enabled itself.
+TEMPLATE_UNITS=(medkiosk-usb-export@.service)
+USB_OUTBOX="$STATE_DIR/usb-outbox"
 XORG_SNIPPET=/etc/X11/xorg.conf.d/90-medkiosk.conf
 JOURNALD_SNIPPET=/etc/systemd/journald.conf.d/90-medkiosk.conf
 USB_RULE=/etc/udev/rules.d/90-medkiosk-usb.rules
@@ -58,12 +61,14 @@ FILE_STEPS=(dirs models config units display usb journald)
 # aarch64 wheels, with cffi 1.15.1); Ubuntu 18.04's python3-cryptography 2.1 predates Ed25519.
 # pydicom reads DICOM from the X-ray machine (pure Python): 2.3.1 is the last for 3.6.
 # segno draws the LAN pairing QR code on the kiosk screen (pure Python, no dependencies, 3.6+).
+# fpdf2 makes the referral sheets the E key exports (pure Python): 2.4.6 is the last for 3.6; its
+# one dependency, Pillow, is JetPack's python3-pil (apt).
 PINS_JP4=(pip==21.3.1 setuptools==59.6.0 wheel==0.37.1 pycuda==2022.1 pytools==2022.1.12 platformdirs==2.4.0
           typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1
-          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21 pydicom==2.3.1 segno==1.6.6)
+          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21 pydicom==2.3.1 segno==1.6.6 fpdf2==2.4.6)
 PINS_JP6=(pip==24.0 setuptools==70.3.0 wheel==0.43.0 pycuda==2024.1.2 pytools==2024.1.21 platformdirs==4.2.2
           typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5 cryptography==40.0.2 cffi==1.15.1
-          pycparser==2.21 pydicom==3.0.2 segno==1.6.6)
+          pycparser==2.21 pydicom==3.0.2 segno==1.6.6 fpdf2==2.4.6)
 # Published only as source for the target Python: built on the device against its CUDA.
 SDISTS_JP4=(pycuda pytools)
 SDISTS_JP6=(pycuda)
@@ -399,7 +404,7 @@ package_installed() {
 # JetPack's own packages (apt, from the device's configured NVIDIA/Ubuntu sources).
 apt_packages() {
     local common=(python3-venv python3-dev python3-numpy build-essential python3-libnvinfer libopencv-python
-                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools)
+                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools python3-pil)
     case "$PLATFORM" in
         jp4) printf '%s\n' "${common[@]}" ;;
         jp6) printf '%s\n' "${common[@]}" ;;
@@ -493,6 +498,8 @@ step_dirs() {
     ensure_dir "$STATE_DIR" 0700 "$KIOSK_USER:$KIOSK_USER"
     ensure_dir "$ENGINE_CACHE" 0700 "$KIOSK_USER:$KIOSK_USER"
     ensure_dir "$STATE_DIR/cuda-cache" 0700 "$KIOSK_USER:$KIOSK_USER"
+    # E key: the kiosk prepares each USB export here; the root helper copies it to the stick.
+    ensure_dir "$USB_OUTBOX" 0700 "$KIOSK_USER:$KIOSK_USER"
 }
 
 find_wheelhouse() {
@@ -697,10 +704,11 @@ current_display_manager() {
 step_units() {
     begin_step units "check the unit files with: systemd-analyze verify $UNIT_DIR/medkiosk.service"
     local unit before=$CHANGES
-    for unit in "${ALL_UNITS[@]}"; do
+    for unit in "${ALL_UNITS[@]}" "${TEMPLATE_UNITS[@]}"; do
         install_file "$PROJECT_DIR/systemd/$unit" "$UNIT_DIR/$unit" 0644
     done
     install_file "$PROJECT_DIR/systemd/medkiosk-display" "$LIBEXEC/medkiosk-display" 0755
+    install_file "$PROJECT_DIR/systemd/medkiosk-usb-export" "$LIBEXEC/medkiosk-usb-export" 0755
     if [ -z "$ROOT" ] && [ "$CHANGES" -gt "$before" ]; then
         run systemctl daemon-reload
     fi
@@ -749,10 +757,15 @@ EOF
 step_usb() {
     begin_step usb "check with: udevadm test /sys/class/block/sda1"
     # Read-only, no programs, no device files: a USB stick only brings images (and model updates).
+    # It becomes writable only while the E key's root helper (medkiosk-usb-export) copies cases to
+    # it, then read-only again. FAT/exFAT/NTFS have no owners: their files belong to the kiosk user,
+    # private (0600/0700), so what the export writes there is private too.
     local before=$CHANGES
     install_text "$USB_RULE" 0644 <<'EOF'
 # medkiosk (jetson_setup.sh): mount a USB stick's file system read-only at /media/usb for the kiosk.
-ACTION=="add", SUBSYSTEMS=="usb", SUBSYSTEM=="block", ENV{ID_FS_USAGE}=="filesystem", RUN{program}+="/usr/bin/systemd-mount --no-block --collect --options=ro,nosuid,nodev,noexec $devnode /media/usb"
+# Only /opt/medkiosk/libexec/medkiosk-usb-export (E key) remounts it read-write, for the copy.
+ACTION=="add", SUBSYSTEMS=="usb", SUBSYSTEM=="block", ENV{ID_FS_USAGE}=="filesystem", ENV{ID_FS_TYPE}=="vfat|exfat|ntfs", RUN{program}+="/usr/bin/systemd-mount --no-block --collect --options=ro,nosuid,nodev,noexec,uid=medkiosk,gid=medkiosk,fmask=0177,dmask=0077 $devnode /media/usb"
+ACTION=="add", SUBSYSTEMS=="usb", SUBSYSTEM=="block", ENV{ID_FS_USAGE}=="filesystem", ENV{ID_FS_TYPE}!="vfat|exfat|ntfs", RUN{program}+="/usr/bin/systemd-mount --no-block --collect --options=ro,nosuid,nodev,noexec $devnode /media/usb"
 ACTION=="remove", SUBSYSTEMS=="usb", SUBSYSTEM=="block", ENV{ID_FS_USAGE}=="filesystem", RUN{program}+="/usr/bin/systemd-umount $devnode"
 EOF
     ensure_dir /media/usb 0755
@@ -964,6 +977,9 @@ do_uninstall() {
                 run "${SYSTEMCTL[@]}" disable "$unit"
             fi
         fi
+        remove_path "$UNIT_DIR/$unit"
+    done
+    for unit in "${TEMPLATE_UNITS[@]}"; do
         remove_path "$UNIT_DIR/$unit"
     done
     local dm target mode

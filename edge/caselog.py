@@ -13,9 +13,15 @@ are tightened at open. When the disk is nearly full the save is refused (CaseLog
 already saved is touched.
 
 Each case has a short number a person can read out (``K-0042``: the row id, never reused on the
-unit) beside its long unique id. ``export`` re-checks each image's path and sha256, writes into a
-private temporary folder on the destination's filesystem and renames it: a failed export leaves
-nothing behind, and two exports in the same second get two folders.
+unit) beside its long unique id, and optionally a patient reference typed on the kiosk's keypad
+(``clean_reference``: 1-16 letters/digits). ``export`` re-checks each image's path and sha256, writes
+into a private temporary folder on the destination's filesystem and renames it: a failed export
+leaves nothing behind, and two exports in the same second get two folders. ``export(new_only=True)``
+takes the cases not exported yet; ``mark_exported`` records them once the export is safely on the
+stick (``edge.usb_export``).
+
+Schema versions (``PRAGMA user_version``): 0/1 the first case log, 2 adds ``patient_ref`` and
+``exported_utc``. An older case log is migrated in place at open (columns added, nothing rewritten).
 """
 
 import csv
@@ -23,6 +29,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import uuid
 
@@ -54,21 +61,46 @@ CREATE TABLE IF NOT EXISTS cases (
     uncertain INTEGER NOT NULL DEFAULT 0,
     out_of_scope INTEGER NOT NULL DEFAULT 0,
     quality_ok INTEGER NOT NULL DEFAULT 1,
-    result_json TEXT NOT NULL
+    result_json TEXT NOT NULL,
+    patient_ref TEXT,
+    exported_utc TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_created ON cases (created_utc);
 """
+SCHEMA_VERSION = 2
+# Columns added after the first version: (name, SQL type), added by ALTER TABLE to an older log.
+MIGRATIONS = (("patient_ref", "TEXT"), ("exported_utc", "TEXT"))
 COLUMNS = ("id", "uid", "created_utc", "module", "bundle_id", "bundle_version", "bundle_sha256", "backend",
            "precision", "image_path", "image_sha256", "top1", "top1_probability", "uncertain", "out_of_scope",
-           "quality_ok", "result_json")
+           "quality_ok", "result_json", "patient_ref", "exported_utc")
 
+# patient_ref and referral came later: at the end, so older readers of the CSV keep their columns.
 EXPORT_COLUMNS = ["case", "number", "created_utc", "module", "bundle", "backend", "finding_1", "percent_1",
                   "finding_2", "percent_2", "finding_3", "percent_3", "uncertain", "out_of_scope",
-                  "quality_ok", "image"]
+                  "quality_ok", "image", "patient_ref", "referral"]
+REFERRALS_DIR = "referrals"
+REFERENCE_MAX = 16
+REFERENCE_PATTERN = re.compile(r"^[A-Z0-9]{1," + str(REFERENCE_MAX) + r"}$")
 
 
 class CaseLogError(MedkioskError):
     """A case cannot be saved or read (disk full, unwritable state folder, damaged database)."""
+
+
+def clean_reference(text):
+    """A patient reference as stored: upper case, 1-16 letters A-Z or digits; None for empty/None.
+
+    Raises CaseLogError for anything else (no names, no spaces, no punctuation: a clinic's file
+    number, not an identity)."""
+    if text is None:
+        return None
+    value = str(text).strip().upper()
+    if not value:
+        return None
+    if not REFERENCE_PATTERN.match(value):
+        raise CaseLogError("patient reference {!r} is not allowed. Fix: use 1-{} letters A-Z or digits "
+                           "(a clinic file number, never a name)".format(value[:40], REFERENCE_MAX))
+    return value
 
 
 def utc_now():
@@ -186,6 +218,7 @@ class CaseLog(object):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except OSError as exc:
             raise CaseLogError("case log {}: cannot be created ({}). Fix: create the folder writable by the "
                                "kiosk "
@@ -198,6 +231,23 @@ class CaseLog(object):
         self._tighten_permissions()
         self.cleaned = self._clean_temporaries() + self._clean_orphans()
         return self
+
+    def _migrate(self):
+        """Bring an older case log to SCHEMA_VERSION: add the missing columns (existing rows keep
+        NULL: no patient reference, never exported)."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(cases)")}
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for name, kind in MIGRATIONS:
+                if name not in present:
+                    self._db.execute("ALTER TABLE cases ADD COLUMN {} {}".format(name, kind))
+            self._db.execute("PRAGMA user_version = {:d}".format(SCHEMA_VERSION))
+
+    def schema_version(self):
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self):
         if self._db is not None:
@@ -265,10 +315,12 @@ class CaseLog(object):
                                "space".format(available, self.min_free_mb))
 
     def save(self, image_bgr, result, module, bundle_id=None, bundle_version=None, bundle_sha256=None,
-             backend=None, precision=None, created=None):
-        """Save one case; return its CaseRecord. ``result``: a JSON-serialisable dict."""
+             backend=None, precision=None, created=None, patient_ref=None):
+        """Save one case; return its CaseRecord. ``result``: a JSON-serialisable dict; ``patient_ref``:
+        an optional reference (``clean_reference``)."""
         if self._db is None:
             raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
+        patient_ref = clean_reference(patient_ref)
         cv2 = require("cv2")
         ok, encoded = cv2.imencode(".png", image_bgr)
         if not ok:
@@ -292,7 +344,7 @@ class CaseLog(object):
                   "bundle_version": bundle_version, "bundle_sha256": bundle_sha256, "backend": backend,
                   "precision": precision, "image_path": relative,
                   "image_sha256": hashlib.sha256(data).hexdigest(),
-                  "result_json": result_json}
+                  "result_json": result_json, "patient_ref": patient_ref}
         values.update(summary)
         names = sorted(values)
         try:
@@ -311,14 +363,32 @@ class CaseLog(object):
         row = self._db.execute("SELECT * FROM cases WHERE uid = ?", (uid,)).fetchone()
         return CaseRecord(row, self.root) if row else None
 
-    def cases(self, since=None):
-        """All cases (oldest first), optionally those created at or after ``since`` (ISO date/time)."""
+    def cases(self, since=None, new_only=False):
+        """All cases (oldest first), optionally those created at or after ``since`` (ISO date/time) and
+        with ``new_only`` those not exported yet."""
         if self._db is None:
             raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
-        query, params = "SELECT * FROM cases", ()
+        clauses, params = [], []
         if since:
-            query, params = query + " WHERE created_utc >= ?", (since,)
-        return [CaseRecord(row, self.root) for row in self._db.execute(query + " ORDER BY id", params)]
+            clauses.append("created_utc >= ?")
+            params.append(since)
+        if new_only:
+            clauses.append("exported_utc IS NULL")
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return [CaseRecord(row, self.root)
+                for row in self._db.execute("SELECT * FROM cases" + where + " ORDER BY id", params)]
+
+    def mark_exported(self, uids, when=None):
+        """Record that these cases are safely on a stick (``new_only`` exports skip them from now on)."""
+        when = when or utc_now()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("UPDATE cases SET exported_utc = ? WHERE uid = ?",
+                                     [(when, uid) for uid in uids])
+        except sqlite3.Error as exc:
+            raise CaseLogError("the exported cases could not be marked ({}). Fix: check free space; they "
+                               "will be exported again next time".format(exc)) from exc
 
     def integrity_check(self):
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -343,10 +413,17 @@ class CaseLog(object):
                                    record.number, record.uid))
         return data
 
-    def export(self, destination, since=None, now=None):
-        """Copy cases (CSV + images) into a new private folder under ``destination``; return (folder, count).
+    def export(self, destination, since=None, now=None, new_only=False, referral=None):
+        """Copy cases (CSV + images, + referral sheets when ``referral`` is given) into a new private
+        folder under ``destination``; return (folder, count)."""
+        records = self.cases(since, new_only=new_only)
+        return self.export_records(destination, records, now=now, referral=referral), len(records)
+
+    def export_records(self, destination, records, now=None, referral=None):
+        """Write ``records`` into a new private folder under ``destination``; return its path.
 
         Written into a temporary folder beside the result and renamed: all or nothing.
+        ``referral(record, image_bytes)`` -> PDF bytes adds ``referrals/K-0042.pdf`` for each case.
         """
         import shutil
         import tempfile
@@ -354,7 +431,6 @@ class CaseLog(object):
         if not os.path.isdir(destination):
             raise CaseLogError("export target {} is not a folder. Fix: insert and mount the USB stick, then "
                                "pass its mount point with --to".format(destination))
-        records = self.cases(since)
         stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
         try:
             tmp = tempfile.mkdtemp(prefix="." + EXPORT_PREFIX, suffix=TMP_SUFFIX, dir=destination)
@@ -362,7 +438,7 @@ class CaseLog(object):
             raise CaseLogError("export to {} failed ({}). Fix: check the USB stick is mounted writable and "
                                "has space".format(destination, exc.strerror)) from exc
         try:
-            _write_export(tmp, records, self.verified_image)
+            _write_export(tmp, records, self.verified_image, referral)
             folder = _unique_folder(destination, EXPORT_PREFIX + stamp)
             os.rename(tmp, folder)
             _fsync_dir(destination)
@@ -373,7 +449,7 @@ class CaseLog(object):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return folder, len(records)
+        return folder
 
 
 def _unique_folder(destination, name):
@@ -385,19 +461,26 @@ def _unique_folder(destination, name):
     return candidate
 
 
-def _write_export(folder, records, read_image):
-    """cases.csv and images/ (0600 files, 0700 folders, each fsynced) into ``folder``."""
+def _write_export(folder, records, read_image, referral=None):
+    """cases.csv, images/ and referrals/ (0600 files, 0700 folders, each fsynced) into ``folder``."""
     images = os.path.join(folder, IMAGES_DIR)
     os.mkdir(images, 0o700)
+    if referral is not None:
+        os.mkdir(os.path.join(folder, REFERRALS_DIR), 0o700)
     rows = []
     for record in records:
         name = os.path.basename(record.image_path)
-        write_file_atomic(os.path.join(images, name), read_image(record))
+        data = read_image(record)
+        write_file_atomic(os.path.join(images, name), data)
+        sheet = ""
+        if referral is not None:
+            sheet = os.path.join(REFERRALS_DIR, record.number + ".pdf")
+            write_file_atomic(os.path.join(folder, sheet), referral(record, data))
         top3 = top3_pairs(record.result) + [(None, None)] * 3
         rows.append([record.uid, record.number, record.created_utc, record.module, record.bundle_id,
                      record.backend, top3[0][0], _pct(top3[0][1]), top3[1][0], _pct(top3[1][1]),
                      top3[2][0], _pct(top3[2][1]), record.uncertain, record.out_of_scope, record.quality_ok,
-                     os.path.join(IMAGES_DIR, name)])
+                     os.path.join(IMAGES_DIR, name), record.patient_ref or "", sheet])
     fd = os.open(os.path.join(folder, "cases.csv"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         writer = csv.writer(handle)

@@ -42,6 +42,16 @@ def _choice(choices):
     return parse
 
 
+def _usb_export(value, key):
+    """``socket:PATH`` (the unit's root helper socket) or ``command:PATH`` (the helper run directly)."""
+    value = _text(value, key)
+    scheme, _sep, rest = value.partition(":")
+    if scheme not in ("socket", "command") or not rest.startswith("/"):
+        raise ConfigError("config {}: {!r} is not understood. Fix: set {} = "
+                          "socket:/run/medkiosk-usb-export.sock".format(key, value, _name(key)))
+    return value
+
+
 def _bool(value, key):
     if isinstance(value, bool):
         return value
@@ -124,6 +134,8 @@ SCHEMA = {
         "engine_cache": (DEFAULT_ENGINE_CACHE, _text),
         "kiosk_mode": ("yes", _bool),
         "import_dir": ("/media/usb", _text),
+        # E key: how the kiosk asks the root helper to copy new cases to the stick (edge.usb_export)
+        "usb_export": ("socket:/run/medkiosk-usb-export.sock", _usb_export),
         "min_free_mb": ("200", _number(0, 10 ** 6, integer=True)),
         "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
         "inference_timeout_s": ("30", _number(1, 3600)),

@@ -15,8 +15,11 @@ WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 # OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads). ENTER acts as SPACE
 # in the kiosk; capture mode's consent screen takes ENTER only (edge/kiosk/capture_mode.py).
-KEY_CODES = {32: "SPACE", 13: "ENTER", 10: "ENTER", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
-KEY_NAMES = ("SPACE", "ENTER", "M", "F", "S", "H", "Q", "ESC", "C", "E", "T", "P")
+KEY_CODES = {32: "SPACE", 13: "ENTER", 10: "ENTER", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F",
+             47: "E", 8: "BACKSPACE", 127: "BACKSPACE"}
+# Letters and digits are names too: the patient reference is typed with them (edge.kiosk.entry).
+KEY_NAMES = ("SPACE", "ENTER", "M", "F", "S", "H", "Q", "ESC", "E", "BACKSPACE") + tuple(
+    "ABCDGIJKLNOPRTUVWXYZ") + tuple("0123456789")
 
 
 def key_name(code):

@@ -31,6 +31,8 @@ FORBIDDEN = {
     "training": ("export", "recipes"),
     "export": ("recipes",),
 }
+# Names that start with "_" yet are a module's public interface: gettext's ``_``.
+GETTEXT_NAMES = {"edge.i18n": ("_",)}
 STRING_LOADERS = ("import_module", "__import__", "require")
 
 
@@ -132,9 +134,9 @@ def _import_violations(path, current, imports, modules):
                                    "line {}: {} must not import {}".format(line, package, target)))
         owner = _owner(name, modules)
         for imported in names:
-            # ``_`` alone is gettext's translate function (edge.i18n), public by convention.
-            private = imported.startswith("_") and imported != "_" and not imported.startswith("__")
-            if private and owner != current:
+            if imported in GETTEXT_NAMES.get(owner, ()):
+                continue  # gettext's conventional ``_`` (edge.i18n): meant to be imported everywhere
+            if imported.startswith("_") and not imported.startswith("__") and owner != current:
                 found.append(Violation("private-import", "{}:{}.{}".format(path, name, imported),
                                        "line {}: private name used across modules".format(line)))
     return found

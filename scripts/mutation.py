@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {
     "edge/bundle.py": ["tests/edge/test_bundle.py", "tests/edge/test_bundle_refusals.py"],
     "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py"],
-    "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py"],
+    "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py",
+                        "tests/edge/test_caselog_reference.py"],
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],

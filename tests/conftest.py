@@ -170,6 +170,13 @@ NEEDS_ONNXRUNTIME = (
     "tests/edge/kiosk/test_kiosk_pipeline.py::test_a_",
     "tests/edge/kiosk/test_kiosk_pipeline.py::test_video_",
     "tests/edge/kiosk/test_kiosk_worker.py::test_worker_keeps_each_queued_frames_own_outcome",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_s_opens_the_entry_keys_type_and_enter_saves_with_the_reference",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_esc_cancels_and_nothing_is_saved",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_the_reference_stops_at_its_limit_and_s_saves",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_e_without_an_exporter_says_so",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_e_exports_the_new_cases_and_says_safe_to_remove",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_e_with_no_stick_is_one_line_on_screen_and_in_the_journal",
+    "tests/edge/kiosk/test_kiosk_referral.py::test_e_with_a_bad_usb_export_setting_is_one_line",
 )
 
 

@@ -23,7 +23,11 @@ def add_arguments(parser):
     listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     listing.add_argument("--since", help="only cases saved at or after this UTC date/time (2026-11-30)")
     export = sub.add_parser("export", help="copy cases (cases.csv + images) to a folder, e.g. a USB stick")
-    export.add_argument("--to", required=True, help="destination folder (e.g. /media/usb)")
+    where = export.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", help="a writable destination folder (the unit's stick is read-only: --usb)")
+    where.add_argument("--usb", action="store_true",
+                       help="the new cases with their referral sheets onto the unit's USB stick, as the "
+                            "kiosk's E key does (the root helper named by usb_export in the config)")
     export.add_argument("--since", help="only cases saved at or after this UTC date/time (2026-11-30)")
     for action in (listing, export):
         _common_options(action, argparse.SUPPRESS)  # after the action too; absent, the one before stays
@@ -62,8 +66,21 @@ def _list(log, args, out):
 
 
 def _export(log, args, out):
+    if args.usb:
+        return _export_usb(log, args, out)
     folder, count = log.export(args.to, since=args.since)
     out.write("exported {} case(s) to {}\n".format(count, folder))
+    return 0
+
+
+def _export_usb(log, args, out):
+    from edge.config import load_config
+    from edge.usb_export import OUTBOX_DIR, UsbExporter, kiosk_referral, open_trigger
+
+    config = load_config(args.config, {"state_dir": args.state_dir})
+    exporter = UsbExporter(os.path.join(config.kiosk["state_dir"], OUTBOX_DIR),
+                           open_trigger(config.kiosk["usb_export"]), referral=kiosk_referral())
+    out.write(exporter.export_new(log).message() + "\n")
     return 0
 
 

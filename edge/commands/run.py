@@ -40,6 +40,21 @@ def _size(text):
     return {"display.width": width, "display.height": height}
 
 
+def usb_exporter_factory(state_dir, trigger_spec):
+    """The E key's exporter, made on first use: the outbox in the state folder, the root helper's
+    trigger from the config, referral sheets sized by the kiosk's own bundles."""
+
+    def make(kiosk):
+        from edge.usb_export import OUTBOX_DIR, UsbExporter, kiosk_referral, open_trigger
+
+        specs = {slot.bundle.bundle_id: slot.bundle.description.input for slot in kiosk.slots
+                 if slot.bundle is not None}
+        return UsbExporter(os.path.join(state_dir, OUTBOX_DIR), open_trigger(trigger_spec),
+                           referral=kiosk_referral(specs))
+
+    return make
+
+
 def build_kiosk(args, stdout=None):
     """Config + arguments -> (Kiosk, source, sink); nothing is opened yet."""
     from edge.capture import CaptureSettings
@@ -79,6 +94,7 @@ def build_kiosk(args, stdout=None):
         smoothing=config.live["smoothing"],
         caselog_factory=lambda: CaseLog(state_dir, min_free_mb=min_free),
         importer_factory=lambda: ImageFolderSource(import_dir),
+        exporter_factory=usb_exporter_factory(state_dir, kiosk_cfg["usb_export"]),
         notifier=Notifier(), stdout=(stdout or sys.stdout) if headless and not args.quiet else None,
         max_consecutive_failures=kiosk_cfg["max_consecutive_failures"],
         inference_timeout_s=kiosk_cfg["inference_timeout_s"],

@@ -60,6 +60,7 @@ class Kiosk(object):
 
     def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
+                 exporter_factory=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
                  size=(1280, 720), locate=None, trust=None, capture=None, pairing=None):
         self.source = source
@@ -76,7 +77,7 @@ class Kiosk(object):
         self.smoother = ProbabilitySmoother(smoothing)
         self.reporter = Reporter(stderr or sys.stderr, stdout, notifier)
         self.health = Health(self.reporter.log, max_consecutive_failures, inference_timeout_s)
-        self.desk = Desk(caselog_factory, importer_factory)
+        self.desk = Desk(caselog_factory, importer_factory, exporter_factory)
         self.capture = capture  # edge.capture.CaptureSettings for key C; None: capture mode is off
         self.renderer = OverlayRenderer()
         self.views = KioskViews(pairing)  # file name, technician box (T), pairing panel (P)
@@ -352,6 +353,9 @@ class Kiosk(object):
         canvas = self.renderer.draw(frame, self.current_result(), state)
         self.views.draw(canvas, state, self._shown_name(),
                         self._technician_info(slot, state) if self.views.technician else None)
+        if self.desk.mode is not None:
+            canvas = self.desk.mode.draw(canvas)  # the patient-reference prompt (edge.kiosk.entry)
+        self.desk.tick()
         self.sink.write(canvas)
         if self.frames == 0:
             self._report_window()

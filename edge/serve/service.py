@@ -190,9 +190,9 @@ class Service(object):
 
 
     def referral(self, uid):
-        """PDF bytes of one case's referral sheet (``edge.serve.referral``)."""
+        """PDF bytes of one case's referral sheet (``edge.referral``)."""
         from edge.preprocess import load_image, resize_to_input
-        from edge.serve.referral import referral_pdf
+        from edge.referral import referral_pdf
 
         summary, image_path = self.case(uid)
         image = load_image(image_path)
@@ -205,7 +205,8 @@ class Service(object):
 
 def case_summary(record):
     """A saved case for the API: no image path, no file names."""
-    return {"id": record.uid, "created_utc": record.created_utc, "module": record.module,
+    return {"id": record.uid, "number": record.number, "patient_ref": record.patient_ref,
+            "created_utc": record.created_utc, "module": record.module,
             "bundle_id": record.bundle_id, "top1": record.top1, "top1_probability": record.top1_probability,
             "uncertain": bool(record.uncertain), "out_of_scope": bool(record.out_of_scope),
             "quality_ok": bool(record.quality_ok)}

@@ -170,7 +170,8 @@ def test_wheelhouse_check_matches_pip_names(tmp_path, models):
                  "cryptography-40.0.2-cp36-abi3-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
                  "cffi-1.15.1-cp36-cp36m-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
                  "pycparser-2.21-py2.py3-none-any.whl", "pydicom-2.3.1-py3-none-any.whl",
-                 "segno-1.6.6-py3-none-any.whl", "medkiosk-0.1.0-py3-none-any.whl"):
+                 "segno-1.6.6-py3-none-any.whl", "fpdf2-2.4.6-py2.py3-none-any.whl",
+                 "medkiosk-0.1.0-py3-none-any.whl"):
         (wheelhouse / name).write_bytes(b"")
     out = setup(root, "--dry-run", "--models", models, "--wheelhouse", wheelhouse).stdout
     problems = [line for line in out.splitlines() if "PROBLEM" in line]
@@ -270,6 +271,35 @@ def test_file_steps_are_idempotent(tmp_path, models, platform):
     assert os.stat(str(root / "var/log/medkiosk-setup.log")).st_mode & 0o077 == 0
     shipped_keys = sorted(os.listdir(os.path.join(REPO, "config", "trusted_keys")))
     assert shipped_keys and all(tree["etc/medkiosk/trusted_keys/" + key][1] == 0o644 for key in shipped_keys)
+
+
+@needs_systemctl
+def test_usb_export_is_installed_and_removed(tmp_path, models):
+    """The E key's pieces: the root helper, the socket (enabled) and its per-connection service, the
+    kiosk's private outbox, and a udev rule that mounts sticks read-only with private FAT modes."""
+    root = make_root(tmp_path, "jp4")
+    result = setup(root, "--steps", FILE_STEPS, "--models", models)
+    assert result.returncode == 0, result.stdout
+    tree = snapshot(root)
+    assert tree["opt/medkiosk/libexec/medkiosk-usb-export"][1] == 0o755
+    assert tree["var/lib/medkiosk/usb-outbox"] == ("dir", 0o700)
+    assert tree["etc/systemd/system/sockets.target.wants/medkiosk-usb-export.socket"] == (
+        "link", "/etc/systemd/system/medkiosk-usb-export.socket")
+    assert tree["etc/systemd/system/medkiosk-usb-export@.service"][1] == 0o644
+    with open(os.path.join(REPO, "systemd", "medkiosk-usb-export"), "rb") as handle:
+        shipped = hashlib.sha256(handle.read()).hexdigest()
+    assert tree["opt/medkiosk/libexec/medkiosk-usb-export"][2] == shipped
+    rule = (root / "etc/udev/rules.d/90-medkiosk-usb.rules").read_text()
+    mounts = [line for line in rule.splitlines() if "systemd-mount" in line]
+    assert len(mounts) == 2 and all("--options=ro,nosuid,nodev,noexec" in line for line in mounts)
+    assert 'ENV{ID_FS_TYPE}=="vfat|exfat|ntfs"' in mounts[0]
+    assert "uid=medkiosk,gid=medkiosk,fmask=0177,dmask=0077" in mounts[0]
+    assert 'ENV{ID_FS_TYPE}!="vfat|exfat|ntfs"' in mounts[1] and "uid=" not in mounts[1]
+    result = setup(root, "--uninstall")
+    assert result.returncode == 0, result.stdout
+    left = snapshot(root)
+    assert not any("medkiosk-usb-export" in path for path in left), [p for p in left if "usb-export" in p]
+    assert "var/lib/medkiosk/usb-outbox" in left  # the state folder is kept without --purge
 
 
 @needs_systemctl

@@ -250,8 +250,11 @@ def test_setup_script_installs_every_unit():
     with open(os.path.join(REPO, "jetson_setup.sh")) as handle:
         script = handle.read()
     listed = re.search(r"^ALL_UNITS=\(([^)]*)\)", script, re.M).group(1).split()
-    shipped = sorted(name for name in os.listdir(UNIT_DIR) if name.endswith(".service"))
-    assert sorted(listed) == shipped == sorted(UNITS)
+    listed += re.search(r"^TEMPLATE_UNITS=\(([^)]*)\)", script, re.M).group(1).split()
+    shipped = sorted(name for name in os.listdir(UNIT_DIR) if name.endswith((".service", ".socket")))
+    # The USB export's socket and per-connection service: tests/appliance/test_usb_export_units.py
+    usb_export = ("medkiosk-usb-export.socket", "medkiosk-usb-export@.service")
+    assert sorted(listed) == shipped == sorted(UNITS + usb_export)
 
 
 @pytest.mark.skipif(not _offline_security_supported(),

@@ -244,7 +244,7 @@ def test_export_writes_every_column_including_findings_two_and_three(tmp_path):
     name = os.path.basename(good.image)
     assert rows[1] == [good.uid, "K-0001", CREATED, "chest", "chest@1+abc", "ort", "Pleural effusion", "81.0",
                        "Cardiomegaly", "12.5", "No finding", "4.5", "0", "0", "1",
-                       os.path.join("images", name)]
+                       os.path.join("images", name), "", ""]  # no patient reference, no referral sheet
     assert rows[2][:2] == [bad.uid, "K-0002"]
     assert rows[2][6:16] == ["Mass", "50.0", "", "", "", "", "1", "1", "0",
                              os.path.join("images", os.path.basename(bad.image))]

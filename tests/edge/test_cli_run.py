@@ -49,16 +49,17 @@ def test_headless_run_prints_results_and_saves_a_case(tmp_path, tiny_bundle, syn
     config = _config(tmp_path, tiny_bundle)
     out = tmp_path / "frames"
     process = _medkiosk(["run", "--config", config, "--source", _folder(tmp_path, synth_images),
-                         "--output", "file://{}/".format(out), "--max-frames", "4", "--keys", "WAIT1,S,F,M"],
+                         "--output", "file://{}/".format(out), "--max-frames", "5",
+                         "--keys", "WAIT1,S,SPACE,F,M"],  # S opens the reference entry, SPACE saves
                         env=_env())
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     lines = stdout.splitlines()
     assert lines[0].startswith("[1] synth-test") and "%" in lines[0]
     assert any("case saved" in line for line in lines)
-    assert "4 frames shown, 1 cases saved, 0 frame errors" in stderr
+    assert "5 frames shown, 1 cases saved, 0 frame errors" in stderr
     frames = sorted(os.listdir(str(out)))
-    assert len(frames) == 4 and cv2.imread(str(out / frames[0])).shape == (480, 800, 3)
+    assert len(frames) == 5 and cv2.imread(str(out / frames[0])).shape == (480, 800, 3)
     listing = _medkiosk(["cases", "--config", config, "list"], env=_env())
     listed, _err = listing.communicate(timeout=60)
     assert listing.returncode == 0 and "1 case(s)" in listed

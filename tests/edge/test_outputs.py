@@ -60,11 +60,13 @@ def test_key_script_and_key_codes():
     script = KeyScript("WAIT2, space ,S,-,M,q")
     assert [script.next_key() for _ in range(7)] == [None, None, "SPACE", "S", None, "M", "Q"]
     assert script.exhausted and script.next_key() is None
-    with pytest.raises(ConfigError, match="unknown key 'X'"):
-        KeyScript("SPACE,X")
+    with pytest.raises(ConfigError, match="unknown key 'XY'"):
+        KeyScript("SPACE,XY")
     assert key_name(32) == "SPACE" and key_name(13) == "ENTER" and key_name(ord("m")) == "M"
     assert key_name(ord("+")) == "M" and key_name(ord(".")) == "S"  # numeric keypad
-    assert key_name(-1) is None and key_name(ord("z")) is None
+    assert key_name(ord("/")) == "E" and key_name(8) == "BACKSPACE"  # keypad export, backspace
+    assert key_name(ord("z")) == "Z" and key_name(ord("7")) == "7"  # a patient reference is typed
+    assert key_name(-1) is None and key_name(ord("!")) is None
 
 
 def test_display_refuses_clearly_without_a_screen():

@@ -182,10 +182,11 @@ def test_live_camera_disconnects_and_comes_back(tmp_path, slot, synth_images):
 
 def test_freeze_save_and_back_to_live(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
-    kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT8,SPACE,WAIT2,S,WAIT2,SPACE",
+    # S opens the patient-reference entry, SPACE (the keypad's ENTER) saves without a reference.
+    kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT8,SPACE,WAIT2,S,SPACE,WAIT1,SPACE",
                                 max_frames=18)
     assert kiosk.cases_saved == 1 and any("case saved K-0001 " in line for line in lines)
-    assert kiosk.messages.last == "Case saved (K-0001)"  # the short number a health worker reads out
+    assert kiosk.messages.last == "Case saved K-0001"  # the short number a health worker reads out
     frozen = [i for i, frame in enumerate(frames) if has_colour(LAYOUT.badge.crop(frame), BLUE, minimum=200)]
     assert frozen and frozen[0] == 9 and frozen[-1] < 17  # frozen after SPACE, live again after SPACE
     with CaseLog(str(tmp_path / "state")) as log:
@@ -212,11 +213,11 @@ def test_modules_heatmap_and_quit(tmp_path, slot, two_class_folder):
 
 
 def test_disk_full_is_shown_not_fatal(tmp_path, slot, two_class_folder):
-    kiosk, lines, frames = run_kiosk(tmp_path, open_source(str(two_class_folder) + "/"), [slot], keys="S",
-                                max_frames=2,
+    kiosk, lines, frames = run_kiosk(tmp_path, open_source(str(two_class_folder) + "/"), [slot],
+                                keys="S,SPACE", max_frames=3,
                                 caselog_factory=lambda: CaseLog(str(tmp_path / "state"), min_free_mb=10 ** 9))
     assert kiosk.cases_saved == 0 and not any("case saved" in line for line in lines)
-    assert has_colour(LAYOUT.message.crop(frames[1]), (0, 0, 0), minimum=1000)
+    assert has_colour(LAYOUT.message.crop(frames[2]), (0, 0, 0), minimum=1000)
 
 
 def test_import_key_freezes_an_image_from_the_usb_folder(tmp_path, slot, synth_images, two_class_folder):

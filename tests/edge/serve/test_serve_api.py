@@ -186,6 +186,7 @@ def check_referral_sheet(server, token, case, result):
         handle.write(pdf)
     text = subprocess.check_output(["pdftotext", "-layout", path, "-"]).decode("utf-8")
     assert case["id"] in text and case["created_utc"] in text
+    assert re.search(r"Case number:\s+{}\n".format(case["number"]), text)  # the short number, K-0042
     assert "Decision support only - not a diagnosis" in text
     assert result["prediction"]["bundle_id"] in text and "Patient reference" in text
     assert "What the model analysed (224x224)" in text
