@@ -180,11 +180,15 @@ def _thread_cpu_rows(live):
     cpu = live.get("thread_cpu")
     if not cpu:
         return []
+    names = ["display thread", "inference thread", "whole process"]
+    keys = ["display", "inference", "process"]
+    if cpu.get("prepare_cpu_s") is not None:  # the worker's prepare thread (live frames, just in time)
+        names.insert(1, "prepare thread")
+        keys.insert(1, "prepare")
     return [
-        ("CPU on {} core{}: display thread / inference thread / whole process, share of the wall time".format(
-            cpu["cores_allowed"], "" if cpu["cores_allowed"] == 1 else "s"),
-         "{} / {} / {}".format(_share(cpu["display_share_of_wall"]), _share(cpu["inference_share_of_wall"]),
-                               _share(cpu["process_share_of_wall"]))),
+        ("CPU on {} core{}: {}, share of the wall time".format(
+            cpu["cores_allowed"], "" if cpu["cores_allowed"] == 1 else "s", " / ".join(names)),
+         " / ".join(_share(cpu[key + "_share_of_wall"]) for key in keys)),
         ("display thread's share of the process's CPU", _share(cpu["display_share_of_process"])),
         ("stale frames replaced before inference took them",
          "n/a" if live.get("dropped_frames") is None else live["dropped_frames"]),

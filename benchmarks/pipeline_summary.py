@@ -117,7 +117,7 @@ def thread_cpu(times, wall):
     cpu = dict(times.cpu)
     process = cpu.get("process") or None
     entry = {"wall_s": wall}
-    for key in ("display", "inference", "process"):
+    for key in ("display", "prepare", "inference", "process"):
         seconds = cpu.get(key)
         entry[key + "_cpu_s"] = seconds
         entry[key + "_share_of_wall"] = None if seconds is None or not wall else seconds / wall
@@ -143,10 +143,10 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
     if len(worker) > 1 and worker[-1][1] > worker[0][0]:
         worker_busy = sum(end - start for start, end in worker) / (worker[-1][1] - worker[0][0])
     ceiling = min(raw_fps, camera_fps) if raw_fps else camera_fps
-    # "Never older than one inference plus one frame", result by result: each live result is shown
-    # in order (one job at a time), so the i-th age pairs with the i-th classify call; what the age
-    # holds beyond its own inference (hand-over + display pick-up) must fit in one camera frame.
-    excess = [age - (end - start) for age, (start, end) in zip(ages, worker)]
+    # "Never older than one inference plus one frame", result by result: what each result's age holds
+    # beyond its own work (preparing + inferring that frame: the kiosk records it beside the age) is
+    # waiting and hand-over, and must fit in one camera frame.
+    excess = [age - work for age, work in zip(ages, steady(getattr(kiosk, "result_work_s", []), skip))]
     frame_s = 1.0 / camera_fps
     age_summary = common.summarize(ages) if ages else {"n": 0}
     return {
