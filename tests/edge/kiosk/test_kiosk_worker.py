@@ -182,3 +182,58 @@ def test_estimate_is_a_moving_average():
     assert estimate.seconds == 0.010
     estimate.add(0.020)
     assert abs(estimate.seconds - (0.010 + Estimate.WEIGHT * 0.010)) < 1e-12
+
+
+def test_a_queued_submit_returns_when_the_waiting_job_is_taken_not_when_it_ends(slot):
+    """Files: the display thread hands frame N+2 over the moment the worker starts N+1, so inference
+    never waits for the display thread to wake (the worker used to wake it only when N+1 ended)."""
+    gates = {2: threading.Event(), 3: threading.Event()}
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+
+    def gated(module_slot):
+        classifier = opener(module_slot)
+        classify = classifier.classify
+
+        def slow(image):
+            gate = gates.get(int(image[0, 0, 0]))
+            if gate is not None:
+                gate.wait(10)
+            return classify(image)
+
+        classifier.classify = slow
+        return classifier
+
+    worker = InferenceWorker(gated)
+    # The race, made certain: the woken display thread checks the queue before the worker takes job 3
+    # (what a loaded machine's scheduler does), so only a wake-up at the take can hand job 4 over.
+    take, raced = worker._next_job_locked, []
+
+    def display_first():
+        waiting = worker._pending
+        if waiting is not None and waiting.seq == 3 and not raced:
+            raced.append(1)
+            worker._cond.wait(0.3)
+        return take()
+
+    worker._next_job_locked = display_first
+    worker.start()
+    images = [np.full((120, 160, 3), value, np.uint8) for value in (1, 2, 3)]
+    try:
+        assert worker.submit(Job(1, images[0], 1, slot, False), queue_s=10.0)
+        assert worker.wait_for(1, 60.0).error is None
+        worker.submit(Job(2, images[1], 2, slot, False))  # runs, held at its gate
+        time.sleep(0.1)
+        worker.submit(Job(3, images[2], 3, slot, False))  # waits behind it, held at its gate once taken
+        handed = []
+        queued = threading.Thread(target=lambda: handed.append(
+            (worker.submit(Job(4, images[0], 4, slot, False), queue_s=5.0), time.monotonic())))
+        queued.start()
+        time.sleep(0.2)
+        released = time.monotonic()
+        gates[2].set()  # job 2 ends, job 3 is taken (and held): job 4 must be handed over now
+        queued.join(10)
+        assert handed and handed[0][0] is True and handed[0][1] - released < 1.0, handed
+    finally:
+        for gate in gates.values():
+            gate.set()
+        worker.stop()
