@@ -35,28 +35,37 @@ def _v2_has_cpu(root):
 
 
 class CpuQuota(object):
-    """A child cgroup limited to ``percent``% of one core (systemd ``CPUQuota=percent%``)."""
+    """A child cgroup limited to ``percent``% of one core (systemd ``CPUQuota=percent%``; None: no cap)
+    and weighted ``weight`` (systemd ``CPUWeight=``, 100 being every other unit's; None: the default)."""
 
-    def __init__(self, percent, name=None, root=CGROUP_ROOT):
-        if percent <= 0:
+    def __init__(self, percent=None, weight=None, name=None, root=CGROUP_ROOT):
+        if percent is not None and percent <= 0:
             raise MedkioskError("CPU quota {}% is not positive. Fix: give a quota above 0 (100 = one core)"
                                 .format(percent))
-        self.percent = float(percent)
-        self.quota_us = int(round(PERIOD_US * self.percent / 100.0))
+        self.percent = None if percent is None else float(percent)
+        self.weight = weight
+        self.quota_us = None if percent is None else int(round(PERIOD_US * self.percent / 100.0))
         self.name = name or "medkiosk-bench-{}".format(os.getpid())
         self.root = root
         self.path = None
         self.version = None
 
     def __enter__(self):
+        setting = []
         if _v2_has_cpu(self.root):
             self.version = 2
             self.path = os.path.join(self.root, self.name)
-            setting = [("cpu.max", "{} {}".format(self.quota_us, PERIOD_US))]
+            if self.quota_us is not None:
+                setting.append(("cpu.max", "{} {}".format(self.quota_us, PERIOD_US)))
+            if self.weight is not None:
+                setting.append(("cpu.weight", str(self.weight)))
         else:
             self.version = 1
             self.path = os.path.join(self.root, "cpu", self.name)
-            setting = [("cpu.cfs_period_us", str(PERIOD_US)), ("cpu.cfs_quota_us", str(self.quota_us))]
+            if self.quota_us is not None:
+                setting += [("cpu.cfs_period_us", str(PERIOD_US)), ("cpu.cfs_quota_us", str(self.quota_us))]
+            if self.weight is not None:  # systemd's CPUWeight= on cgroup v1: shares = weight * 1024 / 100
+                setting.append(("cpu.shares", str(max(2, self.weight * 1024 // 100))))
         try:
             os.mkdir(self.path)
             for name, value in setting:
@@ -81,8 +90,8 @@ class CpuQuota(object):
         return stats
 
     def setting(self):
-        return {"kind": "cpu_quota", "percent": self.percent, "cgroup_version": self.version,
-                "quota_us": self.quota_us, "period_us": PERIOD_US}
+        return {"kind": "cpu_quota", "percent": self.percent, "weight": self.weight,
+                "cgroup_version": self.version, "quota_us": self.quota_us, "period_us": PERIOD_US}
 
     def __exit__(self, *exc):
         if self.path and os.path.isdir(self.path):

@@ -268,6 +268,11 @@ def main(argv=None):
         },
     }
     tag = bundle.module_id
+    if args.live_frames > 0 and args.camera_fps != 30.0:
+        tag += "-camera{:g}fps".format(args.camera_fps)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores < os.cpu_count():  # e.g. taskset -c 0: the one-core stand-in for the Nano's slow cores
+        tag += "-{}core".format(cores)
     if args.ort_spinning != "default":
         tag += "-ort-spin{}".format(args.ort_spinning)
     if args.cpu_threads:

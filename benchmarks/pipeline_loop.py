@@ -130,10 +130,12 @@ def instrument(kiosk, source, sink, times, profiler=None):
         # Loading (and the golden-image check the kiosk runs then) is not a frame's work.
         name = threading.current_thread().name
         times.paused.add(name)
+        loading = thread_cpu_s()
         try:
             classifier = opener(slot)
         finally:
             times.paused.discard(name)
+            times.cpu["loading"] = times.cpu.get("loading", 0.0) + thread_cpu_s() - loading
         runner = classifier.runner
         runner.infer = times.wrap("inference", runner.infer)
         if profiler is not None:

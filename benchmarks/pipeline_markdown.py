@@ -128,6 +128,14 @@ def _file_bullets(result, fm, threads):
                 common.fmt(fm.get("ratio_all_cores_median"), 2),
             )
         )
+    share = fm.get("inference_cpu_share_median")
+    if share is not None:
+        lines.append(
+            "- Inference's share of the kiosk process's CPU time: median {:.0%} per run (the rest: decode, "
+            "prepare, overlay). When the machine is oversubscribed, Linux gives one process about one share "
+            "of CPU however many threads it runs (sched_autogroup {}), so under load end-to-end / raw tends "
+            "to this share; on a quiet machine each thread has a core of its own.".format(
+                share, {True: "on here", False: "off here"}.get(fm.get("sched_autogroup"), "unknown")))
     lines.append("")
     return lines
 

@@ -77,6 +77,8 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
             totals[key] = totals.get(key, 0.0) + sum(e - b for b, e in spans if first < e <= last)
     mean_ms = {key: 1000.0 * total / shown for key, total in totals.items()} if shown else {}
     threads = stage_threads(times_blocks)
+    cpu_shares = sorted(share for share in (_inference_cpu_share(block) for block in times_blocks)
+                        if share is not None)
     # Pipelined: each thread's own stages must fit in a frame; the busier thread sets the pace.
     busy = {}
     for key, mean in mean_ms.items():
@@ -99,7 +101,28 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
         "thread_busy_mean_ms": busy,
         "raw_all_cores": common.summarize(raw_all_cores) if raw_all_cores else None,
         "ratio_all_cores_median": common.percentile(ratios_all, 50) if ratios_all else None,
+        "inference_cpu_share_median": common.percentile(cpu_shares, 50) if cpu_shares else None,
+        "sched_autogroup": sched_autogroup(),
     }
+
+
+def _inference_cpu_share(block):
+    """The inference thread's share of the kiosk process's CPU time in one run (None if not measured)."""
+    cpu = block["times"].cpu
+    frames_cpu = (cpu.get("process") or 0.0) - cpu.get("loading", 0.0)  # loading is not a frame's work
+    if frames_cpu <= 0 or cpu.get("inference") is None:
+        return None
+    return cpu["inference"] / frames_cpu
+
+
+def sched_autogroup():
+    """Whether Linux groups a session's threads into one scheduling entity (None when unknown): then an
+    oversubscribed machine gives the kiosk process one share of CPU however many threads it runs."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as handle:
+            return handle.read().strip() == "1"
+    except OSError:
+        return None
 
 
 def classify_times(times, skip):
