@@ -310,6 +310,9 @@ def render_markdown(result):
     if result.get("service_cgroup"):
         rows.append(("scheduling", "service and kiosk each in a cgroup of its own (cgroup v{}), as systemd "
                      "runs units".format(result["service_cgroup"]["cgroup_version"])))
+    elif (result.get("limits") or {}).get("cpu_quota_percent"):  # runs before the kiosk had a cgroup
+        rows.append(("scheduling",
+                     "service in a cgroup of its own; the kiosk in the load generator's session"))
     else:
         rows.append(("scheduling", "service and kiosk children of one session (sched_autogroup: one group)"))
     stat = result.get("cgroup_cpu_stat_during_load")
