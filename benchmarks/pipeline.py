@@ -210,6 +210,13 @@ def measure_live(args, frames, runner, tensors, log, file_mode):
     return live
 
 
+def _taskset_prefix():
+    """``taskset -c CPUS `` when this process may run on fewer cores than the machine has, else ''."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) >= os.cpu_count():
+        return ""
+    return "taskset -c {} ".format(",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -232,7 +239,7 @@ def main(argv=None):
             else ", {} CPU inference thread{}".format(args.threads, "" if args.threads == 1 else "s"),
             bundle.bundle_id,
         ),
-        "command": common.command_line(NAME, argv),
+        "command": _taskset_prefix() + common.command_line(NAME, argv),
         "environment": env,
         "backend": args.backend,
         "precision": args.precision,
