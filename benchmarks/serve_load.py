@@ -234,8 +234,7 @@ def _run(clients, requests, module, http_threads, cpu_threads, kiosk_frames, pre
         if kiosk_frames:  # alone again, the service idle: before and after frame the load
             fps["idle"].append(kiosk_fps(video, kiosk_frames, kiosk_preexec))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_hung = _stop(process)
     total = clients * requests
     warm = [mb for count, mb in rss if count >= total // 10] or [rss[-1][1]]
     return {
@@ -258,7 +257,21 @@ def _run(clients, requests, module, http_threads, cpu_threads, kiosk_frames, pre
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "cgroup_cpu_stat_during_load": throttled,
+        "service_stop_hung": stop_hung,
     }
+
+
+def _stop(process, timeout_s=30):
+    """SIGTERM the service, as systemd stops it; True if it had not exited after ``timeout_s`` (then it is
+    killed, as systemd's TimeoutStopSec= would, and the run still reports its numbers)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
 
 
 def limits_label(result):
@@ -315,6 +328,8 @@ def render_markdown(result):
                      "service in a cgroup of its own; the kiosk in the load generator's session"))
     else:
         rows.append(("scheduling", "service and kiosk children of one session (sched_autogroup: one group)"))
+    if result.get("service_stop_hung"):
+        rows.append(("service stop", "**hung**: still running 30 s after SIGTERM, killed"))
     stat = result.get("cgroup_cpu_stat_during_load")
     if stat and stat.get("nr_periods"):
         rows.append(("cgroup throttling during the load (cpu.stat)", "{} of {} periods throttled".format(
