@@ -223,6 +223,16 @@ def display_path(path):
     return path
 
 
+def table(header, rows):
+    """Markdown table lines: the header row, its separator, then one line per row; cells are shown with
+    ``str`` and an empty cell stays a single space (``| |``)."""
+
+    def line(cells):
+        return "|" + "|".join(" {} ".format(cell) if cell != "" else " " for cell in cells) + "|"
+
+    return [line(header), "|" + "---|" * len(header)] + [line(row) for row in rows]
+
+
 def fmt(value, digits=1, suffix=""):
     """A number for a table cell; 'n/a' for None."""
     if value is None:

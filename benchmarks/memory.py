@@ -336,24 +336,16 @@ def render_markdown(result):
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
-    lines.append("| backend | precision | process | peak RSS (MB) | runs (MB) | status |")
-    lines.append("|---|---|---|---|---|---|")
+    rows = []
     for row in result["rows"]:
         status = (
             "ok"
             if not row["failures"]
             else "FAILED ({}): {}".format(row["failures"], " / ".join(row["error"] or [])[:200])
         )
-        lines.append(
-            "| {} | {} | {} | {:.0f} | {} | {} |".format(
-                row["backend"],
-                row["precision"],
-                row["case"],
-                row["peak_rss_mb"],
-                ", ".join("{:.0f}".format(v) for v in row["peak_rss_mb_runs"]),
-                status,
-            )
-        )
+        rows.append((row["backend"], row["precision"], row["case"], "{:.0f}".format(row["peak_rss_mb"]),
+                     ", ".join("{:.0f}".format(v) for v in row["peak_rss_mb_runs"]), status))
+    lines += common.table(("backend", "precision", "process", "peak RSS (MB)", "runs (MB)", "status"), rows)
     lines.append("")
     for backend, reason in sorted(result.get("skipped_backends", {}).items()):
         lines.append("- {} not measured: {}".format(backend, reason))

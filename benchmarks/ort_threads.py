@@ -167,24 +167,15 @@ def render_markdown(result):
     lines.append("")
     lines.append("Command: `{}`".format(result["command"]))
     lines.append("")
-    lines.append(
-        "| setting | inference median (ms) | IQR (ms) | p90 (ms) | x vs first row | quality gate right "
-        "after, median / p90 (ms) |"
-    )
-    lines.append("|---|---|---|---|---|---|")
+    header = ("setting", "inference median (ms)", "IQR (ms)", "p90 (ms)", "x vs first row",
+              "quality gate right after, median / p90 (ms)")
+    rows = []
     for row in result["rows"]:
         inf, aft = row["inference"], row["quality_after"]
-        lines.append(
-            "| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f}x | {:.2f} / {:.2f} |".format(
-                row["setting"],
-                inf["median_ms"],
-                inf["iqr_ms"],
-                inf["p90_ms"],
-                row["speedup_vs_first"],
-                aft["median_ms"],
-                aft["p90_ms"],
-            )
-        )
+        rows.append((row["setting"], "{:.2f}".format(inf["median_ms"]), "{:.2f}".format(inf["iqr_ms"]),
+                     "{:.2f}".format(inf["p90_ms"]), "{:.2f}x".format(row["speedup_vs_first"]),
+                     "{:.2f} / {:.2f}".format(aft["median_ms"], aft["p90_ms"])))
+    lines += common.table(header, rows)
     lines.append("")
     return "\n".join(lines) + "\n"
 

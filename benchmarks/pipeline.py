@@ -210,6 +210,13 @@ def measure_live(args, frames, runner, tensors, log, file_mode):
     return live
 
 
+def _taskset_prefix():
+    """``taskset -c CPUS `` when this process may run on fewer cores than the machine has, else ''."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) >= os.cpu_count():
+        return ""
+    return "taskset -c {} ".format(",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -232,7 +239,7 @@ def main(argv=None):
             else ", {} CPU inference thread{}".format(args.threads, "" if args.threads == 1 else "s"),
             bundle.bundle_id,
         ),
-        "command": common.command_line(NAME, argv),
+        "command": _taskset_prefix() + common.command_line(NAME, argv),
         "environment": env,
         "backend": args.backend,
         "precision": args.precision,
@@ -268,6 +275,11 @@ def main(argv=None):
         },
     }
     tag = bundle.module_id
+    if args.live_frames > 0 and args.camera_fps != 30.0:
+        tag += "-camera{:g}fps".format(args.camera_fps)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores < os.cpu_count():  # e.g. taskset -c 0: the one-core stand-in for the Nano's slow cores
+        tag += "-{}core".format(cores)
     if args.ort_spinning != "default":
         tag += "-ort-spin{}".format(args.ort_spinning)
     if args.cpu_threads:

@@ -130,10 +130,12 @@ def instrument(kiosk, source, sink, times, profiler=None):
         # Loading (and the golden-image check the kiosk runs then) is not a frame's work.
         name = threading.current_thread().name
         times.paused.add(name)
+        loading = thread_cpu_s()
         try:
             classifier = opener(slot)
         finally:
             times.paused.discard(name)
+            times.cpu["loading"] = times.cpu.get("loading", 0.0) + thread_cpu_s() - loading
         runner = classifier.runner
         runner.infer = times.wrap("inference", runner.infer)
         if profiler is not None:
@@ -147,8 +149,11 @@ def instrument(kiosk, source, sink, times, profiler=None):
                     profiler.disable()
 
             classifier.classify = profiled
-        # The whole classify call as the inference thread makes it, with its start and end times.
+        # The whole call the inference thread makes per frame (classify, or infer_prepared for a frame
+        # prepared by another thread), with its start and end times.
         classifier.classify = times.wrap("classify", classifier.classify)
+        classifier.infer_prepared = times.wrap("classify", classifier.infer_prepared)
+        classifier.preparer = _counted_preparers(classifier.preparer, times)
         _count_thread_cpu(classifier, times.cpu, "inference")
         return classifier
 
@@ -252,6 +257,27 @@ def _count_thread_cpu(classifier, cpu, key):
         return close(*exc)
 
     classifier.__exit__ = closing
+
+
+def _counted_preparers(make_preparer, times):
+    """``classifier.preparer`` whose preparers are timed ("prepare" stage) and, on the worker's prepare
+    thread, add their CPU time to ``times.cpu["prepare"]``."""
+
+    def make(depth=2):
+        prepare = times.wrap("prepare", make_preparer(depth=depth))
+
+        def counted(image, localisation=None):
+            if threading.current_thread().name != "prepare":
+                return prepare(image, localisation=localisation)
+            start = thread_cpu_s()
+            try:
+                return prepare(image, localisation=localisation)
+            finally:
+                times.cpu["prepare"] = times.cpu.get("prepare", 0.0) + thread_cpu_s() - start
+
+        return counted
+
+    return make
 
 
 def run_kiosk(kiosk, source, sink, times, profiler=None):

@@ -61,52 +61,35 @@ def _header(result):
 
 
 def _file_table(fm):
-    lines = []
-    lines.append(
-        "### File mode (video file or USB images: every frame drawn with its own result, depth-1 pipeline)"
-    )
-    lines.append("")
-    lines.append(
+    lines = [
+        "### File mode (video file or USB images: every frame drawn with its own result, depth-1 pipeline)",
+        "",
         "The display thread (`MainThread`) decodes and prepares frame N+1 and hands it to the `inference` "
         "thread before drawing frame N. Each stage is listed under the thread that ran it; a thread's "
-        "busy time per frame shown must fit in the frame time, and the busier thread sets the pace."
-    )
-    lines.append("")
-    lines.append("| stage | thread | median (ms) | IQR (ms) | p90 (ms) | mean per frame shown (ms) |")
-    lines.append("|---|---|---|---|---|---|")
+        "busy time per frame shown must fit in the frame time, and the busier thread sets the pace.",
+        "",
+    ]
+    rows = []
     means = fm.get("stage_mean_ms") or {}
     stage_threads = fm.get("stage_threads") or {}
     for key, label in STAGES:
         stage = fm["stages"].get(key)
         if not stage or not stage.get("n"):
             continue
-        lines.append(
-            "| {} | {} | {:.2f} | {:.2f} | {:.2f} | {} |".format(
-                label,
-                stage_threads.get(key, "?"),
-                stage["median_ms"],
-                stage["iqr_ms"],
-                stage["p90_ms"],
-                common.fmt(means.get(key), 2),
-            )
-        )
+        rows.append((label, stage_threads.get(key, "?"), "{:.2f}".format(stage["median_ms"]),
+                     "{:.2f}".format(stage["iqr_ms"]), "{:.2f}".format(stage["p90_ms"]),
+                     common.fmt(means.get(key), 2)))
     frame = fm["frame"]
     mean_frame = fm.get("mean_frame_ms")
     for name, busy in sorted((fm.get("thread_busy_mean_ms") or {}).items()):
-        lines.append(
-            "| *{} busy* | | | | | {:.2f} ({}) |".format(
-                THREAD_LABELS.get(name, name + " thread"),
-                busy,
-                "n/a" if not mean_frame else "{:.0%} of the frame".format(busy / mean_frame),
-            )
-        )
-    lines.append(
-        "| **whole frame (sink to sink)** | | **{:.2f}** | {:.2f} | {:.2f} | {} |".format(
-            frame["median_ms"], frame["iqr_ms"], frame["p90_ms"], common.fmt(mean_frame, 2)
-        )
-    )
-    lines.append("")
-    return lines
+        share = "n/a" if not mean_frame else "{:.0%} of the frame".format(busy / mean_frame)
+        rows.append(("*{} busy*".format(THREAD_LABELS.get(name, name + " thread")), "", "", "", "",
+                     "{:.2f} ({})".format(busy, share)))
+    rows.append(("**whole frame (sink to sink)**", "", "**{:.2f}**".format(frame["median_ms"]),
+                 "{:.2f}".format(frame["iqr_ms"]), "{:.2f}".format(frame["p90_ms"]),
+                 common.fmt(mean_frame, 2)))
+    header = ("stage", "thread", "median (ms)", "IQR (ms)", "p90 (ms)", "mean per frame shown (ms)")
+    return lines + common.table(header, rows) + [""]
 
 
 def _file_bullets(result, fm, threads):
@@ -145,86 +128,56 @@ def _file_bullets(result, fm, threads):
                 common.fmt(fm.get("ratio_all_cores_median"), 2),
             )
         )
+    share = fm.get("inference_cpu_share_median")
+    if share is not None:
+        lines.append(
+            "- Inference's share of the kiosk process's CPU time: median {:.0%} per run (the rest: decode, "
+            "prepare, overlay). When the machine is oversubscribed, Linux gives one process about one share "
+            "of CPU however many threads it runs (sched_autogroup {}), so under load end-to-end / raw tends "
+            "to this share; on a quiet machine each thread has a core of its own.".format(
+                share, {True: "on here", False: "off here"}.get(fm.get("sched_autogroup"), "unknown")))
     lines.append("")
     return lines
 
 
 def _live_table(result, live):
-    lines = []
-    if live:
-        lines.append(
-            "### Live mode (camera emulated at {:g} fps; capture, inference and display decoupled)".format(
-                live["camera_fps"]
-            )
-        )
-        lines.append("")
-        lines.append("| measure | value |")
-        lines.append("|---|---|")
-        lines.append("| displayed frames/s | {} |".format(common.fmt(live["display_fps"], 1)))
-        lines.append("| results/s (inferences completed) | {} |".format(common.fmt(live["results_fps"], 1)))
-        lines.append(
-            "| ceiling: min(raw inference/s just before and after this run, camera fps) | {} |".format(
-                common.fmt(live["results_ceiling_fps"], 1)
-            )
-        )
-        lines.append(
-            "| results/s / ceiling (goal >= {:.2f}) | **{}** ({}) |".format(
-                result["goals"]["ratio_goal"],
-                common.fmt(live["ratio"], 2),
-                _verdict(result["goals"]["live_ratio_ok"]),
-            )
-        )
-        lines.append(
-            "| inference in the loop, median / p90 (ms) | {} / {} |".format(
-                common.fmt(live["inference"].get("median_ms"), 2),
-                common.fmt(live["inference"].get("p90_ms"), 2),
-            )
-        )
-        lines.append(
-            "| classify in the loop (preprocess + inference + quality + postprocess), median / max (ms) "
-            "| {} / {} |".format(
-                common.fmt(live["classify"].get("median_ms"), 2),
-                common.fmt(live["classify"].get("max_ms"), 2),
-            )
-        )
-        lines.append(
-            "| displayed frame interval, median / p90 (ms) | {} / {} |".format(
-                common.fmt(live["display_frame"].get("median_ms"), 1),
-                common.fmt(live["display_frame"].get("p90_ms"), 1),
-            )
-        )
-        lines.append(
-            "| inference thread: busy fraction; idle between classifies, median / p90 (ms) "
-            "| {}; {} / {} |".format(
-                "n/a"
-                if live.get("worker_busy_fraction") is None
-                else "{:.0%}".format(live["worker_busy_fraction"]),
-                common.fmt(live["worker_idle"].get("median_ms"), 1),
-                common.fmt(live["worker_idle"].get("p90_ms"), 1),
-            )
-        )
-        age = live["result_age"]
-        lines.append(
-            "| result age when first shown, median / p90 / max (ms) | {} / {} / {} |".format(
-                common.fmt(age.get("median_ms"), 1),
-                common.fmt(age.get("p90_ms"), 1),
-                common.fmt(age.get("max_ms"), 1),
-            )
-        )
-        lines += _thread_cpu_rows(live)
-        beyond = live["age_beyond_inference"]
-        lines.append(
-            "| age minus that result's own classify time, median / p90 / max (ms); goal <= one camera "
-            "frame ({}) | {} / {} / {} (**{}**) |".format(
-                common.fmt(live["age_bound_ms"], 1),
-                common.fmt(beyond.get("median_ms"), 1),
-                common.fmt(beyond.get("p90_ms"), 1),
-                common.fmt(beyond.get("max_ms"), 1),
-                _verdict(live["age_ok"]),
-            )
-        )
-        lines.append("")
-    return lines
+    if not live:
+        return []
+    lines = [
+        "### Live mode (camera emulated at {:g} fps; capture, inference and display decoupled)".format(
+            live["camera_fps"]),
+        "",
+    ]
+    age, beyond = live["result_age"], live["age_beyond_inference"]
+    busy = live.get("worker_busy_fraction")
+    rows = [
+        ("displayed frames/s", common.fmt(live["display_fps"], 1)),
+        ("results/s (inferences completed)", common.fmt(live["results_fps"], 1)),
+        ("ceiling: min(raw inference/s just before and after this run, camera fps)",
+         common.fmt(live["results_ceiling_fps"], 1)),
+        ("results/s / ceiling (goal >= {:.2f})".format(result["goals"]["ratio_goal"]),
+         "**{}** ({})".format(common.fmt(live["ratio"], 2), _verdict(result["goals"]["live_ratio_ok"]))),
+        ("inference in the loop, median / p90 (ms)", _pair(live["inference"], "median_ms", "p90_ms", 2)),
+        ("classify in the loop (preprocess + inference + quality + postprocess), median / max (ms)",
+         _pair(live["classify"], "median_ms", "max_ms", 2)),
+        ("displayed frame interval, median / p90 (ms)",
+         _pair(live["display_frame"], "median_ms", "p90_ms", 1)),
+        ("inference thread: busy fraction; idle between classifies, median / p90 (ms)",
+         "{}; {}".format("n/a" if busy is None else "{:.0%}".format(busy),
+                         _pair(live["worker_idle"], "median_ms", "p90_ms", 1))),
+        ("result age when first shown, median / p90 / max (ms)",
+         " / ".join(common.fmt(age.get(key), 1) for key in ("median_ms", "p90_ms", "max_ms"))),
+    ]
+    rows += _thread_cpu_rows(live)
+    spread = " / ".join(common.fmt(beyond.get(key), 1) for key in ("median_ms", "p90_ms", "max_ms"))
+    rows.append(("age minus that result's own classify time, median / p90 / max (ms); goal <= one camera "
+                 "frame ({})".format(common.fmt(live["age_bound_ms"], 1)),
+                 "{} (**{}**)".format(spread, _verdict(live["age_ok"]))))
+    return lines + common.table(("measure", "value"), rows) + [""]
+
+
+def _pair(summary, first, second, digits):
+    return "{} / {}".format(common.fmt(summary.get(first), digits), common.fmt(summary.get(second), digits))
 
 
 def _share(value):
@@ -235,58 +188,41 @@ def _thread_cpu_rows(live):
     cpu = live.get("thread_cpu")
     if not cpu:
         return []
+    names = ["display thread", "inference thread", "whole process"]
+    keys = ["display", "inference", "process"]
+    if cpu.get("prepare_cpu_s") is not None:  # the worker's prepare thread (live frames, just in time)
+        names.insert(1, "prepare thread")
+        keys.insert(1, "prepare")
     return [
-        "| CPU on {} core{}: display thread / inference thread / whole process, share of the wall time "
-        "| {} / {} / {} |".format(cpu["cores_allowed"], "" if cpu["cores_allowed"] == 1 else "s",
-                                 _share(cpu["display_share_of_wall"]), _share(cpu["inference_share_of_wall"]),
-                                 _share(cpu["process_share_of_wall"])),
-        "| display thread's share of the process's CPU | {} |".format(
-            _share(cpu["display_share_of_process"])),
-        "| stale frames replaced before inference took them | {} |".format(
-            "n/a" if live.get("dropped_frames") is None else live["dropped_frames"]),
+        ("CPU on {} core{}: {}, share of the wall time".format(
+            cpu["cores_allowed"], "" if cpu["cores_allowed"] == 1 else "s", " / ".join(names)),
+         " / ".join(_share(cpu[key + "_share_of_wall"]) for key in keys)),
+        ("display thread's share of the process's CPU", _share(cpu["display_share_of_process"])),
+        ("stale frames replaced before inference took them",
+         "n/a" if live.get("dropped_frames") is None else live["dropped_frames"]),
     ]
 
 
 def _py_spy_table(spy):
-    lines = []
-    if spy:
-        lines.append(
-            "### Live mode, every thread (py-spy at {} Hz in a separate run; active samples)".format(
-                spy["rate_hz"]
-            )
-        )
-        lines.append("")
-        lines.append("| thread | active samples (s) | where its active time goes |")
-        lines.append("|---|---|---|")
-        for thread in spy["threads"]:
-            lines.append(
-                "| {} | {:.1f} | {} |".format(
-                    thread["thread"],
-                    thread["seconds"],
-                    ", ".join(
-                        "`{}` {:.0%}".format(t["function"], t["share_of_thread"]) for t in thread["top"][:6]
-                    ),
-                )
-            )
-        lines.append("")
-    return lines
+    if not spy:
+        return []
+    rows = [(thread["thread"], "{:.1f}".format(thread["seconds"]),
+             ", ".join("`{}` {:.0%}".format(t["function"], t["share_of_thread"]) for t in thread["top"][:6]))
+            for thread in spy["threads"]]
+    title = "### Live mode, every thread (py-spy at {} Hz in a separate run; active samples)".format(
+        spy["rate_hz"])
+    header = ("thread", "active samples (s)", "where its active time goes")
+    return [title, ""] + common.table(header, rows) + [""]
 
 
 def _profile_table(profile):
-    lines = []
-    if profile:
-        lines.append("### Where the time goes (cProfile, one file-mode run, own time)")
-        lines.append("")
-        lines.append("| function | calls | own (s) | share | cumulative share |")
-        lines.append("|---|---|---|---|---|")
-        for row in profile["top"]:
-            lines.append(
-                "| `{}` | {} | {:.3f} | {:.1%} | {:.1%} |".format(
-                    row["function"], row["calls"], row["own_s"], row["own_share"], row["cumulative_share"]
-                )
-            )
-        lines.append("")
-    return lines
+    if not profile:
+        return []
+    rows = [("`{}`".format(row["function"]), row["calls"], "{:.3f}".format(row["own_s"]),
+             "{:.1%}".format(row["own_share"]), "{:.1%}".format(row["cumulative_share"]))
+            for row in profile["top"]]
+    return (["### Where the time goes (cProfile, one file-mode run, own time)", ""]
+            + common.table(("function", "calls", "own (s)", "share", "cumulative share"), rows) + [""])
 
 
 def render_markdown(result):

@@ -77,6 +77,8 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
             totals[key] = totals.get(key, 0.0) + sum(e - b for b, e in spans if first < e <= last)
     mean_ms = {key: 1000.0 * total / shown for key, total in totals.items()} if shown else {}
     threads = stage_threads(times_blocks)
+    cpu_shares = sorted(share for share in (_inference_cpu_share(block) for block in times_blocks)
+                        if share is not None)
     # Pipelined: each thread's own stages must fit in a frame; the busier thread sets the pace.
     busy = {}
     for key, mean in mean_ms.items():
@@ -99,7 +101,28 @@ def summarize_file_mode(times_blocks, raw_blocks, skip):
         "thread_busy_mean_ms": busy,
         "raw_all_cores": common.summarize(raw_all_cores) if raw_all_cores else None,
         "ratio_all_cores_median": common.percentile(ratios_all, 50) if ratios_all else None,
+        "inference_cpu_share_median": common.percentile(cpu_shares, 50) if cpu_shares else None,
+        "sched_autogroup": sched_autogroup(),
     }
+
+
+def _inference_cpu_share(block):
+    """The inference thread's share of the kiosk process's CPU time in one run (None if not measured)."""
+    cpu = block["times"].cpu
+    frames_cpu = (cpu.get("process") or 0.0) - cpu.get("loading", 0.0)  # loading is not a frame's work
+    if frames_cpu <= 0 or cpu.get("inference") is None:
+        return None
+    return cpu["inference"] / frames_cpu
+
+
+def sched_autogroup():
+    """Whether Linux groups a session's threads into one scheduling entity (None when unknown): then an
+    oversubscribed machine gives the kiosk process one share of CPU however many threads it runs."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as handle:
+            return handle.read().strip() == "1"
+    except OSError:
+        return None
 
 
 def classify_times(times, skip):
@@ -117,7 +140,7 @@ def thread_cpu(times, wall):
     cpu = dict(times.cpu)
     process = cpu.get("process") or None
     entry = {"wall_s": wall}
-    for key in ("display", "inference", "process"):
+    for key in ("display", "prepare", "inference", "process"):
         seconds = cpu.get(key)
         entry[key + "_cpu_s"] = seconds
         entry[key + "_share_of_wall"] = None if seconds is None or not wall else seconds / wall
@@ -143,10 +166,10 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
     if len(worker) > 1 and worker[-1][1] > worker[0][0]:
         worker_busy = sum(end - start for start, end in worker) / (worker[-1][1] - worker[0][0])
     ceiling = min(raw_fps, camera_fps) if raw_fps else camera_fps
-    # "Never older than one inference plus one frame", result by result: each live result is shown
-    # in order (one job at a time), so the i-th age pairs with the i-th classify call; what the age
-    # holds beyond its own inference (hand-over + display pick-up) must fit in one camera frame.
-    excess = [age - (end - start) for age, (start, end) in zip(ages, worker)]
+    # "Never older than one inference plus one frame", result by result: what each result's age holds
+    # beyond its own work (preparing + inferring that frame: the kiosk records it beside the age) is
+    # waiting and hand-over, and must fit in one camera frame.
+    excess = [age - work for age, work in zip(ages, steady(getattr(kiosk, "result_work_s", []), skip))]
     frame_s = 1.0 / camera_fps
     age_summary = common.summarize(ages) if ages else {"n": 0}
     return {

@@ -12,7 +12,7 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import memory, models_report, ort_threads, pipeline  # noqa: E402
+from benchmarks import memory, models_report, ort_threads, pipeline, serve_load  # noqa: E402
 from benchmarks.common import DOC_PATH, RESULTS_DIR, ROOT, SCHEMA  # noqa: E402
 
 # benchmark name -> module with render_markdown(result); also the order of the sections. The report
@@ -22,6 +22,7 @@ RENDERERS = (
     ("ort-threads", ort_threads),
     ("models", models_report),
     ("memory", memory),
+    ("serve-load", serve_load),
 )
 
 # Hand-written analysis of the results beside them (profiler evidence, what to fix), appended last.

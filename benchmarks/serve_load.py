@@ -5,9 +5,15 @@ CPU) in its own process with a rate limit high enough not to interfere, pairs on
 client, and has each client send real X-rays (from ../shared/data) over its own HTTPS connection.
 The service's RSS is sampled from /proc every 0.5 s: flat memory means no growth between the point
 where a tenth of the requests are done (buffers and arenas warmed up) and the end.
-Writes benchmarks/results/serve-load.json and prints a Markdown summary for docs/serve.md.
+With ``--kiosk-frames`` the real kiosk (``medkiosk run``, headless) also runs over a video of real
+X-rays, alone and then beside the saturated service: the service must not starve the screen. The
+service can be limited as its systemd unit would limit it (``benchmarks.cpu_limit``): ``--serve-nice``
+(Nice=), ``--serve-sched-idle`` (CPUSchedulingPolicy=idle), ``--serve-cpu-quota`` (CPUQuota=, a cgroup
+with a CFS bandwidth limit; root and a writable cgroup cpu controller).
+Writes benchmarks/results/serve-load[-nice N][-idle][-quota P].json and regenerates docs/benchmarks.md.
 
-    python benchmarks/serve_load.py --clients 8 --requests 200
+    python benchmarks/serve_load.py --clients 8 --requests 200 --kiosk-frames 300 --serve-nice 10 \
+        --serve-cpu-quota 50
 """
 
 import argparse
@@ -27,8 +33,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks import common  # noqa: E402
+from benchmarks.cpu_limit import CpuQuota, preexec_for  # noqa: E402
+
+NAME = "serve-load"
+BUSY_RUNS = 5  # kiosk runs beside the load, at most
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "chest-pediatric", "train")
-RESULTS = os.path.join(ROOT, "benchmarks", "results", "serve-load.json")
 READY = re.compile(r"on https://127\.0\.0\.1:(\d+)/")
 
 
@@ -43,12 +53,12 @@ def _config(folder, http_threads, cpu_threads):
     return path
 
 
-def _start(config, log_path, nice=0):
+def _start(config, log_path, preexec=None):
     env = dict(os.environ, PYTHONPATH=ROOT)
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--config", config, "--port", "0"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                   preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                   preexec_fn=preexec)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         with open(log_path) as handle:
@@ -129,7 +139,7 @@ def _make_video(folder, frames):
     return path
 
 
-def kiosk_fps(video, frames):
+def kiosk_fps(video, frames, preexec=None):
     """Frames per second of the real kiosk (`medkiosk run`, headless, chest module) over ``video``.
 
     Timed between its first and last result line, so model loading is not counted.
@@ -139,7 +149,7 @@ def kiosk_fps(video, frames):
                "--source", "file://" + video, "--output", "null://", "--max-frames", str(frames),
                "--size", "800x480", "--backend", "onnxruntime"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
-                               universal_newlines=True)
+                               universal_newlines=True, preexec_fn=preexec)
     stamps = [time.perf_counter() for line in process.stdout if line.startswith("[")]
     process.wait()
     if len(stamps) < 2:
@@ -147,12 +157,35 @@ def kiosk_fps(video, frames):
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+def _median(values):
+    return round(common.percentile(sorted(values), 50), 2) if values else None
+
+
 def _percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0, serve_nice=0):
+def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0, serve_nice=0, sched_idle=False,
+        cpu_quota=None, cpu_weight=None):
+    """The load run; the service limited by ``serve_nice``, ``sched_idle``, ``cpu_quota`` (percent of
+    one core) and ``cpu_weight`` (systemd's CPUWeight=, 100 = the default every other unit has)."""
+    quota = CpuQuota(cpu_quota, weight=cpu_weight) if cpu_quota or cpu_weight else None
+    if quota is None:
+        return _run(clients, requests, module, http_threads, cpu_threads, kiosk_frames,
+                    preexec_for(serve_nice, sched_idle), None)
+    # Under systemd each unit is a cgroup of its own: the kiosk too (CPUWeight 100, the default), apart
+    # from the service and from this load generator (whose clients stand in for other machines).
+    kiosk_group = CpuQuota(weight=100, name="medkiosk-bench-kiosk-{}".format(os.getpid()))
+    with quota, kiosk_group:
+        result = _run(clients, requests, module, http_threads, cpu_threads, kiosk_frames,
+                      preexec_for(serve_nice, sched_idle, quota), quota, kiosk_group.preexec)
+    result["kiosk_cgroup"], result["service_cgroup"] = kiosk_group.setting(), quota.setting()
+    return result
+
+
+def _run(clients, requests, module, http_threads, cpu_threads, kiosk_frames, preexec, quota,
+         kiosk_preexec=None):
     images = []
     for label in ("PNEUMONIA", "NORMAL"):
         for name in sorted(os.listdir(os.path.join(DATA, label)))[:20]:
@@ -160,7 +193,8 @@ def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0, se
                 images.append(handle.read())
     folder = tempfile.mkdtemp(prefix="serve-load-")
     config = _config(folder, http_threads, cpu_threads)
-    process, port = _start(config, os.path.join(folder, "serve.log"), serve_nice)
+    process, port = _start(config, os.path.join(folder, "serve.log"), preexec)
+    throttled = None
     try:
         context = ssl.create_default_context(cafile=os.path.join(folder, "state", "serve", "tls", "cert.pem"))
         tokens = [_pair(port, context, config) for _ in range(clients)]
@@ -175,30 +209,37 @@ def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0, se
         sampler.start()
         threads = [threading.Thread(target=_client, args=(port, context, token, images, requests, module,
                                                           latencies, errors)) for token in tokens]
-        fps = {}
+        fps = {"idle": [], "busy": [], "busy_with_requests_running": True}
         if kiosk_frames:
             video = _make_video(folder, kiosk_frames)
-            fps["idle"] = kiosk_fps(video, kiosk_frames)
+            fps["idle"].append(kiosk_fps(video, kiosk_frames, kiosk_preexec))
+        before = quota.stats() if quota is not None else None
         start = time.perf_counter()
         for thread in threads:
             thread.start()
         if kiosk_frames:
             time.sleep(5.0)  # the load is on before the kiosk starts
-            fps["busy"] = kiosk_fps(video, kiosk_frames)
-            fps["busy_with_requests_running"] = any(thread.is_alive() for thread in threads)
+            # As many kiosk runs as the load lasts (at least one): a shared machine drifts, medians hold.
+            while len(fps["busy"]) < BUSY_RUNS and (not fps["busy"] or any(t.is_alive() for t in threads)):
+                fps["busy"].append(kiosk_fps(video, kiosk_frames, kiosk_preexec))
+                fps["busy_with_requests_running"] &= any(thread.is_alive() for thread in threads)
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - start
+        if quota is not None:
+            after = quota.stats()
+            throttled = {key: after[key] - before.get(key, 0) for key in after}
         done.set()
         sampler.join()
+        if kiosk_frames:  # alone again, the service idle: before and after frame the load
+            fps["idle"].append(kiosk_fps(video, kiosk_frames, kiosk_preexec))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_hung = _stop(process)
     total = clients * requests
     warm = [mb for count, mb in rss if count >= total // 10] or [rss[-1][1]]
     return {
         "clients": clients, "requests_per_client": requests, "module": module, "http_threads": http_threads,
-        "cpu_threads": cpu_threads, "serve_nice": serve_nice, "requests": len(latencies),
+        "cpu_threads": cpu_threads, "requests": len(latencies),
         "errors": len(errors),
         "error_kinds": sorted(set(str(e) for e in errors)), "wall_s": round(wall, 2),
         "throughput_rps": round(len(latencies) / wall, 2),
@@ -208,15 +249,96 @@ def run(clients, requests, module, http_threads, cpu_threads, kiosk_frames=0, se
         "rss_after_first_tenth_mb": round(warm[0], 1),
         "rss_end_mb": round(warm[-1], 1),
         "rss_peak_mb": round(max(mb for _count, mb in rss), 1),
-        "kiosk_fps_idle": round(fps["idle"], 2) if fps else None,
-        "kiosk_fps_busy": round(fps["busy"], 2) if fps else None,
-        "kiosk_measured_while_busy": fps.get("busy_with_requests_running"), "cores": os.cpu_count(),
+        "kiosk_frames": kiosk_frames,
+        "kiosk_fps_idle": _median(fps["idle"]), "kiosk_fps_busy": _median(fps["busy"]),
+        "kiosk_fps_idle_runs": [round(v, 2) for v in fps["idle"]],
+        "kiosk_fps_busy_runs": [round(v, 2) for v in fps["busy"]],
+        "kiosk_measured_while_busy": fps["busy_with_requests_running"] if kiosk_frames else None,
+        "cores": os.cpu_count(),
         "python": sys.version.split()[0],
+        "cgroup_cpu_stat_during_load": throttled,
+        "service_stop_hung": stop_hung,
     }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _stop(process, timeout_s=30):
+    """SIGTERM the service, as systemd stops it; True if it had not exited after ``timeout_s`` (then it is
+    killed, as systemd's TimeoutStopSec= would, and the run still reports its numbers)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
+
+
+def limits_label(result):
+    """The service's limits as the systemd unit would spell them ("none" when it ran like the kiosk)."""
+    limits = result.get("limits") or {}
+    parts = []
+    if limits.get("nice"):
+        parts.append("Nice={}".format(limits["nice"]))
+    if limits.get("sched_idle"):
+        parts.append("CPUSchedulingPolicy=idle")
+    if limits.get("cpu_weight"):
+        parts.append("CPUWeight={}".format(limits["cpu_weight"]))
+    if limits.get("cpu_quota_percent"):
+        parts.append("CPUQuota={:g}%".format(limits["cpu_quota_percent"]))
+    return " + ".join(parts) or "none (same priority as the kiosk)"
+
+
+def render_markdown(result):
+    """The section of docs/benchmarks.md for one load run."""
+    env = result["environment"]
+    lines = ["## {}".format(result["title"]), ""]
+    lines.append("Measured {} on {} ({} CPUs; load average {} at the start), Python {}; `medkiosk serve` "
+                 "over loopback HTTPS, {} clients x {} `{}` classify requests of real X-rays, {} HTTP "
+                 "threads, {} CPU inference thread(s); the kiosk (`medkiosk run`, headless, {} frames of "
+                 "real X-rays) alone, then beside the saturated service.".format(
+                     env["date"], env.get("cpu") or env["machine"], env["cpu_count"], env["load_average"],
+                     env["python"], result["clients"], result["requests_per_client"], result["module"],
+                     result["http_threads"], result["cpu_threads"], result.get("kiosk_frames")))
+    lines += ["", "Command: `{}`".format(result["command"]), ""]
+    idle, busy = result.get("kiosk_fps_idle"), result.get("kiosk_fps_busy")
+    kept = None if not idle or busy is None else busy / idle
+    rows = [
+        ("service limits (as in its systemd unit)", limits_label(result)),
+        ("requests, errors", "{} requests, {} errors".format(result["requests"], result["errors"])),
+        ("latency p50 / p99 / max (ms)",
+         "{} / {} / {}".format(result["p50_ms"], result["p99_ms"], result["max_ms"])),
+        ("service throughput", "{} requests/s".format(result["throughput_rps"])),
+        ("service RSS idle; after 10% of requests -> end (peak), MB", "{}; {} -> {} ({})".format(
+            result["rss_idle_mb"], result["rss_after_first_tenth_mb"], result["rss_end_mb"],
+            result["rss_peak_mb"])),
+        ("kiosk frames/s alone (median of before and after the load) -> beside the load (median)",
+         "{} -> {} (runs: alone {}; beside {})".format(
+             common.fmt(idle, 1), common.fmt(busy, 1),
+             ", ".join(str(v) for v in result.get("kiosk_fps_idle_runs", [])),
+             ", ".join(str(v) for v in result.get("kiosk_fps_busy_runs", [])))),
+        ("kiosk frame rate kept under the load",
+         "**{}**".format("n/a" if kept is None else "{:.0%}".format(kept))),
+    ]
+    if result.get("service_cgroup"):
+        rows.append(("scheduling", "service and kiosk each in a cgroup of its own (cgroup v{}), as systemd "
+                     "runs units".format(result["service_cgroup"]["cgroup_version"])))
+    elif (result.get("limits") or {}).get("cpu_quota_percent"):  # runs before the kiosk had a cgroup
+        rows.append(("scheduling",
+                     "service in a cgroup of its own; the kiosk in the load generator's session"))
+    else:
+        rows.append(("scheduling", "service and kiosk children of one session (sched_autogroup: one group)"))
+    if result.get("service_stop_hung"):
+        rows.append(("service stop", "**hung**: still running 30 s after SIGTERM, killed"))
+    stat = result.get("cgroup_cpu_stat_during_load")
+    if stat and stat.get("nr_periods"):
+        rows.append(("cgroup throttling during the load (cpu.stat)", "{} of {} periods throttled".format(
+            stat.get("nr_throttled", "n/a"), stat.get("nr_periods", "n/a"))))
+    return "\n".join(lines + common.table(("measure", "value"), rows) + [""]) + "\n"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="benchmarks/serve_load.py", description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200, help="requests per client")
     parser.add_argument("--module", default="pediatric-pneumonia")
@@ -226,24 +348,41 @@ def main(argv=None):
                         help="also run the kiosk over a video of this many frames, alone and under the load")
     parser.add_argument("--serve-nice", type=int, default=0,
                         help="run the service this much nicer than the kiosk (the systemd unit: Nice=10)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--serve-sched-idle", action="store_true",
+                        help="run the service under SCHED_IDLE (systemd: CPUSchedulingPolicy=idle)")
+    parser.add_argument("--serve-cpu-quota", type=float, default=None, metavar="PERCENT",
+                        help="cap the service at PERCENT%% of one core in a cgroup (systemd: CPUQuota=)")
+    parser.add_argument("--serve-cpu-weight", type=int, default=None, metavar="WEIGHT",
+                        help="the service's cgroup CPU weight (systemd: CPUWeight=; others have 100)")
+    common.add_common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    env = common.environment()
     result = run(args.clients, args.requests, args.module, args.http_threads, args.cpu_threads,
-                 args.kiosk_frames, args.serve_nice)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    path = RESULTS
+                 args.kiosk_frames, args.serve_nice, args.serve_sched_idle, args.serve_cpu_quota,
+                 args.serve_cpu_weight)
+    result.update({"environment": env, "command": common.command_line("serve_load", argv),
+                   "limits": {"nice": args.serve_nice, "sched_idle": args.serve_sched_idle,
+                              "cpu_quota_percent": args.serve_cpu_quota,
+                              "cpu_weight": args.serve_cpu_weight}})
+    result["title"] = "LAN service under load, the kiosk beside it - service limits: {}".format(
+        limits_label(result))
+    tag = [""]
     if args.serve_nice:
-        path = RESULTS.replace(".json", "-nice{}.json".format(args.serve_nice))
-    with open(path, "w") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-    print("| clients x requests | errors | p50 | p99 | max | throughput "
-          "| RSS idle; after 10% of requests -> end (peak) |")
-    print("|---|---|---|---|---|---|---|")
-    print("| {clients} x {requests_per_client} | {errors} of {requests} | {p50_ms} ms | {p99_ms} ms "
-          "| {max_ms} ms | {throughput_rps} req/s "
-          "| {rss_idle_mb}; {rss_after_first_tenth_mb} -> {rss_end_mb} MB ({rss_peak_mb}) |".format(**result))
-    if args.kiosk_frames:
-        print("kiosk beside it: {kiosk_fps_idle} fps alone, {kiosk_fps_busy} fps under the load (measured "
-              "while busy: {kiosk_measured_while_busy})".format(**result))
+        tag.append("nice{}".format(args.serve_nice))
+    if args.serve_sched_idle:
+        tag.append("idle")
+    if args.serve_cpu_weight:
+        tag.append("weight{}".format(args.serve_cpu_weight))
+    if args.serve_cpu_quota:
+        tag.append("quota{:g}".format(args.serve_cpu_quota))
+    if not args.out_json:
+        args.out_json = os.path.join(common.RESULTS_DIR, NAME + "-".join(tag) + ".json")
+    common.finish(result, args, NAME)
     return 0
 
 

@@ -47,23 +47,27 @@ def cmd_engines(args):
     return 0 if summary["failed"] == 0 else 1
 
 
-def _add_engine(sub):
-    p = sub.add_parser("engine", help="build (or find) the TensorRT engine of a bundle on this device")
+def _bundle_parser(sub, name, help_text, calib_help):
+    """A subcommand that works on one bundle's engine: bundle, precision, calibration and cache arguments."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--calib", help="folder of calibration images (INT8)")
+    p.add_argument("--calib", help=calib_help)
     p.add_argument("--cache", default=default_cache_dir(), help="engine cache folder (default %(default)s)")
+    return p
+
+
+def _add_engine(sub):
+    p = _bundle_parser(sub, "engine", "build (or find) the TensorRT engine of a bundle on this device",
+                       "folder of calibration images (INT8)")
     p.add_argument("--workspace-mb", type=int, default=512, help="builder workspace limit (default 512)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
     p.set_defaults(handler=cmd_engine)
 
 
 def _add_verify(sub):
-    p = sub.add_parser("verify", help="run the bundle's golden images through TensorRT and compare")
-    p.add_argument("bundle", help="bundle folder")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--calib", help="folder of calibration images (INT8 builds)")
-    p.add_argument("--cache", default=default_cache_dir(), help="engine cache folder (default %(default)s)")
+    p = _bundle_parser(sub, "verify", "run the bundle's golden images through TensorRT and compare",
+                       "folder of calibration images (INT8 builds)")
     p.add_argument("--no-build", action="store_true", help="fail instead of building a missing engine")
     p.add_argument("--json", help="write the report as JSON here")
     p.set_defaults(handler=cmd_verify)

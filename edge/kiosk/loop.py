@@ -8,9 +8,10 @@
   the localisation travels with the frame (``Job.located``, ``Screen.located``) so the classifier
   does not locate it twice. Files, folders and a frozen image go through classify's own localisation.
 * Classify: one inference thread (``worker.InferenceWorker``) owns every runner. Live, every new
-  frame is posted and the worker takes the newest (stale ones are dropped), so inference never
-  waits for the display; the display wakes when a result lands (within the frame's time), so a
-  result shown is never older than one inference plus one frame (``Kiosk.result_ages``). Files
+  frame is posted; the worker's prepare thread prepares the newest just before inference needs it
+  (stale ones are dropped, never prepared), so inference never waits for the display; the display
+  wakes when a result lands (within the frame's time), so a result shown is never older than one
+  inference plus one frame (``Kiosk.result_ages``, beside each its own work ``result_work_s``). Files
   and image folders run as the depth-1 ``pipeline.FilePipeline``: every frame drawn with its own result.
 * Overlay and render: ``OverlayRenderer.draw`` then ``sink.write``; keys (``keys``) are polled once a frame.
 
@@ -89,6 +90,7 @@ class Kiosk(object):
         self.frames = 0
         self.cases_saved = 0
         self.result_ages = []
+        self.result_work_s = []  # beside each age: that result's own work (prepare + infer), in seconds
         self.worker = None
         self._stop = threading.Event()
 
@@ -202,7 +204,7 @@ class Kiosk(object):
         self.screen.show(frame, stamp, None, located)
         if frame is not None and slot.usable and self.pipeline.is_new(stamp):
             self.clock.camera_frame(stamp)
-            job = self.pipeline.new_job(frame, stamp, slot, False, located=located)
+            job = self.pipeline.new_job(frame, stamp, slot, False, located=located, live=True)
             self.worker.submit(job)  # always: a stale frame still waiting is replaced by this one
             self._await_live_result(job)
         outcome = self.worker.take()
@@ -326,6 +328,7 @@ class Kiosk(object):
         self.screen.set_result(prediction, job)
         if live and self.screen.stamp is not None:
             self.result_ages.append(self.screen.stamp - job.stamp)
+            self.result_work_s.append((prediction.latency_ms or 0.0) / 1000.0)
 
     def _smoothed(self, prediction, slot):
         kind = prediction_state(prediction, OverlayState())

@@ -4,6 +4,15 @@ TensorRT/CUDA contexts are bound to the thread that made them, so runners are op
 closed here only. One job runs and one waits: ``submit`` replaces a waiting job (live: the newest
 frame wins, stale ones are dropped) or, with ``queue_s``, waits until the worker has taken it
 (files: nothing is skipped).
+
+Live frames arrive unprepared (the camera delivers far more frames than are classified). A second
+thread, ``prepare``, prepares the newest waiting frame (locate, rectify, normalise, resize, quality
+gate: ``edge.classify.FramePreparer``, the same steps as ``medkiosk classify``) *just before* the
+inference thread will need it: it starts when the job running is expected to end in about one
+preparation (running estimates of both), so inference runs back to back while the frame it takes
+is as new as it can be, and only frames that will be classified are ever prepared. Jobs already
+prepared (files, by the display thread) and jobs whose runner is not loaded yet (no preparer:
+classified whole) go straight to the inference thread.
 """
 
 import threading
@@ -16,10 +25,13 @@ class Job(object):
     """One frame handed to the inference thread; ``prepared`` when the display thread prepared it.
 
     ``located``: the per-frame localisation result (the loop's "locate" step), carried with the
-    frame so that the overlay draws the result with the region it was computed on.
+    frame so that the overlay draws the result with the region it was computed on. ``live``: a
+    camera frame, prepared by the worker's prepare thread (files are prepared by the display thread,
+    or classified whole before their runner is loaded).
     """
 
-    def __init__(self, seq, frame, stamp, slot, frozen, prepared=None, generation=0, name=None, located=None):
+    def __init__(self, seq, frame, stamp, slot, frozen, prepared=None, generation=0, name=None, located=None,
+                 live=False):
         self.seq = seq
         self.frame = frame
         self.stamp = stamp
@@ -29,6 +41,8 @@ class Job(object):
         self.generation = generation
         self.name = name
         self.located = located
+        self.live = live
+        self.prepare_error = None  # set by the prepare thread when this frame could not be prepared
 
 
 class Outcome(object):
@@ -49,19 +63,38 @@ def runner_info(classifier):
             "on_cpu": on_cpu, "describe": runner.describe()}
 
 
+class Estimate(object):
+    """A running estimate of a duration in seconds (exponential moving average; None until measured)."""
+
+    WEIGHT = 0.3
+
+    def __init__(self):
+        self.seconds = None
+
+    def add(self, seconds):
+        if self.seconds is None:
+            self.seconds = seconds
+        else:
+            self.seconds += self.WEIGHT * (seconds - self.seconds)
+
+
 class InferenceWorker(object):
-    """One thread that owns the runners and classifies the newest submitted frame.
+    """One thread that owns the runners and classifies the newest submitted frame, and one that
+    prepares live frames just in time for it (see the module docstring).
 
     The last few outcomes are kept by sequence number, so a pipelined caller can wait for a
     particular frame's result while the next one is already being inferred.
     """
 
     KEEP_OUTCOMES = 4
+    PREPARE_MARGIN_S = 0.002  # a live frame is ready this long before the job running should end
 
     def __init__(self, open_classifier):
         self.open_classifier = open_classifier
         self._cond = threading.Condition()
-        self._pending = None
+        self._pending = None  # the newest job submitted, not yet taken
+        self._ready = None  # a live job prepared by the prepare thread, for the inference thread
+        self._preparing = False
         self._outcomes = {}  # seq -> Outcome, the last KEEP_OUTCOMES
         self._latest = 0  # seq of the newest outcome
         self._taken = 0
@@ -71,10 +104,15 @@ class InferenceWorker(object):
         self.phase_since = None
         self.dropped = 0
         self.classifiers = {}
+        self.preparers = {}  # module id -> the prepare thread's FramePreparer (its own buffer ring)
+        self.infer_time = Estimate()
+        self.prepare_time = Estimate()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._prepare_thread = threading.Thread(target=self._prepare_loop, name="prepare", daemon=True)
 
     def start(self):
         self._thread.start()
+        self._prepare_thread.start()
         return self
 
     def submit(self, job, queue_s=None):
@@ -140,14 +178,16 @@ class InferenceWorker(object):
     @property
     def idle(self):
         with self._cond:
-            return self._pending is None and self.busy_since is None
+            return (self._pending is None and self._ready is None and not self._preparing
+                    and self.busy_since is None)
 
     def stop(self, timeout=5.0):
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        for thread in (self._prepare_thread, self._thread):
+            if thread.is_alive():
+                thread.join(timeout)
 
     def _classifier(self, slot):
         classifier = self.classifiers.get(slot.module_id)
@@ -158,19 +198,43 @@ class InferenceWorker(object):
             # Openers may return any object with classify(); those without a preparer are classified whole.
             make_preparer = getattr(classifier, "preparer", None)
             slot.preparer = make_preparer(depth=2) if make_preparer is not None else None
+            with self._cond:  # the prepare thread's own ring: one job inferred, one prepared
+                self.preparers[slot.module_id] = make_preparer(depth=2) if make_preparer is not None else None
+                self._cond.notify_all()
         return classifier
+
+    # ---- the inference thread ----
+    def _needs_preparing(self, job):
+        """(lock held) True for a live job the prepare thread must prepare before it is inferred."""
+        return job.live and job.prepared is None and self.preparers.get(job.slot.module_id) is not None
+
+    def _next_job_locked(self):
+        """(lock held) The prepared live job, else a waiting job that needs no preparing, else None."""
+        if self._ready is not None:
+            job, self._ready = self._ready, None
+            return job
+        if self._pending is not None and not self._needs_preparing(self._pending):
+            job, self._pending = self._pending, None
+            return job
+        return None
 
     def _run(self):
         try:
             while True:
                 with self._cond:
-                    while self._pending is None and not self._stop:
+                    job = self._next_job_locked()
+                    while job is None and not self._stop:
                         self._cond.wait()
+                        job = self._next_job_locked()
                     if self._stop:
                         return
-                    job, self._pending = self._pending, None
-                    self.busy_since = time.monotonic()
+                    started = self.busy_since = time.monotonic()
+                    # Wake a queued submit (files: the next frame is handed over while this one runs,
+                    # never after it) and the prepare thread (it times the next live frame from now).
+                    self._cond.notify_all()
                 outcome = self._process(job)
+                if job.prepared is not None and outcome.error is None:
+                    self.infer_time.add(outcome.finished - started)
                 with self._cond:
                     self._outcomes[job.seq] = outcome
                     self._latest = job.seq
@@ -184,6 +248,43 @@ class InferenceWorker(object):
                 classifier.__exit__(None, None, None)
             self.classifiers = {}
 
+    # ---- the prepare thread ----
+    def _prepare_due_locked(self):
+        """(lock held) Seconds until the waiting live job should be prepared (<= 0: now), or None when
+        there is nothing to prepare (no such job, or one is prepared already)."""
+        job = self._pending
+        if job is None or self._ready is not None or not self._needs_preparing(job):
+            return None
+        started, infer_s, prepare_s = self.busy_since, self.infer_time.seconds, self.prepare_time.seconds
+        if started is None or infer_s is None or prepare_s is None:
+            return 0.0
+        return started + infer_s - prepare_s - self.PREPARE_MARGIN_S - time.monotonic()
+
+    def _prepare_loop(self):
+        while True:
+            with self._cond:
+                due = self._prepare_due_locked()
+                while (due is None or due > 0) and not self._stop:
+                    self._cond.wait(due)
+                    due = self._prepare_due_locked()
+                if self._stop:
+                    return
+                job, self._pending = self._pending, None
+                preparer = self.preparers[job.slot.module_id]
+                self._preparing = True
+            started = time.monotonic()
+            try:
+                job.prepared = preparer(job.frame, localisation=job.located)
+            except Exception as exc:  # reported in order by the inference thread, counted like a failure
+                job.prepare_error = "{}: preparing the frame: {}: {}".format(job.slot.module_id,
+                                                                             type(exc).__name__, exc)
+            else:
+                self.prepare_time.add(time.monotonic() - started)
+            with self._cond:
+                self._preparing = False
+                self._ready = job
+                self._cond.notify_all()
+
     def _set_phase(self, phase):
         self.phase, self.phase_since = phase, time.monotonic()
 
@@ -194,6 +295,8 @@ class InferenceWorker(object):
             classifier = self._classifier(job.slot)
         except MedkioskError as exc:
             return Outcome(job, error="{}: {}".format(job.slot.module_id, exc), slot_failed=True)
+        if job.prepare_error is not None:
+            return Outcome(job, error=job.prepare_error)
         self._set_phase("inferring")
         try:
             if job.prepared is not None:

@@ -37,6 +37,7 @@ def test_unit_runs_the_real_serve_command_and_yields_to_the_kiosk():
     assert parsed.command == "serve" and parsed.action == "run"
     assert parsed.config == "/etc/medkiosk/medkiosk.conf"
     assert int(one(UNIT, "Nice")) > 0 and int(one(UNIT, "CPUWeight")) < 100
+    assert 0 < int(one(UNIT, "CPUQuota").rstrip("%")) < 100  # a hard cap under one core (serve_load)
     assert one(UNIT, "Type") == "notify"
     assert values(UNIT, "WantedBy", section="Install") == ["multi-user.target"]
 

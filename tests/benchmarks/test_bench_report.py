@@ -50,6 +50,12 @@ def test_no_results_says_so(tmp_path):
     assert "No results yet" in report.render_doc(str(tmp_path))
 
 
+def test_table_has_a_header_separator_and_one_line_per_row():
+    lines = common.table(("stage", "thread", "ms"), [("decode", "MainThread", "1.50"), ("*busy*", "", 3)])
+    assert lines == ["| stage | thread | ms |", "|---|---|---|", "| decode | MainThread | 1.50 |",
+                     "| *busy* | | 3 |"]
+
+
 def test_summarize_reports_median_and_spread():
     stats = common.summarize([0.001 * v for v in range(1, 101)])
     assert stats["n"] == 100

@@ -71,3 +71,12 @@ def test_config_quality_defaults_are_the_quality_gates_own():
     gate = QualityThresholds().to_dict()
     assert {key: config.quality[key] for key in config.quality} == {key: gate[key] for key in config.quality}
     assert config.quality["blur_threshold"] == 60.0  # the documented default (config/medkiosk.conf)
+
+
+def test_engine_and_verify_share_the_bundle_arguments():
+    parser = engines.build_parser()
+    for command in ("engine", "verify"):
+        args = parser.parse_args(["export", command, "b", "--calib", "c", "--cache", "k",
+                                  "--precision", "int8"])
+        assert (args.bundle, args.calib, args.cache, args.precision) == ("b", "c", "k", "int8")
+        assert parser.parse_args(["export", command, "b"]).cache == cache.default_cache_dir()

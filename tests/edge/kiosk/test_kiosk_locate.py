@@ -77,13 +77,22 @@ def _run(film_frame, settle=40, max_frames=45, frames=None):
 
     def open_recording(module_slot):
         classifier = opener(module_slot)
-        classify = classifier.classify
+        classify, make_preparer = classifier.classify, classifier.preparer
 
         def recording(image, localisation=None):
             given.append(localisation is not None)
             return classify(image, localisation=localisation)
 
-        classifier.classify = recording
+        def preparer(depth=2):  # live frames are prepared on the worker's prepare thread
+            prepare = make_preparer(depth=depth)
+
+            def recording_prepare(image, localisation=None):
+                given.append(localisation is not None)
+                return prepare(image, localisation=localisation)
+
+            return recording_prepare
+
+        classifier.classify, classifier.preparer = recording, preparer
         return classifier
 
     slot = ModuleSlot("chest", bundle=load_bundle(SHIPPED_CHEST))
