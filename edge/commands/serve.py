@@ -46,10 +46,13 @@ def _run(args, settings):
     import logging
 
     from edge.sdnotify import Notifier
-    from edge.serve.server import serve
+    from edge.serve.server import STOP_TIMED_OUT, hard_exit, serve
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    return serve(settings, notifier=Notifier())
+    code = serve(settings, notifier=Notifier())
+    if code == STOP_TIMED_OUT:
+        hard_exit(code)  # worker threads still running: a normal exit would wait for them
+    return code
 
 
 def _pair(args, settings):
