@@ -1,6 +1,6 @@
 """Stopping the LAN service is bounded: SIGTERM with keep-alive HTTPS connections and an upload in flight
 ends a real `medkiosk serve` within the grace, and a worker that never finishes cannot keep the process
-alive (cheroot's ThreadPool.stop joins it with no timeout: seen as a 47-minute hang in a load run).
+alive (cheroot's ThreadPool.stop joins it with no timeout: a load run once did not exit after SIGTERM).
 
 The stuck worker is a real cheroot server with a WSGI app that blocks until the test releases it (the
 service's own routes always finish, so they cannot make one on demand). Python 3.6 compatible.
