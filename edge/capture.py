@@ -34,10 +34,18 @@ import tempfile
 import uuid
 
 from edge import __version__
-from edge.caselog import TMP_SUFFIX, free_mb, utc_now, write_file_atomic
+from edge.caselog import free_mb, utc_now
 from edge.errors import ConfigError, MedkioskError
 from edge.i18n import _
 from edge.lazy import require
+from edge.private_files import (
+    TMP_SUFFIX,
+    fsync_dir,
+    private_dir,
+    unique_folder,
+    write_file_atomic,
+    write_private,
+)
 
 CAPTURE_DIR = "capture"
 CONSENT_FILE = "consent.json"
@@ -154,19 +162,6 @@ class CaptureSettings(object):
         return None
 
 
-def _sync_folder(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _private_dir(path):
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
-
-
 def _json_bytes(data):
     return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -201,9 +196,9 @@ class CaptureStore(object):
 
     def open(self):
         try:
-            _private_dir(os.path.dirname(os.path.dirname(self.root)))
-            _private_dir(os.path.dirname(self.root))
-            _private_dir(self.root)
+            private_dir(os.path.dirname(os.path.dirname(self.root)))
+            private_dir(os.path.dirname(self.root))
+            private_dir(self.root)
             self._tighten()
             self.cleaned = self._clean()
         except OSError as exc:
@@ -267,7 +262,7 @@ class CaptureStore(object):
         """Close a session; one without a photo leaves nothing behind (its consent record is removed)."""
         if session.photos == 0 and os.path.isdir(session.folder):
             shutil.rmtree(session.folder)
-            _sync_folder(self.root)
+            fsync_dir(self.root)
 
     def save(self, session, image_bgr, label, quality=None, now=None):
         """Store one photo of ``session`` labelled ``label``; return its record (a dict)."""
@@ -355,9 +350,9 @@ class CaptureStore(object):
                                    destination, exc.strerror)) from exc
         try:
             _write_export(tmp, records, list(labels), self.module)
-            folder = _unique_folder(destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp))
+            folder = unique_folder(destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp))
             os.rename(tmp, folder)
-            _sync_folder(destination)
+            fsync_dir(destination)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CaptureError("export to {} failed ({}); nothing was written. Fix: check the USB stick "
@@ -366,14 +361,6 @@ class CaptureStore(object):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return folder, len(records)
-
-
-def _unique_folder(destination, name):
-    candidate, index = os.path.join(destination, name), 1
-    while os.path.lexists(candidate):
-        index += 1
-        candidate = os.path.join(destination, "{}-{}".format(name, index))
-    return candidate
 
 
 def _verified(record):
@@ -412,14 +399,6 @@ and use them only for the purpose the people photographed consented to.
 """
 
 
-def _write_private(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _write_export(folder, records, labels, module):
     """Class folders with the photos, capture.csv and README.txt (0600 files, 0700 folders, fsynced)."""
     import io
@@ -437,12 +416,12 @@ def _write_export(folder, records, labels, module):
     writer = csv.writer(text)
     writer.writerow(MANIFEST_COLUMNS)
     writer.writerows(rows)
-    _write_private(os.path.join(folder, MANIFEST_NAME), text.getvalue().encode("utf-8"))
+    write_private(os.path.join(folder, MANIFEST_NAME), text.getvalue().encode("utf-8"))
     readme = README.format(version=__version__, module=module, count=len(records), pattern=SUBJECT_PATTERN,
                            subjects=len({record["subject"] for record in records}))
-    _write_private(os.path.join(folder, README_NAME), readme.encode("utf-8"))
+    write_private(os.path.join(folder, README_NAME), readme.encode("utf-8"))
     os.chmod(folder, 0o700)
     for name in os.listdir(folder):
         if os.path.isdir(os.path.join(folder, name)):
-            _sync_folder(os.path.join(folder, name))
-    _sync_folder(folder)
+            fsync_dir(os.path.join(folder, name))
+    fsync_dir(folder)

@@ -35,11 +35,11 @@ import uuid
 
 from edge.errors import MedkioskError
 from edge.lazy import require
+from edge.private_files import TMP_SUFFIX, fsync_dir, private_dir, unique_folder, write_file_atomic
 
 DB_NAME = "cases.db"
 CASES_DIR = "cases"
 IMAGES_DIR = "images"
-TMP_SUFFIX = ".tmp"
 EXPORT_PREFIX = "medkiosk-cases-"
 CASE_NUMBER = "K-{:04d}"
 ORPHAN_MIN_AGE_S = 60.0
@@ -105,39 +105,6 @@ def clean_reference(text):
 
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _private_dir(path):
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
-
-
-def write_file_atomic(path, data):
-    """Write bytes to ``path`` (mode 0600): temporary file, fsync, rename, fsync of the folder."""
-    folder = os.path.dirname(path)
-    tmp = "{}.{}{}".format(path, uuid.uuid4().hex[:8], TMP_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.rename(tmp, path)
-    _fsync_dir(folder)
 
 
 def free_mb(path):
@@ -207,9 +174,9 @@ class CaseLog(object):
             raise CaseLogError("no case log at {}. Fix: check --state-dir (cases are saved with key S in "
                                "`medkiosk run`)".format(self.db_path))
         try:
-            _private_dir(self.state_dir)
-            _private_dir(self.root)
-            _private_dir(os.path.join(self.root, IMAGES_DIR))
+            private_dir(self.state_dir)
+            private_dir(self.root)
+            private_dir(os.path.join(self.root, IMAGES_DIR))
             fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             os.chmod(self.db_path, 0o600)
@@ -335,7 +302,7 @@ class CaseLog(object):
         result_json = json.dumps(result, sort_keys=True)
         summary = result_summary(result)
         try:
-            _private_dir(day_dir)
+            private_dir(day_dir)
             write_file_atomic(os.path.join(self.root, relative), data)
         except OSError as exc:
             raise CaseLogError("case image could not be written ({}). Fix: check free space and that {} is "
@@ -439,9 +406,9 @@ class CaseLog(object):
                                "has space".format(destination, exc.strerror)) from exc
         try:
             _write_export(tmp, records, self.verified_image, referral)
-            folder = _unique_folder(destination, EXPORT_PREFIX + stamp)
+            folder = unique_folder(destination, EXPORT_PREFIX + stamp)
             os.rename(tmp, folder)
-            _fsync_dir(destination)
+            fsync_dir(destination)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CaseLogError("export to {} failed ({}); nothing was written. Fix: check the USB stick has "
@@ -450,15 +417,6 @@ class CaseLog(object):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return folder
-
-
-def _unique_folder(destination, name):
-    """``name``, or ``name-2``, ``name-3``... whichever does not exist yet in ``destination``."""
-    candidate, index = os.path.join(destination, name), 1
-    while os.path.lexists(candidate):
-        index += 1
-        candidate = os.path.join(destination, "{}-{}".format(name, index))
-    return candidate
 
 
 def _write_export(folder, records, read_image, referral=None):
@@ -489,7 +447,7 @@ def _write_export(folder, records, read_image, referral=None):
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(folder, 0o700)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _pct(probability):

@@ -27,6 +27,7 @@ import subprocess
 
 from edge.errors import MedkioskError
 from edge.i18n import N_, _
+from edge.private_files import private_dir
 
 DEFAULT_TRIGGER = "socket:/run/medkiosk-usb-export.sock"
 OUTBOX_DIR = "usb-outbox"
@@ -172,8 +173,7 @@ class UsbExporter(object):
 
     def _clear_outbox(self):
         """Leftovers of an export cut short (a power cut): the outbox only ever holds the current one."""
-        os.makedirs(self.outbox, mode=0o700, exist_ok=True)
-        os.chmod(self.outbox, 0o700)
+        private_dir(self.outbox)
         for name in os.listdir(self.outbox):
             path = os.path.join(self.outbox, name)
             if os.path.isdir(path) and not os.path.islink(path):

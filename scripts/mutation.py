@@ -24,6 +24,7 @@ MODULES = {
     "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py"],
     "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py",
                         "tests/edge/test_caselog_reference.py"],
+    "edge/private_files.py": ["tests/edge/test_private_files.py", "tests/edge/test_caselog_durability.py"],
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
