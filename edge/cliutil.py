@@ -4,6 +4,7 @@
 Python 3.6 compatible; importing it does nothing.
 """
 
+import argparse
 import sys
 
 from edge.errors import MedkioskError
@@ -42,3 +43,19 @@ def dispatch(parser, argv):
         getattr(args, "print_help", parser.print_help)()
         return 2
     return run_guarded(args.handler, args)
+
+
+CONFIG_HELP = "INI config (default /etc/medkiosk/medkiosk.conf when it exists)"
+
+
+def _config_and_state(parser, default, state_help):
+    parser.add_argument("--config", default=default, help=CONFIG_HELP)
+    parser.add_argument("--state-dir", default=default, help=state_help)
+
+
+def config_and_state_options(parser, actions, state_help):
+    """``--config`` and ``--state-dir`` on ``parser`` and again on each action's subparser, so they may
+    come before or after the action (after it, absent, the value given before stays)."""
+    _config_and_state(parser, None, state_help)
+    for action in actions:
+        _config_and_state(action, argparse.SUPPRESS, state_help)

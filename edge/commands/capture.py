@@ -1,25 +1,18 @@
 """``medkiosk capture``: the labelled photos of capture mode (key C): how many, and the export to a
 USB stick in the layout ``medkiosk train`` reads. Thin: the work is in ``edge.capture``."""
 
-import argparse
 import sys
 
-
-def _common_options(parser, default):
-    parser.add_argument("--config", default=default,
-                        help="INI config (default /etc/medkiosk/medkiosk.conf when it exists)")
-    parser.add_argument("--state-dir", default=default, help="where the photos are stored (config state_dir)")
+from edge.cliutil import config_and_state_options
 
 
 def add_arguments(parser):
-    _common_options(parser, None)
     sub = parser.add_subparsers(dest="capture_command", metavar="ACTION")
     listing = sub.add_parser("list", help="photos stored per label and how many people")
     export = sub.add_parser("export", help="copy the photos (one folder per label + capture.csv) to a folder")
     export.add_argument("--to", help="destination folder, e.g. a USB stick mounted writable (default: "
                                      "config [capture] export_dir)")
-    for action in (listing, export):
-        _common_options(action, argparse.SUPPRESS)
+    config_and_state_options(parser, (listing, export), "where the photos are stored (config state_dir)")
 
 
 def _settings(args):

@@ -4,20 +4,14 @@
 pipe (``medkiosk cases list | head -1``) ends quietly.
 """
 
-import argparse
 import json
 import os
 import sys
 
-
-def _common_options(parser, default):
-    parser.add_argument("--config", default=default,
-                        help="INI config (default /etc/medkiosk/medkiosk.conf when it exists)")
-    parser.add_argument("--state-dir", default=default, help="where cases are saved (config state_dir)")
+from edge.cliutil import config_and_state_options
 
 
 def add_arguments(parser):
-    _common_options(parser, None)
     sub = parser.add_subparsers(dest="cases_command", metavar="ACTION")
     listing = sub.add_parser("list", help="list saved cases")
     listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
@@ -29,8 +23,7 @@ def add_arguments(parser):
                        help="the new cases with their referral sheets onto the unit's USB stick, as the "
                             "kiosk's E key does (the root helper named by usb_export in the config)")
     export.add_argument("--since", help="only cases saved at or after this UTC date/time (2026-11-30)")
-    for action in (listing, export):
-        _common_options(action, argparse.SUPPRESS)  # after the action too; absent, the one before stays
+    config_and_state_options(parser, (listing, export), "where cases are saved (config state_dir)")
 
 
 def _row(record):

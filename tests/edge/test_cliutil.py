@@ -53,3 +53,21 @@ def test_report_error_to_a_stream():
     stream = io.StringIO()
     cliutil.report_error(BundleError("b", "manifest.json", "missing", "re-export it"), stream)
     assert stream.getvalue() == "medkiosk: error: bundle b: manifest.json: missing. Fix: re-export it\n"
+
+
+def test_config_and_state_options_before_or_after_the_action():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="medkiosk cases")
+    sub = parser.add_subparsers(dest="action")
+    actions = (sub.add_parser("list"), sub.add_parser("export"))
+    cliutil.config_and_state_options(parser, actions, "where cases are saved")
+    before = parser.parse_args(["--state-dir", "/a", "--config", "c.ini", "list"])
+    assert (before.state_dir, before.config, before.action) == ("/a", "c.ini", "list")
+    after = parser.parse_args(["export", "--state-dir", "/b"])
+    assert (after.state_dir, after.config) == ("/b", None)
+    both = parser.parse_args(["--state-dir", "/a", "export", "--state-dir", "/b"])
+    assert both.state_dir == "/b"  # after the action wins
+    kept = parser.parse_args(["--state-dir", "/a", "export"])
+    assert kept.state_dir == "/a"  # absent after it, the one before stays
+    assert "where cases are saved" in actions[0].format_help()
