@@ -8,23 +8,34 @@ the live X-ray outline (``OverlayState.outline``/``outline_state`` from edge.loc
 green, hold_still = amber "Hold still", searching = the guide rectangle with "Place the X-ray inside
 the frame"), and in the panel a thumbnail of exactly what was analysed. Text sizes are
 fractions of the canvas height so they read at arm's length on a 7-inch and a 24-inch screen.
-Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
+Text is in the worker's language (edge.i18n: constants are marked ``N_`` and translated where drawn)
+and drawn by edge.text: FreeType with the script's font (Devanagari, Bengali) or, for English
+without a font, OpenCV's Hershey (ASCII only, text folded first).
 """
 
-import unicodedata
 import zlib
 
+from edge import i18n
+from edge import text as text_engine
+from edge.i18n import N_, _
 from edge.lazy import require
+from edge.text import ascii_text  # noqa: F401  (the referral sheet folds its text with it)
 
-DISCLAIMER = "Decision support only - not a diagnosis"
-UNCERTAIN_TEXT = "Uncertain - retake the image or refer"
-DISCONNECTED_TEXT = "Camera disconnected - reconnecting"
-NOT_INSTALLED_TEXT = "Module not installed"
-CPU_FALLBACK_TEXT = "RUNNING ON CPU - GPU unavailable"
-FROZEN_TEXT = "FROZEN - SPACE for live"
-KEYS_TEXT = "SPACE freeze  M module  F image  S save"
-HOLD_STILL_TEXT = "Hold still"
-GUIDE_TEXT = "Place the X-ray inside the frame"
+DISCLAIMER = N_("Decision support only - not a diagnosis")
+UNCERTAIN_TEXT = N_("Uncertain - retake the image or refer")
+DISCONNECTED_TEXT = N_("Camera disconnected - reconnecting")
+NOT_INSTALLED_TEXT = N_("Module not installed")
+CPU_FALLBACK_TEXT = N_("RUNNING ON CPU - GPU unavailable")
+FROZEN_TEXT = N_("FROZEN - SPACE for live")
+KEYS_TEXT = N_("SPACE freeze  M module  F image  S save")
+HOLD_STILL_TEXT = N_("Hold still")
+GUIDE_TEXT = N_("Place the X-ray inside the frame")
+INSTALL_TEXT = N_("Install this module's model bundle, or press M for another module")
+ANALYSING_TEXT = N_("Analysing...")
+WAITING_TEXT = N_("Waiting for an image...")
+QUALITY_TEXT = N_("Image quality too low - retake")
+OUT_OF_SCOPE_TEXT = N_("Image outside this module - check the module")
+NO_RESULT_TEXT = N_("No result shown for this image")
 DEFAULT_SIZE = (1280, 720)
 PANEL_FRACTION = 0.42
 
@@ -41,16 +52,6 @@ AMBER = (0, 160, 255)
 RED = (40, 40, 220)
 BLACK = (0, 0, 0)
 BLUE = (200, 120, 20)
-
-_REPLACEMENTS = {"\u2014": "-", "\u2013": "-", "\u2026": "...", "\u00d7": "x", "\u2265": ">=",
-                 "\u2264": "<=", "\u00b5": "u", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
-
-
-def ascii_text(text):
-    """Fold text to what Hershey fonts can draw (em dash -> '-', accents dropped)."""
-    text = "".join(_REPLACEMENTS.get(ch, ch) for ch in "{}".format(text))
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-
 
 def format_percent(probability):
     percent = 100.0 * float(probability)
@@ -131,31 +132,26 @@ class Layout(object):
                             int(unit * 1.4))
 
 
-def _font_scale(cv2, pixels, font):
-    base = cv2.getTextSize("Ag", font, 1.0, 1)[0][1]
-    return max(0.3, pixels / float(base))
+def _engine():
+    """The text engine for the active language (FreeType with the script's font, or Hershey)."""
+    return text_engine.use(i18n.language())
 
 
-def _thickness(scale, bold=False):
-    return max(1, int(round(scale * (2.2 if bold else 1.5))))
+def _fit(engine, text, pixels, bold, max_width):
+    """Shrink ``pixels`` until ``text`` fits ``max_width`` (not below 60%); then cut with an ellipsis."""
+    minimum = pixels * 0.6
+    while engine.width(text, pixels, bold) > max_width and pixels > minimum:
+        pixels *= 0.9
+    while len(text) > 3 and engine.width(text, pixels, bold) > max_width:
+        text = engine.cut(text[:-(len(engine.ellipsis) + 1)].rstrip(engine.ellipsis)) + engine.ellipsis
+    return text, pixels
 
 
-def _fit(cv2, text, font, scale, thickness, max_width):
-    """Shrink ``scale`` until ``text`` fits ``max_width`` (not below 60%); then cut with '...'."""
-    minimum = scale * 0.6
-    while cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width and scale > minimum:
-        scale *= 0.9
-    while len(text) > 3 and cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width:
-        text = text[:-4] + "..."
-    return text, scale
-
-
-def _wrap(cv2, text, font, scale, thickness, max_width, max_lines):
-    words = text.split()
+def _wrap(engine, text, pixels, bold, max_width):
     lines, line = [], ""
-    for word in words:
+    for word in text.split():
         candidate = (line + " " + word).strip()
-        if line and cv2.getTextSize(candidate, font, scale, thickness)[0][0] > max_width:
+        if line and engine.width(candidate, pixels, bold) > max_width:
             lines.append(line)
             line = word
         else:
@@ -167,26 +163,24 @@ def _wrap(cv2, text, font, scale, thickness, max_width, max_lines):
 
 def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2, centre=False):
     """Draw wrapped text inside ``rect`` with glyphs ``pixels`` tall; shrink to fit its height."""
-    text = ascii_text(text)
-    font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
-    scale = _font_scale(cv2, pixels, font)
+    engine = _engine()
+    text = "{}".format(text)
     for _attempt in range(8):
-        thickness = _thickness(scale, bold)
-        lines = _wrap(cv2, text, font, scale, thickness, rect.w, max_lines)
-        line_h = int(cv2.getTextSize("Ag", font, scale, thickness)[0][1] * 1.45) + 1
-        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or scale < 0.35:
+        lines = _wrap(engine, text, pixels, bold, rect.w)
+        line_h = engine.line_height(pixels, bold)
+        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or pixels < 8:
             break
-        scale *= 0.85
+        pixels *= 0.85
     if len(lines) > max_lines:  # still too long at the smallest size: the last line ends with "..."
         lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
     total = line_h * len(lines)
-    y = rect.y + max(0, (rect.h - total) // 2) + int(line_h * 0.75)
+    y = rect.y + max(0, (rect.h - total) // 2) + engine.ascent(pixels, bold)
     for line in lines:
-        line, line_scale = _fit(cv2, line, font, scale, thickness, rect.w)
+        line, line_px = _fit(engine, line, pixels, bold, rect.w)
         x = rect.x
         if centre:
-            x += max(0, (rect.w - cv2.getTextSize(line, font, line_scale, thickness)[0][0]) // 2)
-        cv2.putText(canvas, line, (x, y), font, line_scale, colour, thickness, cv2.LINE_AA)
+            x += max(0, (rect.w - engine.width(line, line_px, bold)) // 2)
+        engine.draw(canvas, line, x, y, line_px, colour, bold)
         y += line_h
 
 
@@ -245,7 +239,8 @@ def _draw_outline(cv2, np, canvas, layout, state, mapping):
     if text:
         top = max(layout.image.y, int(points[:, 1].min()) - int(layout.unit * 1.3))
         band = Rect(layout.image.x + layout.pad, top, layout.image.w - 2 * layout.pad, int(layout.unit * 1.2))
-        _text_block(cv2, canvas, text, band, layout.unit * 0.7, colour, bold=True, max_lines=1, centre=True)
+        _text_block(cv2, canvas, _(text), band, layout.unit * 0.7, colour, bold=True, max_lines=1,
+                    centre=True)
 
 
 def _draw_thumbnail(cv2, np, canvas, layout, result):
@@ -269,26 +264,24 @@ def _tech_line(state, result):
 
 
 def _rows(cv2, canvas, layout, result, dim):
-    """The top-3 rows: name and percentage on one line, a bar under it."""
+    """The top-3 rows: name (in the worker's language) and percentage on one line, a bar under it."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
         return
+    engine = _engine()
     row_h = min(rect.h // 3, int(layout.unit * 3.0))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = _font_scale(cv2, layout.unit * 0.95, font)
-    thickness = _thickness(scale)
+    pixels = layout.unit * 0.95
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
         percent = format_percent(probability)
-        p_size = cv2.getTextSize(percent, cv2.FONT_HERSHEY_DUPLEX, scale, thickness + 1)[0]
+        p_width = engine.width(percent, pixels, True)
         text_y = y + int(layout.unit * 1.1)
-        label, label_scale = _fit(cv2, "{}. {}".format(index + 1, ascii_text(name)), font, scale, thickness,
-                                  rect.w - p_size[0] - layout.pad)
-        cv2.putText(canvas, label, (rect.x, text_y), font, label_scale, colour, thickness, cv2.LINE_AA)
-        cv2.putText(canvas, percent, (rect.x + rect.w - p_size[0], text_y), cv2.FONT_HERSHEY_DUPLEX, scale,
-                    colour, thickness + 1, cv2.LINE_AA)
+        label, label_px = _fit(engine, "{}. {}".format(index + 1, _(name)), pixels, False,
+                               rect.w - p_width - layout.pad)
+        engine.draw(canvas, label, rect.x, text_y, label_px, colour)
+        engine.draw(canvas, percent, rect.x + rect.w - p_width, text_y, pixels, colour, True)
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
@@ -319,8 +312,8 @@ def prediction_state(result, state):
 
 def _subtitle(result):
     if getattr(result, "task", "multiclass") == "multilabel":
-        return "Findings - each scored on its own (not a distribution)"
-    return "Most likely findings"
+        return N_("Findings - each scored on its own (not a distribution)")
+    return N_("Most likely findings")
 
 
 def _draw_panel(cv2, canvas, layout, result, state, kind):
@@ -328,39 +321,39 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     unit = layout.unit
     panel = layout.panel
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
-    _text_block(cv2, canvas, state.module_title or "medkiosk", layout.title, unit * 1.25, WHITE, bold=True)
+    title = _(state.module_title) if state.module_title else "medkiosk"
+    _text_block(cv2, canvas, title, layout.title, unit * 1.25, WHITE, bold=True)
     if result is not None:
         _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
-        _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=1)
+        _text_block(cv2, canvas, _(_subtitle(result)), layout.subtitle, unit * 0.6, GREY, max_lines=1)
 
     banner_px = unit * 0.95
     if kind == "not_installed":
-        _banner(cv2, canvas, layout.banner, NOT_INSTALLED_TEXT, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, state.module_problem or "Install this module's model bundle, or press M "
-                    "for another module", layout.top3, unit * 0.7, WHITE, max_lines=4)
+        _banner(cv2, canvas, layout.banner, _(NOT_INSTALLED_TEXT), AMBER, BLACK, banner_px)
+        _text_block(cv2, canvas, _(state.module_problem or INSTALL_TEXT), layout.top3, unit * 0.7, WHITE,
+                    max_lines=4)
     elif kind == "disconnected":
-        _banner(cv2, canvas, layout.banner, DISCONNECTED_TEXT, RED, WHITE, banner_px)
+        _banner(cv2, canvas, layout.banner, _(DISCONNECTED_TEXT), RED, WHITE, banner_px)
     elif kind in ("waiting", "analysing"):
-        text = "Analysing..." if kind == "analysing" else (state.source_notice or "Waiting for an image...")
-        _text_block(cv2, canvas, text, layout.banner, unit * 0.85, GREY, max_lines=3)
+        text = ANALYSING_TEXT if kind == "analysing" else (state.source_notice or WAITING_TEXT)
+        _text_block(cv2, canvas, _(text), layout.banner, unit * 0.85, GREY, max_lines=3)
     elif kind == "quality":
-        _banner(cv2, canvas, layout.banner, result.quality.message or "Image quality too low - retake", AMBER,
-                BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        _banner(cv2, canvas, layout.banner, _(result.quality.message or QUALITY_TEXT), AMBER, BLACK,
+                banner_px)
+        _text_block(cv2, canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
     elif kind == "out_of_scope":
-        message = (getattr(result, "out_of_scope_message", None)
-                   or "Image outside this module - check the module")
-        _banner(cv2, canvas, layout.banner, message, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        message = getattr(result, "out_of_scope_message", None) or OUT_OF_SCOPE_TEXT
+        _banner(cv2, canvas, layout.banner, _(message), AMBER, BLACK, banner_px)
+        _text_block(cv2, canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
     else:
         if kind == "uncertain":
-            _banner(cv2, canvas, layout.banner, UNCERTAIN_TEXT, YELLOW, BLACK, banner_px)
+            _banner(cv2, canvas, layout.banner, _(UNCERTAIN_TEXT), YELLOW, BLACK, banner_px)
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
 
     if state.show_keys:
-        _text_block(cv2, canvas, KEYS_TEXT, layout.keys, unit * 0.45, GREY, max_lines=1)
-    _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
+        _text_block(cv2, canvas, _(KEYS_TEXT), layout.keys, unit * 0.45, GREY, max_lines=1)
+    _text_block(cv2, canvas, _(DISCLAIMER), layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
@@ -369,24 +362,24 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     mapping = _place_image(cv2, np, canvas, frame, layout.image)
     _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
-        alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
+        alert = _(CPU_FALLBACK_TEXT) if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
     if state.developer_notice:  # below a fallback alert when there is one, else in its place
         band = layout.alert if not state.fallback_reason else Rect(
             layout.alert.x, layout.alert.h, layout.alert.w, int(unit * 1.1))
-        _banner(cv2, canvas, band, state.developer_notice, AMBER, BLACK, unit * 0.6)
+        _banner(cv2, canvas, band, _(state.developer_notice), AMBER, BLACK, unit * 0.6)
     if state.frozen:
         _banner(cv2, canvas, Rect(layout.badge.x, layout.badge.y, min(layout.badge.w, int(unit * 11)),
-                                  layout.badge.h), FROZEN_TEXT, BLUE, WHITE, unit * 0.7)
+                                  layout.badge.h), _(FROZEN_TEXT), BLUE, WHITE, unit * 0.7)
     if kind == "disconnected" and frame is None:
-        _text_block(cv2, canvas, DISCONNECTED_TEXT, Rect(layout.image.x, layout.image.h // 3, layout.image.w,
-                                                         layout.image.h // 3), unit, WHITE, centre=True)
+        middle = Rect(layout.image.x, layout.image.h // 3, layout.image.w, layout.image.h // 3)
+        _text_block(cv2, canvas, _(DISCONNECTED_TEXT), middle, unit, WHITE, centre=True)
     elif frame is None and state.source_notice:
         middle = Rect(layout.image.x + layout.pad, layout.image.h // 3, layout.image.w - 2 * layout.pad,
                       layout.image.h // 3)
-        _text_block(cv2, canvas, state.source_notice, middle, unit * 0.7, WHITE, max_lines=3, centre=True)
+        _text_block(cv2, canvas, _(state.source_notice), middle, unit * 0.7, WHITE, max_lines=3, centre=True)
     if state.message:
-        _banner(cv2, canvas, layout.message, state.message, BLACK, WHITE, unit * 0.7)
+        _banner(cv2, canvas, layout.message, _(state.message), BLACK, WHITE, unit * 0.7)
     tech = _tech_line(state, result)
     if tech:
         band = layout.tech
@@ -436,8 +429,9 @@ def _shown(result, layout):
 def _panel_key(result, state, kind, layout):
     # Keyed by what is drawn, not by the result object: with live smoothing every result is a new
     # object, yet the rounded percentages and bars seldom change.
-    return (_shown(result, layout), kind, state.module_title, state.module_installed, state.module_problem,
-            state.source_notice if kind == "waiting" else None, state.show_keys, tuple(state.size))
+    return (_shown(result, layout), kind, i18n.language(), state.module_title, state.module_installed,
+            state.module_problem, state.source_notice if kind == "waiting" else None, state.show_keys,
+            tuple(state.size))
 
 
 class OverlayRenderer(object):
