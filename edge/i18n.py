@@ -50,6 +50,11 @@ def _(message):
     return _state["catalogue"].gettext(message)
 
 
+def ngettext(singular, plural, count):
+    """``singular`` or ``plural`` for ``count``, in the active language (its own plural rule)."""
+    return _state["catalogue"].ngettext(singular, plural, count)
+
+
 def N_(message):
     """Mark ``message`` for the catalogue without translating it now (module-level constants)."""
     return message

@@ -67,6 +67,7 @@ PILLOW_HINT = ("apt-get install python3-pil (JetPack) or pip install 'Pillow==8.
                "'Pillow>=9' (3.10+)")
 RAQM_HINT = "apt-get install libraqm0 (Ubuntu 18.04: universe)"
 CACHE_ENTRIES = 512
+LINE_SPACING = 0.82
 SIZE_PER_PX = 1.32  # FreeType em size per pixel of "Ag" height: matches the Hershey text's visual size
 
 
@@ -252,8 +253,10 @@ class FreeTypeText(object):
         return int(round(sum(self._advance(self._font(native, px, bold), run) for native, run in runs)))
 
     def line_height(self, px, bold=False):
+        # The fonts' ascent + descent leave room for the tallest stacked marks of both fonts at once;
+        # lines 82% of that apart do not touch (measured on Noto and Lohit Devanagari/Bengali).
         ascent, descent = self._metrics(px, bold)
-        return int(ascent + descent) + 1
+        return int((ascent + descent) * LINE_SPACING) + 1
 
     def ascent(self, px, bold=False):
         return self._metrics(px, bold)[0]

@@ -25,6 +25,7 @@ import time
 
 from edge.console import printable
 from edge.errors import SourceError
+from edge.i18n import _
 from edge.kiosk.health import Health, KioskFailure
 from edge.kiosk.keys import Desk, on_key
 from edge.kiosk.modules import ModuleSet, default_classifier_opener
@@ -299,7 +300,7 @@ class Kiosk(object):
     def _apply(self, outcome, live):
         job = outcome.job
         if outcome.slot_failed:
-            job.slot.problem = "Module cannot run here: {}".format(outcome.error)
+            job.slot.problem = _("Module cannot run here: {}").format(outcome.error)
             self.reporter.log(job.slot.problem)
             return
         if outcome.error is not None:
