@@ -301,8 +301,9 @@ def blend(np, canvas, mask, x, y, colour):
     region[...] = ((region.astype(np.uint16) * (255 - alpha) + paint * alpha + 127) // 255).astype(np.uint8)
 
 
-def engine_for(language, find=find_font, pillow=_pillow, warn=None):
+def engine_for(language, find=None, pillow=None, warn=None):
     """The text engine that draws ``language``; ConfigError when it cannot be drawn here."""
+    find, pillow = find or find_font, pillow or _pillow
     script = SCRIPTS[LANGUAGE_SCRIPTS.get(language, "latin")]
     modules = pillow()
     latin = find(SCRIPTS["latin"])
