@@ -346,6 +346,12 @@ def use(language):
     return _state["engine"]
 
 
+def set_engine(engine, language):
+    """Draw ``language`` with ``engine`` (benchmarks compare engines on the same screen)."""
+    _state["engine"], _state["language"] = engine, language
+    set_language(language)
+
+
 def start(language):
     """At the start of the kiosk or the service: ``language``'s catalogue and, for the screen, its engine."""
     set_language(language)
