@@ -5,7 +5,8 @@ image from ../shared/data) as the kiosk does on a live camera: the outline guide
 badge and a technician line whose fps changes every frame (a new string each frame). Per engine
 and language, the median milliseconds per frame of:
 
-* ``cold``: ``draw_overlay`` with the glyph cache emptied before every frame (every line rasterised);
+* ``cold``: ``draw_overlay`` with the glyph and width caches emptied before every frame (every line
+  shaped and rasterised);
 * ``panel``: ``draw_overlay`` (the whole panel every frame; lines from the glyph cache);
 * ``kiosk``: ``OverlayRenderer.draw`` as the kiosk calls it (the panel only when it changed).
 
@@ -82,6 +83,7 @@ def measure(engine_name, language, bundle, image, result, size, frames):
     def cold(index):
         if cache is not None:
             cache.items.clear()
+            engine.widths.items.clear()
         draw_overlay(image, result, states[index], canvas)
 
     renderer = OverlayRenderer()

@@ -208,10 +208,15 @@ class FreeTypeText(object):
         self.layout = layout
         self.np = require("numpy")
         self.cache = cache if cache is not None else GlyphCache()
-        self._loaded = {}
+        self.widths = GlyphCache(CACHE_ENTRIES * 8)
+        self._loaded, self._metric_cache = {}, {}
+
+    @staticmethod
+    def _size(px):
+        return max(6, int(round(px * SIZE_PER_PX)))
 
     def _font(self, native, px, bold):
-        size = max(6, int(round(px * SIZE_PER_PX)))
+        size = self._size(px)
         path = (self.fonts if native else self.latin_fonts)[1 if bold else 0]
         key = (path, size)
         if key not in self._loaded:
@@ -242,6 +247,12 @@ class FreeTypeText(object):
         return font.getsize(text)[0]  # Pillow < 8 (JetPack 4.6's python3-pil 5.1)
 
     def _metrics(self, px, bold):
+        key = (self._size(px), bool(bold))
+        if key not in self._metric_cache:
+            self._metric_cache[key] = self._font_metrics(px, bold)
+        return self._metric_cache[key]
+
+    def _font_metrics(self, px, bold):
         ascent = descent = 0
         for native in (False, True):
             font_ascent, font_descent = self._font(native, px, bold).getmetrics()
@@ -249,6 +260,10 @@ class FreeTypeText(object):
         return ascent, descent
 
     def width(self, text, px, bold=False):
+        """Advance width of ``text`` in pixels (shaped; kept, since wrapping asks for it again and again)."""
+        return self.widths.get((text, self._size(px), bool(bold)), lambda: self._width(text, px, bold))
+
+    def _width(self, text, px, bold):
         runs = self.runs(text)
         return int(round(sum(self._advance(self._font(native, px, bold), run) for native, run in runs)))
 
@@ -265,8 +280,9 @@ class FreeTypeText(object):
         return _cut_cluster(text)
 
     def mask(self, text, px, bold=False):
-        """(alpha mask uint8 HxW, ascent): ``text`` rasterised once, then from the cache."""
-        return self.cache.get((text, int(px * 8), bool(bold)), lambda: self._render(text, px, bold))
+        """(alpha float32 HxWx1, baseline above its top, pen start right of its left): ``text`` rasterised
+        once, cropped to its ink, then from the cache."""
+        return self.cache.get((text, self._size(px), bool(bold)), lambda: self._render(text, px, bold))
 
     def _render(self, text, px, bold):
         ascent, descent = self._metrics(px, bold)
@@ -279,26 +295,40 @@ class FreeTypeText(object):
             font = self._font(native, px, bold)
             draw.text((x, ascent - font.getmetrics()[0]), run, font=font, fill=255)
             x += self._advance(font, run)
-        return self.np.asarray(image, dtype=self.np.uint8), ascent, pad
+        return _inked(self.np, self.np.asarray(image, dtype=self.np.uint8), ascent, pad)
 
     def draw(self, canvas, text, x, baseline, px, colour, bold=False):
         if not text:
             return
-        mask, ascent, pad = self.mask(text, px, bold)
-        blend(self.np, canvas, mask, int(x) - pad, int(baseline) - ascent, colour)
+        alpha, top, left = self.mask(text, px, bold)
+        blend(self.np, canvas, alpha, int(x) - left, int(baseline) - top, colour)
+
+
+def _inked(np, mask, ascent, pad):
+    """The mask cropped to its inked rows and columns, as alpha, with the baseline and pen offsets."""
+    rows, cols = np.nonzero(mask.max(axis=1))[0], np.nonzero(mask.max(axis=0))[0]
+    if not len(rows):
+        return np.zeros((1, 1, 1), np.float32), ascent, pad
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    alpha = mask[top:bottom, left:right].astype(np.float32) / 255.0
+    return alpha.reshape(alpha.shape[0], alpha.shape[1], 1), ascent - top, pad - left
 
 
 def blend(np, canvas, mask, x, y, colour):
-    """Paint ``colour`` through the alpha ``mask`` at (x, y), clipped to the canvas."""
+    """Paint ``colour`` through the alpha ``mask`` (uint8, or float32 0..1 HxWx1) at (x, y), clipped."""
     height, width = canvas.shape[:2]
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(width, x + mask.shape[1]), min(height, y + mask.shape[0])
     if x1 <= x0 or y1 <= y0:
         return
-    alpha = mask[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.uint16)[:, :, None]
+    alpha = mask[y0 - y:y1 - y, x0 - x:x1 - x]
+    if alpha.dtype != np.float32:
+        alpha = alpha.astype(np.float32).reshape(alpha.shape[0], alpha.shape[1], 1) / 255.0
     region = canvas[y0:y1, x0:x1]
-    paint = np.asarray(colour, dtype=np.uint16).reshape(1, 1, -1)
-    region[...] = ((region.astype(np.uint16) * (255 - alpha) + paint * alpha + 127) // 255).astype(np.uint8)
+    work = region.astype(np.float32)
+    work += (np.asarray(colour, dtype=np.float32).reshape(1, 1, -1) - work) * alpha
+    work += 0.5
+    region[...] = work.astype(np.uint8)
 
 
 def engine_for(language, find=None, pillow=None, warn=None):

@@ -33,6 +33,9 @@ def _engine(language):
 
 def _ink(mask):
     """The mask cropped to its inked pixels (comparable across different widths)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:  # the engine's cached alpha (0..1, HxWx1)
+        mask = (mask[:, :, 0] * 255).astype(np.uint8)
     rows, cols = np.nonzero(mask > 64)
     return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
 
