@@ -141,8 +141,11 @@ class HersheyText(object):
     ellipsis = "..."
 
     def __init__(self):
-        self.cv2 = require("cv2")
         self.fold = ascii_text
+
+    @property
+    def cv2(self):
+        return require("cv2")
 
     def _font(self, bold):
         return self.cv2.FONT_HERSHEY_DUPLEX if bold else self.cv2.FONT_HERSHEY_SIMPLEX

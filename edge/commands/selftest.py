@@ -106,7 +106,7 @@ def load_settings(args):
         settings["trust"] = trust_from_config(config)
         set_default_trust(settings["trust"])
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
-        checks.append(language_check(config.kiosk["language"]))
+        checks.append(language_check(config.kiosk["language"], static=getattr(args, "static", False)))
     except ConfigError as exc:
         checks.append(Check("config", FAIL, str(exc)))
     settings["trust"].require_library = not getattr(args, "static", False)
@@ -117,21 +117,26 @@ def load_settings(args):
     return settings, checks
 
 
-def language_check(language):
-    """The worker's language: its catalogue made active, and a font that draws it on the screen."""
+def language_check(language, static=False):
+    """The worker's language: its catalogue made active and (unless static) a font that draws it."""
     from edge.errors import ConfigError
-    from edge.i18n import LANGUAGE_NAMES
-    from edge.text import start
-    from edge.verify import FAIL, PASS, Check
+    from edge.i18n import LANGUAGE_NAMES, set_language
+    from edge.text import engine_for, set_engine
+    from edge.verify import FAIL, PASS, WARN, Check
 
+    set_language(language)
+    name = "{} ({})".format(language, LANGUAGE_NAMES.get(language, language))
+    if static:
+        return Check("language", PASS, "{}: catalogue installed (its font: the full selftest)".format(name))
+    notes = []
     try:
-        engine = start(language)
+        engine = engine_for(language, warn=notes.append)
     except ConfigError as exc:
         return Check("language", FAIL, str(exc))
-    fonts = getattr(engine, "fonts", None)
-    drawn = "font {}".format(fonts[0]) if fonts else "OpenCV Hershey font (no font installed)"
-    name = LANGUAGE_NAMES.get(language, language)
-    return Check("language", PASS, "{} ({}), {}".format(language, name, drawn))
+    set_engine(engine, language)
+    if notes:  # English without a font: drawn, ASCII only
+        return Check("language", WARN, "{}: {}".format(name, notes[0].replace("medkiosk: ", "", 1)))
+    return Check("language", PASS, "{}, font {}".format(name, engine.fonts[0]))
 
 
 def trust_check(trust):
