@@ -10,7 +10,8 @@ and language, the median milliseconds per frame of:
 * ``panel``: ``draw_overlay`` (the whole panel every frame; lines from the glyph cache);
 * ``kiosk``: ``OverlayRenderer.draw`` as the kiosk calls it (the panel only when it changed).
 
-and each as a ratio to Hershey in the same mode. ``python -m benchmarks.text [--frames N]``.
+and each as a ratio to Hershey in the same mode; the engines take turns in rounds so that a busy
+machine slows them alike. ``python -m benchmarks.text [--frames N] [--size WxH]``.
 """
 
 import argparse
@@ -30,7 +31,8 @@ ENGINES = (("hershey", "en"), ("freetype", "en"), ("freetype", "hi"), ("freetype
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=200, help="frames per engine and mode")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds the engines take turns in")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--image", default=IMAGE)
     return parser.parse_args(argv)
@@ -67,29 +69,45 @@ def _time(draw, frames):
         start = time.perf_counter()
         draw(index)
         times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times[5:] if len(times) > 10 else times)
+    return times
 
 
-def measure(engine_name, language, bundle, image, result, size, frames):
-    from edge import text
-    from edge.overlay import OverlayRenderer, draw_overlay
+class Screen(object):
+    """One engine drawing the same result: its states, canvas, renderer, kept across rounds."""
 
-    engine = text.HersheyText() if engine_name == "hershey" else text.engine_for(language)
-    text.set_engine(engine, language)
-    states = _states(bundle, size, frames)
-    canvas = draw_overlay(image, result, states[0])
-    cache = getattr(engine, "cache", None)
+    def __init__(self, engine_name, language, bundle, image, result, size, frames):
+        from edge import text
+        from edge.overlay import OverlayRenderer
 
-    def cold(index):
-        if cache is not None:
-            cache.items.clear()
-            engine.widths.items.clear()
-        draw_overlay(image, result, states[index], canvas)
+        self.language = language
+        self.engine = text.HersheyText() if engine_name == "hershey" else text.engine_for(language)
+        self.image, self.result = image, result
+        self.states = _states(bundle, size, frames)
+        self.canvas = None
+        self.renderer = OverlayRenderer()
 
-    renderer = OverlayRenderer()
-    return {"cold": _time(cold, frames),
-            "panel": _time(lambda index: draw_overlay(image, result, states[index], canvas), frames),
-            "kiosk": _time(lambda index: renderer.draw(image, result, states[index]), frames)}
+    def round(self, frames):
+        """{mode: [ms per frame]} for ``frames`` frames of each mode."""
+        from edge import text
+        from edge.overlay import draw_overlay
+
+        text.set_engine(self.engine, self.language)
+        self.canvas = draw_overlay(self.image, self.result, self.states[0], self.canvas)
+        cache = getattr(self.engine, "cache", None)
+
+        def cold(index):
+            if cache is not None:
+                cache.items.clear()
+                self.engine.widths.items.clear()
+            draw_overlay(self.image, self.result, self.states[index], self.canvas)
+
+        def panel(index):
+            draw_overlay(self.image, self.result, self.states[index], self.canvas)
+
+        def kiosk(index):
+            self.renderer.draw(self.image, self.result, self.states[index])
+
+        return {"cold": _time(cold, frames), "panel": _time(panel, frames), "kiosk": _time(kiosk, frames)}
 
 
 def main(argv=None):
@@ -98,9 +116,16 @@ def main(argv=None):
 
     size = tuple(int(v) for v in args.size.split("x"))
     bundle, image, result = classify(args.image)
-    rows = [(name, language, measure(name, language, bundle, image, result, size, args.frames))
-            for name, language in ENGINES]
+    screens = [Screen(name, language, bundle, image, result, size, args.frames) for name, language in ENGINES]
+    samples = [{mode: [] for mode in MODES} for _screen in screens]
+    per_round = max(1, args.frames // args.rounds)
+    for _round in range(args.rounds):  # engines interleaved: a busy machine slows them alike
+        for screen, sample in zip(screens, samples):
+            for mode, times in screen.round(per_round).items():
+                sample[mode].extend(times[1:])
     start("en")
+    rows = [(name, language, {mode: statistics.median(sample[mode]) for mode in MODES})
+            for (name, language), sample in zip(ENGINES, samples)]
     base = rows[0][2]
     print("| engine | language | cold ms | x Hershey | panel ms | x Hershey | kiosk ms | x Hershey |")
     print("|---|---|---|---|---|---|---|---|")
