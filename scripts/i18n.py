@@ -84,10 +84,18 @@ def update(language):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["--compile-only"]:
-        extract()
-    for language in LANGUAGES:
-        update(language)
+    try:
+        if argv[:1] != ["--compile-only"]:
+            extract()
+        for language in LANGUAGES:
+            update(language)
+    except FileNotFoundError as exc:
+        print("i18n: {} not found. Fix: apt-get install gettext".format(exc.filename), file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print("i18n: {} failed (exit {}): see its message above. Fix: correct the .po file it names".format(
+            exc.cmd[0], exc.returncode), file=sys.stderr)
+        return 1
     print("i18n: {} updated, {} compiled".format(os.path.relpath(POT, ROOT), ", ".join(LANGUAGES)))
     return 0
 
