@@ -5,11 +5,13 @@ what the shipped model bundles show on the screen (models/*/manifest.json: the m
 finding display names, the input-check message), keyed on the English text. Then, per language in
 edge/locale/: msgmerge (new strings appear untranslated: the catalogue test fails until a translator
 fills them), and msgfmt --check to the .mo the package ships. Needs GNU gettext (apt-get install gettext).
+References name files, not lines, so that an edit elsewhere in a file leaves the catalogues alone.
 """
 
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,9 +68,22 @@ def extract(pot=POT):
         code_pot, manifest_pot = os.path.join(tmp, "code.pot"), os.path.join(tmp, "manifests.pot")
         run("xgettext", "--language=Python", "--from-code=UTF-8", "--package-name=medkiosk",
             "--msgid-bugs-address=medkiosk maintainers", "--add-comments=Translators:", "--sort-by-file",
+            "--add-location=file",
             *["--keyword=" + k for k in KEYWORDS], "--output=" + code_pot, *python_sources())
         write_manifest_pot(manifest_pot)
-        run("msgcat", "--use-first", "--sort-by-file", "--output-file=" + pot, code_pot, manifest_pot)
+        fresh = os.path.join(tmp, "medkiosk.pot")
+        run("msgcat", "--use-first", "--sort-by-file", "--add-location=file", "--output-file=" + fresh,
+            code_pot, manifest_pot)
+        if _content(fresh) != _content(pot):  # only the date changed: keep the file (and the .po headers)
+            shutil.copyfile(fresh, pot)
+
+
+def _content(path):
+    """The template without its creation date, or None when there is none."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return [line for line in handle if not line.startswith('"POT-Creation-Date:')]
 
 
 def update(language):
@@ -76,7 +91,8 @@ def update(language):
     os.makedirs(folder, exist_ok=True)
     po, mo = os.path.join(folder, "medkiosk.po"), os.path.join(folder, "medkiosk.mo")
     if os.path.isfile(po):
-        run("msgmerge", "--quiet", "--update", "--backup=none", "--no-fuzzy-matching", po, POT)
+        run("msgmerge", "--quiet", "--update", "--backup=none", "--no-fuzzy-matching", "--add-location=file",
+            po, POT)
     else:  # msginit fills an English catalogue with the English text itself
         run("msginit", "--no-translator", "--locale=" + language, "--input=" + POT, "--output-file=" + po)
     run("msgfmt", "--check", "--output-file=" + mo, po)
@@ -96,7 +112,7 @@ def main(argv=None):
         print("i18n: {} failed (exit {}): see its message above. Fix: correct the .po file it names".format(
             exc.cmd[0], exc.returncode), file=sys.stderr)
         return 1
-    print("i18n: {} updated, {} compiled".format(os.path.relpath(POT, ROOT), ", ".join(LANGUAGES)))
+    print("i18n: {} current, {} merged and compiled".format(os.path.relpath(POT, ROOT), ", ".join(LANGUAGES)))
     return 0
 
 
