@@ -5,7 +5,8 @@ FreeType with RAQM layout (HarfBuzz shaping: conjuncts, vowel signs placed befor
 and a font from the system packages, found at the paths Debian/Ubuntu install them to or through
 fontconfig (``fc-list :lang=hi``), never downloaded. English draws with a Latin font when one is
 installed and falls back to Hershey (said once on stderr) when none is; a language whose script has
-no font, or that needs shaping without libraqm, is a ConfigError naming the apt package.
+no font, or that needs shaping without libraqm, is a ConfigError naming the apt package. (OpenCV's
+``cv2.freetype`` is opencv_contrib, absent from JetPack's OpenCV and from pip's headless wheels.)
 
 Both engines answer the same three calls, ``width(text, px, bold)``, ``line_height(px, bold)`` and
 ``draw(canvas, text, x, baseline, px, colour, bold)``; ``px`` is the height of "Ag" in pixels.
