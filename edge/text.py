@@ -297,15 +297,30 @@ class FreeTypeText(object):
         x = pad
         for native, run in self.runs(text):
             font = self._font(native, px, bold)
-            draw.text((x, ascent - font.getmetrics()[0]), run, font=font, fill=255)
+            draw.text((x, ascent - font.getmetrics()[0]), run, font=font, fill=255,
+                      **self._embolden(native, px, bold))
             x += self._advance(font, run)
         return _inked(self.np, self.np.asarray(image, dtype=self.np.uint8), ascent, pad)
+
+    def _embolden(self, native, px, bold):
+        """A stroke for bold text in a font without a bold face (Lohit), where Pillow has strokes (6.2+)."""
+        fonts = self.fonts if native else self.latin_fonts
+        if not bold or fonts[1] != fonts[0] or not _has_stroke(self.ImageDraw):
+            return {}
+        return {"stroke_width": max(1, int(round(px * 0.04))), "stroke_fill": 255}
 
     def draw(self, canvas, text, x, baseline, px, colour, bold=False):
         if not text:
             return
         alpha, top, left = self.mask(text, px, bold)
         blend(self.np, canvas, alpha, int(x) - left, int(baseline) - top, colour)
+
+
+def _has_stroke(image_draw):
+    """Whether ImageDraw.text takes stroke_width (Pillow 6.2+; JetPack 4.6's 5.1 does not)."""
+    import inspect
+
+    return "stroke_width" in inspect.signature(image_draw.ImageDraw.text).parameters
 
 
 def _inked(np, mask, ascent, pad):

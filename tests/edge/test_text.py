@@ -6,6 +6,8 @@ fonts-lohit-beng-bengali); skipped, saying so, where they are absent (the JetPac
 Pillow unless the Makefile pins it).
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,20 @@ def test_start_sets_the_catalogue_and_the_engine():
     assert language() == "hi" and engine.script == "devanagari"
     assert _("Decision support only - not a diagnosis") != "Decision support only - not a diagnosis"
     set_language("en")
+
+
+LOHIT = "/usr/share/fonts/truetype/lohit-devanagari/Lohit-Devanagari.ttf"
+
+
+@pytest.mark.skipif(not os.path.isfile(LOHIT), reason="apt-get install fonts-lohit-deva")
+def test_bold_in_a_font_without_a_bold_face_is_stroked_where_pillow_can():
+    """Lohit (what a JetPack unit installs) has no bold face: banners are stroked to stay bold."""
+    shaped = _engine("hi")
+    lohit = text.FreeTypeText(text.SCRIPTS["devanagari"], (LOHIT, LOHIT), shaped.latin_fonts,
+                              (shaped.Image, shaped.ImageDraw, shaped.ImageFont), layout=shaped.layout)
+    word = "अनिश्चित"
+    regular, bold = lohit.mask(word, 30)[0], lohit.mask(word, 30, bold=True)[0]
+    if text._has_stroke(shaped.ImageDraw):
+        assert bold.sum() > 1.2 * regular.sum()
+    else:  # Pillow < 6.2 (JetPack 4.6's python3-pil 5.1): the regular face
+        assert np.array_equal(bold, regular)
