@@ -35,7 +35,8 @@ $(VENV36)/.installed:
 	$(VENV36)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENV36)/bin/python -m pip install -q 'numpy==1.19.5' 'onnxruntime==1.10.0' \
 		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1' 'pydicom==2.3.1' \
-		'cryptography==40.0.2' 'flask==2.0.3' 'werkzeug==2.0.3' 'cheroot==9.0.0' 'fpdf2==2.4.6' 'Pillow==8.4.0'
+		'cryptography==40.0.2' 'flask==2.0.3' 'werkzeug==2.0.3' 'cheroot==9.0.0' 'fpdf2==2.4.6' 'Pillow==8.4.0' \
+		'segno==1.6.6'
 	touch $@
 
 test-py36: venv
@@ -56,7 +57,7 @@ $(VENVJP46)/.installed:
 	$(PY36_HOME)/bin/python -m venv $(VENVJP46)
 	$(VENVJP46)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENVJP46)/bin/python -m pip install -q 'numpy==1.13.3' 'opencv-python-headless==4.1.2.30' 'pytest==7.0.1' \
-		'pydicom==2.3.1' 'cryptography==40.0.2' 'Pillow==8.4.0'
+		'pydicom==2.3.1' 'cryptography==40.0.2' 'Pillow==8.4.0' 'segno==1.6.6'
 	touch $@
 
 test-jetpack46: venv

@@ -57,12 +57,13 @@ FILE_STEPS=(dirs models config units display usb journald)
 # cryptography checks the model bundles' Ed25519 signatures: 40.0.2 is the last for 3.6 (cp36-abi3
 # aarch64 wheels, with cffi 1.15.1); Ubuntu 18.04's python3-cryptography 2.1 predates Ed25519.
 # pydicom reads DICOM from the X-ray machine (pure Python): 2.3.1 is the last for 3.6.
+# segno draws the LAN pairing QR code on the kiosk screen (pure Python, no dependencies, 3.6+).
 PINS_JP4=(pip==21.3.1 setuptools==59.6.0 wheel==0.37.1 pycuda==2022.1 pytools==2022.1.12 platformdirs==2.4.0
           typing_extensions==4.1.1 dataclasses==0.8 appdirs==1.4.4 Mako==1.1.6 MarkupSafe==2.0.1
-          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21 pydicom==2.3.1)
+          cryptography==40.0.2 cffi==1.15.1 pycparser==2.21 pydicom==2.3.1 segno==1.6.6)
 PINS_JP6=(pip==24.0 setuptools==70.3.0 wheel==0.43.0 pycuda==2024.1.2 pytools==2024.1.21 platformdirs==4.2.2
           typing_extensions==4.12.2 Mako==1.3.5 MarkupSafe==2.1.5 cryptography==40.0.2 cffi==1.15.1
-          pycparser==2.21 pydicom==3.0.2)
+          pycparser==2.21 pydicom==3.0.2 segno==1.6.6)
 # Published only as source for the target Python: built on the device against its CUDA.
 SDISTS_JP4=(pycuda pytools)
 SDISTS_JP6=(pycuda)

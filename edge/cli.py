@@ -12,7 +12,7 @@ import sys
 
 from edge import __version__
 from edge.cliutil import dispatch, report_error
-from edge.commands import bundle, cases, classify, engines, run, selftest, serve
+from edge.commands import bundle, capture, cases, classify, engines, run, selftest, serve
 from edge.errors import MedkioskError
 
 # command -> (module whose main(argv) handles it, one-line help, what to install if it is missing)
@@ -32,6 +32,7 @@ EDGE_COMMANDS = {
     "bundle": (bundle, "check model bundles: manifest, hash, ONNX contract, golden images"),
     "run": (run, "run the kiosk: camera or USB images -> top-3 findings on the screen"),
     "cases": (cases, "list saved cases, export them to a USB stick for referral"),
+    "capture": (capture, "labelled photos of capture mode (key C): list, export for training"),
     "selftest": (selftest, "on-device checklist: bundles, golden images, camera, display"),
     "serve": (serve, "optional LAN service: JSON API and web page, device pairing"),
 }

@@ -8,6 +8,7 @@ override the file through ``overrides`` ({"key": value} for [kiosk] keys or {"se
 import configparser
 import os
 
+from edge.capture import DEFAULT_LABELS, parse_captured_by, parse_labels
 from edge.errors import ConfigError
 from edge.quality import QualityThresholds
 from edge.tensorrt.cache import DEFAULT_ENGINE_CACHE
@@ -65,6 +66,10 @@ def _number(low, high, integer=False):
                 key, number, low, high))
         return number
     return parse
+
+
+def _optional_text(value, key):
+    return str(value or "").strip()
 
 
 def _cpu_threads(value, key):
@@ -161,6 +166,15 @@ SCHEMA = {
     "security": {
         "trusted_keys": ("/etc/medkiosk/trusted_keys", _text),
         "developer_mode": ("no", _bool),
+    },
+    # Capture mode (key C, edge/kiosk/capture_mode.py): labelled photos for training, with consent.
+    "capture": {
+        "enabled": ("no", _bool),
+        "module": ("skin", _text),
+        "labels": (DEFAULT_LABELS, parse_labels),
+        "labels_file": ("", _optional_text),
+        "captured_by": ("", parse_captured_by),
+        "export_dir": ("/media/usb", _text),
     },
     # `medkiosk serve` (edge/serve): off by default; bind/allow are checked further in edge.serve.settings.
     "serve": {

@@ -44,3 +44,7 @@ class ConfigError(MedkioskError):
 
 class EngineError(MedkioskError):
     """A TensorRT engine cannot be built, found, loaded or run."""
+
+
+class DisplayError(MedkioskError):
+    """The kiosk's screen cannot be measured, or its window cannot be made to fill it."""

@@ -8,14 +8,15 @@ demos, from a scripted list (``KeyScript``).
 
 import os
 
-from edge.errors import ConfigError, MissingDependencyError
+from edge.errors import ConfigError, DisplayError, MissingDependencyError
 from edge.lazy import require
 
 WINDOW_NAME = "medkiosk"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
-# OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads).
-KEY_CODES = {32: "SPACE", 13: "SPACE", 10: "SPACE", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
-KEY_NAMES = ("SPACE", "M", "F", "S", "H", "Q", "ESC")
+# OpenCV key codes -> the kiosk's key names (USB keyboards and numeric keypads). ENTER acts as SPACE
+# in the kiosk; capture mode's consent screen takes ENTER only (edge/kiosk/capture_mode.py).
+KEY_CODES = {32: "SPACE", 13: "ENTER", 10: "ENTER", 27: "ESC", 9: "M", 43: "M", 46: "S", 42: "H", 45: "F"}
+KEY_NAMES = ("SPACE", "ENTER", "M", "F", "S", "H", "Q", "ESC", "C", "E", "T", "P")
 
 
 def key_name(code):
@@ -160,7 +161,12 @@ class VideoSink(Sink):
 
 
 class DisplaySink(Sink):
-    """A fullscreen OpenCV window on the HDMI screen; keys from cv2.waitKey."""
+    """A fullscreen OpenCV window on the HDMI screen; keys from cv2.waitKey.
+
+    Fullscreen is checked, not trusted: after the first frame the window's real size is compared
+    with the screen's and fixed (edge.window); ``fit`` holds what was found and ``window_problem``
+    the line to log when the window still does not fill the screen.
+    """
 
     interactive = True
 
@@ -171,6 +177,8 @@ class DisplaySink(Sink):
         self.environ = os.environ if environ is None else environ
         self.frames = 0
         self._open = False
+        self.fit = None
+        self.window_problem = None
 
     def open(self):
         if not self.environ.get("DISPLAY") and not self.environ.get("WAYLAND_DISPLAY"):
@@ -179,7 +187,9 @@ class DisplaySink(Sink):
                               "headless".format(self.uri))
         cv2 = require("cv2")
         try:
-            cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_NORMAL)
+            # GUI_NORMAL: no toolbar or status bar (OpenCV's Qt build), only the image; FREERATIO: the
+            # image fills the window even when [display] is not the screen's size (selftest warns).
+            cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL | cv2.WINDOW_FREERATIO)
             if self.fullscreen:
                 cv2.setWindowProperty(WINDOW_NAME, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         except cv2.error as exc:
@@ -192,8 +202,22 @@ class DisplaySink(Sink):
         return self
 
     def write(self, canvas):
-        require("cv2").imshow(WINDOW_NAME, canvas)
+        cv2 = require("cv2")
+        cv2.imshow(WINDOW_NAME, canvas)
+        if self.fullscreen and self.frames == 0:
+            self._fill_screen(cv2, canvas)
         self.frames += 1
+
+    def _fill_screen(self, cv2, canvas):
+        from edge.window import fit_window, screen_size
+
+        try:
+            screen = screen_size(self.environ)
+        except DisplayError as exc:
+            self.window_problem = str(exc)
+            return
+        self.fit = fit_window(cv2, WINDOW_NAME, screen, lambda: cv2.imshow(WINDOW_NAME, canvas))
+        self.window_problem = self.fit.problem()
 
     def poll_key(self, delay_ms=1):
         return key_name(require("cv2").waitKey(max(1, int(delay_ms))))

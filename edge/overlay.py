@@ -10,15 +10,25 @@ the frame"), and in the panel a thumbnail of exactly what was analysed. Text siz
 fractions of the canvas height so they read at arm's length on a 7-inch and a 24-inch screen.
 Text is in the worker's language (edge.i18n: constants are marked ``N_`` and translated where drawn)
 and drawn by edge.text: FreeType with the script's font (Devanagari, Bengali) or, for English
-without a font, OpenCV's Hershey (ASCII only, text folded first).
+without a font, OpenCV's Hershey (ASCII only, text folded first), laid out by edge.overlay_text:
+capitals never below ``MIN_TEXT_PX`` (13 px at 800x480); longer text wraps or ends with an ellipsis.
 """
 
 import zlib
 
 from edge import i18n
-from edge import text as text_engine
 from edge.i18n import N_, _
 from edge.lazy import require
+from edge.overlay_text import (  # noqa: F401  (public here: the kiosk's views and the tests use them)
+    MIN_TEXT_PX,
+    PANEL_800x480,
+    engine,
+    fit,
+    min_line_px,
+    min_px,
+    readable_cap_px,
+    text_block,
+)
 from edge.text import ascii_text  # noqa: F401  (the referral sheet folds its text with it)
 
 DISCLAIMER = N_("Decision support only - not a diagnosis")
@@ -27,7 +37,13 @@ DISCONNECTED_TEXT = N_("Camera disconnected - reconnecting")
 NOT_INSTALLED_TEXT = N_("Module not installed")
 CPU_FALLBACK_TEXT = N_("RUNNING ON CPU - GPU unavailable")
 FROZEN_TEXT = N_("FROZEN - SPACE for live")
-KEYS_TEXT = N_("SPACE freeze  M module  F image  S save")
+# The key legend under the findings: (key, what it does); each key's keypad twin is added from
+# edge.outputs.KEY_CODES (key_legend). T (technician) and P (pairing) are the technician's: in docs.
+KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")))
+# Keypad codes (cv2.waitKey) -> how the key is labelled on the keypad.
+KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
+# Key names that do what another key does in the kiosk (edge.kiosk.keys binds ENTER to SPACE's handler).
+SAME_AS = {"ENTER": "SPACE"}
 HOLD_STILL_TEXT = N_("Hold still")
 GUIDE_TEXT = N_("Place the X-ray inside the frame")
 INSTALL_TEXT = N_("Install this module's model bundle, or press M for another module")
@@ -52,6 +68,47 @@ AMBER = (0, 160, 255)
 RED = (40, 40, 220)
 BLACK = (0, 0, 0)
 BLUE = (200, 120, 20)
+
+
+def key_legend_items():
+    """``["SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"]``: each key with its keypad twin."""
+    from edge.outputs import KEY_CODES
+
+    twins = {}
+    for code, label in sorted(KEYPAD_LABELS.items()):
+        if code in KEY_CODES:
+            name = KEY_CODES[code]
+            twins.setdefault(SAME_AS.get(name, name), []).append(label)
+    return ["{} {}".format("/".join([key] + twins.get(key, [])), _(what)) for key, what in KEY_LEGEND]
+
+
+def key_legend():
+    """The whole legend on one line: ``SPACE/Enter freeze; M/+ module; F/- image; S/. save``."""
+    return "; ".join(key_legend_items())
+
+
+def legend_lines(width, pixels):
+    """The legend's entries packed into lines no wider than ``width`` at ``pixels`` (an entry is never
+    broken over two lines)."""
+    drawer = engine()
+    pixels = max(min_px(drawer), pixels)
+    lines = []
+    for item in key_legend_items():
+        joined = lines[-1] + "; " + item if lines else item
+        if lines and drawer.width(joined, pixels) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(item)
+    return lines
+
+
+def _draw_legend(canvas, rect, pixels):
+    lines = legend_lines(rect.w, pixels)
+    row_h = rect.h // len(lines)
+    for index, line in enumerate(lines):
+        text_block(canvas, line, Rect(rect.x, rect.y + index * row_h, rect.w, row_h), pixels, GREY,
+                   max_lines=1)
+
 
 def format_percent(probability):
     percent = 100.0 * float(probability)
@@ -113,81 +170,32 @@ class Layout(object):
         self.panel = Rect(width - panel_w, 0, panel_w, height)
         pad, unit = self.pad, self.unit
         inner_x, inner_w = self.panel.x + pad, panel_w - 2 * pad
-        thumb = int(unit * 2.6)
+        # Heights in units fit two lines of the smallest text (MIN_TEXT_PX) where text may wrap; two lines
+        # of the language's script (taller in Devanagari and Bengali fonts) where that is more.
+        two_lines = 2 * min_line_px()
+        thumb = int(unit * 2.3)
         self.thumbnail = Rect(inner_x + inner_w - thumb, pad, thumb, thumb)
-        self.title = Rect(inner_x, pad, inner_w - thumb - pad, int(unit * 2.6))
-        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.1))
+        self.title = Rect(inner_x, pad, inner_w - thumb - pad, thumb)
+        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, max(int(unit * 1.6), two_lines))
         body_y = self.subtitle.y + self.subtitle.h + pad
-        self.footer = Rect(inner_x, height - pad - int(unit * 2.2), inner_w, int(unit * 2.2))
-        self.keys = Rect(inner_x, self.footer.y - int(unit * 0.9), inner_w, int(unit * 0.9))
+        self.footer = Rect(inner_x, height - pad - int(unit * 2.0), inner_w, int(unit * 2.0))
+        self.keys = Rect(inner_x, self.footer.y - int(unit * 2.4), inner_w, int(unit * 2.4))
         self.body = Rect(inner_x, body_y, inner_w, self.keys.y - body_y - pad)
-        self.banner = Rect(inner_x, body_y, inner_w, int(unit * 2.6))
+        self.banner = Rect(inner_x, body_y, inner_w, max(int(unit * 2.4), 2 * min_line_px(bold=True) + 6))
         rows_y = self.banner.y + self.banner.h + pad
         self.top3 = Rect(inner_x, rows_y, inner_w, self.keys.y - rows_y - pad)
-        self.tech = Rect(self.image.x + pad, height - pad - int(unit * 0.9), self.image.w - 2 * pad,
-                         int(unit * 0.9))
+        self.tech = Rect(self.image.x + pad, height - pad - int(unit * 1.0), self.image.w - 2 * pad,
+                         int(unit * 1.0))  # the still image's file name (edge.kiosk.views)
         self.alert = Rect(self.image.x, 0, self.image.w, int(unit * 1.6))
         self.badge = Rect(self.image.x + pad, self.alert.h + pad, self.image.w - 2 * pad, int(unit * 1.3))
-        self.message = Rect(self.image.x + pad, self.tech.y - pad - int(unit * 1.4), self.image.w - 2 * pad,
-                            int(unit * 1.4))
-
-
-def _engine():
-    """The text engine for the active language (FreeType with the script's font, or Hershey)."""
-    return text_engine.use(i18n.language())
-
-
-def _fit(engine, text, pixels, bold, max_width):
-    """Shrink ``pixels`` until ``text`` fits ``max_width`` (not below 60%); then cut with an ellipsis."""
-    minimum = pixels * 0.6
-    while engine.width(text, pixels, bold) > max_width and pixels > minimum:
-        pixels *= 0.9
-    while len(text) > 3 and engine.width(text, pixels, bold) > max_width:
-        text = engine.cut(text[:-(len(engine.ellipsis) + 1)].rstrip(engine.ellipsis)) + engine.ellipsis
-    return text, pixels
-
-
-def _wrap(engine, text, pixels, bold, max_width):
-    lines, line = [], ""
-    for word in text.split():
-        candidate = (line + " " + word).strip()
-        if line and engine.width(candidate, pixels, bold) > max_width:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    if line:
-        lines.append(line)
-    return lines
-
-
-def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2, centre=False):
-    """Draw wrapped text inside ``rect`` with glyphs ``pixels`` tall; shrink to fit its height."""
-    engine = _engine()
-    text = "{}".format(text)
-    for _attempt in range(8):
-        lines = _wrap(engine, text, pixels, bold, rect.w)
-        line_h = engine.line_height(pixels, bold)
-        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or pixels < 8:
-            break
-        pixels *= 0.85
-    if len(lines) > max_lines:  # still too long at the smallest size: the last line ends with "..."
-        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
-    total = line_h * len(lines)
-    y = rect.y + max(0, (rect.h - total) // 2) + engine.ascent(pixels, bold)
-    for line in lines:
-        line, line_px = _fit(engine, line, pixels, bold, rect.w)
-        x = rect.x
-        if centre:
-            x += max(0, (rect.w - engine.width(line, line_px, bold)) // 2)
-        engine.draw(canvas, line, x, y, line_px, colour, bold)
-        y += line_h
+        self.message = Rect(self.image.x + pad, self.tech.y - pad - int(unit * 2.0), self.image.w - 2 * pad,
+                            int(unit * 2.0))
 
 
 def _banner(cv2, canvas, rect, text, background, colour, pixels):
     cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), background, -1)
     inner = Rect(rect.x + 6, rect.y + 3, rect.w - 12, rect.h - 6)
-    _text_block(cv2, canvas, text, inner, pixels, colour, bold=True, max_lines=2, centre=True)
+    text_block(canvas, text, inner, pixels, colour, bold=True, max_lines=2, centre=True)
 
 
 def _fill(cv2, canvas, x, y, w, h, colour):
@@ -239,7 +247,7 @@ def _draw_outline(cv2, np, canvas, layout, state, mapping):
     if text:
         top = max(layout.image.y, int(points[:, 1].min()) - int(layout.unit * 1.3))
         band = Rect(layout.image.x + layout.pad, top, layout.image.w - 2 * layout.pad, int(layout.unit * 1.2))
-        _text_block(cv2, canvas, _(text), band, layout.unit * 0.7, colour, bold=True, max_lines=1,
+        text_block(canvas, _(text), band, layout.unit * 0.7, colour, bold=True, max_lines=1,
                     centre=True)
 
 
@@ -250,38 +258,25 @@ def _draw_thumbnail(cv2, np, canvas, layout, result):
         _place_image(cv2, np, canvas, image, layout.thumbnail)
 
 
-def _tech_line(state, result):
-    parts = []
-    backend = state.backend or getattr(result, "backend", None)
-    if backend:
-        parts.append(" ".join(str(p) for p in (backend, state.precision, state.provider) if p))
-    if state.fps is not None:
-        parts.append("{:.1f} fps".format(state.fps))
-    latency = state.latency_ms if state.latency_ms is not None else getattr(result, "latency_ms", None)
-    if latency is not None:
-        parts.append("{:.0f} ms".format(latency))
-    return "  |  ".join(parts)
-
-
 def _rows(cv2, canvas, layout, result, dim):
     """The top-3 rows: name (in the worker's language) and percentage on one line, a bar under it."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
         return
-    engine = _engine()
+    drawer = engine()
     row_h = min(rect.h // 3, int(layout.unit * 3.0))
-    pixels = layout.unit * 0.95
+    pixels = max(min_px(drawer), layout.unit * 0.95)
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
         percent = format_percent(probability)
-        p_width = engine.width(percent, pixels, True)
+        p_width = drawer.width(percent, pixels, True)
         text_y = y + int(layout.unit * 1.1)
-        label, label_px = _fit(engine, "{}. {}".format(index + 1, _(name)), pixels, False,
-                               rect.w - p_width - layout.pad)
-        engine.draw(canvas, label, rect.x, text_y, label_px, colour)
-        engine.draw(canvas, percent, rect.x + rect.w - p_width, text_y, pixels, colour, True)
+        label, label_px = fit(drawer, "{}. {}".format(index + 1, _(name)), pixels, False,
+                              rect.w - p_width - layout.pad)
+        drawer.draw(canvas, label, rect.x, text_y, label_px, colour)
+        drawer.draw(canvas, percent, rect.x + rect.w - p_width, text_y, pixels, colour, True)
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
@@ -322,42 +317,68 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     panel = layout.panel
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
     title = _(state.module_title) if state.module_title else "medkiosk"
-    _text_block(cv2, canvas, title, layout.title, unit * 1.25, WHITE, bold=True)
+    text_block(canvas, title, layout.title, unit * 1.25, WHITE, bold=True)
     if result is not None:
         _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
-        _text_block(cv2, canvas, _(_subtitle(result)), layout.subtitle, unit * 0.6, GREY, max_lines=1)
+        text_block(canvas, _(_subtitle(result)), layout.subtitle, unit * 0.6, GREY, max_lines=2)
 
     banner_px = unit * 0.95
     if kind == "not_installed":
         _banner(cv2, canvas, layout.banner, _(NOT_INSTALLED_TEXT), AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, _(state.module_problem or INSTALL_TEXT), layout.top3, unit * 0.7, WHITE,
+        text_block(canvas, _(state.module_problem or INSTALL_TEXT), layout.top3, unit * 0.7, WHITE,
                     max_lines=4)
     elif kind == "disconnected":
         _banner(cv2, canvas, layout.banner, _(DISCONNECTED_TEXT), RED, WHITE, banner_px)
     elif kind in ("waiting", "analysing"):
         text = ANALYSING_TEXT if kind == "analysing" else (state.source_notice or WAITING_TEXT)
-        _text_block(cv2, canvas, _(text), layout.banner, unit * 0.85, GREY, max_lines=3)
+        text_block(canvas, _(text), layout.banner, unit * 0.85, GREY, max_lines=3)
     elif kind == "quality":
         _banner(cv2, canvas, layout.banner, _(result.quality.message or QUALITY_TEXT), AMBER, BLACK,
                 banner_px)
-        _text_block(cv2, canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
+        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
     elif kind == "out_of_scope":
         message = getattr(result, "out_of_scope_message", None) or OUT_OF_SCOPE_TEXT
         _banner(cv2, canvas, layout.banner, _(message), AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
+        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
     else:
         if kind == "uncertain":
             _banner(cv2, canvas, layout.banner, _(UNCERTAIN_TEXT), YELLOW, BLACK, banner_px)
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
 
     if state.show_keys:
-        _text_block(cv2, canvas, _(KEYS_TEXT), layout.keys, unit * 0.45, GREY, max_lines=1)
-    _text_block(cv2, canvas, _(DISCLAIMER), layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
+        _draw_legend(canvas, layout.keys, unit * 0.6)
+    text_block(canvas, _(DISCLAIMER), layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
+
+
+def alerts_bottom(layout, state):
+    """The y below the loud alerts at the top of the image area (CPU fallback, developer mode); 0 if none."""
+    bottom = layout.alert.h if state.fallback_reason else 0
+    if state.developer_notice:
+        bottom += int(layout.unit * 1.1) if state.fallback_reason else layout.alert.h
+    return bottom
+
+
+def banners_bottom(layout, state):
+    """The y below every banner at the top of the image area (alerts, then FROZEN); 0 when none."""
+    bottom = alerts_bottom(layout, state)
+    if state.frozen:
+        bottom = _badge(layout, bottom).y + layout.badge.h
+    return bottom
+
+
+def _badge(layout, top):
+    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there."""
+    y = max(top, layout.alert.h) + layout.pad
+    return Rect(layout.badge.x, y, min(layout.badge.w, int(layout.unit * 11)), layout.badge.h)
 
 
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
-    """The camera image and what goes over it: alerts, FROZEN, messages, the technician corner."""
+    """The camera image and what goes over it: alerts, FROZEN, messages (stacked, never overlapping).
+
+    Backend, provider, precision and fps are not drawn here: they are the technician's (T, in
+    edge.technician_view); a downgrade is (the red alert).
+    """
     unit = layout.unit
     mapping = _place_image(cv2, np, canvas, frame, layout.image)
     _draw_outline(cv2, np, canvas, layout, state, mapping)
@@ -369,23 +390,17 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
             layout.alert.x, layout.alert.h, layout.alert.w, int(unit * 1.1))
         _banner(cv2, canvas, band, _(state.developer_notice), AMBER, BLACK, unit * 0.6)
     if state.frozen:
-        _banner(cv2, canvas, Rect(layout.badge.x, layout.badge.y, min(layout.badge.w, int(unit * 11)),
-                                  layout.badge.h), _(FROZEN_TEXT), BLUE, WHITE, unit * 0.7)
+        badge = _badge(layout, alerts_bottom(layout, state))
+        _banner(cv2, canvas, badge, _(FROZEN_TEXT), BLUE, WHITE, unit * 0.7)
     if kind == "disconnected" and frame is None:
         middle = Rect(layout.image.x, layout.image.h // 3, layout.image.w, layout.image.h // 3)
-        _text_block(cv2, canvas, _(DISCONNECTED_TEXT), middle, unit, WHITE, centre=True)
+        text_block(canvas, _(DISCONNECTED_TEXT), middle, unit, WHITE, centre=True)
     elif frame is None and state.source_notice:
         middle = Rect(layout.image.x + layout.pad, layout.image.h // 3, layout.image.w - 2 * layout.pad,
                       layout.image.h // 3)
-        _text_block(cv2, canvas, _(state.source_notice), middle, unit * 0.7, WHITE, max_lines=3, centre=True)
+        text_block(canvas, _(state.source_notice), middle, unit * 0.7, WHITE, max_lines=3, centre=True)
     if state.message:
         _banner(cv2, canvas, layout.message, _(state.message), BLACK, WHITE, unit * 0.7)
-    tech = _tech_line(state, result)
-    if tech:
-        band = layout.tech
-        cv2.rectangle(canvas, (band.x - layout.pad // 2, band.y), (band.x + band.w, band.y + band.h), DARK,
-                      -1)
-        _text_block(cv2, canvas, tech, layout.tech, max(12.0, unit * 0.5), GREY, max_lines=1)
 
 
 def _canvas_for(np, canvas, size):

@@ -8,8 +8,11 @@ installed and falls back to Hershey (said once on stderr) when none is; a langua
 no font, or that needs shaping without libraqm, is a ConfigError naming the apt package. (OpenCV's
 ``cv2.freetype`` is opencv_contrib, absent from JetPack's OpenCV and from pip's headless wheels.)
 
-Both engines answer the same three calls, ``width(text, px, bold)``, ``line_height(px, bold)`` and
-``draw(canvas, text, x, baseline, px, colour, bold)``; ``px`` is the height of "Ag" in pixels.
+Both engines answer the same calls, ``width(text, px, bold)``, ``line_height(px, bold)``,
+``draw(canvas, text, x, baseline, px, colour, bold)``, ``ink_box`` (where a drawn text's ink goes),
+``cap_height(px, bold)`` (how tall its capitals, and the script's letters, are drawn) and
+``min_px(cap_px, bold)`` (the smallest ``px`` whose capitals are ``cap_px`` tall: the readable floor);
+``px`` is the height of "Ag" in pixels.
 FreeType lines are rendered once into an alpha mask and kept (``GlyphCache``), so a text drawn
 every frame costs one blend, not a rasterisation.
 """
@@ -32,8 +35,9 @@ DEJAVU = "/usr/share/fonts/truetype/dejavu/"
 class Script(object):
     """A writing system: its Unicode blocks, its fonts (regular, bold) in order, the apt packages."""
 
-    def __init__(self, name, blocks, fonts, fc_lang, packages, shaping):
+    def __init__(self, name, blocks, fonts, fc_lang, packages, shaping, letter="H"):
         self.name = name
+        self.letter = letter  # a letter as tall as the script's capitals (headline to baseline)
         self.blocks = blocks
         self.fonts = fonts
         self.fc_lang = fc_lang
@@ -56,11 +60,13 @@ SCRIPTS = {
         (NOTO + "NotoSansDevanagari-Regular.ttf", NOTO + "NotoSansDevanagari-Bold.ttf"),
         (LOHIT + "lohit-devanagari/Lohit-Devanagari.ttf", None),
         (LOHIT + "Gargi/Gargi.ttf", None),
-    ), "hi", "fonts-lohit-deva (or fonts-noto-core; fonts-noto-hinted on Ubuntu 18.04)", True),
+    ), "hi", "fonts-lohit-deva (or fonts-noto-core; fonts-noto-hinted on Ubuntu 18.04)", True,
+       "\u0915"),
     "bengali": Script("bengali", ((0x0980, 0x09FF), (0x0964, 0x0965), (0x200C, 0x200D)), (
         (NOTO + "NotoSansBengali-Regular.ttf", NOTO + "NotoSansBengali-Bold.ttf"),
         (LOHIT + "lohit-bengali/Lohit-Bengali.ttf", None),
-    ), "bn", "fonts-lohit-beng-bengali (or fonts-noto-core; fonts-noto-hinted on Ubuntu 18.04)", True),
+    ), "bn", "fonts-lohit-beng-bengali (or fonts-noto-core; fonts-noto-hinted on Ubuntu 18.04)", True,
+       "\u0995"),
 }
 # language -> its script (English: Latin only)
 LANGUAGE_SCRIPTS = {"en": "latin", "hi": "devanagari", "bn": "bengali"}
@@ -134,7 +140,21 @@ def _cut_cluster(text):
     return text
 
 
-class HersheyText(object):
+class _Floor(object):
+    """``min_px``: the smallest size whose capitals (and script letters) are at least ``cap_px`` tall."""
+
+    def min_px(self, cap_px, bold=False):
+        floors = self.__dict__.setdefault("_floors", {})
+        key = (cap_px, bool(bold))
+        if key not in floors:
+            px = cap_px * 0.5
+            while self.cap_height(px, bold) < cap_px and px < cap_px * 4:
+                px += 0.25
+            floors[key] = px
+        return floors[key]
+
+
+class HersheyText(_Floor):
     """OpenCV's built-in vector fonts: ASCII only (text is folded first); needs nothing installed."""
 
     name = "hershey"
@@ -170,6 +190,16 @@ class HersheyText(object):
     def cut(self, text):
         return text
 
+    def cap_height(self, px, bold=False):
+        """A capital's height at ``px`` (stroke included), as OpenCV sizes it."""
+        return self._scale(px, bold)[0] * self.cv2.getTextSize("H", self._font(bold), 1.0, 1)[0][1]
+
+    def ink_box(self, text, x, baseline, px, bold=False):
+        """(x0, y0, x1, y1) of ``text`` drawn at ``x``, ``baseline``: OpenCV's own text box."""
+        scale, thickness = self._scale(px, bold)
+        (width, height), below = self.cv2.getTextSize(self.fold(text), self._font(bold), scale, thickness)
+        return int(x), int(baseline) - height, int(x) + width, int(baseline) + below
+
     def draw(self, canvas, text, x, baseline, px, colour, bold=False):
         scale, thickness = self._scale(px, bold)
         self.cv2.putText(canvas, self.fold(text), (int(x), int(baseline)), self._font(bold), scale, colour,
@@ -198,7 +228,7 @@ class GlyphCache(object):
         return item
 
 
-class FreeTypeText(object):
+class FreeTypeText(_Floor):
     """FreeType through Pillow: the script's font for its letters, a Latin font for the rest."""
 
     name = "freetype"
@@ -308,6 +338,17 @@ class FreeTypeText(object):
         if not bold or fonts[1] != fonts[0] or not _has_stroke(self.ImageDraw):
             return {}
         return {"stroke_width": max(1, int(round(px * 0.04))), "stroke_fill": 255}
+
+    def cap_height(self, px, bold=False):
+        """The inked rows (half-covered or more) of "H" and of the script's tall letter, the shorter."""
+        letters = ["H"] + ([self._script.letter] if self._script.letter != "H" else [])
+        return min(int((self.mask(letter, px, bold)[0].max(axis=1) >= 0.5).sum()) for letter in letters)
+
+    def ink_box(self, text, x, baseline, px, bold=False):
+        """(x0, y0, x1, y1) of ``text``'s ink drawn at ``x``, ``baseline``."""
+        alpha, top, left = self.mask(text, px, bold)
+        x0, y0 = int(x) - left, int(baseline) - top
+        return x0, y0, x0 + alpha.shape[1], y0 + alpha.shape[0]
 
     def draw(self, canvas, text, x, baseline, px, colour, bold=False):
         if not text:

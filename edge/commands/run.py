@@ -42,9 +42,11 @@ def _size(text):
 
 def build_kiosk(args, stdout=None):
     """Config + arguments -> (Kiosk, source, sink); nothing is opened yet."""
+    from edge.capture import CaptureSettings
     from edge.caselog import CaseLog
     from edge.config import load_config, resolve_cpu_threads
     from edge.kiosk import Kiosk, default_classifier_opener, discover_modules
+    from edge.kiosk.pairing import pairing_from_config
     from edge.locate import locate
     from edge.outputs import KeyScript, open_output
     from edge.sdnotify import Notifier
@@ -82,7 +84,8 @@ def build_kiosk(args, stdout=None):
         notifier=Notifier(), stdout=(stdout or sys.stdout) if headless and not args.quiet else None,
         max_consecutive_failures=kiosk_cfg["max_consecutive_failures"],
         inference_timeout_s=kiosk_cfg["inference_timeout_s"],
-        size=(config.display["width"], config.display["height"]), locate=locate if args.locate else None)
+        size=(config.display["width"], config.display["height"]), locate=locate if args.locate else None,
+        capture=CaptureSettings.from_config(config), pairing=pairing_from_config(config))
     return kiosk, source, sink
 
 

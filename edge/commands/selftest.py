@@ -96,7 +96,8 @@ def load_settings(args):
     from edge.verify import FAIL, PASS, Check
 
     settings = {"models_dir": "/opt/medkiosk/models", "modules": [], "optional_modules": [], "source": "csi://0",
-                "backend": "auto", "precision": "fp16", "engine_cache": None, "trust": default_trust()}
+                "backend": "auto", "precision": "fp16", "engine_cache": None, "trust": default_trust(),
+                "display_size": None}
     checks = []
     try:
         from edge.config import load_config
@@ -104,6 +105,7 @@ def load_settings(args):
         config = load_config(args.config)
         settings.update({key: config.kiosk[key] for key in settings if key in config.kiosk})
         settings["trust"] = trust_from_config(config)
+        settings["display_size"] = (config.display["width"], config.display["height"])
         set_default_trust(settings["trust"])
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
         checks.append(language_check(config.kiosk["language"], static=getattr(args, "static", False)))
@@ -260,10 +262,13 @@ def camera_check(uri, frames=CAMERA_FRAMES, timeout_s=15.0):
     return Check(name, PASS, "{} frames of {}x{} in {:.2f} s".format(got, shape[1], shape[0], elapsed))
 
 
-def display_check(environ=None):
-    """Open the kiosk window once, draw a test card, close it."""
+def display_check(environ=None, size=None):
+    """Open the kiosk window fullscreen once, draw a test card, and check that it fills the screen.
+
+    ``size``: the config's [display] (width, height); a screen of another size is a WARN.
+    """
     from edge.errors import MedkioskError
-    from edge.verify import FAIL, PASS, SKIP, Check
+    from edge.verify import FAIL, SKIP, Check
 
     environ = os.environ if environ is None else environ
     if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
@@ -271,15 +276,37 @@ def display_check(environ=None):
                                       "with DISPLAY=:0 to check the HDMI output")
     import numpy as np
 
-    from edge.outputs import open_output
+    from edge.outputs import DisplaySink
 
+    width, height = size or (320, 240)
     try:
-        with open_output("display://0", fullscreen=False) as sink:
-            sink.write(np.full((240, 320, 3), 128, dtype=np.uint8))
+        with DisplaySink("0", fullscreen=True, environ=environ) as sink:
+            sink.write(np.full((height, width, 3), 128, dtype=np.uint8))
             sink.poll_key(200)
     except MedkioskError as exc:
         return Check("display", FAIL, str(exc))
-    return Check("display", PASS, "window opened on {}".format(environ.get("DISPLAY") or "Wayland"))
+    return window_check(sink, environ, size)
+
+
+def window_check(sink, environ, size):
+    """PASS when the window filled the screen; FAIL (with the fix) when it could not; WARN when the
+    screen is not the config's [display] size."""
+    from edge.i18n import _
+    from edge.verify import FAIL, PASS, WARN, Check
+
+    where = environ.get("DISPLAY") or "Wayland"
+    if sink.window_problem:
+        return Check("display", FAIL, "{}: {}".format(where, sink.window_problem))
+    fit = sink.fit
+    if size is not None and tuple(size) != fit.screen:
+        return Check("display", WARN, _("{}: the window fills the {}x{} screen, but [display] is {}x{}: the "
+                                        "screen is drawn at another size and scaled. Fix: set [display] "
+                                        "width = {} and height = {}").format(
+            where, fit.screen[0], fit.screen[1], size[0], size[1], *fit.screen))
+    detail = _("{}: the kiosk window fills the {}x{} screen").format(where, fit.screen[0], fit.screen[1])
+    if fit.fixes:
+        detail += " " + _("(resized {} times to do so)").format(fit.fixes)
+    return Check("display", PASS, detail)
 
 
 def run(args):
@@ -304,7 +331,7 @@ def run(args):
         camera = camera_check(settings["source"])
     sections.append((_("Camera"), [camera]))
     sections.append((_("Display"), [Check("display", SKIP, "--no-display") if args.no_display
-                                 else display_check()]))
+                                 else display_check(size=settings["display_size"])]))
     return report(args, sections, settings["trust"].developer_mode)
 
 

@@ -1,7 +1,7 @@
 """The kiosk's keys, one handler each (a table, no if/elif chain), and what they open lazily.
 
-SPACE freeze/live, M next module, F next image (import folder), S save case, H heatmap,
-Q/ESC quit (not in kiosk mode). A handler returns False to end the run.
+SPACE (or ENTER) freeze/live, M next module, F next image (import folder), S save case, H heatmap,
+C capture mode (when enabled), Q/ESC quit (not in kiosk mode). A handler returns False to end the run.
 """
 
 import os
@@ -59,11 +59,11 @@ def toggle_freeze(kiosk):
     if kiosk.screen.frame is None:
         kiosk.messages.say(_("Nothing to freeze - no image yet"))
         return
-    _hold(kiosk, kiosk.screen.frame.copy())
+    _hold(kiosk, kiosk.screen.frame.copy(), kiosk.screen.name)
 
 
-def _hold(kiosk, image):
-    kiosk.freeze.hold(image)
+def _hold(kiosk, image, name=None):
+    kiosk.freeze.hold(image, name)
     kiosk.screen.result = None
     kiosk.pipeline.resubmit()
 
@@ -117,8 +117,9 @@ def next_image(kiosk):
         kiosk.messages.say(desk.importer.notice or _("No images on the USB stick"))
         return
     _ok, image, _stamp = desk.importer.read()
-    _hold(kiosk, image)
-    kiosk.messages.say(_("Image {}").format(printable(os.path.basename(path))))
+    name = printable(os.path.basename(path))
+    _hold(kiosk, image, name)
+    kiosk.messages.say(_("Image {}").format(name))
 
 
 def _case_record(kiosk, result, slot):
@@ -159,6 +160,25 @@ def heatmap(kiosk):
     kiosk.messages.say(_(HEATMAP_MISSING))
 
 
+def capture_mode(kiosk):
+    """Capture mode (labelled photos for training, consent first): its own screens until ESC."""
+    from edge.kiosk.capture_mode import run_capture
+
+    return run_capture(kiosk)
+
+
+def technician(kiosk):
+    """T: the technician box (backend, provider, precision, fps, window, pairing) over the image."""
+    kiosk.views.toggle_technician()
+
+
+def pair_device(kiosk):
+    """P: show a pairing code of the LAN service with its QR code; P again closes it."""
+    message = kiosk.views.pairing.toggle()
+    if message:
+        kiosk.messages.say(message)
+
+
 def quit_kiosk(kiosk):
     if kiosk.kiosk_mode:
         kiosk.messages.say(_("Kiosk mode: the kiosk cannot be closed from the keyboard"))
@@ -168,10 +188,14 @@ def quit_kiosk(kiosk):
 
 KEY_HANDLERS = {
     "SPACE": toggle_freeze,
+    "ENTER": toggle_freeze,
     "M": next_module,
     "F": next_image,
     "S": save_case,
     "H": heatmap,
+    "C": capture_mode,
+    "T": technician,
+    "P": pair_device,
     "Q": quit_kiosk,
     "ESC": quit_kiosk,
 }

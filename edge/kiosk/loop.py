@@ -32,6 +32,7 @@ from edge.kiosk.modules import ModuleSet, default_classifier_opener
 from edge.kiosk.pipeline import FilePipeline
 from edge.kiosk.report import Reporter
 from edge.kiosk.screen import FrameClock, Freeze, Messages, Screen
+from edge.kiosk.views import KioskViews
 from edge.kiosk.worker import InferenceWorker
 from edge.locate import OutlineTracker
 from edge.overlay import OverlayRenderer, OverlayState, prediction_state
@@ -60,7 +61,7 @@ class Kiosk(object):
     def __init__(self, source, sink, slots, start=0, open_classifier=None, keys=None, kiosk_mode=True,
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
-                 size=(1280, 720), locate=None, trust=None):
+                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
@@ -76,7 +77,9 @@ class Kiosk(object):
         self.reporter = Reporter(stderr or sys.stderr, stdout, notifier)
         self.health = Health(self.reporter.log, max_consecutive_failures, inference_timeout_s)
         self.desk = Desk(caselog_factory, importer_factory)
+        self.capture = capture  # edge.capture.CaptureSettings for key C; None: capture mode is off
         self.renderer = OverlayRenderer()
+        self.views = KioskViews(pairing)  # file name, technician box (T), pairing panel (P)
         self.screen = Screen()
         self.freeze = Freeze()
         self.messages = Messages()
@@ -95,6 +98,11 @@ class Kiosk(object):
 
     def _stop_requested(self):
         return self._stop.is_set()
+
+    @property
+    def finished(self):
+        """True once stop() was asked for or ``max_frames`` screens were shown (capture mode's loop)."""
+        return self._stop.is_set() or (self.max_frames is not None and self.frames >= self.max_frames)
 
     @property
     def slot(self):
@@ -339,9 +347,14 @@ class Kiosk(object):
         if disconnected:
             self.screen.result = None
         started = time.monotonic()
-        canvas = self.renderer.draw(self.screen.frame if not disconnected else None, self.current_result(),
-                                    self._overlay_state(slot, disconnected))
+        state = self._overlay_state(slot, disconnected)
+        frame = self.screen.frame if not disconnected else None
+        canvas = self.renderer.draw(frame, self.current_result(), state)
+        self.views.draw(canvas, state, self._shown_name(),
+                        self._technician_info(slot, state) if self.views.technician else None)
         self.sink.write(canvas)
+        if self.frames == 0:
+            self._report_window()
         self.frames += 1
         self.clock.tick(time.monotonic() - started)
         self.reporter.announce(slot)
@@ -353,13 +366,46 @@ class Kiosk(object):
             return on_key(self, key)
         return True
 
+    def _report_window(self):
+        """After the first screen: the journal says when the window could not be made to fill the screen."""
+        problem = getattr(self.sink, "window_problem", None)
+        if problem:
+            self.reporter.log(problem)
+        fit = getattr(self.sink, "fit", None)
+        if fit is not None and fit.screen != self.size:
+            sizes = fit.screen + self.size + fit.screen
+            self.reporter.log(_("the screen is {}x{} but [display] is {}x{}: the picture is scaled. Fix: set "
+                                "[display] width = {} and height = {}").format(*sizes))
+
+    def _shown_name(self):
+        """The file name of the still image on screen (a USB image or a folder's), else None."""
+        return self.freeze.name if self.freeze.active else self.screen.name
+
+    def _technician_info(self, slot, state):
+        from edge.technician_view import TechnicianInfo
+
+        fit, problem = getattr(self.sink, "fit", None), getattr(self.sink, "window_problem", None)
+        pairing = self.views.pairing
+        bundle = slot.bundle
+        return TechnicianInfo(
+            backend=state.backend, precision=state.precision, provider=state.provider, fps=self.clock.fps,
+            draw_ms=self.clock.draw_s * 1000.0 if self.clock.draw_s else None, latency_ms=state.latency_ms,
+            module=slot.module_id,
+            bundle="{} {}".format(bundle.bundle_id, bundle.version) if bundle is not None else None,
+            source=self.source.describe(), window=problem or (fit.summary() if fit is not None else None),
+            pairing=pairing.base_url if pairing.available else pairing.problem, notices=state.fallback_reason)
+
+    def _module_line(self, slot):
+        """The module's title and which of how many it is: "Chest X-ray (adult) - 1/2"."""
+        return "{} - {}/{}".format(slot.title, self.modules.index + 1, len(self.modules.slots))
+
     def _overlay_state(self, slot, disconnected):
         info = slot.runner_info or {}
         notices = info.get("notices") or []
         result = self.current_result()
         located = self.screen.located if self.source.live and not self.freeze.active else None
         return OverlayState(
-            module_title=slot.title, module_installed=slot.usable, module_problem=slot.problem,
+            module_title=self._module_line(slot), module_installed=slot.usable, module_problem=slot.problem,
             frozen=self.freeze.active,
             analysing=slot.usable and self.screen.frame is not None and result is None,
             disconnected=disconnected, source_notice=getattr(self.source, "notice", None),

@@ -32,12 +32,13 @@ class Freeze(object):
         self.active = False
         self.frame = None
         self.stamp = None
+        self.name = None  # the held image's file name (a USB image, a folder's image), shown on screen
 
-    def hold(self, image):
-        self.active, self.frame, self.stamp = True, image, time.monotonic()
+    def hold(self, image, name=None):
+        self.active, self.frame, self.stamp, self.name = True, image, time.monotonic(), name
 
     def release(self):
-        self.active, self.frame = False, None
+        self.active, self.frame, self.name = False, None, None
 
     def restamp(self):
         """Classify the frozen image again (another module)."""

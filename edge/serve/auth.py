@@ -1,9 +1,12 @@
 """Pairing codes and per-device tokens, kept under ``<state_dir>/serve/`` (folder 0700, files 0600).
 
-A pairing code is six digits, shown on the kiosk (``medkiosk serve pair``), valid for
-``pair_minutes`` and for one device; five wrong tries void it. Redeeming it issues a random
-device token (256 bits); only its SHA-256 is stored, with the device's name and an expiry. The
-files are shared between the service and ``medkiosk serve pair``, which may run as two processes.
+A pairing code is six digits, shown on the kiosk screen (P, edge.kiosk.pairing) or printed by
+``medkiosk serve pair``, valid for ``pair_minutes`` and for one device; five wrong tries void it.
+Redeeming it issues a random device token (256 bits); only its SHA-256 is stored, with the device's
+name and an expiry. The files are how the processes share them: the kiosk (which has no network at
+all: its unit has PrivateNetwork=yes) or ``medkiosk serve pair`` writes the code's hash, the service
+redeems it, all as the unit's user in its private state directory. The plain code never touches
+the disk: it lives in the memory of the process that shows it.
 """
 
 import hashlib
@@ -69,6 +72,25 @@ class DeviceStore(object):
             _write_json(self._path(PAIRING_FILE), {"sha256": _digest(code), "expires": expires,
                                                    "tries": CODE_TRIES})
         return code, expires
+
+    def code_status(self, code):
+        """What became of ``code`` (issued by this unit): "active", "expired", or "ended" (redeemed,
+        voided by wrong tries, cancelled or replaced by a newer code)."""
+        with self._lock:
+            pairing = _read_json(self._path(PAIRING_FILE), None)
+        if pairing is None or not hmac.compare_digest(_digest(str(code)), pairing["sha256"]):
+            return "ended"
+        return "expired" if self.clock() > pairing["expires"] else "active"
+
+    def cancel_code(self, code):
+        """Void ``code`` if it is still the pending one (the kiosk closed its panel); True if it was."""
+        with self._lock:
+            path = self._path(PAIRING_FILE)
+            pairing = _read_json(path, None)
+            if pairing is None or not hmac.compare_digest(_digest(str(code)), pairing["sha256"]):
+                return False
+            os.unlink(path)
+        return True
 
     def redeem(self, code, device_name):
         """Pairing code -> a new device token (shown once); AuthError when wrong, used or expired."""

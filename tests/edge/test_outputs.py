@@ -62,7 +62,7 @@ def test_key_script_and_key_codes():
     assert script.exhausted and script.next_key() is None
     with pytest.raises(ConfigError, match="unknown key 'X'"):
         KeyScript("SPACE,X")
-    assert key_name(32) == "SPACE" and key_name(13) == "SPACE" and key_name(ord("m")) == "M"
+    assert key_name(32) == "SPACE" and key_name(13) == "ENTER" and key_name(ord("m")) == "M"
     assert key_name(ord("+")) == "M" and key_name(ord(".")) == "S"  # numeric keypad
     assert key_name(-1) is None and key_name(ord("z")) is None
 

@@ -81,7 +81,18 @@ function render(result) {
   state.resultId = result.result_id;
 }
 
+// The kiosk's QR code opens https://<unit>/#code=123456: the code fills the form, and the fragment
+// (never sent to the server) is dropped from the address bar and the history at once.
+function codeFromAddress() {
+  var found = /(?:^#|&)code=(\d{6})(?:&|$)/.exec(window.location.hash);
+  if (found) {
+    $("pair-code").value = found[1];
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+}
+
 function start() {
+  codeFromAddress();
   $("pair-form").addEventListener("submit", function (event) {
     event.preventDefault();
     say(tr("pairing"));

@@ -1,0 +1,188 @@
+"""P on the kiosk: a pairing code of the LAN service with its QR code (edge.kiosk.pairing, edge.pairing_view).
+
+Real: the service's DeviceStore in a temporary state directory (the files the service reads), segno's
+QR code drawn on an 800x480 kiosk screen, read back by OpenCV's QRCodeDetector and by zbarimg
+(zbar-tools; skipped where absent), and the code redeemed through the store as the service does.
+Time is the store's and the panel's injectable clock (expiry without waiting five minutes).
+"""
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import load_config
+from edge.errors import MedkioskError
+from edge.kiosk.pairing import LINGER_S, POLL_S, Pairing, pairing_from_config
+from edge.kiosk.views import KioskViews
+from edge.overlay import Layout, OverlayState, draw_overlay
+from edge.pairing_view import PairingView, pairing_url, qr_image
+from edge.serve.auth import CODE_TRIES, PAIRING_FILE, SERVE_DIR, DeviceStore
+
+SIZE = (800, 480)
+BASE_URL = "https://192.168.4.1:8443/"
+
+
+class Clock(object):
+    def __init__(self, now=1000000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    return DeviceStore(str(tmp_path / "state"), pair_seconds=300, clock=clock)
+
+
+def _screen(views, state=None):
+    state = state or OverlayState(module_title="Chest X-ray (adult) - 1/2", size=SIZE)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    canvas = draw_overlay(frame, None, state)
+    views.draw(canvas, state)
+    return canvas
+
+
+def _decode_opencv(canvas):
+    text, _points, _straight = cv2.QRCodeDetector().detectAndDecode(canvas)
+    return text
+
+
+def _decode_zbar(canvas, tmp_path):
+    if shutil.which("zbarimg") is None:
+        pytest.skip("zbarimg is not installed (apt-get install zbar-tools); OpenCV's detector still checked")
+    path = str(tmp_path / "screen.png")
+    cv2.imwrite(path, canvas)
+    out = subprocess.run(["zbarimg", "--quiet", "--raw", path], stdout=subprocess.PIPE, timeout=30)
+    return out.stdout.decode().strip()
+
+
+def test_p_shows_a_code_whose_qr_reads_back_and_that_the_service_accepts(store, clock, tmp_path):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    views = KioskViews(pairing, clock=clock)
+    assert pairing.toggle() is None
+    view = pairing.current()
+    assert re.match(r"^\d{6}$", view.code) and view.status == "active"
+    canvas = _screen(views)
+    url = BASE_URL + "#code=" + view.code
+    assert _decode_opencv(canvas) == url
+    assert _decode_zbar(canvas, tmp_path) == url
+    qr = views.drawn["pairing"].qr
+    assert qr.x >= 0 and qr.x + qr.w <= Layout(SIZE).image.w  # on the image area, not over the findings
+    # the service redeems the very code on screen (same store files), once
+    token = store.redeem(url.split("#code=")[1], "Clinic phone")
+    assert store.authenticate(token)["device"] == "Clinic phone"
+    clock.now += POLL_S
+    assert pairing.current().status == "paired" and pairing.current().device == "Clinic phone"
+    paired = _screen(views)
+    assert _decode_opencv(paired) == ""  # a used code is never drawn as something to scan
+    clock.now += LINGER_S
+    assert pairing.current() is None  # the outcome lingers, then the panel closes
+
+
+def test_only_the_hash_is_stored_privately(store, tmp_path):
+    pairing = Pairing(store, BASE_URL)
+    pairing.toggle()
+    folder = os.path.join(str(tmp_path / "state"), SERVE_DIR)
+    path = os.path.join(folder, PAIRING_FILE)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as handle:
+        assert pairing.view.code not in handle.read()
+
+
+def test_the_code_expires_on_screen_and_in_the_store(store, clock):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    pairing.toggle()
+    code = pairing.view.code
+    clock.now += 299
+    assert pairing.current().status == "active"
+    clock.now += 2  # 301 s: past pair_seconds
+    assert pairing.current().status == "expired"
+    canvas = _screen(KioskViews(pairing, clock=clock))
+    assert _decode_opencv(canvas) == ""
+    with pytest.raises(MedkioskError, match="expired"):
+        store.redeem(code, "late phone")
+
+
+def test_p_again_closes_and_voids_the_code(store, clock):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    pairing.toggle()
+    code = pairing.view.code
+    assert pairing.toggle() is None and pairing.current() is None
+    with pytest.raises(MedkioskError, match="no pairing code is active"):
+        store.redeem(code, "phone")
+
+
+def test_a_new_code_voids_the_old_one_and_wrong_tries_lock_it(store, clock):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    pairing.toggle()
+    first = pairing.view.code
+    pairing.toggle()  # close
+    pairing.toggle()  # a fresh code
+    assert store.code_status(first) == "ended"
+    for _ in range(CODE_TRIES):
+        with pytest.raises(MedkioskError, match="wrong pairing code"):
+            store.redeem("x", "guesser")
+    clock.now += POLL_S
+    view = pairing.current()
+    assert view.status == "ended" and view.device is None  # locked out, nobody paired
+
+
+def test_pairing_refusals(tmp_path):
+    off = Pairing(problem="Pairing: the LAN service is off. Fix: [serve] enabled = yes")
+    assert "Fix" in off.toggle() and off.current() is None
+
+    class BrokenStore(object):
+        def new_code(self):
+            raise MedkioskError("pairing store cannot be written. Fix: check the state directory")
+
+    assert "Pairing failed: pairing store cannot be written" in Pairing(BrokenStore(), BASE_URL).toggle()
+
+
+def _config(tmp_path, serve):
+    path = tmp_path / "medkiosk.conf"
+    path.write_text("[kiosk]\nstate_dir = {}\n[serve]\n{}\n".format(tmp_path / "state", serve))
+    return load_config(str(path))
+
+
+def test_pairing_from_config(tmp_path):
+    assert "enabled = yes" in pairing_from_config(_config(tmp_path, "enabled = no")).problem
+    bad = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 0.0.0.0"))
+    assert not bad.available and "every interface" in bad.problem
+    good = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 192.168.4.1\nport = 8443"))
+    assert good.available and good.base_url == BASE_URL
+
+
+def test_qr_image_and_url():
+    assert pairing_url("https://10.0.0.2:8443", "123456") == "https://10.0.0.2:8443/#code=123456"
+    image = qr_image("https://10.0.0.2:8443/#code=123456", 200)
+    side = image.shape[0]
+    assert image.shape == (side, side, 3) and side <= 200 and set(np.unique(image)) == {0, 255}
+    assert (image[:4] == 255).all()  # the quiet zone is white
+    assert PairingView("123456", BASE_URL, 0).spaced_code() == "123 456"
+
+
+def test_the_panel_is_redrawn_when_its_countdown_changes_and_reused_in_between(store, clock):
+    pairing = Pairing(store, BASE_URL, clock=clock)
+    pairing.toggle()
+    views = KioskViews(pairing, clock=clock)
+    first, again = _screen(views), _screen(views)
+    fresh = _screen(KioskViews(pairing, clock=clock))
+    assert np.array_equal(first, again) and np.array_equal(first, fresh)  # reused = drawn anew
+    clock.now += 1
+    later = _screen(views)
+    status = views.drawn["pairing"].status
+    assert not np.array_equal(status.crop(first), status.crop(later))  # 4:59 -> 4:58
+    assert _decode_opencv(later) == BASE_URL + "#code=" + pairing.view.code
