@@ -178,7 +178,8 @@ class Layout(object):
         self.title = Rect(inner_x, pad, inner_w - thumb - pad, thumb)
         self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, max(int(unit * 1.6), two_lines))
         body_y = self.subtitle.y + self.subtitle.h + pad
-        self.footer = Rect(inner_x, height - pad - int(unit * 2.0), inner_w, int(unit * 2.0))
+        footer_h = max(int(unit * 2.0), 2 * min_line_px(bold=True))  # the notice, whole, on two lines
+        self.footer = Rect(inner_x, height - pad - footer_h, inner_w, footer_h)
         self.keys = Rect(inner_x, self.footer.y - int(unit * 2.4), inner_w, int(unit * 2.4))
         self.body = Rect(inner_x, body_y, inner_w, self.keys.y - body_y - pad)
         self.banner = Rect(inner_x, body_y, inner_w, max(int(unit * 2.4), 2 * min_line_px(bold=True) + 6))
@@ -368,9 +369,11 @@ def banners_bottom(layout, state):
 
 
 def _badge(layout, top):
-    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there."""
+    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there; as wide
+    as its text in the worker's language (up to the image's width)."""
     y = max(top, layout.alert.h) + layout.pad
-    return Rect(layout.badge.x, y, min(layout.badge.w, int(layout.unit * 11)), layout.badge.h)
+    text_w = engine().width(_(FROZEN_TEXT), layout.unit * 0.7, True) + 16
+    return Rect(layout.badge.x, y, min(layout.badge.w, max(int(layout.unit * 11), text_w)), layout.badge.h)
 
 
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):

@@ -17,6 +17,7 @@ import os
 import numpy as np
 import pytest
 
+import edge.overlay as overlay
 import edge.overlay_text as overlay_text
 from edge import i18n
 from edge import text as text_engine
@@ -182,6 +183,10 @@ def test_every_panel_state_is_readable_at_800x480(spy, name):
     frame = None if options.get("disconnected") else textured()
     draw_overlay(frame, make(), _state(**options))
     texts = check_screen(spy.drawn)
+    joined = " ".join(texts)
+    assert i18n._(overlay.DISCLAIMER) in joined  # whole (never cut) in every language
+    if options.get("frozen"):
+        assert i18n._(overlay.FROZEN_TEXT) in texts
     if spy.language != "en":
         return
     assert any("Decision support" in t for t in texts)  # the notice is always there, never covered
@@ -199,12 +204,11 @@ def test_the_legend_shows_the_keypad_keys_and_stays_readable(spy):
     for name, same in SAME_AS.items():  # the legend's aliases are the kiosk's
         assert KEY_HANDLERS[name] is KEY_HANDLERS[same]
     legend = key_legend()
-    for part in ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"):
-        assert part in legend
+    english = ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save")
+    for part in english:  # the key names stay as printed on the keys, in every language
+        assert (part if spy.language == "en" else part.split()[0] + " ") in legend
     draw_overlay(textured(), _prediction([0.86, 0.08, 0.04, 0.02]), _state())
     shown = check_screen(spy.drawn)
-    if spy.language != "en":
-        return
     legend = [line for line in shown if any(item in line for item in key_legend_items())]
     # every entry whole, none cut or broken over two lines, in at most three lines
     assert sorted(sum((line.split("; ") for line in legend), [])) == sorted(key_legend_items())
@@ -311,3 +315,19 @@ def test_a_short_technician_box_drops_the_last_figures_not_the_readable_size(spy
     assert texts[0] == "Technician" and texts[-1] == "T: close" and len(boxes) < 12
     assert any(t.startswith("Backend") for t in texts) and not any(t.startswith("LAN pairing") for t in texts)
     assert boxes[-1].y + boxes[-1].h <= 100 + 150
+
+
+def test_the_capture_screens_are_readable_in_each_language(spy):
+    from edge.kiosk.capture_mode import CONSENT_TEXT, draw_capture, draw_consent
+
+    draw_consent(SIZE, message=i18n._("No consent - nothing stored"))
+    texts = check_screen(spy.drawn)
+    assert i18n._(CONSENT_TEXT).split()[0] in " ".join(texts)  # the statement in the worker's language
+    del spy.drawn[:]
+    view = {"title": i18n._("Capture: {}").format("skin"), "person": i18n._("Person {} - {} photo(s)").format(
+        "a1b2c3", 2), "labels": [("melanoma", 4, 1), ("nevus", 9, 0), ("psoriasis", 0, 0)], "selected": 1,
+        "quality": "Image quality too low - retake", "message": i18n._("Saved: {} ({})").format("nevus", 10)}
+    draw_capture(SIZE, textured(), view)
+    texts = check_screen(spy.drawn)
+    if spy.language != "en":
+        assert any(ord(c) > 0x900 for t in texts for c in t)  # drawn in the script, not folded to ASCII
