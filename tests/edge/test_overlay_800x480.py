@@ -97,12 +97,15 @@ def _engine(language):
         pytest.skip(str(exc))
 
 
-@pytest.fixture(params=LANGUAGES)
+@pytest.fixture(params=LANGUAGES + ("en-hershey",))
 def spy(request, monkeypatch):
-    """Every text drawn in ``language`` (its catalogue, its engine) recorded."""
-    spy = TextSpy(_engine(request.param), request.param)
+    """Every text drawn in ``language`` (its catalogue, its engine) recorded; en-hershey: English on
+    OpenCV's font, the fallback of a unit without Pillow or a Latin font."""
+    language = request.param.split("-")[0]
+    engine = text_engine.HersheyText() if request.param == "en-hershey" else _engine(language)
+    spy = TextSpy(engine, language)
     monkeypatch.setattr(text_engine, "use", lambda language: spy)
-    i18n.set_language(request.param)
+    i18n.set_language(language)
     yield spy
     i18n.set_language("en")
 
