@@ -311,7 +311,7 @@ class Kiosk(object):
     def _apply(self, outcome, live):
         job = outcome.job
         if outcome.slot_failed:
-            job.slot.problem = "Module cannot run here: {}".format(outcome.error)
+            job.slot.problem = _("Module cannot run here: {}").format(outcome.error)
             self.reporter.log(job.slot.problem)
             return
         if outcome.error is not None:

@@ -11,6 +11,7 @@ import json
 import os
 
 from edge.errors import BundleError
+from edge.i18n import _
 
 MANIFEST = "manifest.json"
 MANIFEST_ID_LIMIT = 1 << 20  # bytes read to find a damaged bundle's module id for its message
@@ -95,7 +96,7 @@ def _load_slot(folder):
     else:
         return ModuleSlot(bundle.module_id, bundle=bundle)
     module_id = _manifest_module_id(folder) or os.path.basename(folder.rstrip("/"))
-    return ModuleSlot(module_id, problem="Model bundle damaged: {}".format(problem))
+    return ModuleSlot(module_id, problem=_("Model bundle damaged: {}").format(problem))
 
 
 def _installed(folders):
@@ -110,8 +111,8 @@ def _installed(folders):
         where[module_id].append(folder)
         if slot.usable or found[module_id].usable:
             found[module_id] = ModuleSlot(module_id, problem=(
-                "Duplicate module id '{}' in {}: the kiosk cannot tell which to run. Fix: remove all but "
-                "one of these bundles".format(module_id, ", ".join(where[module_id]))))
+                _("Duplicate module id '{}' in {}: the kiosk cannot tell which to run. Fix: remove all but "
+                  "one of these bundles").format(module_id, ", ".join(where[module_id]))))
     return found
 
 
@@ -133,8 +134,8 @@ def discover_modules(models_dir, module_ids, first=None):
     for module_id in ids:
         slot = found.get(module_id)
         if slot is None:
-            slot = ModuleSlot(module_id, problem="No model bundle for '{}' in {}. Install it, or press M for "
-                                                 "another module".format(module_id, models_dir))
+            problem = _("No model bundle for '{}' in {}. Install it, or press M for another module")
+            slot = ModuleSlot(module_id, problem=problem.format(module_id, models_dir))
         slots.append(slot)
     if first:
         start = ids.index(first)
