@@ -11,6 +11,10 @@ A bundle is a folder::
 Optional manifest section ``quality``: ``{"blur_threshold": t, ...}`` measured on the validation
 images at export; the kiosk's blur gate never demands more sharpness than that.
 
+Optional manifest section ``heatmap`` (``export --heatmap``): ``{"output": "heatmap", "method": "cam",
+"shape": [K, h, w], ...}``: model.onnx has that extra output, float32 [N, K, h, w], one
+class-activation map per class whose spatial mean is the class logit (``export.heatmap``).
+
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
 the fix; it never lets a raw traceback reach the user: a manifest over ``MAX_MANIFEST_BYTES``,
 malformed or nested too deeply is one BundleError, and ``model_file`` must stay inside the folder.
@@ -39,6 +43,8 @@ REQUIRED_FIELDS = ("schema_version", "module", "model", "model_file", "model_sha
                    "created", "version")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_EXPECTED_BYTES = 4 << 20
+HEATMAP_FIELD = "heatmap"
+HEATMAP_METHODS = ("cam",)
 
 
 def utc_now_iso():
@@ -115,6 +121,11 @@ class Bundle(object):
     @property
     def model_path(self):
         return os.path.join(self.path, self.manifest["model_file"])
+
+    @property
+    def heatmap(self):
+        """The manifest's validated ``heatmap`` section, or None when the model has no heatmap output."""
+        return self.manifest.get(HEATMAP_FIELD)
 
     @property
     def input_name(self):
@@ -199,6 +210,33 @@ def _check_onnx_matches(path, description, info):
             description.num_classes, out_shape), RE_EXPORT)
 
 
+def _check_heatmap(path, section, description, info):
+    """The optional ``heatmap`` section: a known method, shape [K, h, w], an output model.onnx has."""
+    if section is None:
+        return
+    shape = section.get("shape") if isinstance(section, dict) else None
+    if not isinstance(shape, list) or len(shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise BundleError(path, "heatmap.shape", "must be [classes, height, width], got {!r}".format(shape),
+                          RE_EXPORT)
+    if shape[0] != description.num_classes:
+        raise BundleError(path, "heatmap.shape", "has {} maps for {} classes".format(
+            shape[0], description.num_classes), RE_EXPORT)
+    if section.get("method") not in HEATMAP_METHODS:
+        raise BundleError(path, "heatmap.method", "must be one of {}, got {!r}".format(
+            ", ".join(HEATMAP_METHODS), section.get("method")), RE_EXPORT)
+    outputs = {o["name"]: o["shape"] for o in info.outputs}
+    name = section.get("output")
+    taken = (description.output_name, (description.input_check or {}).get("output"))
+    if name not in outputs or name in taken:
+        raise BundleError(path, "heatmap.output", "model.onnx has no separate output {!r} (has {})".format(
+            name, sorted(outputs)), RE_EXPORT)
+    got = outputs[name]
+    if len(got) != 4 or any(isinstance(g, int) and g != w for g, w in zip(got[1:], shape)):
+        raise BundleError(path, "heatmap.shape", "manifest says {} but model.onnx outputs {}".format(
+            shape, got), RE_EXPORT)
+
+
 def load_bundle(path, check_hash=True, trust=None, require_golden=True):
     """Load and validate the bundle folder at ``path``; raise BundleError on any problem.
 
@@ -265,6 +303,7 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
             raise BundleError(path, "quality.blur_threshold", "must be a number >= 0, got {!r}".format(blur),
                               RE_EXPORT)
     _check_onnx_matches(path, description, info)
+    _check_heatmap(path, manifest.get(HEATMAP_FIELD), description, info)
     return Bundle(path, manifest, description, info, signer=signer, signature_problem=problem)
 
 

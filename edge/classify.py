@@ -46,7 +46,8 @@ class Prediction(object):
 
     def __init__(self, classes, display_names, probabilities, task, uncertain, bundle_id,
                  present=None, out_of_scope=False, out_of_scope_message=None, ood_score=None,
-                 quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None):
+                 quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None,
+                 heatmap=None):
         self.classes = list(classes)
         self.display_names = list(display_names)
         self.probabilities = [float(p) for p in probabilities]
@@ -62,6 +63,7 @@ class Prediction(object):
         self.latency_ms = latency_ms
         self.localisation = localisation  # edge.locate.Localisation, or None (classified as given)
         self.thumbnail = thumbnail  # small BGR copy of exactly what the model saw, or None
+        self.heatmap = heatmap  # [K, h, w] class-activation maps (edge.heatmap), or None
 
     @property
     def ranking(self):
@@ -110,6 +112,10 @@ class Prediction(object):
             data["out_of_scope_message"] = self.out_of_scope_message
         if self.ood_score is not None:
             data["ood_score"] = round(self.ood_score, 6)
+        if self.heatmap is not None:
+            top = self.ranking[0]
+            data["heatmap"] = {"class": self.classes[top], "shape": list(self.heatmap.shape[1:]),
+                               "values": [[round(float(v), 4) for v in row] for row in self.heatmap[top]]}
         data["quality"] = self.quality.to_dict() if self.quality is not None else None
         if self.localisation is not None:
             data["localisation"] = self.localisation.to_dict()
@@ -157,10 +163,12 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
         ood_score = float(require("numpy").asarray(outputs["ood_score"]).reshape(-1)[index])
         if ood_score > float(check["threshold"]):
             out_of_scope, message = True, check["message"]
+    heatmap = outputs.get("heatmap")
     return Prediction(description.classes, description.display_names, probabilities, description.task,
                       uncertain, bundle.bundle_id, present=present, out_of_scope=out_of_scope,
                       out_of_scope_message=message, ood_score=ood_score, quality=quality,
-                      backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail)
+                      backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail,
+                      heatmap=None if heatmap is None else require("numpy").asarray(heatmap)[index])
 
 
 class Prepared(object):
