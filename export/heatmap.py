@@ -147,3 +147,61 @@ def compare_heatmaps(reference, candidate, precision):
     tolerance = HEATMAP_TOLERANCE[precision]
     return {"ok": reference.shape == candidate.shape and diff / scale <= tolerance,
             "max_abs_diff": diff, "relative_diff": diff / scale, "tolerance": tolerance}
+
+
+def _attribute(node, name, default):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return require("onnx").helper.get_attribute_value(attribute)
+    return default
+
+
+def _pooled_gemm(graph):
+    """(feature map name, Gemm node) for ``GlobalAveragePool -> Flatten -> Gemm``; ExportError if absent."""
+    producers = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        flatten = producers.get(node.input[0]) if node.op_type == "Gemm" else None
+        is_flatten = flatten is not None and flatten.op_type == "Flatten"
+        pool = producers.get(flatten.input[0]) if is_flatten else None
+        if pool is not None and pool.op_type == "GlobalAveragePool":
+            if _attribute(node, "transB", 0) != 1 or _attribute(node, "alpha", 1.0) != 1.0 or \
+                    _attribute(node, "transA", 0) != 0 or len(node.input) < 3:
+                continue
+            return pool.input[0], node
+    raise ExportError("the graph has no GlobalAveragePool -> Flatten -> Gemm classifier to take a "
+                      "class-activation map from. Fix: export from the checkpoint with --heatmap")
+
+
+def graft_heatmap(model):
+    """An exported ONNX model (``onnx.ModelProto``) -> a copy with a ``heatmap`` output added.
+
+    For bundles whose checkpoint is gone: the CAM is grafted from the graph's own classifier weights
+    (the same 1x1 Conv ``with_heatmap`` exports). The lab uses it to evaluate shipped models
+    (``training.pointing``); a bundle for units is still re-exported from its checkpoint.
+    """
+    onnx = require("onnx")
+    numpy_helper = onnx.numpy_helper
+    grafted = onnx.ModelProto()
+    grafted.CopyFrom(model)
+    graph = grafted.graph
+    fmap, gemm = _pooled_gemm(graph)
+    initializers = {i.name: i for i in graph.initializer}
+    if gemm.input[1] not in initializers or gemm.input[2] not in initializers:
+        raise ExportError("the classifier's weights are not constants of the graph. Fix: export from the "
+                          "checkpoint with --heatmap")
+    weight = numpy_helper.to_array(initializers[gemm.input[1]])
+    bias = numpy_helper.to_array(initializers[gemm.input[2]]) * float(_attribute(gemm, "beta", 1.0))
+    kernel = weight.reshape(weight.shape + (1, 1)).astype("float32")
+    graph.initializer.extend([
+        numpy_helper.from_array(kernel, "heatmap.cam_weight"),
+        numpy_helper.from_array(bias.reshape(-1).astype("float32"), "heatmap.cam_bias")])
+    graph.node.append(onnx.helper.make_node("Conv", [fmap, "heatmap.cam_weight", "heatmap.cam_bias"],
+                                            [HEATMAP_OUTPUT], name="heatmap/cam", kernel_shape=[1, 1]))
+    inferred = onnx.shape_inference.infer_shapes(grafted)
+    value = [v for v in inferred.graph.value_info if v.name == HEATMAP_OUTPUT]
+    if not value:
+        raise ExportError("shape inference could not size the grafted heatmap. Fix: export from the "
+                          "checkpoint with --heatmap")
+    graph.output.append(value[0])
+    onnx.checker.check_model(grafted)
+    return grafted

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import onnxruntime
 import pytest
 
 pytest.importorskip("torch")
@@ -173,3 +174,27 @@ def _edited(bundle_dir, tmp_path, change):
 def test_bundle_refuses_a_heatmap_section_that_does_not_match(heatmap_bundle, tmp_path, change, problem):
     with pytest.raises(BundleError, match=problem):
         load_lab_bundle(_edited(heatmap_bundle, tmp_path, change))
+
+
+def test_graft_onto_a_shipped_graph_matches_the_exported_heatmap(heatmap_bundle, tiny_bundle, synth_images):
+    """The test bundle (same checkpoint, exported without heatmap) grafted: the same maps."""
+    import onnx
+
+    grafted = export_heatmap.graft_heatmap(onnx.load(os.path.join(tiny_bundle, "model.onnx")))
+    assert [o.name for o in grafted.graph.output] == ["probabilities", "heatmap"]
+    session = onnxruntime.InferenceSession(
+        grafted.SerializeToString(), providers=["CPUExecutionProvider"])
+    exported = onnx_export.onnx_session(load_lab_bundle(heatmap_bundle).model_path)
+    batch = preprocess(load_image(synth_images["stripes"][0]), load_lab_bundle(tiny_bundle).description.input)
+    got, want = session.run(["heatmap"], {"image": batch})[0], exported.run(["heatmap"], {"image": batch})[0]
+    assert got.shape == (1, 4, 2, 2) and np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_graft_refuses_a_graph_without_a_pooled_linear_classifier():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    with pytest.raises(ExportError, match="no GlobalAveragePool -> Flatten -> Gemm"):
+        export_heatmap.graft_heatmap(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
