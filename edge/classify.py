@@ -24,6 +24,7 @@ import base64
 import time
 
 from edge.errors import BackendError
+from edge.i18n import _
 from edge.lazy import require
 from edge.locate import locate
 from edge.preprocess import normalise_crop, preprocess
@@ -64,6 +65,8 @@ class Prediction(object):
         self.localisation = localisation  # edge.locate.Localisation, or None (classified as given)
         self.thumbnail = thumbnail  # small BGR copy of exactly what the model saw, or None
         self.heatmap = heatmap  # [K, h, w] class-activation maps (edge.heatmap), or None
+        self.suggested_module = None  # set by edge.suggest when another module's input check accepts
+        self.suggested_title = None
 
     @property
     def ranking(self):
@@ -80,11 +83,24 @@ class Prediction(object):
         """Class name (not display name) of the most probable class."""
         return self.classes[self.ranking[0]]
 
+    def suggestion_line(self, key=None):
+        """"This looks like an image for <title> ..." when ``edge.suggest`` found a module; else None.
+        ``key``: the kiosk key that switches to it; without one (CLI) the module id is named."""
+        if not self.suggested_module:
+            return None
+        if key:
+            return _("This looks like an image for {} - press {} to switch to it").format(
+                self.suggested_title, key)
+        return _("This looks like an image for {} - classify it with module '{}'").format(
+            self.suggested_title, self.suggested_module)
+
     def notes(self):
-        """Short lines to show under the top-3 (out of scope, uncertain, image quality)."""
+        """Short lines to show under the top-3 (out of scope, suggestion, uncertain, image quality)."""
         lines = []
         if self.out_of_scope:
             lines.append("OUT OF SCOPE: {} - result not shown".format(self.out_of_scope_message))
+            if self.suggested_module:
+                lines.append(self.suggestion_line())
         if self.uncertain:
             if self.task == "multilabel":
                 lines.append("UNCERTAIN: no finding is clearly present or clearly absent")
@@ -110,6 +126,10 @@ class Prediction(object):
             data["present"] = list(self.present)
         if self.out_of_scope:
             data["out_of_scope_message"] = self.out_of_scope_message
+        data["suggested_module"] = self.suggested_module
+        if self.suggested_module:
+            data["suggested_module_title"] = self.suggested_title
+            data["suggestion"] = self.suggestion_line()
         if self.ood_score is not None:
             data["ood_score"] = round(self.ood_score, 6)
         if self.heatmap is not None:

@@ -65,7 +65,8 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None,
+                 heatmap=False):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -86,6 +87,7 @@ class OverlayState(object):
         self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
         self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
         self.developer_notice = developer_notice  # edge.signing.DEVELOPER_BANNER: shown while it holds
+        self.heatmap = heatmap  # H: draw the result's heatmap over the analysed image (edge.heatmap)
 
 
 class Rect(object):
@@ -323,6 +325,15 @@ def _subtitle(result):
     return "Most likely findings"
 
 
+def _draw_refusal(cv2, canvas, layout, result):
+    """Under an out-of-scope banner: the module to switch to (M), else that nothing is shown."""
+    suggestion = result.suggestion_line("M") if getattr(result, "suggested_module", None) else None
+    if suggestion:
+        _text_block(cv2, canvas, suggestion, layout.top3, layout.unit * 0.8, WHITE, bold=True, max_lines=3)
+    else:
+        _text_block(cv2, canvas, "No result shown for this image", layout.top3, layout.unit * 0.7, GREY)
+
+
 def _draw_panel(cv2, canvas, layout, result, state, kind):
     """The right-hand panel: title, findings or state banner, keys, disclaimer."""
     unit = layout.unit
@@ -352,7 +363,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
         message = (getattr(result, "out_of_scope_message", None)
                    or "Image outside this module - check the module")
         _banner(cv2, canvas, layout.banner, message, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        _draw_refusal(cv2, canvas, layout, result)
     else:
         if kind == "uncertain":
             _banner(cv2, canvas, layout.banner, UNCERTAIN_TEXT, YELLOW, BLACK, banner_px)
@@ -363,11 +374,27 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
+def heatmap_frame(result, state, kind, frame=None):
+    """With H on and a confident result from a heatmap bundle: the analysed image (the located crop,
+    else ``frame``) with the top finding's map over it; None otherwise (the frame is drawn as it is)."""
+    if not state.heatmap or kind != "ok" or getattr(result, "heatmap", None) is None:
+        return None
+    localisation = getattr(result, "localisation", None)
+    base = localisation.crop if localisation is not None else frame
+    if base is None:
+        return None
+    from edge.heatmap import prediction_overlay
+
+    return prediction_overlay(result, base)
+
+
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     """The camera image and what goes over it: alerts, FROZEN, messages, the technician corner."""
     unit = layout.unit
-    mapping = _place_image(cv2, np, canvas, frame, layout.image)
-    _draw_outline(cv2, np, canvas, layout, state, mapping)
+    shown = heatmap_frame(result, state, kind, frame)
+    mapping = _place_image(cv2, np, canvas, frame if shown is None else shown, layout.image)
+    if shown is None:  # the outline is in camera-frame pixels: not over the analysed crop
+        _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
         alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
@@ -430,7 +457,8 @@ def _shown(result, layout):
         thumb = require("numpy").ascontiguousarray(thumb)
     thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(thumb.data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
-            getattr(result, "out_of_scope_message", None), thumb_key)
+            getattr(result, "out_of_scope_message", None), thumb_key,
+            getattr(result, "suggested_module", None))
 
 
 def _panel_key(result, state, kind, layout):
