@@ -24,13 +24,18 @@ import base64
 import time
 
 from edge.errors import BackendError
-from edge.i18n import _
+from edge.i18n import N_, _
 from edge.lazy import require
 from edge.locate import locate
 from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
 
 DISCLAIMER = "Decision support only \u2014 not a diagnosis"
+PERCENT = "percent"
+# The one table of coarse words shown instead of percentages (bundles whose calibration is not
+# shown to hold, and every uncertain result): a probability p gets the first word whose lower
+# bound it reaches. Screen, CLI and LAN service all use it (``likelihood_word``).
+LIKELIHOOD_WORDS = ((0.70, N_("likely")), (0.30, N_("possible")), (0.0, N_("unlikely")))
 TOP_K = 3
 THUMBNAIL_SIZE = 96
 # Modules whose pictures are X-ray films or screens: their frames go through edge.locate. A
@@ -48,7 +53,7 @@ class Prediction(object):
     def __init__(self, classes, display_names, probabilities, task, uncertain, bundle_id,
                  present=None, out_of_scope=False, out_of_scope_message=None, ood_score=None,
                  quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None,
-                 heatmap=None):
+                 heatmap=None, display=PERCENT):
         self.classes = list(classes)
         self.display_names = list(display_names)
         self.probabilities = [float(p) for p in probabilities]
@@ -66,6 +71,7 @@ class Prediction(object):
         self.thumbnail = thumbnail  # small BGR copy of exactly what the model saw, or None
         self.heatmap = heatmap  # [K, h, w] class-activation maps (edge.heatmap), or None
         self.suggested_module = None  # set by edge.suggest when another module's input check accepts
+        self.display = display  # edge.bundle.display_mode: "percent" or "words"
         self.suggested_title = None
 
     @property
@@ -82,6 +88,18 @@ class Prediction(object):
     def top1(self):
         """Class name (not display name) of the most probable class."""
         return self.classes[self.ranking[0]]
+
+    @property
+    def shows_percent(self):
+        """Percentages only for a calibrated bundle's confident result; words otherwise (never an
+        uncertain result next to a confident-looking number)."""
+        return self.display == PERCENT and not self.uncertain
+
+    def value_text(self, probability, percent_format=None):
+        """What is shown for one probability: its percentage, or its likelihood word."""
+        if self.shows_percent:
+            return (percent_format or "{:.0%}").format(probability)
+        return likelihood_word(probability)
 
     def suggestion_line(self, key=None):
         """"This looks like an image for <title> ..." when ``edge.suggest`` found a module; else None.
@@ -115,7 +133,9 @@ class Prediction(object):
             "bundle_id": self.bundle_id,
             "task": self.task,
             "probabilities": {name: round(p, 6) for name, p in zip(self.classes, self.probabilities)},
-            "top3": [{"name": name, "probability": round(p, 6)} for name, p in self.top3],
+            "top3": [{"name": name, "probability": round(p, 6), "word": likelihood_word(p)}
+                     for name, p in self.top3],
+            "display": PERCENT if self.shows_percent else "words",
             "top1": self.top1,
             "uncertain": self.uncertain,
             "out_of_scope": self.out_of_scope,
@@ -146,6 +166,14 @@ class Prediction(object):
     def __repr__(self):
         return "Prediction({}, top3={}, uncertain={}, out_of_scope={})".format(
             self.bundle_id, [(n, round(p, 3)) for n, p in self.top3], self.uncertain, self.out_of_scope)
+
+
+def likelihood_word(probability):
+    """The LIKELIHOOD_WORDS word for a probability, translated."""
+    for low, word in LIKELIHOOD_WORDS:
+        if probability >= low:
+            return _(word)
+    return _(LIKELIHOOD_WORDS[-1][1])
 
 
 def _png_base64(image):
@@ -188,7 +216,8 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
                       uncertain, bundle.bundle_id, present=present, out_of_scope=out_of_scope,
                       out_of_scope_message=message, ood_score=ood_score, quality=quality,
                       backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail,
-                      heatmap=None if heatmap is None else require("numpy").asarray(heatmap)[index])
+                      heatmap=None if heatmap is None else require("numpy").asarray(heatmap)[index],
+                      display=getattr(bundle, "display", PERCENT))
 
 
 class Prepared(object):

@@ -270,8 +270,16 @@ def _tech_line(state, result):
     return "  |  ".join(parts)
 
 
+def row_value(result, probability):
+    """(text, bar fraction or None) of one row: a percentage and its bar for a calibrated bundle's
+    confident result; otherwise the likelihood word (edge.classify.LIKELIHOOD_WORDS) and no bar."""
+    if getattr(result, "shows_percent", True):
+        return format_percent(probability), min(1.0, max(0.0, float(probability)))
+    return result.value_text(probability), None
+
+
 def _rows(cv2, canvas, layout, result, dim):
-    """The top-3 rows: name and percentage on one line, a bar under it."""
+    """The top-3 rows: name and percentage (or likelihood word) on one line, a bar under a percentage."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
@@ -283,7 +291,7 @@ def _rows(cv2, canvas, layout, result, dim):
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
-        percent = format_percent(probability)
+        percent, fraction = row_value(result, probability)
         p_size = cv2.getTextSize(percent, cv2.FONT_HERSHEY_DUPLEX, scale, thickness + 1)[0]
         text_y = y + int(layout.unit * 1.1)
         label, label_scale = _fit(cv2, "{}. {}".format(index + 1, ascii_text(name)), font, scale, thickness,
@@ -291,10 +299,12 @@ def _rows(cv2, canvas, layout, result, dim):
         cv2.putText(canvas, label, (rect.x, text_y), font, label_scale, colour, thickness, cv2.LINE_AA)
         cv2.putText(canvas, percent, (rect.x + rect.w - p_size[0], text_y), cv2.FONT_HERSHEY_DUPLEX, scale,
                     colour, thickness + 1, cv2.LINE_AA)
+        if fraction is None:
+            continue
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
-        filled = int(round((rect.w - 1) * min(1.0, max(0.0, float(probability)))))
+        filled = int(round((rect.w - 1) * fraction))
         if filled > 0:
             cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + filled, bar_y + bar_h), BAR_DIM if dim else BAR,
                           -1)
@@ -449,8 +459,9 @@ def _shown(result, layout):
     if result is None:
         return None
     bar_w = layout.top3.w - 1
-    rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
-                 for name, p in list(getattr(result, "top3", None) or [])[:3])
+    values = [(name, row_value(result, p)) for name, p in list(getattr(result, "top3", None) or [])[:3]]
+    rows = tuple((name, text, None if bar is None else int(round(bar_w * bar)))
+                 for name, (text, bar) in values)
     quality = getattr(result, "quality", None)
     thumb = getattr(result, "thumbnail", None)
     if thumb is not None:

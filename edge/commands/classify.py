@@ -66,7 +66,8 @@ def format_prediction(path, prediction):
     else:
         width = max(len(name) for name, _p in prediction.top3)
         for rank, (name, probability) in enumerate(prediction.top3, 1):
-            lines.append("  {}. {:<{}}  {:5.1f}%".format(rank, name, width, probability * 100.0))
+            lines.append("  {}. {:<{}}  {:>6}".format(rank, name, width,
+                                                      prediction.value_text(probability, "{:.1%}")))
         if prediction.task == "multilabel":
             lines.append("  (per-finding probabilities; present: {})".format(
                 ", ".join(prediction.present) or "none"))

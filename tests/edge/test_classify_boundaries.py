@@ -229,7 +229,8 @@ def test_prediction_defaults_and_six_decimals():
     prediction = Prediction(["a", "b"], ["A", "B"], [0.12345678, 0.87654322], "multiclass", False, "id")
     assert not prediction.out_of_scope and prediction.present == [] and prediction.ood_score is None
     data = prediction.to_dict()
-    assert data["top3"] == [{"name": "B", "probability": 0.876543}, {"name": "A", "probability": 0.123457}]
+    assert data["top3"] == [{"name": "B", "probability": 0.876543, "word": "likely"},
+                            {"name": "A", "probability": 0.123457, "word": "unlikely"}]
     scored = Prediction(["a"], ["A"], [1.0], "multiclass", False, "id", ood_score=0.12345678)
     assert scored.to_dict()["ood_score"] == 0.123457
 
