@@ -27,11 +27,14 @@ from edge.errors import BackendError
 from edge.i18n import N_, _
 from edge.lazy import require
 from edge.locate import locate
+from edge.overlay import UNCERTAIN_TEXT
 from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
 
 DISCLAIMER = "Decision support only \u2014 not a diagnosis"
 PERCENT = "percent"
+UNCERTAIN_REASONS = {"multilabel": "no finding is clearly present or clearly absent",
+                     "multiclass": "no class is clearly more likely"}
 # The one table of coarse words shown instead of percentages (bundles whose calibration is not
 # shown to hold, and every uncertain result): a probability p gets the first word whose lower
 # bound it reaches. Screen, CLI and LAN service all use it (``likelihood_word``).
@@ -119,11 +122,9 @@ class Prediction(object):
             lines.append("OUT OF SCOPE: {} - result not shown".format(self.out_of_scope_message))
             if self.suggested_module:
                 lines.append(self.suggestion_line())
-        if self.uncertain:
-            if self.task == "multilabel":
-                lines.append("UNCERTAIN: no finding is clearly present or clearly absent")
-            else:
-                lines.append("UNCERTAIN: no class is clearly more likely - review by a clinician")
+        if self.uncertain:  # the screen's banner, with why (its rows are words: never a percentage)
+            reason = UNCERTAIN_REASONS["multilabel" if self.task == "multilabel" else "multiclass"]
+            lines.append("{} ({})".format(UNCERTAIN_TEXT, reason))
         if self.quality is not None and not self.quality.ok:
             lines.append(self.quality.message)
         return lines

@@ -71,9 +71,10 @@ def test_multilabel_present_and_absent_exactly_at_the_band(probs, threshold, pre
 
 def test_multilabel_notes_and_multiclass_notes_differ():
     ml = _post([0.5, 0.5], _bundle(task="multilabel", classes=("x", "y"), abstain=0.75))
-    assert ml.notes() == ["UNCERTAIN: no finding is clearly present or clearly absent"]
+    assert ml.notes() == ["Uncertain - retake the image or refer (no finding is clearly present or "
+                          "clearly absent)"]
     mc = _post([0.25, 0.25, 0.25, 0.25], _bundle())
-    assert mc.notes() == ["UNCERTAIN: no class is clearly more likely - review by a clinician"]
+    assert mc.notes() == ["Uncertain - retake the image or refer (no class is clearly more likely)"]
     assert "present" not in mc.to_dict()
 
 
