@@ -88,3 +88,14 @@ def test_heatmap_frame_uses_the_located_crop(real_xray):
     prediction.localisation = Located()
     shown = heatmap_frame(prediction, OverlayState(heatmap=True), "ok", np.zeros((300, 300, 3), np.uint8))
     assert shown.shape[:2] == (100, 120)
+
+
+def test_a_saved_record_gives_back_the_top_map_for_the_referral_sheet(real_xray):
+    import json
+
+    record = json.loads(json.dumps(_prediction(_maps()).to_dict()))  # as a case log stores it
+    restored = heatmap.record_map(record)
+    assert restored.shape == (7, 7) and restored[2, 5] == 4.0 and record["heatmap"]["class"] == "b"
+    assert heatmap.record_map(_prediction().to_dict()) is None and heatmap.record_map(None) is None
+    image = load_image(real_xray)
+    assert heatmap.overlay_heatmap(image, restored).shape == image.shape[:2] + (3,)
