@@ -123,7 +123,8 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None,
+                 heatmap=False):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -144,6 +145,7 @@ class OverlayState(object):
         self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
         self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
         self.developer_notice = developer_notice  # edge.signing.DEVELOPER_BANNER: shown while it holds
+        self.heatmap = heatmap  # H: draw the result's heatmap over the analysed image (edge.heatmap)
 
 
 class Rect(object):
@@ -259,8 +261,17 @@ def _draw_thumbnail(cv2, np, canvas, layout, result):
         _place_image(cv2, np, canvas, image, layout.thumbnail)
 
 
+def row_value(result, probability):
+    """(text, bar fraction or None) of one row: a percentage and its bar for a calibrated bundle's
+    confident result; otherwise the likelihood word (edge.classify.LIKELIHOOD_WORDS) and no bar."""
+    if getattr(result, "shows_percent", True):
+        return format_percent(probability), min(1.0, max(0.0, float(probability)))
+    return result.value_text(probability), None
+
+
 def _rows(cv2, canvas, layout, result, dim):
-    """The top-3 rows: name (in the worker's language) and percentage on one line, a bar under it."""
+    """The top-3 rows: name (in the worker's language) and percentage (or likelihood word) on one
+    line, a bar under a percentage."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
@@ -271,17 +282,19 @@ def _rows(cv2, canvas, layout, result, dim):
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
-        percent = format_percent(probability)
+        percent, fraction = row_value(result, probability)
         p_width = drawer.width(percent, pixels, True)
         text_y = y + int(layout.unit * 1.1)
         label, label_px = fit(drawer, "{}. {}".format(index + 1, _(name)), pixels, False,
                               rect.w - p_width - layout.pad)
         drawer.draw(canvas, label, rect.x, text_y, label_px, colour)
         drawer.draw(canvas, percent, rect.x + rect.w - p_width, text_y, pixels, colour, True)
+        if fraction is None:
+            continue
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
-        filled = int(round((rect.w - 1) * min(1.0, max(0.0, float(probability)))))
+        filled = int(round((rect.w - 1) * fraction))
         if filled > 0:
             cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + filled, bar_y + bar_h), BAR_DIM if dim else BAR,
                           -1)
@@ -310,6 +323,15 @@ def _subtitle(result):
     if getattr(result, "task", "multiclass") == "multilabel":
         return N_("Findings - each scored on its own (not a distribution)")
     return N_("Most likely findings")
+
+
+def _draw_refusal(canvas, layout, result):
+    """Under an out-of-scope banner: the module to switch to (M), else that nothing is shown."""
+    suggestion = result.suggestion_line("M") if getattr(result, "suggested_module", None) else None
+    if suggestion:
+        text_block(canvas, suggestion, layout.top3, layout.unit * 0.8, WHITE, bold=True, max_lines=3)
+    else:
+        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, layout.unit * 0.7, GREY)
 
 
 def _draw_panel(cv2, canvas, layout, result, state, kind):
@@ -341,7 +363,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     elif kind == "out_of_scope":
         message = getattr(result, "out_of_scope_message", None) or OUT_OF_SCOPE_TEXT
         _banner(cv2, canvas, layout.banner, _(message), AMBER, BLACK, banner_px)
-        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
+        _draw_refusal(canvas, layout, result)
     else:
         if kind == "uncertain":
             _banner(cv2, canvas, layout.banner, _(UNCERTAIN_TEXT), YELLOW, BLACK, banner_px)
@@ -376,6 +398,20 @@ def _badge(layout, top):
     return Rect(layout.badge.x, y, min(layout.badge.w, max(int(layout.unit * 11), text_w)), layout.badge.h)
 
 
+def heatmap_frame(result, state, kind, frame=None):
+    """With H on and a confident result from a heatmap bundle: the analysed image (the located crop,
+    else ``frame``) with the top finding's map over it; None otherwise (the frame is drawn as it is)."""
+    if not state.heatmap or kind != "ok" or getattr(result, "heatmap", None) is None:
+        return None
+    localisation = getattr(result, "localisation", None)
+    base = localisation.crop if localisation is not None else frame
+    if base is None:
+        return None
+    from edge.heatmap import prediction_overlay
+
+    return prediction_overlay(result, base)
+
+
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     """The camera image and what goes over it: alerts, FROZEN, messages (stacked, never overlapping).
 
@@ -383,8 +419,10 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     edge.technician_view); a downgrade is (the red alert).
     """
     unit = layout.unit
-    mapping = _place_image(cv2, np, canvas, frame, layout.image)
-    _draw_outline(cv2, np, canvas, layout, state, mapping)
+    shown = heatmap_frame(result, state, kind, frame)
+    mapping = _place_image(cv2, np, canvas, frame if shown is None else shown, layout.image)
+    if shown is None:  # the outline is in camera-frame pixels: not over the analysed crop
+        _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
         alert = _(CPU_FALLBACK_TEXT) if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
@@ -433,15 +471,17 @@ def _shown(result, layout):
     if result is None:
         return None
     bar_w = layout.top3.w - 1
-    rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
-                 for name, p in list(getattr(result, "top3", None) or [])[:3])
+    values = [(name, row_value(result, p)) for name, p in list(getattr(result, "top3", None) or [])[:3]]
+    rows = tuple((name, text, None if bar is None else int(round(bar_w * bar)))
+                 for name, (text, bar) in values)
     quality = getattr(result, "quality", None)
     thumb = getattr(result, "thumbnail", None)
     if thumb is not None:
         thumb = require("numpy").ascontiguousarray(thumb)
     thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(thumb.data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
-            getattr(result, "out_of_scope_message", None), thumb_key)
+            getattr(result, "out_of_scope_message", None), thumb_key,
+            getattr(result, "suggested_module", None))
 
 
 def _panel_key(result, state, kind, layout):

@@ -22,6 +22,8 @@ EXPORT_NOT_CONFIGURED = N_("USB export is not configured")
 # TimeoutStopSec=20s). One cut short is safe: its cases stay new, and the root helper finishes or
 # cleans up the stick on its own.
 EXPORT_WAIT_S = 15.0
+HEATMAP_ON = N_("Heatmap: where the model looked for its top finding - H to hide")
+HEATMAP_OFF = N_("Heatmap hidden")
 
 
 class Desk(object):
@@ -91,8 +93,11 @@ def _hold(kiosk, image, name=None):
 
 
 def next_module(kiosk):
+    """The next module; straight to the suggested one when the image was refused with a suggestion."""
+    target = getattr(kiosk.current_result(), "suggested_module", None)
     _forget_result(kiosk)
-    kiosk.modules.next()
+    if not (target and kiosk.modules.select(target)):
+        kiosk.modules.next()
     kiosk.pipeline.resubmit()
     if kiosk.freeze.active:
         kiosk.freeze.restamp()  # classify the frozen image with the new module
@@ -234,9 +239,14 @@ def export_cases(kiosk):
 
 
 def heatmap(kiosk):
-    kiosk.messages.say(_(HEATMAP_MISSING))
-
-
+    """H: show or hide where the model looked (bundles exported with a heatmap output only)."""
+    bundle = kiosk.slot.bundle
+    if bundle is None or not getattr(bundle, "heatmap", None):
+        kiosk.show_heatmap = False
+        kiosk.messages.say(_(HEATMAP_MISSING))
+        return
+    kiosk.show_heatmap = not kiosk.show_heatmap
+    kiosk.messages.say(_(HEATMAP_ON) if kiosk.show_heatmap else _(HEATMAP_OFF))
 def capture_mode(kiosk):
     """Capture mode (labelled photos for training, consent first): its own screens until ESC."""
     from edge.kiosk.capture_mode import run_capture

@@ -70,7 +70,7 @@ def screen_view(prediction, module_title):
     banner, show_rows = STATES[state]
     rows = []
     if show_rows:
-        rows = [{"rank": rank, "name": _(name), "percent": overlay.format_percent(probability)}
+        rows = [{"rank": rank, "name": _(name), "percent": overlay.row_value(prediction, probability)[0]}
                 for rank, (name, probability) in enumerate(prediction.top3, 1)]
     subtitle = SUBTITLES.get(prediction.task, SUBTITLES["multiclass"])
     return {
