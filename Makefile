@@ -9,7 +9,7 @@ VENVJP46 ?= .venv-jp46
 # Code that runs on the Jetson Nano (Python 3.6): the runtime, TensorRT engines included (edge/tensorrt).
 DEVICE_CODE := edge
 
-.PHONY: venv demo test lint test-py test-py36 test-jetpack46 mutation clean model-pediatric model-chest baseline-pediatric baseline-chest
+.PHONY: venv demo test lint test-py test-py36 test-jetpack46 i18n mutation clean model-pediatric model-chest baseline-pediatric baseline-chest
 
 venv: $(VENV)/.installed
 
@@ -35,7 +35,8 @@ $(VENV36)/.installed:
 	$(VENV36)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENV36)/bin/python -m pip install -q 'numpy==1.19.5' 'onnxruntime==1.10.0' \
 		'opencv-python-headless==4.6.0.66' 'pytest==7.0.1' 'pydicom==2.3.1' \
-		'cryptography==40.0.2' 'flask==2.0.3' 'werkzeug==2.0.3' 'cheroot==9.0.0' 'fpdf2==2.4.6' 'segno==1.6.6'
+		'cryptography==40.0.2' 'flask==2.0.3' 'werkzeug==2.0.3' 'cheroot==9.0.0' 'fpdf2==2.4.6' 'Pillow==8.4.0' \
+		'segno==1.6.6'
 	touch $@
 
 test-py36: venv
@@ -50,11 +51,13 @@ test-py36: venv
 
 # JetPack 4.6 as the Nano has it: Python 3.6, apt's numpy 1.13.3 and OpenCV 4.1, NO ONNX Runtime, so a
 # numpy/OpenCV call newer than JetPack's fails here first. Tests that need ONNX Runtime skip, saying so.
+# Pillow 8.4.0 (the last for 3.6, raqm built in) stands in for apt's python3-pil 5.1: pip's 5.1.0 wheel
+# carries its own FreeType, which crashes beside the system libraqm (apt's build shares one FreeType).
 $(VENVJP46)/.installed:
 	$(PY36_HOME)/bin/python -m venv $(VENVJP46)
 	$(VENVJP46)/bin/python -m pip install -q 'pip==21.3.1'
 	$(VENVJP46)/bin/python -m pip install -q 'numpy==1.13.3' 'opencv-python-headless==4.1.2.30' 'pytest==7.0.1' \
-		'pydicom==2.3.1' 'cryptography==40.0.2' 'segno==1.6.6' 'fpdf2==2.4.6'
+		'pydicom==2.3.1' 'cryptography==40.0.2' 'Pillow==8.4.0' 'segno==1.6.6' 'fpdf2==2.4.6'
 	touch $@
 
 test-jetpack46: venv
@@ -68,6 +71,12 @@ test-jetpack46: venv
 	fi
 
 test: lint test-py test-py36 test-jetpack46
+
+# The worker's language: re-extract the marked strings (xgettext) and the bundles' screen texts into
+# edge/locale/medkiosk.pot, merge them into each .po, compile the .mo files the package ships.
+# Needs GNU gettext (apt-get install gettext). tests/edge/test_i18n.py fails until each is translated.
+i18n:
+	$(PY) scripts/i18n.py
 
 # Mutation score of the safety code (mutmut 3; module -> tests table in scripts/mutation.py); see
 # docs/mutation.md. Not part of `make test`: it takes about an hour on 2 cores.

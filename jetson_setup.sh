@@ -402,9 +402,12 @@ package_installed() {
 }
 
 # JetPack's own packages (apt, from the device's configured NVIDIA/Ubuntu sources).
+# Text in the worker's language (edge/text.py): Pillow's FreeType with libraqm shaping (python3-pil
+# dlopens libraqm.so.0; universe on Ubuntu 18.04) and fonts for Latin, Devanagari (Hindi) and Bengali.
 apt_packages() {
     local common=(python3-venv python3-dev python3-numpy build-essential python3-libnvinfer libopencv-python
-                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools python3-pil)
+                  xserver-xorg-core xauth x11-xserver-utils gstreamer1.0-tools
+                  python3-pil libraqm0 fonts-dejavu-core fonts-lohit-deva fonts-lohit-beng-bengali)
     case "$PLATFORM" in
         jp4) printf '%s\n' "${common[@]}" ;;
         jp6) printf '%s\n' "${common[@]}" ;;

@@ -104,6 +104,19 @@ def resolve_cpu_threads(value):
     return max(1, cores - 1)
 
 
+def _language(value, key):
+    """A language with an installed catalogue (edge/locale), e.g. en, hi, bn."""
+    from edge.i18n import LANGUAGE_NAMES, installed_languages
+
+    value = str(value).strip().lower()
+    installed = installed_languages()
+    if value not in installed:
+        raise ConfigError("config {}: language {!r} is not installed. Fix: set {} = one of {}".format(
+            key, value, _name(key), ", ".join("{} ({})".format(code, LANGUAGE_NAMES.get(code, code))
+                                               for code in installed)))
+    return value
+
+
 def _modules(value, key):
     if isinstance(value, (list, tuple)):
         items = [str(v).strip() for v in value]
@@ -140,6 +153,8 @@ SCHEMA = {
         "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
         "inference_timeout_s": ("30", _number(1, 3600)),
         "cpu_threads": ("auto", _cpu_threads),
+        # the worker's language on the screen, the web page and selftest (edge/locale)
+        "language": ("en", _language),
     },
     "camera": {
         "width": ("1280", _number(64, 8192, integer=True)),

@@ -8,21 +8,35 @@ the live X-ray outline (``OverlayState.outline``/``outline_state`` from edge.loc
 green, hold_still = amber "Hold still", searching = the guide rectangle with "Place the X-ray inside
 the frame"), and in the panel a thumbnail of exactly what was analysed. Text sizes are
 fractions of the canvas height so they read at arm's length on a 7-inch and a 24-inch screen.
-Hershey fonts (cv2.putText) draw ASCII only, so text is folded to ASCII first.
+Text is in the worker's language (edge.i18n: constants are marked ``N_`` and translated where drawn)
+and drawn by edge.text: FreeType with the script's font (Devanagari, Bengali) or, for English
+without a font, OpenCV's Hershey (ASCII only, text folded first), laid out by edge.overlay_text:
+capitals never below ``MIN_TEXT_PX`` (13 px at 800x480); longer text wraps or ends with an ellipsis.
 """
 
-import unicodedata
 import zlib
 
+from edge import i18n
 from edge.i18n import N_, _
 from edge.lazy import require
+from edge.overlay_text import (  # noqa: F401  (public here: the kiosk's views and the tests use them)
+    MIN_TEXT_PX,
+    PANEL_800x480,
+    engine,
+    fit,
+    min_line_px,
+    min_px,
+    readable_cap_px,
+    text_block,
+)
+from edge.text import ascii_text  # noqa: F401  (the referral sheet folds its text with it)
 
-DISCLAIMER = "Decision support only - not a diagnosis"
-UNCERTAIN_TEXT = "Uncertain - retake the image or refer"
-DISCONNECTED_TEXT = "Camera disconnected - reconnecting"
-NOT_INSTALLED_TEXT = "Module not installed"
-CPU_FALLBACK_TEXT = "RUNNING ON CPU - GPU unavailable"
-FROZEN_TEXT = "FROZEN - SPACE for live"
+DISCLAIMER = N_("Decision support only - not a diagnosis")
+UNCERTAIN_TEXT = N_("Uncertain - retake the image or refer")
+DISCONNECTED_TEXT = N_("Camera disconnected - reconnecting")
+NOT_INSTALLED_TEXT = N_("Module not installed")
+CPU_FALLBACK_TEXT = N_("RUNNING ON CPU - GPU unavailable")
+FROZEN_TEXT = N_("FROZEN - SPACE for live")
 # The key legend under the findings: (key, what it does); each key's keypad twin is added from
 # edge.outputs.KEY_CODES (key_legend). T (technician) and P (pairing) are the technician's: in docs.
 KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")))
@@ -30,12 +44,14 @@ KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), 
 KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
 # Key names that do what another key does in the kiosk (edge.kiosk.keys binds ENTER to SPACE's handler).
 SAME_AS = {"ENTER": "SPACE"}
-# The smallest text drawn: cap height in pixels on the smallest supported panel (see readable_cap_px).
-PANEL_800x480 = {"size": (800, 480), "diagonal_mm": 177.8}  # a 7-inch panel
-READING_DISTANCE_MM = 500.0  # arm's length at the kiosk
-MIN_ARCMIN = 16.0  # ISO 9241-303's minimum character height for reading
-HOLD_STILL_TEXT = "Hold still"
-GUIDE_TEXT = "Place the X-ray inside the frame"
+HOLD_STILL_TEXT = N_("Hold still")
+GUIDE_TEXT = N_("Place the X-ray inside the frame")
+INSTALL_TEXT = N_("Install this module's model bundle, or press M for another module")
+ANALYSING_TEXT = N_("Analysing...")
+WAITING_TEXT = N_("Waiting for an image...")
+QUALITY_TEXT = N_("Image quality too low - retake")
+OUT_OF_SCOPE_TEXT = N_("Image outside this module - check the module")
+NO_RESULT_TEXT = N_("No result shown for this image")
 DEFAULT_SIZE = (1280, 720)
 PANEL_FRACTION = 0.42
 
@@ -52,25 +68,6 @@ AMBER = (0, 160, 255)
 RED = (40, 40, 220)
 BLACK = (0, 0, 0)
 BLUE = (200, 120, 20)
-
-_REPLACEMENTS = {"\u2014": "-", "\u2013": "-", "\u2026": "...", "\u00d7": "x", "\u2265": ">=",
-                 "\u2264": "<=", "\u00b5": "u", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
-
-
-def readable_cap_px(panel=None, distance_mm=READING_DISTANCE_MM, arcmin=MIN_ARCMIN):
-    """The smallest readable cap height in pixels: ``arcmin`` at ``distance_mm`` on ``panel``'s pixel pitch.
-
-    13 px on a 7-inch 800x480 panel at 50 cm (2.33 mm tall at 0.19 mm a pixel).
-    """
-    import math
-
-    panel = panel or PANEL_800x480
-    width, height = panel["size"]
-    pitch_mm = panel["diagonal_mm"] / math.hypot(width, height)
-    return int(math.ceil(distance_mm * math.tan(math.radians(arcmin / 60.0)) / pitch_mm))
-
-
-MIN_TEXT_PX = readable_cap_px()
 
 
 def key_legend_items():
@@ -90,34 +87,27 @@ def key_legend():
     return "; ".join(key_legend_items())
 
 
-def legend_lines(cv2, width, pixels):
+def legend_lines(width, pixels):
     """The legend's entries packed into lines no wider than ``width`` at ``pixels`` (an entry is never
     broken over two lines)."""
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = max(min_scale(cv2, font), _font_scale(cv2, pixels, font))
-    thickness = _thickness(scale)
+    drawer = engine()
+    pixels = max(min_px(drawer), pixels)
     lines = []
     for item in key_legend_items():
         joined = lines[-1] + "; " + item if lines else item
-        if lines and cv2.getTextSize(ascii_text(joined), font, scale, thickness)[0][0] <= width:
+        if lines and drawer.width(joined, pixels) <= width:
             lines[-1] = joined
         else:
             lines.append(item)
     return lines
 
 
-def _draw_legend(cv2, canvas, rect, pixels):
-    lines = legend_lines(cv2, rect.w, pixels)
+def _draw_legend(canvas, rect, pixels):
+    lines = legend_lines(rect.w, pixels)
     row_h = rect.h // len(lines)
     for index, line in enumerate(lines):
-        _text_block(cv2, canvas, line, Rect(rect.x, rect.y + index * row_h, rect.w, row_h), pixels, GREY,
-                    max_lines=1)
-
-
-def ascii_text(text):
-    """Fold text to what Hershey fonts can draw (em dash -> '-', accents dropped)."""
-    text = "".join(_REPLACEMENTS.get(ch, ch) for ch in "{}".format(text))
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+        text_block(canvas, line, Rect(rect.x, rect.y + index * row_h, rect.w, row_h), pixels, GREY,
+                   max_lines=1)
 
 
 def format_percent(probability):
@@ -133,7 +123,8 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None,
+                 heatmap=False):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -154,6 +145,7 @@ class OverlayState(object):
         self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
         self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
         self.developer_notice = developer_notice  # edge.signing.DEVELOPER_BANNER: shown while it holds
+        self.heatmap = heatmap  # H: draw the result's heatmap over the analysed image (edge.heatmap)
 
 
 class Rect(object):
@@ -180,16 +172,19 @@ class Layout(object):
         self.panel = Rect(width - panel_w, 0, panel_w, height)
         pad, unit = self.pad, self.unit
         inner_x, inner_w = self.panel.x + pad, panel_w - 2 * pad
-        # Heights in units fit two lines of the smallest text (MIN_TEXT_PX) where text may wrap.
+        # Heights in units fit two lines of the smallest text (MIN_TEXT_PX) where text may wrap; two lines
+        # of the language's script (taller in Devanagari and Bengali fonts) where that is more.
+        two_lines = 2 * min_line_px()
         thumb = int(unit * 2.3)
         self.thumbnail = Rect(inner_x + inner_w - thumb, pad, thumb, thumb)
         self.title = Rect(inner_x, pad, inner_w - thumb - pad, thumb)
-        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, int(unit * 1.6))
+        self.subtitle = Rect(inner_x, self.title.y + self.title.h, inner_w, max(int(unit * 1.6), two_lines))
         body_y = self.subtitle.y + self.subtitle.h + pad
-        self.footer = Rect(inner_x, height - pad - int(unit * 2.0), inner_w, int(unit * 2.0))
+        footer_h = max(int(unit * 2.0), 2 * min_line_px(bold=True))  # the notice, whole, on two lines
+        self.footer = Rect(inner_x, height - pad - footer_h, inner_w, footer_h)
         self.keys = Rect(inner_x, self.footer.y - int(unit * 2.4), inner_w, int(unit * 2.4))
         self.body = Rect(inner_x, body_y, inner_w, self.keys.y - body_y - pad)
-        self.banner = Rect(inner_x, body_y, inner_w, int(unit * 2.4))
+        self.banner = Rect(inner_x, body_y, inner_w, max(int(unit * 2.4), 2 * min_line_px(bold=True) + 6))
         rows_y = self.banner.y + self.banner.h + pad
         self.top3 = Rect(inner_x, rows_y, inner_w, self.keys.y - rows_y - pad)
         self.tech = Rect(self.image.x + pad, height - pad - int(unit * 1.0), self.image.w - 2 * pad,
@@ -200,96 +195,10 @@ class Layout(object):
                             int(unit * 2.0))
 
 
-def _font_scale(cv2, pixels, font):
-    base = cv2.getTextSize("Ag", font, 1.0, 1)[0][1]
-    return max(0.3, pixels / float(base))
-
-
-def _thickness(scale, bold=False):
-    return max(1, int(round(scale * (2.2 if bold else 1.5))))
-
-
-def cap_height_px(cv2, font, scale):
-    """How tall a capital letter is drawn at ``scale`` (pixels, stroke included)."""
-    return scale * cv2.getTextSize("H", font, 1.0, 1)[0][1]
-
-
-def min_scale(cv2, font):
-    """The scale of the smallest readable text: capitals MIN_TEXT_PX tall."""
-    return MIN_TEXT_PX / float(cv2.getTextSize("H", font, 1.0, 1)[0][1])
-
-
-def min_line_px(bold=False):
-    """The height of one line of the smallest readable text (what a row must have to hold it)."""
-    cv2 = require("cv2")
-    font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
-    scale = min_scale(cv2, font)
-    return int(cv2.getTextSize("Ag", font, scale, _thickness(scale, bold))[0][1] * 1.45) + 1
-
-
-def _fit(cv2, text, font, scale, thickness, max_width):
-    """Shrink ``scale`` until ``text`` fits ``max_width`` (not below 60%, nor below the readable
-    size); then cut with '...'."""
-    minimum = max(scale * 0.6, min_scale(cv2, font))
-    while cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width and scale > minimum:
-        scale = max(minimum, scale * 0.9)
-    while len(text) > 3 and cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width:
-        text = text[:-4] + "..."
-    return text, scale
-
-
-def _wrap(cv2, text, font, scale, thickness, max_width, max_lines):
-    words = text.split()
-    lines, line = [], ""
-    for word in words:
-        candidate = (line + " " + word).strip()
-        if line and cv2.getTextSize(candidate, font, scale, thickness)[0][0] > max_width:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    if line:
-        lines.append(line)
-    return lines
-
-
-def _text_block(cv2, canvas, text, rect, pixels, colour, bold=False, max_lines=2, centre=False):
-    """Draw wrapped text inside ``rect`` with glyphs ``pixels`` tall; shrink to fit its height."""
-    text = ascii_text(text)
-    font = cv2.FONT_HERSHEY_DUPLEX if bold else cv2.FONT_HERSHEY_SIMPLEX
-    floor = min_scale(cv2, font)  # never smaller than readable: cut with "..." instead
-    scale = max(floor, _font_scale(cv2, pixels, font))
-    for _attempt in range(8):
-        thickness = _thickness(scale, bold)
-        lines = _wrap(cv2, text, font, scale, thickness, rect.w, max_lines)
-        line_h = int(cv2.getTextSize("Ag", font, scale, thickness)[0][1] * 1.45) + 1
-        if (len(lines) <= max_lines and line_h * len(lines) <= rect.h) or scale <= floor:
-            break
-        scale = max(floor, scale * 0.85)
-    allowed = max(1, min(max_lines, rect.h // line_h))
-    if len(lines) > allowed:  # still too long at the smallest size: the last line ends with "..."
-        lines = lines[:allowed - 1] + [" ".join(lines[allowed - 1:])]
-    total = line_h * len(lines)
-    y = rect.y + max(0, (rect.h - total) // 2) + int(line_h * 0.75)
-    for line in lines:
-        line, line_scale = _fit(cv2, line, font, scale, thickness, rect.w)
-        x = rect.x
-        if centre:
-            x += max(0, (rect.w - cv2.getTextSize(line, font, line_scale, thickness)[0][0]) // 2)
-        cv2.putText(canvas, line, (x, y), font, line_scale, colour, thickness, cv2.LINE_AA)
-        y += line_h
-
-
-def text_block(canvas, text, rect, pixels, colour, bold=False, max_lines=2, centre=False):
-    """Wrapped text in ``rect`` drawn as the panel draws it (the kiosk's technician and pairing views)."""
-    _text_block(require("cv2"), canvas, text, rect, pixels, colour, bold=bold, max_lines=max_lines,
-                centre=centre)
-
-
 def _banner(cv2, canvas, rect, text, background, colour, pixels):
     cv2.rectangle(canvas, (rect.x, rect.y), (rect.x + rect.w - 1, rect.y + rect.h - 1), background, -1)
     inner = Rect(rect.x + 6, rect.y + 3, rect.w - 12, rect.h - 6)
-    _text_block(cv2, canvas, text, inner, pixels, colour, bold=True, max_lines=2, centre=True)
+    text_block(canvas, text, inner, pixels, colour, bold=True, max_lines=2, centre=True)
 
 
 def _fill(cv2, canvas, x, y, w, h, colour):
@@ -341,7 +250,8 @@ def _draw_outline(cv2, np, canvas, layout, state, mapping):
     if text:
         top = max(layout.image.y, int(points[:, 1].min()) - int(layout.unit * 1.3))
         band = Rect(layout.image.x + layout.pad, top, layout.image.w - 2 * layout.pad, int(layout.unit * 1.2))
-        _text_block(cv2, canvas, text, band, layout.unit * 0.7, colour, bold=True, max_lines=1, centre=True)
+        text_block(canvas, _(text), band, layout.unit * 0.7, colour, bold=True, max_lines=1,
+                    centre=True)
 
 
 def _draw_thumbnail(cv2, np, canvas, layout, result):
@@ -351,31 +261,40 @@ def _draw_thumbnail(cv2, np, canvas, layout, result):
         _place_image(cv2, np, canvas, image, layout.thumbnail)
 
 
+def row_value(result, probability):
+    """(text, bar fraction or None) of one row: a percentage and its bar for a calibrated bundle's
+    confident result; otherwise the likelihood word (edge.classify.LIKELIHOOD_WORDS) and no bar."""
+    if getattr(result, "shows_percent", True):
+        return format_percent(probability), min(1.0, max(0.0, float(probability)))
+    return result.value_text(probability), None
+
+
 def _rows(cv2, canvas, layout, result, dim):
-    """The top-3 rows: name and percentage on one line, a bar under it."""
+    """The top-3 rows: name (in the worker's language) and percentage (or likelihood word) on one
+    line, a bar under a percentage."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
         return
+    drawer = engine()
     row_h = min(rect.h // 3, int(layout.unit * 3.0))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = _font_scale(cv2, layout.unit * 0.95, font)
-    thickness = _thickness(scale)
+    pixels = max(min_px(drawer), layout.unit * 0.95)
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
-        percent = format_percent(probability)
-        p_size = cv2.getTextSize(percent, cv2.FONT_HERSHEY_DUPLEX, scale, thickness + 1)[0]
+        percent, fraction = row_value(result, probability)
+        p_width = drawer.width(percent, pixels, True)
         text_y = y + int(layout.unit * 1.1)
-        label, label_scale = _fit(cv2, "{}. {}".format(index + 1, ascii_text(name)), font, scale, thickness,
-                                  rect.w - p_size[0] - layout.pad)
-        cv2.putText(canvas, label, (rect.x, text_y), font, label_scale, colour, thickness, cv2.LINE_AA)
-        cv2.putText(canvas, percent, (rect.x + rect.w - p_size[0], text_y), cv2.FONT_HERSHEY_DUPLEX, scale,
-                    colour, thickness + 1, cv2.LINE_AA)
+        label, label_px = fit(drawer, "{}. {}".format(index + 1, _(name)), pixels, False,
+                              rect.w - p_width - layout.pad)
+        drawer.draw(canvas, label, rect.x, text_y, label_px, colour)
+        drawer.draw(canvas, percent, rect.x + rect.w - p_width, text_y, pixels, colour, True)
+        if fraction is None:
+            continue
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
-        filled = int(round((rect.w - 1) * min(1.0, max(0.0, float(probability)))))
+        filled = int(round((rect.w - 1) * fraction))
         if filled > 0:
             cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + filled, bar_y + bar_h), BAR_DIM if dim else BAR,
                           -1)
@@ -402,8 +321,17 @@ def prediction_state(result, state):
 
 def _subtitle(result):
     if getattr(result, "task", "multiclass") == "multilabel":
-        return "Findings - each scored on its own (not a distribution)"
-    return "Most likely findings"
+        return N_("Findings - each scored on its own (not a distribution)")
+    return N_("Most likely findings")
+
+
+def _draw_refusal(canvas, layout, result):
+    """Under an out-of-scope banner: the module to switch to (M), else that nothing is shown."""
+    suggestion = result.suggestion_line("M") if getattr(result, "suggested_module", None) else None
+    if suggestion:
+        text_block(canvas, suggestion, layout.top3, layout.unit * 0.8, WHITE, bold=True, max_lines=3)
+    else:
+        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, layout.unit * 0.7, GREY)
 
 
 def _draw_panel(cv2, canvas, layout, result, state, kind):
@@ -411,39 +339,39 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     unit = layout.unit
     panel = layout.panel
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
-    _text_block(cv2, canvas, state.module_title or "medkiosk", layout.title, unit * 1.25, WHITE, bold=True)
+    title = _(state.module_title) if state.module_title else "medkiosk"
+    text_block(canvas, title, layout.title, unit * 1.25, WHITE, bold=True)
     if result is not None:
         _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
-        _text_block(cv2, canvas, _subtitle(result), layout.subtitle, unit * 0.6, GREY, max_lines=2)
+        text_block(canvas, _(_subtitle(result)), layout.subtitle, unit * 0.6, GREY, max_lines=2)
 
     banner_px = unit * 0.95
     if kind == "not_installed":
-        _banner(cv2, canvas, layout.banner, NOT_INSTALLED_TEXT, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, state.module_problem or "Install this module's model bundle, or press M "
-                    "for another module", layout.top3, unit * 0.7, WHITE, max_lines=4)
+        _banner(cv2, canvas, layout.banner, _(NOT_INSTALLED_TEXT), AMBER, BLACK, banner_px)
+        text_block(canvas, _(state.module_problem or INSTALL_TEXT), layout.top3, unit * 0.7, WHITE,
+                    max_lines=4)
     elif kind == "disconnected":
-        _banner(cv2, canvas, layout.banner, DISCONNECTED_TEXT, RED, WHITE, banner_px)
+        _banner(cv2, canvas, layout.banner, _(DISCONNECTED_TEXT), RED, WHITE, banner_px)
     elif kind in ("waiting", "analysing"):
-        text = "Analysing..." if kind == "analysing" else (state.source_notice or "Waiting for an image...")
-        _text_block(cv2, canvas, text, layout.banner, unit * 0.85, GREY, max_lines=3)
+        text = ANALYSING_TEXT if kind == "analysing" else (state.source_notice or WAITING_TEXT)
+        text_block(canvas, _(text), layout.banner, unit * 0.85, GREY, max_lines=3)
     elif kind == "quality":
-        _banner(cv2, canvas, layout.banner, result.quality.message or "Image quality too low - retake", AMBER,
-                BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        _banner(cv2, canvas, layout.banner, _(result.quality.message or QUALITY_TEXT), AMBER, BLACK,
+                banner_px)
+        text_block(canvas, _(NO_RESULT_TEXT), layout.top3, unit * 0.7, GREY)
     elif kind == "out_of_scope":
-        message = (getattr(result, "out_of_scope_message", None)
-                   or "Image outside this module - check the module")
-        _banner(cv2, canvas, layout.banner, message, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        message = getattr(result, "out_of_scope_message", None) or OUT_OF_SCOPE_TEXT
+        _banner(cv2, canvas, layout.banner, _(message), AMBER, BLACK, banner_px)
+        _draw_refusal(canvas, layout, result)
     else:
         if kind == "uncertain":
-            _banner(cv2, canvas, layout.banner, UNCERTAIN_TEXT, YELLOW, BLACK, banner_px)
+            _banner(cv2, canvas, layout.banner, _(UNCERTAIN_TEXT), YELLOW, BLACK, banner_px)
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
 
     if state.show_keys:
-        _draw_legend(cv2, canvas, layout.keys, unit * 0.6)
-    _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
+        _draw_legend(canvas, layout.keys, unit * 0.6)
+    text_block(canvas, _(DISCLAIMER), layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
 def alerts_bottom(layout, state):
@@ -463,9 +391,25 @@ def banners_bottom(layout, state):
 
 
 def _badge(layout, top):
-    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there."""
+    """FROZEN: in its place under the alert band, or lower when two alerts are stacked there; as wide
+    as its text in the worker's language (up to the image's width)."""
     y = max(top, layout.alert.h) + layout.pad
-    return Rect(layout.badge.x, y, min(layout.badge.w, int(layout.unit * 11)), layout.badge.h)
+    text_w = engine().width(_(FROZEN_TEXT), layout.unit * 0.7, True) + 16
+    return Rect(layout.badge.x, y, min(layout.badge.w, max(int(layout.unit * 11), text_w)), layout.badge.h)
+
+
+def heatmap_frame(result, state, kind, frame=None):
+    """With H on and a confident result from a heatmap bundle: the analysed image (the located crop,
+    else ``frame``) with the top finding's map over it; None otherwise (the frame is drawn as it is)."""
+    if not state.heatmap or kind != "ok" or getattr(result, "heatmap", None) is None:
+        return None
+    localisation = getattr(result, "localisation", None)
+    base = localisation.crop if localisation is not None else frame
+    if base is None:
+        return None
+    from edge.heatmap import prediction_overlay
+
+    return prediction_overlay(result, base)
 
 
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
@@ -475,27 +419,29 @@ def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     edge.technician_view); a downgrade is (the red alert).
     """
     unit = layout.unit
-    mapping = _place_image(cv2, np, canvas, frame, layout.image)
-    _draw_outline(cv2, np, canvas, layout, state, mapping)
+    shown = heatmap_frame(result, state, kind, frame)
+    mapping = _place_image(cv2, np, canvas, frame if shown is None else shown, layout.image)
+    if shown is None:  # the outline is in camera-frame pixels: not over the analysed crop
+        _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
-        alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
+        alert = _(CPU_FALLBACK_TEXT) if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
     if state.developer_notice:  # below a fallback alert when there is one, else in its place
         band = layout.alert if not state.fallback_reason else Rect(
             layout.alert.x, layout.alert.h, layout.alert.w, int(unit * 1.1))
-        _banner(cv2, canvas, band, state.developer_notice, AMBER, BLACK, unit * 0.6)
+        _banner(cv2, canvas, band, _(state.developer_notice), AMBER, BLACK, unit * 0.6)
     if state.frozen:
         badge = _badge(layout, alerts_bottom(layout, state))
-        _banner(cv2, canvas, badge, FROZEN_TEXT, BLUE, WHITE, unit * 0.7)
+        _banner(cv2, canvas, badge, _(FROZEN_TEXT), BLUE, WHITE, unit * 0.7)
     if kind == "disconnected" and frame is None:
-        _text_block(cv2, canvas, DISCONNECTED_TEXT, Rect(layout.image.x, layout.image.h // 3, layout.image.w,
-                                                         layout.image.h // 3), unit, WHITE, centre=True)
+        middle = Rect(layout.image.x, layout.image.h // 3, layout.image.w, layout.image.h // 3)
+        text_block(canvas, _(DISCONNECTED_TEXT), middle, unit, WHITE, centre=True)
     elif frame is None and state.source_notice:
         middle = Rect(layout.image.x + layout.pad, layout.image.h // 3, layout.image.w - 2 * layout.pad,
                       layout.image.h // 3)
-        _text_block(cv2, canvas, state.source_notice, middle, unit * 0.7, WHITE, max_lines=3, centre=True)
+        text_block(canvas, _(state.source_notice), middle, unit * 0.7, WHITE, max_lines=3, centre=True)
     if state.message:
-        _banner(cv2, canvas, layout.message, state.message, BLACK, WHITE, unit * 0.7)
+        _banner(cv2, canvas, layout.message, _(state.message), BLACK, WHITE, unit * 0.7)
 
 
 def _canvas_for(np, canvas, size):
@@ -525,22 +471,25 @@ def _shown(result, layout):
     if result is None:
         return None
     bar_w = layout.top3.w - 1
-    rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
-                 for name, p in list(getattr(result, "top3", None) or [])[:3])
+    values = [(name, row_value(result, p)) for name, p in list(getattr(result, "top3", None) or [])[:3]]
+    rows = tuple((name, text, None if bar is None else int(round(bar_w * bar)))
+                 for name, (text, bar) in values)
     quality = getattr(result, "quality", None)
     thumb = getattr(result, "thumbnail", None)
     if thumb is not None:
         thumb = require("numpy").ascontiguousarray(thumb)
     thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(thumb.data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
-            getattr(result, "out_of_scope_message", None), thumb_key)
+            getattr(result, "out_of_scope_message", None), thumb_key,
+            getattr(result, "suggested_module", None))
 
 
 def _panel_key(result, state, kind, layout):
     # Keyed by what is drawn, not by the result object: with live smoothing every result is a new
     # object, yet the rounded percentages and bars seldom change.
-    return (_shown(result, layout), kind, state.module_title, state.module_installed, state.module_problem,
-            state.source_notice if kind == "waiting" else None, state.show_keys, tuple(state.size))
+    return (_shown(result, layout), kind, i18n.language(), state.module_title, state.module_installed,
+            state.module_problem, state.source_notice if kind == "waiting" else None, state.show_keys,
+            tuple(state.size))
 
 
 class OverlayRenderer(object):

@@ -10,11 +10,16 @@ Exposure: ``mean`` grey level below ``dark_threshold`` is "too dark", above ``br
 """
 
 from edge.errors import ConfigError
+from edge.i18n import N_, _
 from edge.lazy import require
 
 WORK_SIZE = 256
 BLACK_LEVEL = 5
 WHITE_LEVEL = 250
+# problem -> what the worker does about it (both shown on the screen, in the worker's language)
+QUALITY_PROBLEMS = (N_("blurry"), N_("too dark"), N_("overexposed"))
+QUALITY_ADVICE = {"blurry": N_("hold the camera still and focus"), "too dark": N_("add light"),
+                  "overexposed": N_("reduce glare or light")}
 
 
 class QualityThresholds(object):
@@ -86,11 +91,9 @@ class Quality(object):
     def message(self):
         if self.ok:
             return ""
-        advice = {"blurry": "hold the camera still and focus",
-                  "too dark": "add light",
-                  "overexposed": "reduce glare or light"}
         names = [name for name, _value in self.problems]
-        return "Image quality: {} - {}".format(", ".join(names), "; ".join(advice[n] for n in names))
+        return _("Image quality: {} - {}").format(", ".join(_(n) for n in names),
+                                                  "; ".join(_(QUALITY_ADVICE[n]) for n in names))
 
     def to_dict(self):
         return {"ok": self.ok, "problems": [[name, round(value, 3)] for name, value in self.problems],

@@ -23,6 +23,7 @@ import os
 
 from edge.bundle_files import read_json_limited, sha256_file, write_json_atomic
 from edge.errors import BundleError, MedkioskError, MissingDependencyError
+from edge.i18n import N_
 from edge.lazy import require
 
 SIGNATURE_FILE = "signature.json"
@@ -39,7 +40,7 @@ ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 SIGN_FIX = "sign it with the maintainer's key: medkiosk bundle sign DIR --key KEY"
 CRYPTOGRAPHY_HINT = ("pip install 'cryptography>=3.1' (Python 3.6: 'cryptography<41'); on a unit re-run "
                      "jetson_setup.sh, whose wheelhouse carries it")
-DEVELOPER_BANNER = "DEVELOPER MODE: unsigned bundles allowed"
+DEVELOPER_BANNER = N_("DEVELOPER MODE: unsigned bundles allowed")
 
 
 class SigningError(MedkioskError):

@@ -67,6 +67,7 @@ def build_kiosk(args, stdout=None):
     from edge.sdnotify import Notifier
     from edge.signing import set_default_trust, trust_from_config
     from edge.sources import ImageFolderSource, open_source
+    from edge.text import start as start_language
 
     overrides = {"models_dir": args.models, "source": args.source, "output": args.output,
                  "backend": args.backend, "precision": args.precision, "state_dir": args.state_dir,
@@ -74,6 +75,7 @@ def build_kiosk(args, stdout=None):
     if args.size:
         overrides.update(_size(args.size))
     config = load_config(args.config, overrides)
+    start_language(config.kiosk["language"])  # the screen's catalogue and font, or a ConfigError
     set_default_trust(trust_from_config(config))  # its trusted keys and developer mode, for every load
     kiosk_cfg, camera = config.kiosk, config.camera
     keys = KeyScript(args.keys) if args.keys is not None else None

@@ -13,6 +13,8 @@ import platform
 import sys
 import time
 
+from edge.i18n import _, ngettext
+
 CAMERA_FRAMES = 5
 
 
@@ -106,6 +108,7 @@ def load_settings(args):
         settings["display_size"] = (config.display["width"], config.display["height"])
         set_default_trust(settings["trust"])
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
+        checks.append(language_check(config.kiosk["language"], static=getattr(args, "static", False)))
     except ConfigError as exc:
         checks.append(Check("config", FAIL, str(exc)))
     settings["trust"].require_library = not getattr(args, "static", False)
@@ -114,6 +117,28 @@ def load_settings(args):
                  "precision": args.precision, "engine_cache": args.engine_cache}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     return settings, checks
+
+
+def language_check(language, static=False):
+    """The worker's language: its catalogue made active and (unless static) a font that draws it."""
+    from edge.errors import ConfigError
+    from edge.i18n import LANGUAGE_NAMES, set_language
+    from edge.text import engine_for, set_engine
+    from edge.verify import FAIL, PASS, WARN, Check
+
+    set_language(language)
+    name = "{} ({})".format(language, LANGUAGE_NAMES.get(language, language))
+    if static:
+        return Check("language", PASS, "{}: catalogue installed (its font: the full selftest)".format(name))
+    notes = []
+    try:
+        engine = engine_for(language, warn=notes.append)
+    except ConfigError as exc:
+        return Check("language", FAIL, str(exc))
+    set_engine(engine, language)
+    if notes:  # English without a font: drawn, ASCII only
+        return Check("language", WARN, "{}: {}".format(name, notes[0].replace("medkiosk: ", "", 1)))
+    return Check("language", PASS, "{}, font {}".format(name, engine.fonts[0]))
 
 
 def trust_check(trust):
@@ -292,20 +317,20 @@ def run(args):
     settings, config_checks = load_settings(args)
     validate_backend(settings["backend"], settings["precision"])
     if args.static:
-        sections = [("Configuration", config_checks),
-                    ("Models ({}, static: golden images not run)".format(settings["models_dir"]),
+        sections = [(_("Configuration"), config_checks),
+                    (_("Models ({}, static: golden images not run)").format(settings["models_dir"]),
                      model_checks(settings, static=True))]
         return report(args, sections, settings["trust"].developer_mode)
     quiet_opencv()
-    sections = [("Libraries", library_checks()), ("Configuration", config_checks),
-                ("Models ({}, backend {})".format(settings["models_dir"], settings["backend"]),
+    sections = [(_("Libraries"), library_checks()), (_("Configuration"), config_checks),
+                (_("Models ({}, backend {})").format(settings["models_dir"], settings["backend"]),
                  model_checks(settings))]
     if args.no_camera:
         camera = Check("camera", SKIP, "--no-camera")
     else:
         camera = camera_check(settings["source"])
-    sections.append(("Camera", [camera]))
-    sections.append(("Display", [Check("display", SKIP, "--no-display") if args.no_display
+    sections.append((_("Camera"), [camera]))
+    sections.append((_("Display"), [Check("display", SKIP, "--no-display") if args.no_display
                                  else display_check(size=settings["display_size"])]))
     return report(args, sections, settings["trust"].developer_mode)
 
@@ -325,6 +350,7 @@ def report(args, sections, developer):
         echo("medkiosk selftest")
         for title, checks in sections:
             print_checks(title, checks)
-        echo("RESULT: {}{}".format("PASS" if not failures else "FAIL ({} failed check{})".format(
-            failures, "" if failures == 1 else "s"), " - " + DEVELOPER_BANNER if developer else ""))
+        verdict = _("PASS") if not failures else ngettext("FAIL ({} failed check)", "FAIL ({} failed checks)",
+                                                            failures).format(failures)
+        echo(_("RESULT: {}").format(verdict) + (" - " + _(DEVELOPER_BANNER) if developer else ""))
     return 1 if failures else 0

@@ -24,9 +24,12 @@ def add_arguments(parser):
 
 def _settings(args):
     from edge.config import load_config
+    from edge.i18n import set_language
     from edge.serve.settings import ServeSettings
 
-    settings = ServeSettings(load_config(args.config, {"serve.bind": args.bind}))
+    config = load_config(args.config, {"serve.bind": args.bind})
+    set_language(config.kiosk["language"])  # the page and the API's wording in the worker's language
+    settings = ServeSettings(config)
     if args.port is not None:
         settings.port = args.port
     return settings

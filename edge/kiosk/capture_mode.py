@@ -20,7 +20,8 @@ from edge.errors import MedkioskError, SourceError
 from edge.i18n import N_, _
 from edge.kiosk.screen import Messages
 from edge.lazy import require
-from edge.overlay import AMBER, BAR, DARK, GREY, IMAGE_BG, RED, WHITE, YELLOW, Layout, ascii_text
+from edge.overlay import AMBER, BAR, DARK, GREY, IMAGE_BG, RED, WHITE, YELLOW, Layout
+from edge.overlay_text import engine, fit, min_px, wrap
 
 NOT_CONFIGURED = N_("Capture mode is not configured. Fix: set [capture] in the config")
 CONSENT_TITLE = N_("Photos for training - consent")
@@ -40,50 +41,27 @@ def _short(text):
     return text.split(". Fix:")[0]
 
 
-# ---- drawing: own small functions over edge.overlay's public layout and colours ----
-def _scale(cv2, pixels):
-    scale = max(0.35, pixels / float(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1]))
-    return scale, max(1, int(round(scale * 1.5)))
+# ---- drawing: own small functions over edge.overlay's public layout, colours and text engine ----
+def _put(canvas, text, x, y, pixels, colour, max_width):
+    """One line of text (baseline at ``y``), glyphs about ``pixels`` tall, in the worker's language:
+    shrunk to fit ``max_width`` (to 70%, never below readable), then cut with an ellipsis."""
+    drawer = engine()
+    line, line_px = fit(drawer, "{}".format(text), pixels, False, max_width, least=0.7)
+    drawer.draw(canvas, line, int(x), int(y), line_px, colour)
 
 
-def _put(cv2, canvas, text, x, y, pixels, colour, max_width):
-    """One line of text (baseline at ``y``), glyphs about ``pixels`` tall: shrunk to fit ``max_width``
-    (to 70%, still readable on a 7-inch panel), then cut with '...'."""
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    text = ascii_text(text)
-    scale, thickness = _scale(cv2, pixels)
-    smallest = scale * 0.7
-    while cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width and scale * 0.92 >= smallest:
-        scale *= 0.92
-    while len(text) > 3 and cv2.getTextSize(text, font, scale, thickness)[0][0] > max_width:
-        text = text[:-4] + "..."
-    cv2.putText(canvas, text, (int(x), int(y)), font, scale, colour, thickness, cv2.LINE_AA)
-
-
-def _wrapped(cv2, text, pixels, max_width):
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale, thickness = _scale(cv2, pixels)
-    lines, line = [], ""
-    for word in ascii_text(text).split():
-        candidate = (line + " " + word).strip()
-        if line and cv2.getTextSize(candidate, font, scale, thickness)[0][0] > max_width:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    return lines + ([line] if line else [])
-
-
-def _paragraph(cv2, canvas, text, x, y, pixels, colour, max_width, max_lines, upward=False):
+def _paragraph(canvas, text, x, y, pixels, colour, max_width, max_lines, upward=False):
     """Wrapped text from baseline ``y`` down (or, ``upward``, ending at ``y``), at most ``max_lines``."""
-    lines = _wrapped(cv2, text, pixels, max_width)
+    drawer = engine()
+    pixels = max(pixels, min_px(drawer))
+    lines = wrap(drawer, "{}".format(text), pixels, False, max_width)
     if len(lines) > max_lines:
         lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
-    step = pixels * 1.45
+    step = max(pixels * 1.45, drawer.line_height(pixels))
     if upward:
         y -= step * (len(lines) - 1)
     for line in lines:
-        _put(cv2, canvas, line, x, y, pixels, colour, max_width)
+        _put(canvas, line, x, y, pixels, colour, max_width)
         y += step
 
 
@@ -110,18 +88,17 @@ def _blank(size):
 
 def draw_consent(size, message=None):
     """The consent screen: the statement, then ENTER / ESC. No camera image is shown before consent."""
-    cv2 = require("cv2")
     canvas = _blank(size)
     layout = Layout(size)
     unit, pad = layout.unit, layout.pad * 3
     width = layout.width - 2 * pad
-    _put(cv2, canvas, _(CONSENT_TITLE), pad, pad + unit * 1.2, unit * 1.1, YELLOW, width)
-    _paragraph(cv2, canvas, _(CONSENT_TEXT), pad, pad + unit * 3.2, unit * 0.8, WHITE, width, 8)
+    _put(canvas, _(CONSENT_TITLE), pad, pad + unit * 1.2, unit * 1.1, YELLOW, width)
+    _paragraph(canvas, _(CONSENT_TEXT), pad, pad + unit * 3.2, unit * 0.8, WHITE, width, 8)
     if message:
-        _paragraph(cv2, canvas, message, pad, layout.height - pad - unit * 3.4, unit * 0.7, AMBER, width, 2,
+        _paragraph(canvas, message, pad, layout.height - pad - unit * 3.4, unit * 0.7, AMBER, width, 2,
                    upward=True)
-    _put(cv2, canvas, _(CONSENT_YES), pad, layout.height - pad - unit * 1.5, unit * 0.9, YELLOW, width)
-    _put(cv2, canvas, _(CONSENT_NO), pad, layout.height - pad, unit * 0.9, YELLOW, width)
+    _put(canvas, _(CONSENT_YES), pad, layout.height - pad - unit * 1.5, unit * 0.9, YELLOW, width)
+    _put(canvas, _(CONSENT_NO), pad, layout.height - pad, unit * 0.9, YELLOW, width)
     return canvas
 
 
@@ -148,15 +125,15 @@ def draw_capture(size, frame, view):
     cv2.rectangle(canvas, (image.x, image.y), (image.x + image.w - 1, image.y + image.h - 1), border,
                   max(2, int(unit * 0.2)))
     cv2.rectangle(canvas, (image.x, 0), (image.x + image.w - 1, int(unit * 1.4)), RED, -1)
-    _put(cv2, canvas, _(CAPTURE_BANNER), pad, unit * 1.05, unit * 0.75, WHITE, image.w - 2 * pad)
+    _put(canvas, _(CAPTURE_BANNER), pad, unit * 1.05, unit * 0.75, WHITE, image.w - 2 * pad)
     if frame is None:
-        _put(cv2, canvas, _(NO_FRAME), pad * 2, image.h // 2, unit * 0.8, AMBER, image.w - 4 * pad)
+        _put(canvas, _(NO_FRAME), pad * 2, image.h // 2, unit * 0.8, AMBER, image.w - 4 * pad)
     if problem:
-        _paragraph(cv2, canvas, problem, pad * 2, image.h - pad * 2, unit * 0.7, AMBER, image.w - 4 * pad, 2,
+        _paragraph(canvas, problem, pad * 2, image.h - pad * 2, unit * 0.7, AMBER, image.w - 4 * pad, 2,
                    upward=True)
     x, inner = panel.x + pad, panel.w - 2 * pad
-    _put(cv2, canvas, view["title"], x, pad + unit, unit * 0.9, WHITE, inner)
-    _put(cv2, canvas, view["person"], x, pad + unit * 2.2, unit * 0.65, GREY, inner)
+    _put(canvas, view["title"], x, pad + unit, unit * 0.9, WHITE, inner)
+    _put(canvas, view["person"], x, pad + unit * 2.2, unit * 0.65, GREY, inner)
     top = pad + unit * 3.6
     keys_y = layout.height - pad - unit * 0.9
     message_y = keys_y - unit * 1.1
@@ -173,13 +150,13 @@ def draw_capture(size, frame, view):
             cv2.rectangle(canvas, (panel.x, int(y - unit * 0.95)),
                           (panel.x + panel.w - 1, int(y + unit * 0.3)), SELECTED_BG, -1)
         name = "{} {}".format(">" if chosen else " ", label)
-        _put(cv2, canvas, name, x, y, unit * 0.75, colour, inner * 0.6)
+        _put(canvas, name, x, y, unit * 0.75, colour, inner * 0.6)
         counter = "{}".format(total) + (" (+{})".format(session) if session else "")
-        _put(cv2, canvas, counter, x + inner * 0.62, y, unit * 0.75, colour, inner * 0.38)
+        _put(canvas, counter, x + inner * 0.62, y, unit * 0.75, colour, inner * 0.38)
     if view["message"]:
-        _paragraph(cv2, canvas, view["message"], x, message_y, unit * 0.6, YELLOW, inner, 2, upward=True)
+        _paragraph(canvas, view["message"], x, message_y, unit * 0.6, YELLOW, inner, 2, upward=True)
     for index, keys in enumerate(CAPTURE_KEYS):
-        _put(cv2, canvas, _(keys), x, keys_y + index * unit * 0.9, unit * 0.6, GREY, inner)
+        _put(canvas, _(keys), x, keys_y + index * unit * 0.9, unit * 0.6, GREY, inner)
     return canvas
 
 

@@ -8,13 +8,14 @@ reference is allowed: the case is saved without one. At most ``edge.caselog.REFE
 characters, A-Z and 0-9 only; the letter S cannot be typed, S saves.
 
 The prompt is drawn over the image area (redrawn every frame by ``OverlayRenderer``), never over
-the results panel, and with the same ASCII folding as the rest of the screen.
+the results panel, by the same text engine as the rest of the screen (the worker's language).
 """
 
 from edge.caselog import REFERENCE_MAX
 from edge.i18n import N_, _
 from edge.lazy import require
-from edge.overlay import WHITE, YELLOW, Layout, ascii_text
+from edge.overlay import WHITE, YELLOW, Layout
+from edge.overlay_text import engine, min_px
 
 PROMPT_TITLE = N_("Save case - patient reference (optional)")
 # Each kept on one line; wrapped between them.
@@ -24,7 +25,6 @@ CANCELLED = N_("Not saved")
 CONFIRM_KEYS = ("ENTER", "SPACE", "S")
 TYPED = frozenset("0123456789ABCDEFGHIJKLMNOPQRTUVWXYZ")  # every letter but S, the save key
 PANEL_BG = (24, 24, 24)
-MIN_TEXT_PX = 16
 
 
 class Snapshot(object):
@@ -75,46 +75,39 @@ class ReferenceEntry(object):
     def draw(self, canvas):
         """Draw the prompt over the image area of ``canvas`` (the composed screen); returns it.
 
-        Text is ``height / 26`` pixels tall (cap height), never under MIN_TEXT_PX, wrapped to the box;
-        nothing is drawn outside the image area."""
+        Text is ``height / 20`` pixels tall ("Ag"), never under the readable size of the worker's
+        language (``edge.overlay_text``), drawn by its text engine and wrapped to the box; nothing is
+        drawn outside the image area."""
         cv2 = require("cv2")
+        drawer = engine()
         height, width = canvas.shape[:2]
         area = Layout((width, height)).image
-        text_px = max(MIN_TEXT_PX, int(height / 26.0))
+        text_px = max(min_px(drawer), int(height / 20.0))
         margin = max(4, area.w // 24)
         x, w = area.x + margin, area.w - 2 * margin
-        blocks = []  # (lines, colour, cap height)
+        blocks = []  # (lines, colour, size, line step)
         for pieces, colour, size, sep in zip(self.lines(), (YELLOW, WHITE, WHITE),
                                              (text_px, int(text_px * 1.5), text_px), (" ", " ", "   ")):
-            pieces = [ascii_text(piece) for piece in pieces]
-            blocks.append((_wrap(cv2, pieces, sep, _scale(cv2, size), w - text_px), colour, size))
-        box_h = sum(int(size * 2.0) * len(lines) for lines, _c, size in blocks) + text_px
+            step = int(max(size * 1.45, drawer.line_height(size)))
+            blocks.append((_wrap(drawer, pieces, sep, size, w - text_px), colour, size, step))
+        box_h = sum(step * len(lines) for lines, _c, _s, step in blocks) + text_px
         y = area.y + max(0, (area.h - box_h) // 2)
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + box_h - 1), PANEL_BG, -1)
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + box_h - 1), YELLOW, 2)
-        baseline = y + text_px // 2
-        for lines, colour, size in blocks:
-            font_scale = _scale(cv2, size)
-            thickness = max(1, int(round(font_scale * 1.5)))
+        top = y + text_px // 2
+        for lines, colour, size, step in blocks:
             for line in lines:
-                baseline += int(size * 2.0)
-                cv2.putText(canvas, line, (x + text_px // 2, baseline - size // 2), cv2.FONT_HERSHEY_SIMPLEX,
-                            font_scale, colour, thickness, cv2.LINE_AA)
+                top += step
+                drawer.draw(canvas, line, x + text_px // 2, top - int(step * 0.3), size, colour)
         return canvas
 
 
-def _scale(cv2, pixels):
-    """The Hershey font scale whose capital letters are ``pixels`` tall."""
-    return pixels / float(cv2.getTextSize("A", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][1])
-
-
-def _wrap(cv2, pieces, sep, font_scale, max_w):
-    """``pieces`` joined by ``sep`` in lines no wider than ``max_w`` at ``font_scale`` (a piece wider
+def _wrap(drawer, pieces, sep, pixels, max_w):
+    """``pieces`` joined by ``sep`` in lines no wider than ``max_w`` at ``pixels`` (a piece wider
     than a line is cut)."""
-    thickness = max(1, int(round(font_scale * 1.5)))
 
     def fits(candidate):
-        return cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][0] <= max_w
+        return drawer.width(candidate, pixels) <= max_w
 
     lines, line = [], ""
     for word in pieces:

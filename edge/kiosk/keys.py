@@ -14,7 +14,7 @@ from edge.errors import MedkioskError, SourceError
 from edge.i18n import N_, _
 from edge.overlay import OverlayState, prediction_state
 
-HEATMAP_MISSING = "Heatmap not available for this model"
+HEATMAP_MISSING = N_("Heatmap not available for this model")
 CASE_SAVED = N_("Case saved {}")
 CASE_SAVED_REF = N_("Case saved {} - ref {}")
 EXPORT_NOT_CONFIGURED = N_("USB export is not configured")
@@ -22,6 +22,8 @@ EXPORT_NOT_CONFIGURED = N_("USB export is not configured")
 # TimeoutStopSec=20s). One cut short is safe: its cases stay new, and the root helper finishes or
 # cleans up the stick on its own.
 EXPORT_WAIT_S = 15.0
+HEATMAP_ON = N_("Heatmap: where the model looked for its top finding - H to hide")
+HEATMAP_OFF = N_("Heatmap hidden")
 
 
 class Desk(object):
@@ -79,7 +81,7 @@ def toggle_freeze(kiosk):
         kiosk.pipeline.resubmit()
         return
     if kiosk.screen.frame is None:
-        kiosk.messages.say("Nothing to freeze - no image yet")
+        kiosk.messages.say(_("Nothing to freeze - no image yet"))
         return
     _hold(kiosk, kiosk.screen.frame.copy(), kiosk.screen.name)
 
@@ -91,12 +93,15 @@ def _hold(kiosk, image, name=None):
 
 
 def next_module(kiosk):
+    """The next module; straight to the suggested one when the image was refused with a suggestion."""
+    target = getattr(kiosk.current_result(), "suggested_module", None)
     _forget_result(kiosk)
-    kiosk.modules.next()
+    if not (target and kiosk.modules.select(target)):
+        kiosk.modules.next()
     kiosk.pipeline.resubmit()
     if kiosk.freeze.active:
         kiosk.freeze.restamp()  # classify the frozen image with the new module
-    kiosk.messages.say("Module: {}".format(kiosk.slot.title))
+    kiosk.messages.say(_("Module: {}").format(_(kiosk.slot.title)))
 
 
 def _step_source_image(kiosk):
@@ -107,7 +112,7 @@ def _step_source_image(kiosk):
         return
     kiosk.pipeline.resubmit()
     if path is None:
-        kiosk.messages.say("No images to show")
+        kiosk.messages.say(_("No images to show"))
 
 
 def _next_import(desk):
@@ -127,21 +132,21 @@ def next_image(kiosk):
         return
     desk = kiosk.desk
     if desk.importer_factory is None:
-        kiosk.messages.say("No import folder configured")
+        kiosk.messages.say(_("No import folder configured"))
         return
     try:
         path = _next_import(desk)
     except SourceError as exc:
         desk.importer = None
-        kiosk.messages.say("No USB images: {}".format(exc))
+        kiosk.messages.say(_("No USB images: {}").format(exc))
         return
     if path is None:
-        kiosk.messages.say(desk.importer.notice or "No images on the USB stick")
+        kiosk.messages.say(desk.importer.notice or _("No images on the USB stick"))
         return
     _ok, image, _stamp = desk.importer.read()
     name = printable(os.path.basename(path))
     _hold(kiosk, image, name)
-    kiosk.messages.say("Image {}".format(name))
+    kiosk.messages.say(_("Image {}").format(name))
 
 
 def _case_record(kiosk, result, slot):
@@ -156,10 +161,10 @@ def save_case(kiosk):
     result = kiosk.current_result()
     frame = kiosk.freeze.frame if kiosk.freeze.active else kiosk.screen.frame
     if result is None or frame is None:
-        kiosk.messages.say("Nothing to save yet")
+        kiosk.messages.say(_("Nothing to save yet"))
         return
     if kiosk.desk.caselog_factory is None:
-        kiosk.messages.say("Case saving is not configured")
+        kiosk.messages.say(_("Case saving is not configured"))
         return
     from edge.kiosk.entry import ReferenceEntry, Snapshot
 
@@ -234,9 +239,14 @@ def export_cases(kiosk):
 
 
 def heatmap(kiosk):
-    kiosk.messages.say(HEATMAP_MISSING)
-
-
+    """H: show or hide where the model looked (bundles exported with a heatmap output only)."""
+    bundle = kiosk.slot.bundle
+    if bundle is None or not getattr(bundle, "heatmap", None):
+        kiosk.show_heatmap = False
+        kiosk.messages.say(_(HEATMAP_MISSING))
+        return
+    kiosk.show_heatmap = not kiosk.show_heatmap
+    kiosk.messages.say(_(HEATMAP_ON) if kiosk.show_heatmap else _(HEATMAP_OFF))
 def capture_mode(kiosk):
     """Capture mode (labelled photos for training, consent first): its own screens until ESC."""
     from edge.kiosk.capture_mode import run_capture
@@ -258,7 +268,7 @@ def pair_device(kiosk):
 
 def quit_kiosk(kiosk):
     if kiosk.kiosk_mode:
-        kiosk.messages.say("Kiosk mode: the kiosk cannot be closed from the keyboard")
+        kiosk.messages.say(_("Kiosk mode: the kiosk cannot be closed from the keyboard"))
         return True
     return False
 

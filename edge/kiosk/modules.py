@@ -10,7 +10,8 @@ journal; the kiosk itself keeps running.
 import json
 import os
 
-from edge.errors import BundleError
+from edge.errors import BundleError, MedkioskError
+from edge.i18n import _
 
 MANIFEST = "manifest.json"
 MANIFEST_ID_LIMIT = 1 << 20  # bytes read to find a damaged bundle's module id for its message
@@ -54,6 +55,14 @@ class ModuleSet(object):
         self.index = (self.index + 1) % len(self.slots)
         return self.current
 
+    def select(self, module_id):
+        """Show the slot of ``module_id`` (a suggestion's target); False when there is none."""
+        for index, slot in enumerate(self.slots):
+            if slot.module_id == module_id:
+                self.index = index
+                return True
+        return False
+
     def problems(self):
         """(module id, problem) of every slot that cannot run, for the journal at start."""
         return [(slot.module_id, slot.problem) for slot in self.slots if slot.problem]
@@ -95,7 +104,7 @@ def _load_slot(folder):
     else:
         return ModuleSlot(bundle.module_id, bundle=bundle)
     module_id = _manifest_module_id(folder) or os.path.basename(folder.rstrip("/"))
-    return ModuleSlot(module_id, problem="Model bundle damaged: {}".format(problem))
+    return ModuleSlot(module_id, problem=_("Model bundle damaged: {}").format(problem))
 
 
 def _installed(folders):
@@ -110,8 +119,8 @@ def _installed(folders):
         where[module_id].append(folder)
         if slot.usable or found[module_id].usable:
             found[module_id] = ModuleSlot(module_id, problem=(
-                "Duplicate module id '{}' in {}: the kiosk cannot tell which to run. Fix: remove all but "
-                "one of these bundles".format(module_id, ", ".join(where[module_id]))))
+                _("Duplicate module id '{}' in {}: the kiosk cannot tell which to run. Fix: remove all but "
+                  "one of these bundles").format(module_id, ", ".join(where[module_id]))))
     return found
 
 
@@ -133,8 +142,8 @@ def discover_modules(models_dir, module_ids, first=None):
     for module_id in ids:
         slot = found.get(module_id)
         if slot is None:
-            slot = ModuleSlot(module_id, problem="No model bundle for '{}' in {}. Install it, or press M for "
-                                                 "another module".format(module_id, models_dir))
+            problem = _("No model bundle for '{}' in {}. Install it, or press M for another module")
+            slot = ModuleSlot(module_id, problem=problem.format(module_id, models_dir))
         slots.append(slot)
     if first:
         start = ids.index(first)
@@ -184,3 +193,25 @@ def default_classifier_opener(backend="auto", precision="fp16", engine_cache=Non
         return classifier
 
     return open_classifier
+
+
+def suggest_in_slots(prediction, image, slot, slots, open_classifier, prepared=None):
+    """On refusal, offer the image to the other usable modules (``edge.suggest``); returns the id or None.
+
+    ``open_classifier(slot)`` is the inference worker's (it keeps every runner). A module that cannot
+    be opened for the check gets that problem (as when the user switches to it) and is skipped.
+    """
+    if not prediction.out_of_scope:
+        return None
+    from edge.suggest import Candidate, suggest_module
+
+    candidates = []
+    for other in [s for s in slots if s is not slot and s.usable and s.bundle.description.input_check]:
+        candidate = Candidate(other.bundle, lambda other=other: open_classifier(other))
+        try:
+            candidate.classifier()
+        except MedkioskError as exc:
+            other.problem = "Module cannot run here: {}".format(exc)
+            continue
+        candidates.append(candidate)
+    return suggest_module(prediction, image, slot.bundle, candidates, prepared)

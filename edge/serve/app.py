@@ -15,6 +15,7 @@ import time
 from edge import __version__
 from edge.errors import MedkioskError
 from edge.serve.errors import AuthError, ServeError
+from edge.serve.wording import render_page
 
 LOG = logging.getLogger("medkiosk.serve")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -140,7 +141,7 @@ def _register_routes(app, flask, service, store, settings):
 
     @app.route("/")
     def page():
-        return flask.send_from_directory(STATIC_DIR, "index.html")
+        return flask.Response(render_page([slot.title for slot in service.slots]), mimetype="text/html")
 
     @app.route("/api/v1/pair", methods=["POST"])
     def pair():

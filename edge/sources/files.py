@@ -4,6 +4,7 @@ import os
 
 from edge.console import printable, warn
 from edge.errors import ImageError, SourceError
+from edge.i18n import _
 from edge.lazy import require
 from edge.preprocess import is_image_file, read_image
 from edge.sources.base import Source, now
@@ -126,7 +127,8 @@ class ImageFolderSource(Source):
         if self._files:
             self._show_from(0)
         else:
-            self.notice = "No images in {} yet - copy .png/.jpg/.dcm files there".format(printable(self.path))
+            self.notice = _("No images in {} yet - copy .png/.jpg/.dcm files there").format(
+                printable(self.path))
         return self
 
     def _list(self):
@@ -200,7 +202,7 @@ class ImageFolderSource(Source):
             self._index = index
             self._image = image
             self._stamp = self.clock()
-            self.notice = "New image: {}{}".format(printable(os.path.basename(path)),
+            self.notice = _("New image: {}{}").format(printable(os.path.basename(path)),
                                                    " ({})".format(self.image_note) if self.image_note else "")
 
     def _unreadable_or_copying(self, path, problem):
@@ -217,7 +219,7 @@ class ImageFolderSource(Source):
         self._pending.pop(path, None)
         self._known.add(path)
         self._mark_unreadable(path, problem)
-        self.notice = "Skipped unreadable image: {}".format(problem)
+        self.notice = _("Skipped unreadable image: {}").format(problem)
 
     def read(self):
         self._check_new()
@@ -231,6 +233,6 @@ class ImageFolderSource(Source):
         self._scan()
         self._known.update(self._files)
         if not self._files:
-            self.notice = "No images in {}".format(printable(self.path))
+            self.notice = _("No images in {}").format(printable(self.path))
             return None
         return self._show_from(self._index + 1)

@@ -3,35 +3,39 @@
 Readable: capitals at least ``MIN_TEXT_PX`` tall (edge.overlay.readable_cap_px: 16 arc minutes at
 50 cm on the 7-inch panel's pixel pitch). Every screen the kiosk draws (each panel state, the banners
 stacked at their worst, the technician box, the file name, the pairing panel) is rendered for real
-on an 800x480 canvas with the shipped modules' titles and finding names; each text drawn is recorded
-(OpenCV's putText, passed through unchanged) with where its ink goes, and checked: not smaller than
-readable, inside the canvas, not over another visible text. The cap height's definition is checked
-on pixels too.
+on an 800x480 canvas with the shipped modules' titles and finding names, in each language (English,
+Hindi, Bengali: their catalogues and fonts); each text drawn is recorded (the text engine's draw,
+passed through unchanged) with where its ink goes, and checked: not smaller than readable, inside
+the canvas, not over another visible text. The cap height's definition is checked on pixels too,
+and a broken readable floor is shown to fail the check.
 """
 
+import contextlib
 import json
 import os
 
-import cv2
 import numpy as np
 import pytest
 
 import edge.overlay as overlay
+import edge.overlay_text as overlay_text
+from edge import i18n
+from edge import text as text_engine
 from edge.bundle import Bundle, make_manifest
 from edge.classify import postprocess
 from edge.description import InputSpec, ModelDescription
+from edge.errors import ConfigError
 from edge.kiosk.pairing import Pairing
 from edge.kiosk.views import KioskViews
 from edge.overlay import (
     MIN_TEXT_PX,
     OverlayState,
     Rect,
-    cap_height_px,
     draw_overlay,
     key_legend,
     key_legend_items,
-    min_scale,
     readable_cap_px,
+    text_block,
 )
 from edge.quality import assess_quality
 from edge.serve.auth import DeviceStore
@@ -66,26 +70,50 @@ def _prediction(probabilities, module="chest", quality_image=None, task="multicl
 
 
 class TextSpy(object):
-    """OpenCV with putText recorded: (text, ink box (x0, y0, x1, y1), cap height)."""
+    """The text engine with its draw calls recorded: (text, ink box (x0, y0, x1, y1), cap height)."""
 
-    def __init__(self):
+    def __init__(self, engine, language):
+        self.engine = engine
+        self.language = language
         self.drawn = []
 
     def __getattr__(self, name):
-        return getattr(cv2, name)
+        return getattr(self.engine, name)
 
-    def putText(self, img, text, org, font, scale, colour, thickness=1, line_type=cv2.LINE_8):
-        (width, height), baseline = cv2.getTextSize(text, font, scale, thickness)
-        x, y = org
-        self.drawn.append((text, (x, y - height, x + width, y + baseline), cap_height_px(cv2, font, scale)))
-        return cv2.putText(img, text, org, font, scale, colour, thickness, line_type)
+    def draw(self, canvas, text, x, baseline, px, colour, bold=False):
+        if text:
+            self.drawn.append((text, self.engine.ink_box(text, x, baseline, px, bold),
+                               self.engine.cap_height(px, bold)))
+        return self.engine.draw(canvas, text, x, baseline, px, colour, bold)
+
+
+LANGUAGES = ("en", "hi", "bn")
+
+
+def _engine(language):
+    try:
+        return text_engine.engine_for(language)
+    except ConfigError as exc:  # no font or libraqm for the script here
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=LANGUAGES + ("en-hershey",))
+def spy(request, monkeypatch):
+    """Every text drawn in ``language`` (its catalogue, its engine) recorded; en-hershey: English on
+    OpenCV's font, the fallback of a unit without Pillow or a Latin font."""
+    language = request.param.split("-")[0]
+    engine = text_engine.HersheyText() if request.param == "en-hershey" else _engine(language)
+    spy = TextSpy(engine, language)
+    monkeypatch.setattr(text_engine, "use", lambda language: spy)
+    i18n.set_language(language)
+    yield spy
+    i18n.set_language("en")
 
 
 @pytest.fixture
-def spy(monkeypatch):
-    spy = TextSpy()
-    real = overlay.require
-    monkeypatch.setattr(overlay, "require", lambda name, *a: spy if name == "cv2" else real(name, *a))
+def english(monkeypatch):
+    spy = TextSpy(_engine("en"), "en")
+    monkeypatch.setattr(text_engine, "use", lambda language: spy)
     return spy
 
 
@@ -158,6 +186,12 @@ def test_every_panel_state_is_readable_at_800x480(spy, name):
     frame = None if options.get("disconnected") else textured()
     draw_overlay(frame, make(), _state(**options))
     texts = check_screen(spy.drawn)
+    joined = " ".join(texts)
+    assert i18n._(overlay.DISCLAIMER) in joined  # whole (never cut) in every language
+    if options.get("frozen"):
+        assert i18n._(overlay.FROZEN_TEXT) in texts
+    if spy.language != "en":
+        return
     assert any("Decision support" in t for t in texts)  # the notice is always there, never covered
     if options.get("on_cpu"):
         assert any("RUNNING ON CPU" in t for t in texts)
@@ -173,8 +207,9 @@ def test_the_legend_shows_the_keypad_keys_and_stays_readable(spy):
     for name, same in SAME_AS.items():  # the legend's aliases are the kiosk's
         assert KEY_HANDLERS[name] is KEY_HANDLERS[same]
     legend = key_legend()
-    for part in ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"):
-        assert part in legend
+    english = ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save")
+    for part in english:  # the key names stay as printed on the keys, in every language
+        assert (part if spy.language == "en" else part.split()[0] + " ") in legend
     draw_overlay(textured(), _prediction([0.86, 0.08, 0.04, 0.02]), _state())
     shown = check_screen(spy.drawn)
     legend = [line for line in shown if any(item in line for item in key_legend_items())]
@@ -201,6 +236,8 @@ def test_technician_box_file_name_and_banners_do_not_collide(spy):
     box = views.drawn["technician"]
     cover = Rect(box[0].x, box[0].y, box[0].w, box[-1].y + box[-1].h - box[0].y)
     texts = check_screen(spy.drawn, [(start, cover)])
+    if spy.language != "en":
+        return
     for words in ("RUNNING ON CPU", "FROZEN", "Image a.png", "File: IMG_0001.png", "Backend: tensorrt fp16",
                   "Provider: TensorrtExecutionProvider", "Screen: 14.8 fps", "Inference: 45 ms", "T: close",
                   "Notice: TensorRT unavailable"):
@@ -219,6 +256,9 @@ def test_pairing_panel_is_readable_and_keeps_the_alerts(spy, tmp_path):
     views.draw(canvas, state)
     area = views.drawn["pairing"].area
     texts = check_screen(spy.drawn, [(start, area)])
+    assert pairing.view.spaced_code() in texts
+    if spy.language != "en":
+        return
     assert any("RUNNING ON CPU" in t for t in texts) and any("DEVELOPER" in t for t in texts)
     assert pairing.view.spaced_code() in texts and any("Valid for 4:" in t for t in texts)
 
@@ -227,11 +267,32 @@ def test_the_readable_size_and_its_pixels():
     # 16 arc minutes at 50 cm is 2.33 mm; a 7-inch 800x480 panel has 0.19 mm pixels: 12.2 -> 13 px
     assert readable_cap_px() == MIN_TEXT_PX == 13
     assert readable_cap_px({"size": (800, 480), "diagonal_mm": 254.0}) == 9  # a 10-inch panel of 800x480
-    for font in (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX):
-        image = np.zeros((60, 60), np.uint8)
-        cv2.putText(image, "H", (5, 40), font, min_scale(cv2, font), 255, 1, cv2.LINE_AA)
-        rows = np.nonzero(image.max(axis=1) > 127)[0]
-        assert rows.max() - rows.min() + 1 >= MIN_TEXT_PX - 1  # the ink of a capital, pixel-measured
+    engines = [text_engine.HersheyText()]
+    for language in LANGUAGES:
+        with contextlib.suppress(ConfigError):  # no font for the script here: that engine is not checked
+            engines.append(text_engine.engine_for(language))
+    for engine in engines:
+        letters = ["H"] + ([text_engine.SCRIPTS[engine.script].letter] if engine.script != "latin" else [])
+        for bold in (False, True):
+            px = engine.min_px(MIN_TEXT_PX, bold)
+            assert engine.cap_height(px, bold) >= MIN_TEXT_PX > engine.cap_height(px - 1, bold)
+            for letter in letters:  # the ink of a capital (or the script's letter), pixel-measured
+                image = np.zeros((80, 80, 3), np.uint8)
+                engine.draw(image, letter, 5, 50, px, (255, 255, 255), bold)
+                rows = np.nonzero(image.max(axis=(1, 2)) > 127)[0]
+                assert rows.max() - rows.min() + 1 >= MIN_TEXT_PX - 1, (engine.name, engine.script, letter)
+
+
+def test_a_broken_readable_floor_fails_the_check(english, monkeypatch):
+    canvas = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    text_block(canvas, LONG_PROBLEM, Rect(10, 10, 300, 30), 24, (255, 255, 255), max_lines=1)
+    check_screen(english.drawn)  # the floor holds: cut with an ellipsis at 13 px
+    assert english.drawn[0][0].endswith(english.ellipsis)
+    monkeypatch.setattr(overlay_text, "min_px", lambda drawer, bold=False: 4.0)
+    del english.drawn[:]
+    text_block(canvas, LONG_PROBLEM, Rect(10, 10, 300, 30), 24, (255, 255, 255), max_lines=1)
+    with pytest.raises(AssertionError, match="below 13 px"):
+        check_screen(english.drawn)
 
 
 def test_the_check_catches_small_and_overlapping_text():
@@ -251,6 +312,25 @@ def test_a_short_technician_box_drops_the_last_figures_not_the_readable_size(spy
     canvas = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     boxes = draw_technician(canvas, layout, _info(), Rect(9, 100, 446, 150))
     texts = check_screen(spy.drawn)
+    assert boxes[-1].y + boxes[-1].h <= 100 + 150
+    if spy.language != "en":
+        return
     assert texts[0] == "Technician" and texts[-1] == "T: close" and len(boxes) < 12
     assert any(t.startswith("Backend") for t in texts) and not any(t.startswith("LAN pairing") for t in texts)
     assert boxes[-1].y + boxes[-1].h <= 100 + 150
+
+
+def test_the_capture_screens_are_readable_in_each_language(spy):
+    from edge.kiosk.capture_mode import CONSENT_TEXT, draw_capture, draw_consent
+
+    draw_consent(SIZE, message=i18n._("No consent - nothing stored"))
+    texts = check_screen(spy.drawn)
+    assert i18n._(CONSENT_TEXT).split()[0] in " ".join(texts)  # the statement in the worker's language
+    del spy.drawn[:]
+    view = {"title": i18n._("Capture: {}").format("skin"), "person": i18n._("Person {} - {} photo(s)").format(
+        "a1b2c3", 2), "labels": [("melanoma", 4, 1), ("nevus", 9, 0), ("psoriasis", 0, 0)], "selected": 1,
+        "quality": "Image quality too low - retake", "message": i18n._("Saved: {} ({})").format("nevus", 10)}
+    draw_capture(SIZE, textured(), view)
+    texts = check_screen(spy.drawn)
+    if spy.language != "en":
+        assert any(ord(c) > 0x900 for t in texts for c in t)  # drawn in the script, not folded to ASCII

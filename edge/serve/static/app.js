@@ -3,6 +3,12 @@
 "use strict";
 
 var state = { csrf: null, resultId: null };
+// The page's texts in the kiosk's language, rendered into the page by the service (edge/serve/wording.py).
+var strings = JSON.parse(document.getElementById("strings").textContent);
+
+function tr(key) { return strings[key] || key; }
+
+function titleFor(text) { return (strings.names && strings.names[text]) || text; }
 
 function $(id) { return document.getElementById(id); }
 
@@ -41,7 +47,7 @@ function showClassify(session) {
       if (!module.installed) { return; }
       var option = document.createElement("option");
       option.value = module.id;
-      option.textContent = module.title;
+      option.textContent = titleFor(module.title);
       select.appendChild(option);
     });
   }).catch(function (error) { say(error.message); });
@@ -50,7 +56,7 @@ function showClassify(session) {
 function render(result) {
   var view = result.view;
   $("result").hidden = false;
-  $("result-title").textContent = view.title + (result.suggested ? " (suggested)" : "");
+  $("result-title").textContent = view.title + (result.suggested ? " " + tr("suggested") : "");
   $("result-subtitle").textContent = view.subtitle || "";
   $("result-banner").hidden = !view.banner;
   $("result-banner").textContent = view.banner || "";
@@ -89,9 +95,9 @@ function start() {
   codeFromAddress();
   $("pair-form").addEventListener("submit", function (event) {
     event.preventDefault();
-    say("Pairing...");
+    say(tr("pairing"));
     api("POST", "/api/v1/pair", { code: $("pair-code").value, device: $("pair-device").value })
-      .then(function (data) { say("Paired"); showClassify(data); })
+      .then(function (data) { say(tr("paired")); showClassify(data); })
       .catch(function (error) { say(error.message); });
   });
   $("classify-form").addEventListener("submit", function (event) {
@@ -99,7 +105,7 @@ function start() {
     var form = new FormData();
     form.append("module", $("module").value);
     form.append("image", $("image").files[0]);
-    say("Analysing...");
+    say(tr("analysing"));
     api("POST", "/api/v1/classify", form, true)
       .then(function (data) { say(""); render(data); })
       .catch(function (error) { say(error.message); });
@@ -108,7 +114,7 @@ function start() {
     $("save-button").disabled = true;
     api("POST", "/api/v1/cases", { result_id: state.resultId })
       .then(function (data) {
-        say("Case saved (" + data.id + ")");
+        say(tr("case_saved").replace("{}", data.id));
         var link = $("referral-link");
         link.href = "/api/v1/cases/" + encodeURIComponent(data.id) + "/referral.pdf";
         link.hidden = false;

@@ -162,3 +162,28 @@ def test_e_with_a_bad_usb_export_setting_is_one_line(tmp_path, slot, synth_image
     assert kiosk.messages.last == "usb_export = 'sudo:/bin/sh' is not understood"
     logged = "USB export failed: usb_export = 'sudo:/bin/sh' is not understood. Fix: socket:"
     assert logged in journal.getvalue()
+
+
+@pytest.mark.parametrize("language", ["hi", "bn"])
+def test_the_prompt_in_the_workers_language_is_drawn_by_the_text_engine(language):
+    """In Hindi and Bengali the prompt's title is drawn (not blank, not cut out of the image area):
+    the same 800x480 box, with the script's font (Hershey would draw nothing for these letters)."""
+    from edge import i18n
+    from edge.kiosk.entry import ReferenceEntry
+
+    pytest.importorskip("PIL")
+    try:
+        i18n.set_language(language)
+        title = ReferenceEntry(None, None, None).lines()[0]
+        assert any(ord(ch) > 127 for ch in " ".join(title))
+        canvas = np.zeros((480, 800, 3), dtype=np.uint8)
+        ReferenceEntry(None, None, None).draw(canvas)
+    finally:
+        i18n.set_language("en")
+    area = LAYOUT.image
+    outside = canvas.copy()
+    outside[area.y:area.y + area.h, area.x:area.x + area.w] = 0
+    assert not outside.any()
+    inside = canvas[area.y:area.y + area.h, area.x:area.x + area.w]
+    white = (inside == 255).all(axis=2)  # title and typed text are white/yellow; count white ink
+    assert white.sum() > 50

@@ -2,14 +2,14 @@
 the module's place in the list, and the pairing panel on P (real bundle on ONNX Runtime, real loop).
 
 The live camera is the fake of the other kiosk tests (no camera on CI). Every text the screen draws
-is recorded per frame (OpenCV's putText passed through, tests/edge/test_overlay_800x480.TextSpy) and
+is recorded per frame (the text engine's draw passed through, tests/edge/test_overlay_800x480.TextSpy) and
 the written screens are read back (the QR code with OpenCV's detector).
 """
 
 import cv2
 import pytest
 
-import edge.overlay as overlay
+from edge import text as text_engine
 from edge.kiosk import ModuleSlot
 from edge.kiosk.pairing import Pairing
 from edge.outputs import NullSink
@@ -38,9 +38,8 @@ class ScreenSink(NullSink):
 
 @pytest.fixture
 def spy(monkeypatch):
-    spy = TextSpy()
-    real = overlay.require
-    monkeypatch.setattr(overlay, "require", lambda name, *a: spy if name == "cv2" else real(name, *a))
+    spy = TextSpy(text_engine.engine_for("en"), "en")
+    monkeypatch.setattr(text_engine, "use", lambda language: spy)
     return spy
 
 
