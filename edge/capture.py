@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import uuid
 
 from edge import __version__
@@ -42,7 +41,7 @@ from edge.private_files import (
     TMP_SUFFIX,
     fsync_dir,
     private_dir,
-    unique_folder,
+    publish_folder,
     write_file_atomic,
     write_private,
 )
@@ -342,24 +341,15 @@ class CaptureStore(object):
             raise CaptureError("no photos to export for module {}. Fix: capture photos first (key C in "
                                "the kiosk)".format(self.module))
         stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
-        try:
-            tmp = tempfile.mkdtemp(prefix="." + EXPORT_PREFIX, suffix=TMP_SUFFIX, dir=destination)
-        except OSError as exc:
-            raise CaptureError("export to {} failed: not writable ({}). Fix: mount the USB stick "
-                               "writable (or pass a writable folder with --to)".format(
-                                   destination, exc.strerror)) from exc
-        try:
-            _write_export(tmp, records, list(labels), self.module)
-            folder = unique_folder(destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp))
-            os.rename(tmp, folder)
-            fsync_dir(destination)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CaptureError("export to {} failed ({}); nothing was written. Fix: check the USB stick "
-                               "has space and is writable".format(destination, exc.strerror)) from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        folder = publish_folder(
+            destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp), EXPORT_PREFIX,
+            lambda tmp: _write_export(tmp, records, list(labels), self.module),
+            refused=lambda exc: CaptureError(
+                "export to {} failed: not writable ({}). Fix: mount the USB stick writable (or pass a "
+                "writable folder with --to)".format(destination, exc.strerror)),
+            failed=lambda exc: CaptureError(
+                "export to {} failed ({}); nothing was written. Fix: check the USB stick has space and is "
+                "writable".format(destination, exc.strerror)))
         return folder, len(records)
 
 

@@ -35,7 +35,7 @@ import uuid
 
 from edge.errors import MedkioskError
 from edge.lazy import require
-from edge.private_files import TMP_SUFFIX, fsync_dir, private_dir, unique_folder, write_file_atomic
+from edge.private_files import TMP_SUFFIX, fsync_dir, private_dir, publish_folder, write_file_atomic
 
 DB_NAME = "cases.db"
 CASES_DIR = "cases"
@@ -392,31 +392,19 @@ class CaseLog(object):
         Written into a temporary folder beside the result and renamed: all or nothing.
         ``referral(record, image_bytes)`` -> PDF bytes adds ``referrals/K-0042.pdf`` for each case.
         """
-        import shutil
-        import tempfile
-
         if not os.path.isdir(destination):
             raise CaseLogError("export target {} is not a folder. Fix: insert and mount the USB stick, then "
                                "pass its mount point with --to".format(destination))
         stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
-        try:
-            tmp = tempfile.mkdtemp(prefix="." + EXPORT_PREFIX, suffix=TMP_SUFFIX, dir=destination)
-        except OSError as exc:
-            raise CaseLogError("export to {} failed ({}). Fix: check the USB stick is mounted writable and "
-                               "has space".format(destination, exc.strerror)) from exc
-        try:
-            _write_export(tmp, records, self.verified_image, referral)
-            folder = unique_folder(destination, EXPORT_PREFIX + stamp)
-            os.rename(tmp, folder)
-            fsync_dir(destination)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CaseLogError("export to {} failed ({}); nothing was written. Fix: check the USB stick has "
-                               "space and is writable".format(destination, exc.strerror)) from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
+        return publish_folder(
+            destination, EXPORT_PREFIX + stamp, EXPORT_PREFIX,
+            lambda tmp: _write_export(tmp, records, self.verified_image, referral),
+            refused=lambda exc: CaseLogError(
+                "export to {} failed ({}). Fix: check the USB stick is mounted writable and has "
+                "space".format(destination, exc.strerror)),
+            failed=lambda exc: CaseLogError(
+                "export to {} failed ({}); nothing was written. Fix: check the USB stick has space and is "
+                "writable".format(destination, exc.strerror)))
 
 
 def _write_export(folder, records, read_image, referral=None):

@@ -6,6 +6,8 @@ new one, never half of one. Python 3.6 compatible; imports only the standard lib
 """
 
 import os
+import shutil
+import tempfile
 import uuid
 
 TMP_SUFFIX = ".tmp"  # a write in progress (``write_file_atomic``); left-overs are removed by their owners
@@ -62,3 +64,28 @@ def write_file_atomic(path, data):
     os.close(fd)
     os.rename(tmp, path)
     fsync_dir(folder)
+
+
+def publish_folder(destination, name, prefix, write, refused, failed):
+    """All or nothing: ``write(tmp)`` fills a new 0700 folder in ``destination``, which is then renamed
+    to ``unique_folder(destination, name)`` and the rename fsynced; return the new folder's path.
+
+    ``refused(exc)`` / ``failed(exc)`` turn the OSError of making the temporary folder / of writing or
+    renaming it into the caller's project error; on any failure the temporary folder is removed.
+    """
+    try:
+        tmp = tempfile.mkdtemp(prefix="." + prefix, suffix=TMP_SUFFIX, dir=destination)
+    except OSError as exc:
+        raise refused(exc) from exc
+    try:
+        write(tmp)
+        folder = unique_folder(destination, name)
+        os.rename(tmp, folder)
+        fsync_dir(destination)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise failed(exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

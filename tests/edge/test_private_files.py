@@ -12,6 +12,7 @@ from edge.private_files import (
     TMP_SUFFIX,
     fsync_dir,
     private_dir,
+    publish_folder,
     unique_folder,
     write_file_atomic,
     write_private,
@@ -68,3 +69,55 @@ def test_fsync_dir_needs_a_folder_that_exists(tmp_path):
     fsync_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError):
         fsync_dir(str(tmp_path / "missing"))
+
+
+class Refused(Exception):
+    pass
+
+
+class Failed(Exception):
+    pass
+
+
+def _publish(destination, write):
+    return publish_folder(str(destination), "export", "export-", write, refused=lambda exc: Refused(exc),
+                          failed=lambda exc: Failed(exc))
+
+
+def test_publish_folder_renames_a_written_folder_to_a_free_name(tmp_path):
+    (tmp_path / "export").mkdir()
+
+    def write(tmp):
+        assert os.path.basename(tmp).startswith(".export-") and tmp.endswith(TMP_SUFFIX)
+        write_private(os.path.join(tmp, "cases.csv"), b"a,b\r\n")
+
+    folder = _publish(tmp_path, write)
+    assert folder == str(tmp_path / "export-2")
+    assert _mode(folder) == 0o700
+    assert sorted(os.listdir(str(tmp_path))) == ["export", "export-2"]
+    assert os.listdir(folder) == ["cases.csv"]
+
+
+def test_publish_folder_leaves_nothing_when_the_write_fails(tmp_path):
+    def write(tmp):
+        write_private(os.path.join(tmp, "cases.csv"), b"a")
+        write_private(os.path.join(tmp, "cases.csv"), b"b")  # exists: OSError
+
+    with pytest.raises(Failed) as failure:
+        _publish(tmp_path, write)
+    assert isinstance(failure.value.__cause__, FileExistsError)
+    assert os.listdir(str(tmp_path)) == []
+
+    def interrupted(tmp):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _publish(tmp_path, interrupted)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_publish_folder_refuses_a_destination_it_cannot_write(tmp_path):
+    missing = tmp_path / "not-mounted"
+    with pytest.raises(Refused) as refusal:
+        _publish(missing, lambda tmp: None)
+    assert isinstance(refusal.value.__cause__, FileNotFoundError)
