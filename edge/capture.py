@@ -42,6 +42,7 @@ from edge.private_files import (
     fsync_dir,
     private_dir,
     publish_folder,
+    tighten_tree,
     write_file_atomic,
     write_private,
 )
@@ -198,7 +199,7 @@ class CaptureStore(object):
             private_dir(os.path.dirname(os.path.dirname(self.root)))
             private_dir(os.path.dirname(self.root))
             private_dir(self.root)
-            self._tighten()
+            tighten_tree(self.root)
             self.cleaned = self._clean()
         except OSError as exc:
             raise CaptureError("capture store {}: cannot be created ({}). Fix: make the state folder "
@@ -209,15 +210,6 @@ class CaptureStore(object):
     def _subjects(self):
         return sorted(name for name in os.listdir(self.root)
                       if _SUBJECT_ID.match(name) and os.path.isdir(os.path.join(self.root, name)))
-
-    def _tighten(self):
-        for folder, dirs, files in os.walk(self.root):
-            for name in dirs:
-                os.chmod(os.path.join(folder, name), 0o700)
-            for name in files:
-                path = os.path.join(folder, name)
-                if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
-                    os.chmod(path, 0o600)
 
     def _clean(self, min_age_s=ORPHAN_MIN_AGE_S):
         """Remove ``.tmp`` leftovers and photos without a record, once older than ``min_age_s``."""

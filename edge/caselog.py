@@ -35,7 +35,14 @@ import uuid
 
 from edge.errors import MedkioskError
 from edge.lazy import require
-from edge.private_files import TMP_SUFFIX, fsync_dir, private_dir, publish_folder, write_file_atomic
+from edge.private_files import (
+    TMP_SUFFIX,
+    fsync_dir,
+    private_dir,
+    publish_folder,
+    tighten_tree,
+    write_file_atomic,
+)
 
 DB_NAME = "cases.db"
 CASES_DIR = "cases"
@@ -195,7 +202,7 @@ class CaseLog(object):
             images = os.path.join(self.root, IMAGES_DIR)
             raise CaseLogError("case log {}: the database is damaged ({}). Fix: move it aside; the images "
                                "in {} are intact".format(self.db_path, exc, images)) from exc
-        self._tighten_permissions()
+        tighten_tree(self.root)
         self.cleaned = self._clean_temporaries() + self._clean_orphans()
         return self
 
@@ -261,16 +268,6 @@ class CaseLog(object):
                     os.unlink(path)
                     removed += 1
         return removed
-
-    def _tighten_permissions(self):
-        """Folders 0700 and files 0600 under the case folder, whatever an older version left."""
-        for folder, dirs, files in os.walk(self.root):
-            for name in dirs:
-                os.chmod(os.path.join(folder, name), 0o700)
-            for name in files:
-                path = os.path.join(folder, name)
-                if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
-                    os.chmod(path, 0o600)
 
     def check_space(self, needed_bytes=0):
         """Raise CaseLogError when saving would leave less than ``min_free_mb`` free."""

@@ -28,6 +28,18 @@ def private_dir(path):
     os.chmod(path, 0o700)
 
 
+def tighten_tree(root):
+    """Folders 0700 and files 0600 under ``root``, whatever an older version left (links are not
+    followed: a link's own mode means nothing)."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+
+
 def unique_folder(destination, name):
     """``name``, or ``name-2``, ``name-3``... whichever does not exist yet in ``destination``."""
     candidate, index = os.path.join(destination, name), 1

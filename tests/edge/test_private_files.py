@@ -13,6 +13,7 @@ from edge.private_files import (
     fsync_dir,
     private_dir,
     publish_folder,
+    tighten_tree,
     unique_folder,
     write_file_atomic,
     write_private,
@@ -121,3 +122,20 @@ def test_publish_folder_refuses_a_destination_it_cannot_write(tmp_path):
     with pytest.raises(Refused) as refusal:
         _publish(missing, lambda tmp: None)
     assert isinstance(refusal.value.__cause__, FileNotFoundError)
+
+
+def test_tighten_tree_sets_0700_folders_and_0600_files_but_not_through_links(tmp_path):
+    root = tmp_path / "root"
+    (root / "day").mkdir(parents=True)
+    image = root / "day" / "case.png"
+    image.write_bytes(b"png")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not ours")
+    os.chmod(str(outside), 0o644)
+    os.symlink(str(outside), str(root / "day" / "link"))
+    os.chmod(str(root / "day"), 0o755)
+    os.chmod(str(image), 0o644)
+    tighten_tree(str(root))
+    assert _mode(str(root / "day")) == 0o700
+    assert _mode(str(image)) == 0o600
+    assert _mode(str(outside)) == 0o644  # the link's target is left alone
