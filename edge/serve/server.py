@@ -71,32 +71,25 @@ def stop_within(server, seconds):
     return [thread.name for thread in workers if thread.is_alive()] or [stopper.name]
 
 
-def _serve_until_signal(server, signals):
-    """Run ``server.serve()`` in a thread until a stop signal arrives or it ends; re-raise its failure.
-
-    The signal handler only records the signal: an exception raised from a handler can land anywhere in
-    cheroot's connection loop (and its locks), which is no state to stop from.
+def _serve_until_signal(server, received):
+    """Run ``server.serve()`` in a thread until a stop signal is in ``received`` or it ends; return the
+    exception it ended with (None). The signal handlers only record the signal: an exception raised
+    from a handler can land anywhere in cheroot's connection loop (and its locks), no state to stop from.
     """
-    received, failure = [], []
+    failure = []
 
     def run():
         try:
             server.serve()
-        except BaseException as exc:  # re-raised in the main thread below
+        except BaseException as exc:  # re-raised in the main thread after the stop
             failure.append(exc)
 
-    previous = {number: signal.signal(number, lambda signum, _frame: received.append(signum))
-                for number in signals}
     loop = threading.Thread(target=run, name="medkiosk-serve-loop")
     loop.daemon = True
     loop.start()
-    try:
-        while loop.is_alive() and not received:
-            time.sleep(0.2)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    return received, failure
+    while loop.is_alive() and not received:
+        time.sleep(0.2)
+    return failure[0] if failure else None
 
 
 def hard_exit(code):
@@ -109,19 +102,29 @@ def hard_exit(code):
 
 
 def _serve_and_stop(server, notifier):
-    """Serve until SIGTERM/SIGINT, then stop within ``STOP_SECONDS``; return the exit code."""
-    received, failure = _serve_until_signal(server, STOP_SIGNALS)
-    if received:
-        LOG.info("stopping (signal %d)", received[0])
-        if notifier is not None:
-            notifier.stopping("stopping")
-    running = stop_within(server, STOP_SECONDS)
+    """Serve until SIGTERM/SIGINT, then stop within ``STOP_SECONDS``; return the exit code.
+
+    The handlers stay in place until the stop is over, so a second signal during it is only recorded.
+    """
+    received = []
+    previous = {number: signal.signal(number, lambda signum, _frame: received.append(signum))
+                for number in STOP_SIGNALS}
+    try:
+        failure = _serve_until_signal(server, received)
+        if received:
+            LOG.info("stopping (signal %d)", received[0])
+            if notifier is not None:
+                notifier.stopping("stopping")
+        running = stop_within(server, STOP_SECONDS)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if running:
         LOG.error("stop timed out: %s still busy %d s after the stop began; exiting without them (exit code "
                   "%d)", ", ".join(running), STOP_SECONDS, STOP_TIMED_OUT)
         return STOP_TIMED_OUT
-    if failure:
-        raise failure[0]
+    if failure is not None:
+        raise failure
     LOG.info("stopped")
     return 0
 
