@@ -170,7 +170,7 @@ def test_a_stop_that_times_out_ends_the_process_with_one_journal_line_and_its_ex
         out = process.communicate(timeout=60)[0]
     except subprocess.TimeoutExpired:
         process.kill()
-        raise AssertionError("still running 60 s after SIGTERM:\n" + process.communicate()[0])
+        raise AssertionError("still running 60 s after SIGTERM:\n" + process.communicate()[0]) from None
     elapsed = time.monotonic() - started
     assert process.returncode == STOP_TIMED_OUT, out
     lines = [line for line in out.splitlines() if "stop timed out" in line]
