@@ -54,6 +54,13 @@ class Recipe:
     limit_per_class: Optional[int] = None  # tiny runs (tests): at most this many images per class per split
     budget: str = ""  # for baselines: the CPU budget they were trained under, in words
     cross_check: bool = True  # re-evaluate the saved checkpoint from the image files (training.evaluate)
+    photo_renders: int = 0  # photographed crops per TRAIN/VAL image (training.photo_crops); 0: none
+    photo_limit: Optional[int] = None  # at most this many train images rendered (val: a quarter of it)
+    other_group: Optional[str] = None  # the other patient group's module: its X-rays are out of scope
+    other_limit: Optional[int] = None  # at most this many of its train images as negatives
+    negatives: bool = False  # generated non-X-rays (seed 1) as negatives of the input check
+    cv_folds: int = 0  # patient-level k-fold cross-validation of the head recipe (0: none)
+    heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
 
     def to_dict(self):
         data = asdict(self)
@@ -66,6 +73,12 @@ RECIPES = {
         module="pediatric-pneumonia",
         data="chest-pediatric/train",
         patience=3,  # the validation loss is noisy between epochs (measured: a spike at epoch 2, best at 4)
+        tune_blocks=0,  # head on the frozen network: embeddings shared with the chest recipe (CPU budget)
+        photo_renders=1,
+        photo_limit=800,
+        other_group="chest",
+        negatives=True,
+        cv_folds=5,
         attribution=(KERMANY_ATTRIBUTION,),
     ),
     "chest": Recipe(
@@ -74,6 +87,12 @@ RECIPES = {
         csv="chest-nih/labels.csv",
         tune_epochs=10,
         abstain_coverage=0.8,
+        tune_blocks=0,
+        photo_renders=1,
+        other_group="pediatric-pneumonia",
+        other_limit=800,
+        negatives=True,
+        cv_folds=5,
         attribution=(NIH_ATTRIBUTION,),
     ),
 }

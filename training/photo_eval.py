@@ -26,28 +26,22 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, MedkioskError
+from training.metrics import binary_auroc, wilson_interval
 
 BOOTSTRAP = 1000
-Z95 = 1.959964
 
 
 def wilson(successes, total):
-    """(rate, low, high) of a proportion with its 95% Wilson score interval."""
+    """(rate, low, high) of a proportion with its 95% Wilson score interval (``training.metrics``)."""
     if total == 0:
         return None, None, None
-    rate = successes / float(total)
-    denominator = 1.0 + Z95 ** 2 / total
-    centre = (rate + Z95 ** 2 / (2 * total)) / denominator
-    half = Z95 * math.sqrt(rate * (1 - rate) / total + Z95 ** 2 / (4 * total ** 2)) / denominator
-    return rate, max(0.0, centre - half), min(1.0, centre + half)
+    low, high = wilson_interval(successes, total)
+    return successes / float(total), low, high
 
 
 def _auroc(labels, scores):
-    from sklearn.metrics import roc_auc_score
-
-    if labels.min() == labels.max():
-        return None
-    return float(roc_auc_score(labels, scores))
+    value = binary_auroc(labels, scores)
+    return None if math.isnan(value) else value
 
 
 def auroc_table(classes, labels, files, frames, seed=0):
@@ -178,29 +172,38 @@ def _skin_scenes(seed, count):
     return [("generated-skin", cv2.imread(path)) for path in paths[:count]]
 
 
-def non_xray_images(seed=0):
-    """[(kind, BGR image)]: scikit-image's real photographs and generated non-X-ray scenes."""
+SKIMAGE_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "text", "page", "brick", "grass",
+                 "gravel", "moon", "hubble_deep_field", "immunohistochemistry", "retina", "cat", "colorwheel",
+                 "logo", "horse", "clock", "coins")
+
+
+def _skimage_bgr(name):
     from skimage import data
 
+    image = np.asarray(getattr(data, name)())
+    if image.dtype != np.uint8:
+        image = (255 * (image.astype(np.float64) / max(1.0, float(image.max())))).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
+def generated_scenes(seed=0, copies=3, skin=6):
+    """[(kind, BGR image)]: generated documents, walls, empty lightboxes, blank monitors, skin photos.
+    Seed 0 is the evaluation set; training (the input check's negatives) uses another seed."""
     rng = np.random.RandomState(seed)
     images = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "text", "page", "brick", "grass",
-                 "gravel", "moon", "hubble_deep_field", "immunohistochemistry", "retina", "cat", "colorwheel",
-                 "logo", "horse", "clock", "coins"):
-        image = np.asarray(getattr(data, name)())
-        if image.dtype != np.uint8:
-            image = (255 * (image.astype(np.float64) / max(1.0, float(image.max())))).astype(np.uint8)
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR)
-        else:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        images.append(("skimage-" + name, image))
     for maker in (_documents, _wall, _empty_lightbox, _blank_monitor):
-        for _copy in range(3):
+        for _copy in range(copies):
             images.append(("generated-" + maker.__name__.strip("_").replace("_", "-"), maker(rng)))
-    return images + _skin_scenes(seed, 6)
+    return images + _skin_scenes(seed, skin)
+
+
+def non_xray_images(seed=0):
+    """[(kind, BGR image)]: scikit-image's real photographs and generated non-X-ray scenes."""
+    return [("skimage-" + name, _skimage_bgr(name)) for name in SKIMAGE_NAMES] + generated_scenes(seed)
 
 
 def score_non_xrays(classifier, seed=0):
