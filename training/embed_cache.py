@@ -10,6 +10,7 @@ architecture, input size and weights (``cache_dir``).
 import glob
 import hashlib
 import os
+import pickle
 import time
 
 import numpy as np
@@ -49,7 +50,7 @@ class EmbeddingCache(object):
         for path in sorted(glob.glob(os.path.join(self.folder, "*.pt"))):
             try:
                 data = torch.load(path, map_location="cpu")
-            except (OSError, RuntimeError, EOFError) as exc:
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
                 raise ConfigError("embedding cache shard {} cannot be read ({}). Fix: delete it".format(
                     path, exc)) from exc
             for key, row in zip(data["keys"], data["embeddings"]):
