@@ -59,6 +59,7 @@ class Recipe:
     other_group: Optional[str] = None  # the other patient group's module: its X-rays are out of scope
     other_limit: Optional[int] = None  # at most this many of its train images as negatives
     negatives: bool = False  # generated non-X-rays (seed 1) as negatives of the input check
+    train_limit: Optional[int] = None  # at most this many train files (CPU budget; photo_data.train_subset)
     cv_folds: int = 0  # patient-level k-fold cross-validation of the head recipe (0: none)
     heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
 
@@ -76,6 +77,7 @@ RECIPES = {
         tune_blocks=0,  # head on the frozen network: embeddings shared with the chest recipe (CPU budget)
         photo_renders=1,
         photo_limit=800,
+        train_limit=2200,  # of 3651: the frozen-network pass over the rest did not fit the session's CPU
         other_group="chest",
         negatives=True,
         cv_folds=5,

@@ -55,6 +55,16 @@ def photo_limit(recipe, part):
     return recipe.photo_limit if part == "train" else max(1, recipe.photo_limit // 4)
 
 
+def train_subset(recipe, split):
+    """At most ``recipe.train_limit`` train files (CPU budget): the rendered ones (``photo_limit``,
+    strided) plus a strided share of the rest, in the split's order."""
+    rendered = strided(split.train, photo_limit(recipe, "train"))
+    seen = set(rendered)
+    rest = [s for s in split.train if s not in seen]
+    keep = seen | set(strided(rest, max(0, recipe.train_limit - len(rendered))))
+    return [s for s in split.train if s in keep]
+
+
 def photo_part(recipe, split, part, spec):
     """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val)."""
     limit = photo_limit(recipe, part)

@@ -76,6 +76,8 @@ def _prepare(recipe, out, data_root, split_dir):
     os.makedirs(run_dir, exist_ok=True)
     module, split, split_info = resolve_split(recipe, data_root, split_dir or os.path.join(ROOT, "splits"))
     parts = {name: limit_samples(samples, recipe.limit_per_class) for name, samples in split.parts()}
+    if recipe.train_limit:
+        parts["train"] = photo_data.train_subset(recipe, split)
     run = RunRecord(recipe, run_dir, module, split, split_info, parts)
     log("{}: train {} / val {} / test {} images ({} patients in all)".format(
         module.id, len(parts["train"]), len(parts["val"]), len(parts["test"]),

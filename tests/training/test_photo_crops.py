@@ -1,4 +1,4 @@
-"""training.photo_crops: photographed TRAIN/VAL crops cut out by the device's own path, never the test split."""
+"""training.photo_crops: photographed TRAIN/VAL crops cut out by the device's path, never the test split."""
 
 import glob
 import os
