@@ -11,6 +11,22 @@ A bundle is a folder::
 Optional manifest section ``quality``: ``{"blur_threshold": t, ...}`` measured on the validation
 images at export; the kiosk's blur gate never demands more sharpness than that.
 
+Optional manifest section ``calibration`` (written by training): ``{"ece_cv": e, "ece_cv_ci95": [lo, hi],
+"display": "percent" | "words"}``. ``display_mode`` decides how probabilities are shown:
+
+* with the section: percentages only when ``display`` is "percent" *and* ``ece_cv <= CALIBRATED_ECE_MAX``
+  (a manifest asking for percentages with a worse cross-validated ECE still gets words);
+* without it: the ECE the model card reports (``training.metrics.test.ece``, else the validation
+  ECE after temperature scaling ``training.metrics.calibration.ece_after``) must be
+  ``<= CALIBRATED_ECE_MAX``; a bundle that records no ECE at all shows words (no evidence of
+  calibration, no percentages).
+
+Words come from one table (``edge.classify.LIKELIHOOD_WORDS``).
+
+Optional manifest section ``heatmap`` (``export --heatmap``): ``{"output": "heatmap", "method": "cam",
+"shape": [K, h, w], ...}``: model.onnx has that extra output, float32 [N, K, h, w], one
+class-activation map per class whose spatial mean is the class logit (``export.heatmap``).
+
 ``load_bundle`` validates all of it and raises ``BundleError`` naming the bundle, the field and
 the fix; it never lets a raw traceback reach the user: a manifest over ``MAX_MANIFEST_BYTES``,
 malformed or nested too deeply is one BundleError, and ``model_file`` must stay inside the folder.
@@ -39,6 +55,12 @@ REQUIRED_FIELDS = ("schema_version", "module", "model", "model_file", "model_sha
                    "created", "version")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_EXPECTED_BYTES = 4 << 20
+HEATMAP_FIELD = "heatmap"
+CALIBRATION_FIELD = "calibration"
+CALIBRATED_ECE_MAX = 0.05  # the largest ECE at which probabilities are shown as percentages
+PERCENT, WORDS = "percent", "words"
+DISPLAY_MODES = (PERCENT, WORDS)
+HEATMAP_METHODS = ("cam",)
 
 
 def utc_now_iso():
@@ -115,6 +137,16 @@ class Bundle(object):
     @property
     def model_path(self):
         return os.path.join(self.path, self.manifest["model_file"])
+
+    @property
+    def display(self):
+        """PERCENT or WORDS: how this bundle's probabilities are shown (``display_mode``)."""
+        return display_mode(self.manifest)[0]
+
+    @property
+    def heatmap(self):
+        """The manifest's validated ``heatmap`` section, or None when the model has no heatmap output."""
+        return self.manifest.get(HEATMAP_FIELD)
 
     @property
     def input_name(self):
@@ -199,6 +231,111 @@ def _check_onnx_matches(path, description, info):
             description.num_classes, out_shape), RE_EXPORT)
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _recorded_ece(manifest):
+    """(ECE, where it comes from) as the model card reports it, or (None, None)."""
+    metrics = (manifest.get("training") or {}).get("metrics") or {}
+    for key, where in (("test", "test ECE"), ("calibration", "validation ECE after temperature")):
+        section = metrics.get(key) if isinstance(metrics, dict) else None
+        value = section.get("ece" if key == "test" else "ece_after") if isinstance(section, dict) else None
+        if _number(value):
+            return float(value), where
+    return None, None
+
+
+def display_mode(manifest):
+    """(PERCENT or WORDS, the reason in one line) for a manifest; see the module docstring."""
+    section = manifest.get(CALIBRATION_FIELD)
+    if isinstance(section, dict):
+        ece = section.get("ece_cv")
+        if section.get("display") == WORDS:
+            return WORDS, "the manifest asks for words (cross-validated ECE {})".format(ece)
+        if ece > CALIBRATED_ECE_MAX:
+            return WORDS, "cross-validated ECE {:.3f} > {}".format(ece, CALIBRATED_ECE_MAX)
+        return PERCENT, "cross-validated ECE {:.3f} <= {}".format(ece, CALIBRATED_ECE_MAX)
+    ece, where = _recorded_ece(manifest)
+    if ece is None:
+        return WORDS, "no ECE recorded: calibration unknown"
+    if ece > CALIBRATED_ECE_MAX:
+        return WORDS, "{} {:.3f} > {}".format(where, ece, CALIBRATED_ECE_MAX)
+    return PERCENT, "{} {:.3f} <= {}".format(where, ece, CALIBRATED_ECE_MAX)
+
+
+def _check_calibration(path, section):
+    """The optional ``calibration`` section written by training (see the module docstring)."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise BundleError(path, "calibration", "must be an object", RE_EXPORT)
+    ece, interval = section.get("ece_cv"), section.get("ece_cv_ci95")
+    if not _number(ece) or not 0.0 <= ece <= 1.0:
+        raise BundleError(path, "calibration.ece_cv", "must be a number in [0, 1], got {!r}".format(ece),
+                          RE_EXPORT)
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(
+            _number(v) for v in interval) and interval[0] <= interval[1]):
+        raise BundleError(path, "calibration.ece_cv_ci95", "must be [low, high], got {!r}".format(interval),
+                          RE_EXPORT)
+    if section.get("display") not in DISPLAY_MODES:
+        raise BundleError(path, "calibration.display", "must be one of {}, got {!r}".format(
+            ", ".join(DISPLAY_MODES), section.get("display")), RE_EXPORT)
+
+
+def chance_level_warnings(manifest, num_classes):
+    """Lines for ``bundle verify`` when the bundle's own test metrics are no better than chance:
+    accuracy (or its 95% CI's low end) <= 1/classes; macro AUROC <= 0.5 or its 95% CI holding 0.5;
+    a class whose AUROC 95% CI holds 0.5 (or whose AUROC is <= 0.5)."""
+    test = ((manifest.get("training") or {}).get("metrics") or {}).get("test")
+    if not isinstance(test, dict):
+        return []
+    lines, chance = [], 1.0 / max(1, num_classes)
+    accuracy, low = test.get("accuracy"), (test.get("accuracy_ci95") or [None])[0]
+    if _number(accuracy) and accuracy <= chance:
+        lines.append("test accuracy {:.1%} <= chance 1/{} = {:.1%}".format(accuracy, num_classes, chance))
+    elif _number(low) and low <= chance:
+        lines.append("test accuracy's 95% CI reaches chance ({:.1%} <= 1/{})".format(low, num_classes))
+    entries = [("macro AUROC", test.get("macro_auroc"), test.get("macro_auroc_ci95"))]
+    per_class = test.get("per_class") if isinstance(test.get("per_class"), dict) else {}
+    entries += [("{} AUROC".format(name), v.get("auroc"), v.get("auroc_ci95"))
+                for name, v in sorted(per_class.items()) if isinstance(v, dict)]
+    for name, value, interval in entries:
+        if _number(value) and value <= 0.5:
+            lines.append("{} {:.3f} <= 0.5 (chance)".format(name, value))
+        elif isinstance(interval, list) and len(interval) == 2 and all(_number(v) for v in interval) \
+                and interval[0] <= 0.5 <= interval[1]:
+            lines.append("{} 95% CI [{:.3f}, {:.3f}] includes 0.5 (chance)".format(name, *interval))
+    return lines
+
+
+def _check_heatmap(path, section, description, info):
+    """The optional ``heatmap`` section: a known method, shape [K, h, w], an output model.onnx has."""
+    if section is None:
+        return
+    shape = section.get("shape") if isinstance(section, dict) else None
+    if not isinstance(shape, list) or len(shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise BundleError(path, "heatmap.shape", "must be [classes, height, width], got {!r}".format(shape),
+                          RE_EXPORT)
+    if shape[0] != description.num_classes:
+        raise BundleError(path, "heatmap.shape", "has {} maps for {} classes".format(
+            shape[0], description.num_classes), RE_EXPORT)
+    if section.get("method") not in HEATMAP_METHODS:
+        raise BundleError(path, "heatmap.method", "must be one of {}, got {!r}".format(
+            ", ".join(HEATMAP_METHODS), section.get("method")), RE_EXPORT)
+    outputs = {o["name"]: o["shape"] for o in info.outputs}
+    name = section.get("output")
+    taken = (description.output_name, (description.input_check or {}).get("output"))
+    if name not in outputs or name in taken:
+        raise BundleError(path, "heatmap.output", "model.onnx has no separate output {!r} (has {})".format(
+            name, sorted(outputs)), RE_EXPORT)
+    got = outputs[name]
+    if len(got) != 4 or any(isinstance(g, int) and g != w for g, w in zip(got[1:], shape)):
+        raise BundleError(path, "heatmap.shape", "manifest says {} but model.onnx outputs {}".format(
+            shape, got), RE_EXPORT)
+
+
 def load_bundle(path, check_hash=True, trust=None, require_golden=True):
     """Load and validate the bundle folder at ``path``; raise BundleError on any problem.
 
@@ -265,6 +402,8 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
             raise BundleError(path, "quality.blur_threshold", "must be a number >= 0, got {!r}".format(blur),
                               RE_EXPORT)
     _check_onnx_matches(path, description, info)
+    _check_heatmap(path, manifest.get(HEATMAP_FIELD), description, info)
+    _check_calibration(path, manifest.get(CALIBRATION_FIELD))
     return Bundle(path, manifest, description, info, signer=signer, signature_problem=problem)
 
 

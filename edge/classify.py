@@ -24,12 +24,21 @@ import base64
 import time
 
 from edge.errors import BackendError
+from edge.i18n import N_, _
 from edge.lazy import require
 from edge.locate import locate
+from edge.overlay import UNCERTAIN_TEXT
 from edge.preprocess import normalise_crop, preprocess
 from edge.quality import assess_quality
 
 DISCLAIMER = "Decision support only \u2014 not a diagnosis"
+PERCENT = "percent"
+UNCERTAIN_REASONS = {"multilabel": "no finding is clearly present or clearly absent",
+                     "multiclass": "no class is clearly more likely"}
+# The one table of coarse words shown instead of percentages (bundles whose calibration is not
+# shown to hold, and every uncertain result): a probability p gets the first word whose lower
+# bound it reaches. Screen, CLI and LAN service all use it (``likelihood_word``).
+LIKELIHOOD_WORDS = ((0.70, N_("likely")), (0.30, N_("possible")), (0.0, N_("unlikely")))
 TOP_K = 3
 THUMBNAIL_SIZE = 96
 # Modules whose pictures are X-ray films or screens: their frames go through edge.locate. A
@@ -46,7 +55,8 @@ class Prediction(object):
 
     def __init__(self, classes, display_names, probabilities, task, uncertain, bundle_id,
                  present=None, out_of_scope=False, out_of_scope_message=None, ood_score=None,
-                 quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None):
+                 quality=None, backend=None, latency_ms=None, localisation=None, thumbnail=None,
+                 heatmap=None, display=PERCENT):
         self.classes = list(classes)
         self.display_names = list(display_names)
         self.probabilities = [float(p) for p in probabilities]
@@ -62,6 +72,10 @@ class Prediction(object):
         self.latency_ms = latency_ms
         self.localisation = localisation  # edge.locate.Localisation, or None (classified as given)
         self.thumbnail = thumbnail  # small BGR copy of exactly what the model saw, or None
+        self.heatmap = heatmap  # [K, h, w] class-activation maps (edge.heatmap), or None
+        self.suggested_module = None  # set by edge.suggest when another module's input check accepts
+        self.display = display  # edge.bundle.display_mode: "percent" or "words"
+        self.suggested_title = None
 
     @property
     def ranking(self):
@@ -78,16 +92,39 @@ class Prediction(object):
         """Class name (not display name) of the most probable class."""
         return self.classes[self.ranking[0]]
 
+    @property
+    def shows_percent(self):
+        """Percentages only for a calibrated bundle's confident result; words otherwise (never an
+        uncertain result next to a confident-looking number)."""
+        return self.display == PERCENT and not self.uncertain
+
+    def value_text(self, probability, percent_format=None):
+        """What is shown for one probability: its percentage, or its likelihood word."""
+        if self.shows_percent:
+            return (percent_format or "{:.0%}").format(probability)
+        return likelihood_word(probability)
+
+    def suggestion_line(self, key=None):
+        """"This looks like an image for <title> ..." when ``edge.suggest`` found a module; else None.
+        ``key``: the kiosk key that switches to it; without one (CLI) the module id is named."""
+        if not self.suggested_module:
+            return None
+        if key:
+            return _("This looks like an image for {} - press {} to switch to it").format(
+                self.suggested_title, key)
+        return _("This looks like an image for {} - classify it with module '{}'").format(
+            self.suggested_title, self.suggested_module)
+
     def notes(self):
-        """Short lines to show under the top-3 (out of scope, uncertain, image quality)."""
+        """Short lines to show under the top-3 (out of scope, suggestion, uncertain, image quality)."""
         lines = []
         if self.out_of_scope:
             lines.append("OUT OF SCOPE: {} - result not shown".format(self.out_of_scope_message))
-        if self.uncertain:
-            if self.task == "multilabel":
-                lines.append("UNCERTAIN: no finding is clearly present or clearly absent")
-            else:
-                lines.append("UNCERTAIN: no class is clearly more likely - review by a clinician")
+            if self.suggested_module:
+                lines.append(self.suggestion_line())
+        if self.uncertain:  # the screen's banner, with why (its rows are words: never a percentage)
+            reason = UNCERTAIN_REASONS["multilabel" if self.task == "multilabel" else "multiclass"]
+            lines.append("{} ({})".format(UNCERTAIN_TEXT, reason))
         if self.quality is not None and not self.quality.ok:
             lines.append(self.quality.message)
         return lines
@@ -97,7 +134,9 @@ class Prediction(object):
             "bundle_id": self.bundle_id,
             "task": self.task,
             "probabilities": {name: round(p, 6) for name, p in zip(self.classes, self.probabilities)},
-            "top3": [{"name": name, "probability": round(p, 6)} for name, p in self.top3],
+            "top3": [{"name": name, "probability": round(p, 6), "word": likelihood_word(p)}
+                     for name, p in self.top3],
+            "display": PERCENT if self.shows_percent else "words",
             "top1": self.top1,
             "uncertain": self.uncertain,
             "out_of_scope": self.out_of_scope,
@@ -108,8 +147,16 @@ class Prediction(object):
             data["present"] = list(self.present)
         if self.out_of_scope:
             data["out_of_scope_message"] = self.out_of_scope_message
+        data["suggested_module"] = self.suggested_module
+        if self.suggested_module:
+            data["suggested_module_title"] = self.suggested_title
+            data["suggestion"] = self.suggestion_line()
         if self.ood_score is not None:
             data["ood_score"] = round(self.ood_score, 6)
+        if self.heatmap is not None:
+            top = self.ranking[0]
+            data["heatmap"] = {"class": self.classes[top], "shape": list(self.heatmap.shape[1:]),
+                               "values": [[round(float(v), 4) for v in row] for row in self.heatmap[top]]}
         data["quality"] = self.quality.to_dict() if self.quality is not None else None
         if self.localisation is not None:
             data["localisation"] = self.localisation.to_dict()
@@ -120,6 +167,14 @@ class Prediction(object):
     def __repr__(self):
         return "Prediction({}, top3={}, uncertain={}, out_of_scope={})".format(
             self.bundle_id, [(n, round(p, 3)) for n, p in self.top3], self.uncertain, self.out_of_scope)
+
+
+def likelihood_word(probability):
+    """The LIKELIHOOD_WORDS word for a probability, translated."""
+    for low, word in LIKELIHOOD_WORDS:
+        if probability >= low:
+            return _(word)
+    return _(LIKELIHOOD_WORDS[-1][1])
 
 
 def _png_base64(image):
@@ -157,10 +212,13 @@ def postprocess(outputs, bundle, index=0, quality=None, backend=None, latency_ms
         ood_score = float(require("numpy").asarray(outputs["ood_score"]).reshape(-1)[index])
         if ood_score > float(check["threshold"]):
             out_of_scope, message = True, check["message"]
+    heatmap = outputs.get("heatmap")
     return Prediction(description.classes, description.display_names, probabilities, description.task,
                       uncertain, bundle.bundle_id, present=present, out_of_scope=out_of_scope,
                       out_of_scope_message=message, ood_score=ood_score, quality=quality,
-                      backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail)
+                      backend=backend, latency_ms=latency_ms, localisation=localisation, thumbnail=thumbnail,
+                      heatmap=None if heatmap is None else require("numpy").asarray(heatmap)[index],
+                      display=getattr(bundle, "display", PERCENT))
 
 
 class Prepared(object):

@@ -65,7 +65,8 @@ class OverlayState(object):
     def __init__(self, module_title="", module_installed=True, module_problem=None, frozen=False,
                  analysing=False, disconnected=False, source_notice=None, message=None, backend=None,
                  precision=None, provider=None, fallback_reason=None, on_cpu=False, fps=None, latency_ms=None,
-                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None):
+                 show_keys=True, size=DEFAULT_SIZE, outline=None, outline_state=None, developer_notice=None,
+                 heatmap=False):
         self.module_title = module_title
         self.module_installed = module_installed
         self.module_problem = module_problem
@@ -86,6 +87,7 @@ class OverlayState(object):
         self.outline = outline  # 4x2 corners in frame pixels (edge.locate's quad), or None: nothing drawn
         self.outline_state = outline_state  # "searching" | "hold_still" | "locked" (edge.locate)
         self.developer_notice = developer_notice  # edge.signing.DEVELOPER_BANNER: shown while it holds
+        self.heatmap = heatmap  # H: draw the result's heatmap over the analysed image (edge.heatmap)
 
 
 class Rect(object):
@@ -268,8 +270,16 @@ def _tech_line(state, result):
     return "  |  ".join(parts)
 
 
+def row_value(result, probability):
+    """(text, bar fraction or None) of one row: a percentage and its bar for a calibrated bundle's
+    confident result; otherwise the likelihood word (edge.classify.LIKELIHOOD_WORDS) and no bar."""
+    if getattr(result, "shows_percent", True):
+        return format_percent(probability), min(1.0, max(0.0, float(probability)))
+    return result.value_text(probability), None
+
+
 def _rows(cv2, canvas, layout, result, dim):
-    """The top-3 rows: name and percentage on one line, a bar under it."""
+    """The top-3 rows: name and percentage (or likelihood word) on one line, a bar under a percentage."""
     rect = layout.top3
     top = list(getattr(result, "top3", None) or [])[:3]
     if not top:
@@ -281,7 +291,7 @@ def _rows(cv2, canvas, layout, result, dim):
     colour = GREY if dim else WHITE
     for index, (name, probability) in enumerate(top):
         y = rect.y + index * row_h
-        percent = format_percent(probability)
+        percent, fraction = row_value(result, probability)
         p_size = cv2.getTextSize(percent, cv2.FONT_HERSHEY_DUPLEX, scale, thickness + 1)[0]
         text_y = y + int(layout.unit * 1.1)
         label, label_scale = _fit(cv2, "{}. {}".format(index + 1, ascii_text(name)), font, scale, thickness,
@@ -289,10 +299,12 @@ def _rows(cv2, canvas, layout, result, dim):
         cv2.putText(canvas, label, (rect.x, text_y), font, label_scale, colour, thickness, cv2.LINE_AA)
         cv2.putText(canvas, percent, (rect.x + rect.w - p_size[0], text_y), cv2.FONT_HERSHEY_DUPLEX, scale,
                     colour, thickness + 1, cv2.LINE_AA)
+        if fraction is None:
+            continue
         bar_y = text_y + int(layout.unit * 0.4)
         bar_h = max(4, int(layout.unit * 0.55))
         cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + rect.w - 1, bar_y + bar_h), BAR_BG, -1)
-        filled = int(round((rect.w - 1) * min(1.0, max(0.0, float(probability)))))
+        filled = int(round((rect.w - 1) * fraction))
         if filled > 0:
             cv2.rectangle(canvas, (rect.x, bar_y), (rect.x + filled, bar_y + bar_h), BAR_DIM if dim else BAR,
                           -1)
@@ -321,6 +333,15 @@ def _subtitle(result):
     if getattr(result, "task", "multiclass") == "multilabel":
         return "Findings - each scored on its own (not a distribution)"
     return "Most likely findings"
+
+
+def _draw_refusal(cv2, canvas, layout, result):
+    """Under an out-of-scope banner: the module to switch to (M), else that nothing is shown."""
+    suggestion = result.suggestion_line("M") if getattr(result, "suggested_module", None) else None
+    if suggestion:
+        _text_block(cv2, canvas, suggestion, layout.top3, layout.unit * 0.8, WHITE, bold=True, max_lines=3)
+    else:
+        _text_block(cv2, canvas, "No result shown for this image", layout.top3, layout.unit * 0.7, GREY)
 
 
 def _draw_panel(cv2, canvas, layout, result, state, kind):
@@ -352,7 +373,7 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
         message = (getattr(result, "out_of_scope_message", None)
                    or "Image outside this module - check the module")
         _banner(cv2, canvas, layout.banner, message, AMBER, BLACK, banner_px)
-        _text_block(cv2, canvas, "No result shown for this image", layout.top3, unit * 0.7, GREY)
+        _draw_refusal(cv2, canvas, layout, result)
     else:
         if kind == "uncertain":
             _banner(cv2, canvas, layout.banner, UNCERTAIN_TEXT, YELLOW, BLACK, banner_px)
@@ -363,11 +384,27 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
     _text_block(cv2, canvas, DISCLAIMER, layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
+def heatmap_frame(result, state, kind, frame=None):
+    """With H on and a confident result from a heatmap bundle: the analysed image (the located crop,
+    else ``frame``) with the top finding's map over it; None otherwise (the frame is drawn as it is)."""
+    if not state.heatmap or kind != "ok" or getattr(result, "heatmap", None) is None:
+        return None
+    localisation = getattr(result, "localisation", None)
+    base = localisation.crop if localisation is not None else frame
+    if base is None:
+        return None
+    from edge.heatmap import prediction_overlay
+
+    return prediction_overlay(result, base)
+
+
 def _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind):
     """The camera image and what goes over it: alerts, FROZEN, messages, the technician corner."""
     unit = layout.unit
-    mapping = _place_image(cv2, np, canvas, frame, layout.image)
-    _draw_outline(cv2, np, canvas, layout, state, mapping)
+    shown = heatmap_frame(result, state, kind, frame)
+    mapping = _place_image(cv2, np, canvas, frame if shown is None else shown, layout.image)
+    if shown is None:  # the outline is in camera-frame pixels: not over the analysed crop
+        _draw_outline(cv2, np, canvas, layout, state, mapping)
     if state.fallback_reason:
         alert = CPU_FALLBACK_TEXT if state.on_cpu else state.fallback_reason
         _banner(cv2, canvas, layout.alert, alert, RED, WHITE, unit * 0.9 if state.on_cpu else unit * 0.6)
@@ -422,15 +459,17 @@ def _shown(result, layout):
     if result is None:
         return None
     bar_w = layout.top3.w - 1
-    rows = tuple((name, format_percent(p), int(round(bar_w * min(1.0, max(0.0, float(p))))))
-                 for name, p in list(getattr(result, "top3", None) or [])[:3])
+    values = [(name, row_value(result, p)) for name, p in list(getattr(result, "top3", None) or [])[:3]]
+    rows = tuple((name, text, None if bar is None else int(round(bar_w * bar)))
+                 for name, (text, bar) in values)
     quality = getattr(result, "quality", None)
     thumb = getattr(result, "thumbnail", None)
     if thumb is not None:
         thumb = require("numpy").ascontiguousarray(thumb)
     thumb_key = None if thumb is None else (thumb.shape, zlib.crc32(thumb.data))
     return (rows, _subtitle(result), quality.message if quality is not None else None,
-            getattr(result, "out_of_scope_message", None), thumb_key)
+            getattr(result, "out_of_scope_message", None), thumb_key,
+            getattr(result, "suggested_module", None))
 
 
 def _panel_key(result, state, kind, layout):

@@ -19,15 +19,18 @@ def cmd_onnx(args):
 
     out = export_bundle(args.checkpoint, args.out, opset=args.opset, sample_images=args.samples,
                         module_id=args.module_id, title=args.title, version=args.version, fp16=args.fp16,
-                        dynamic_batch=args.dynamic_batch, golden=not args.no_golden, key=args.key)
+                        dynamic_batch=args.dynamic_batch, golden=not args.no_golden, key=args.key,
+                        heatmap=args.heatmap)
     from edge.bundle import load_bundle
     from edge.signing import UNCHECKED
 
     bundle = load_bundle(out, trust=UNCHECKED, require_golden=not args.no_golden)
     parity = bundle.manifest["export"]["parity"]
     print_line("bundle {} written to {} (opset {}, {}, parity on {} images: max |dprob| {:.2g}, top-1 "
-           "agreement {:.0%})".format(bundle.bundle_id, out, bundle.onnx_info.opset, parity["precision"],
-                                      parity["images"], parity["max_abs_diff"], parity["top1_agreement"]))
+           "agreement {:.0%}{})".format(bundle.bundle_id, out, bundle.onnx_info.opset, parity["precision"],
+                                        parity["images"], parity["max_abs_diff"], parity["top1_agreement"],
+                                        ", heatmap {}x{}".format(*bundle.heatmap["shape"][1:])
+                                        if bundle.heatmap else ""))
     return 0
 
 
@@ -75,6 +78,8 @@ def build_parser():
     p.add_argument("--samples", help="folder of images for the parity check and golden set "
                                      "(default: the checkpoint's validation split)")
     p.add_argument("--no-golden", action="store_true", help="do not store golden images in the bundle")
+    p.add_argument("--heatmap", action="store_true", help="add a class-activation map output `heatmap` "
+                                                          "[N, classes, h, w] (H key, referral sheet)")
     p.add_argument("--key", help="maintainer's Ed25519 private key to sign the bundle with (default "
                                  "$MEDKIOSK_SIGNING_KEY; unsigned otherwise: see `medkiosk bundle sign`)")
     p.set_defaults(handler=cmd_onnx)

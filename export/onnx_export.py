@@ -239,12 +239,12 @@ def output_names(description):
     return names
 
 
-def torch_export(deploy_model, description, path, opset=DEFAULT_OPSET, dynamic_batch=False):
-    """Run ``torch.onnx.export`` (TorchScript exporter) on the deploy model."""
+def torch_export(deploy_model, description, path, opset=DEFAULT_OPSET, dynamic_batch=False, names=None):
+    """Run ``torch.onnx.export`` (TorchScript exporter) on the deploy model (outputs ``names``)."""
     torch = _torch()
     spec = description.input
     dummy = torch.full(spec.shape(1), 127.0, dtype=torch.float32)
-    names = output_names(description)
+    names = names or output_names(description)
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {spec.name: {0: "batch"}}
@@ -450,11 +450,49 @@ def _write_golden_set(golden_dir, session, description, paths, onnx_probs, preci
     })
 
 
+def _check_saved(model_path, description, paths, onnx_probs):
+    """The final file (metadata added) must compute exactly what the checked one computed; its session."""
+    session = onnx_session(model_path)
+    final = compare_probabilities(onnx_probs, run_onnx(session, load_inputs(paths, description),
+                                                       description.input.name), 1e-7, 1.0)
+    if not final["ok"]:
+        raise ExportError("the saved model.onnx differs from the parity-checked graph ({}). Fix: report "
+                          "this bug".format(final))
+    return session
+
+
+def _graph_model(source, heatmap):
+    """(torch module to export, its output names, manifest ``heatmap`` section or None)."""
+    names = output_names(source.description)
+    if not heatmap:
+        return source.deploy_model, names, None
+    from export.heatmap import HEATMAP_OUTPUT, with_heatmap
+
+    model, section = with_heatmap(source.deploy_model, source.description)
+    return model, names + [HEATMAP_OUTPUT], section
+
+
+def _check_heatmap(graph_model, section, model_path, description, paths, precision):
+    """Parity of the heatmap output (ONNX Runtime vs PyTorch); the section gains the figures."""
+    from export.heatmap import compare_heatmaps, run_heatmaps
+
+    inputs = load_inputs(paths, description)
+    session = onnx_session(model_path)
+    got = _np().stack([session.run([section["output"]], {description.input.name: b})[0][0] for b in inputs])
+    result = compare_heatmaps(run_heatmaps(graph_model, inputs, -1), got, precision)
+    if not result["ok"]:
+        raise ParityError("parity check failed: the ONNX heatmap differs from PyTorch by {:.3g} of its "
+                          "range (tolerance {:g}). No bundle was written. Fix: export without --heatmap, "
+                          "or try another --opset".format(result["relative_diff"], result["tolerance"]))
+    section["parity"] = dict(result, images=len(paths), precision=precision)
+
+
 def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, module_id=None, title=None,
-                  version="1.0.0", fp16=False, dynamic_batch=False, golden=True, key=None):
+                  version="1.0.0", fp16=False, dynamic_batch=False, golden=True, key=None, heatmap=False):
     """Export a checkpoint to a bundle folder; return its path. Raises ExportError, writes nothing then.
 
     ``key`` (else $MEDKIOSK_SIGNING_KEY): the maintainer's Ed25519 private key that signs the bundle.
+    ``heatmap``: add the class-activation map output (``export.heatmap``), declared in the manifest.
     """
     from edge.signing import UNCHECKED, sign_bundle, signing_key_from_env
 
@@ -479,7 +517,8 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
             parent, exc.strerror)) from exc
     try:
         raw_path = os.path.join(tmp, "raw.onnx")
-        torch_export(source.deploy_model, description, raw_path, opset, dynamic_batch)
+        graph_model, names, heatmap_section = _graph_model(source, heatmap)
+        torch_export(graph_model, description, raw_path, opset, dynamic_batch, names)
         model, info = postprocess_graph(onnx.load(raw_path), opset, fp16)
         os.remove(raw_path)
         info.update({"opset": int(opset), "dynamic_batch": bool(dynamic_batch), "created": utc_now_iso(),
@@ -496,6 +535,9 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
         parity, onnx_probs = parity_check(source.deploy_model, model_path, description, paths, precision)
         info["parity"] = {k: parity[k] for k in ("images", "max_abs_diff", "tolerance", "top1_agreement",
                                                   "precision")}
+        if heatmap_section:
+            _check_heatmap(graph_model, heatmap_section, model_path, description, paths, precision)
+            extra["heatmap"] = heatmap_section
         manifest = make_manifest(description, module_id, title, None, training, version, int(opset),
                                  created=info["created"], extra=extra)
         embedded = dict(manifest)
@@ -503,13 +545,7 @@ def export_bundle(checkpoint, out_dir, opset=DEFAULT_OPSET, sample_images=None, 
         set_metadata(model, {METADATA_MANIFEST: json.dumps(embedded, sort_keys=True),
                              METADATA_DESCRIPTION: json.dumps(description.to_dict(), sort_keys=True)})
         onnx.save(model, model_path)
-        session = onnx_session(model_path)
-        # The final file (metadata added) must compute exactly what the checked one computed.
-        final = compare_probabilities(onnx_probs, run_onnx(session, load_inputs(paths, description),
-                                                           description.input.name), 1e-7, 1.0)
-        if not final["ok"]:
-            raise ExportError("the saved model.onnx differs from the parity-checked graph ({}). Fix: report "
-                              "this bug".format(final))
+        session = _check_saved(model_path, description, paths, onnx_probs)
         if golden:
             _write_golden_set(os.path.join(tmp, GOLDEN_DIR), session, description, paths, onnx_probs,
                               precision)

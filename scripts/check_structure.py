@@ -132,7 +132,9 @@ def _import_violations(path, current, imports, modules):
                                    "line {}: {} must not import {}".format(line, package, target)))
         owner = _owner(name, modules)
         for imported in names:
-            if imported.startswith("_") and not imported.startswith("__") and owner != current:
+            # ``_`` alone is gettext's translate function (edge.i18n), public by convention.
+            private = imported.startswith("_") and imported != "_" and not imported.startswith("__")
+            if private and owner != current:
                 found.append(Violation("private-import", "{}:{}.{}".format(path, name, imported),
                                        "line {}: private name used across modules".format(line)))
     return found

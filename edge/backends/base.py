@@ -3,7 +3,8 @@
 A runner is built from a validated ``Bundle``, used as a context manager (``__enter__`` loads the
 model and warms it up, ``__exit__`` releases it) and called with ``infer(batch)``: a float32,
 C-contiguous NCHW array matching the bundle's input contract. It returns
-``{"probabilities": [N, K] float32}`` plus ``"ood_score": [N]`` when the bundle has an input check.
+``{"probabilities": [N, K] float32}`` plus ``"ood_score": [N]`` when the bundle has an input check
+and ``"heatmap": [N, K, h, w]`` when its manifest declares one (``output_keys`` says which, in order).
 
 What a runner really uses is reported, never what was asked for: ``provider`` and ``precision``
 say what runs, ``downgraded``/``downgrade_reason`` say loudly when that is less than requested
@@ -43,8 +44,14 @@ class Runner(object):
         self.requested_precision = precision
         self.dynamic_batch = batch_is_dynamic(bundle)
         self.output_names = [self.description.output_name]
+        self.output_keys = ["probabilities"]
         if self.description.input_check:
             self.output_names.append(self.description.input_check["output"])
+            self.output_keys.append("ood_score")
+        self.heatmap = getattr(bundle, "heatmap", None)
+        if self.heatmap:
+            self.output_names.append(self.heatmap["output"])
+            self.output_keys.append("heatmap")
         self.downgraded = False
         self.downgrade_reason = None
         self.fallback_reason = None
@@ -136,6 +143,9 @@ class Runner(object):
         result = {"probabilities": probs}
         if "ood_score" in outputs and outputs["ood_score"] is not None:
             result["ood_score"] = np.asarray(outputs["ood_score"], dtype=np.float32).reshape(batch_size)
+        if outputs.get("heatmap") is not None:
+            shape = tuple([batch_size] + list(self.heatmap["shape"]))
+            result["heatmap"] = np.asarray(outputs["heatmap"], dtype=np.float32).reshape(shape)
         return result
 
     def notices(self):

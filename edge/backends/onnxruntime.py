@@ -132,10 +132,7 @@ class OnnxRuntimeRunner(Runner):
             values = self.session.run(self.output_names, {self.bundle.input_name: batch})
         except Exception as exc:  # onnxruntime's own exception types are not importable across versions
             raise BackendError("ONNX Runtime failed on {}: {}".format(self.bundle.bundle_id, exc)) from exc
-        outputs = {"probabilities": values[0]}
-        if len(values) > 1:
-            outputs["ood_score"] = values[1]
-        return outputs
+        return dict(zip(self.output_keys, values))
 
     def _close(self):
         self.session = None

@@ -179,10 +179,8 @@ class TensorRTRunner(Runner):
         for output in self.output_names:
             cuda.memcpy_dtoh_async(self._host[output], self._device[output], self._stream)
         self._stream.synchronize()
-        outputs = {"probabilities": np.array(self._host[self.output_names[0]][:count], dtype=np.float32)}
-        if len(self.output_names) > 1:
-            outputs["ood_score"] = np.array(self._host[self.output_names[1]][:count], dtype=np.float32)
-        return outputs
+        return {key: np.array(self._host[name][:count], dtype=np.float32)
+                for key, name in zip(self.output_keys, self.output_names)}
 
     # ---- release ----
     def _release_in_context(self):

@@ -37,6 +37,21 @@ def print_checks(title, checks, stream=None):
         echo("  " + check.line(), stream)
 
 
+def metric_checks(bundle):
+    """WARN lines for a bundle whose own test metrics are at chance level, and how it shows numbers."""
+    from edge.bundle import chance_level_warnings, display_mode
+    from edge.verify import PASS, WARN, Check
+
+    if bundle is None:
+        return []
+    mode, reason = display_mode(bundle.manifest)
+    checks = [Check("numbers on screen", PASS, "{} ({})".format(mode, reason))]
+    checks += [Check("test metrics at chance level", WARN, "{}: the model may not work; retrain or do not "
+                     "install it".format(line))
+               for line in chance_level_warnings(bundle.manifest, bundle.description.num_classes)]
+    return checks
+
+
 def run_verify(args):
     from edge.backends import validate_backend
     from edge.config import load_config
@@ -51,6 +66,7 @@ def run_verify(args):
     for path in args.bundles:
         bundle, checks = verify_bundle(path, backend=backend, precision=precision,
                                        engine_cache=args.engine_cache, trust=trust)
+        checks.extend(metric_checks(bundle))
         bundles.append(bundle)
         ok = not any(check.failed for check in checks)
         failed += 0 if ok else 1

@@ -8,9 +8,12 @@ import os
 
 from edge.console import printable
 from edge.errors import SourceError
+from edge.i18n import N_, _
 from edge.overlay import OverlayState, prediction_state
 
-HEATMAP_MISSING = "Heatmap not available for this model"
+HEATMAP_MISSING = N_("Heatmap not available for this model")
+HEATMAP_ON = N_("Heatmap: where the model looked for its top finding - H to hide")
+HEATMAP_OFF = N_("Heatmap hidden")
 
 
 class Desk(object):
@@ -68,8 +71,11 @@ def _hold(kiosk, image):
 
 
 def next_module(kiosk):
+    """The next module; straight to the suggested one when the image was refused with a suggestion."""
+    target = getattr(kiosk.current_result(), "suggested_module", None)
     _forget_result(kiosk)
-    kiosk.modules.next()
+    if not (target and kiosk.modules.select(target)):
+        kiosk.modules.next()
     kiosk.pipeline.resubmit()
     if kiosk.freeze.active:
         kiosk.freeze.restamp()  # classify the frozen image with the new module
@@ -155,7 +161,14 @@ def save_case(kiosk):
 
 
 def heatmap(kiosk):
-    kiosk.messages.say(HEATMAP_MISSING)
+    """H: show or hide where the model looked (bundles exported with a heatmap output only)."""
+    bundle = kiosk.slot.bundle
+    if bundle is None or not getattr(bundle, "heatmap", None):
+        kiosk.show_heatmap = False
+        kiosk.messages.say(_(HEATMAP_MISSING))
+        return
+    kiosk.show_heatmap = not kiosk.show_heatmap
+    kiosk.messages.say(_(HEATMAP_ON) if kiosk.show_heatmap else _(HEATMAP_OFF))
 
 
 def quit_kiosk(kiosk):

@@ -82,6 +82,7 @@ class Kiosk(object):
         self.clock = FrameClock()
         self.pipeline = FilePipeline(self._keepalive, self._stop_requested)
         self.frames = 0
+        self.show_heatmap = False  # H: the result's class-activation map over the analysed image
         self.cases_saved = 0
         self.result_ages = []
         self.worker = None
@@ -132,7 +133,7 @@ class Kiosk(object):
         self.reporter.module_problems(self.modules.problems())
         if self.developer_notice:
             self.reporter.log(self.developer_notice)
-        self.worker = InferenceWorker(self.open_classifier).start()
+        self.worker = InferenceWorker(self.open_classifier, self.modules.slots).start()
         stalled = False
         try:
             while not self._stop.is_set():
@@ -328,8 +329,11 @@ class Kiosk(object):
         outputs = {"probabilities": [probabilities]}
         if prediction.ood_score is not None:
             outputs["ood_score"] = [prediction.ood_score]
+        if getattr(prediction, "heatmap", None) is not None:  # H shows the newest frame's map on its crop
+            outputs["heatmap"] = [prediction.heatmap]
         return postprocess(outputs, slot.bundle, quality=prediction.quality, backend=prediction.backend,
-                           latency_ms=prediction.latency_ms)
+                           latency_ms=prediction.latency_ms, localisation=prediction.localisation,
+                           thumbnail=prediction.thumbnail)
 
     # ---- overlay -> render ----
     def _render(self, slot):
@@ -368,4 +372,4 @@ class Kiosk(object):
             latency_ms=getattr(result, "latency_ms", None), show_keys=True, size=self.size,
             outline=located.quad if located is not None else None,
             outline_state=self.screen.outline_state if located is not None else None,
-            developer_notice=self.developer_notice)
+            developer_notice=self.developer_notice, heatmap=self.show_heatmap)

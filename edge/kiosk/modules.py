@@ -10,7 +10,7 @@ journal; the kiosk itself keeps running.
 import json
 import os
 
-from edge.errors import BundleError
+from edge.errors import BundleError, MedkioskError
 
 MANIFEST = "manifest.json"
 MANIFEST_ID_LIMIT = 1 << 20  # bytes read to find a damaged bundle's module id for its message
@@ -53,6 +53,14 @@ class ModuleSet(object):
     def next(self):
         self.index = (self.index + 1) % len(self.slots)
         return self.current
+
+    def select(self, module_id):
+        """Show the slot of ``module_id`` (a suggestion's target); False when there is none."""
+        for index, slot in enumerate(self.slots):
+            if slot.module_id == module_id:
+                self.index = index
+                return True
+        return False
 
     def problems(self):
         """(module id, problem) of every slot that cannot run, for the journal at start."""
@@ -184,3 +192,25 @@ def default_classifier_opener(backend="auto", precision="fp16", engine_cache=Non
         return classifier
 
     return open_classifier
+
+
+def suggest_in_slots(prediction, image, slot, slots, open_classifier, prepared=None):
+    """On refusal, offer the image to the other usable modules (``edge.suggest``); returns the id or None.
+
+    ``open_classifier(slot)`` is the inference worker's (it keeps every runner). A module that cannot
+    be opened for the check gets that problem (as when the user switches to it) and is skipped.
+    """
+    if not prediction.out_of_scope:
+        return None
+    from edge.suggest import Candidate, suggest_module
+
+    candidates = []
+    for other in [s for s in slots if s is not slot and s.usable and s.bundle.description.input_check]:
+        candidate = Candidate(other.bundle, lambda other=other: open_classifier(other))
+        try:
+            candidate.classifier()
+        except MedkioskError as exc:
+            other.problem = "Module cannot run here: {}".format(exc)
+            continue
+        candidates.append(candidate)
+    return suggest_module(prediction, image, slot.bundle, candidates, prepared)

@@ -10,6 +10,7 @@ import threading
 import time
 
 from edge.errors import MedkioskError
+from edge.kiosk.modules import suggest_in_slots
 
 
 class Job(object):
@@ -58,8 +59,9 @@ class InferenceWorker(object):
 
     KEEP_OUTCOMES = 4
 
-    def __init__(self, open_classifier):
+    def __init__(self, open_classifier, slots=()):
         self.open_classifier = open_classifier
+        self.slots = list(slots)  # every module: a refused image is offered to the others (edge.suggest)
         self._cond = threading.Condition()
         self._pending = None
         self._outcomes = {}  # seq -> Outcome, the last KEEP_OUTCOMES
@@ -197,9 +199,12 @@ class InferenceWorker(object):
         self._set_phase("inferring")
         try:
             if job.prepared is not None:
-                return Outcome(job, prediction=classifier.infer_prepared(job.prepared))
-            if job.located is not None:  # live: located once, for the outline and the classifier
-                return Outcome(job, prediction=classifier.classify(job.frame, localisation=job.located))
-            return Outcome(job, prediction=classifier.classify(job.frame))
+                prediction = classifier.infer_prepared(job.prepared)
+            elif job.located is not None:  # live: located once, for the outline and the classifier
+                prediction = classifier.classify(job.frame, localisation=job.located)
+            else:
+                prediction = classifier.classify(job.frame)
+            suggest_in_slots(prediction, job.frame, job.slot, self.slots, self._classifier, job.prepared)
+            return Outcome(job, prediction=prediction)
         except Exception as exc:  # reported to the loop, which counts it and stops after too many
             return Outcome(job, error="{}: {}: {}".format(job.slot.module_id, type(exc).__name__, exc))

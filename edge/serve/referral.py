@@ -44,7 +44,8 @@ def _findings(pdf, result):
     pdf.set_font("Helvetica", "", 12)
     for rank, item in enumerate(result.get("top3") or [], 1):
         pdf.cell(120, 8, "{}. {}".format(rank, _ascii(item["name"])))
-        pdf.cell(0, 8, overlay.format_percent(item["probability"]), ln=1, align="R")
+        words = result.get("display") == "words" and item.get("word")  # as the screen shows it
+        pdf.cell(0, 8, words or overlay.format_percent(item["probability"]), ln=1, align="R")
 
 
 def referral_pdf(case, result, image_bgr, analysed_bgr=None):

@@ -100,11 +100,23 @@ class Service(object):
         else:
             module = self._module(module_id)
             prediction = module.classify(image)
+            self._offer_others(prediction, image, module)
         view = screen_view(prediction, module.slot.title)
         result_id = self._keep(image, prediction, module, owner, view["state"])
         return {"result_id": result_id, "module": module.slot.module_id, "module_title": module.slot.title,
                 "suggested": suggested, "view": view, "notes": prediction.notes(),
                 "prediction": prediction.to_dict()}
+
+    def _offer_others(self, prediction, image, module):
+        """A refused image: name another loaded module whose input check accepts it (edge.suggest)."""
+        if not prediction.out_of_scope:
+            return
+        from edge.suggest import Candidate, suggest_module
+
+        others = [Candidate(m.slot.bundle, lambda m=m: m.classifier) for m in self.modules.values()
+                  if m is not module]
+        with self._inference_lock:
+            suggest_module(prediction, image, module.slot.bundle, others)
 
     def _suggest(self, image):
         """The first module (config order) whose input check and quality gate accept the image."""

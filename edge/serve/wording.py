@@ -42,7 +42,7 @@ def screen_view(prediction, module_title):
     banner, show_rows = STATES[state]
     rows = []
     if show_rows:
-        rows = [{"rank": rank, "name": name, "percent": overlay.format_percent(probability)}
+        rows = [{"rank": rank, "name": name, "percent": overlay.row_value(prediction, probability)[0]}
                 for rank, (name, probability) in enumerate(prediction.top3, 1)]
     return {
         "state": state,

@@ -40,7 +40,7 @@ def test_multiclass_uncertain_below_abstain_threshold():
     outputs = {"probabilities": np.array([[0.45, 0.35, 0.15, 0.05]], np.float32)}
     assert postprocess(outputs, _bundle(abstain=0.5)).uncertain
     assert not postprocess(outputs, _bundle(abstain=0.4)).uncertain
-    assert "UNCERTAIN" in postprocess(outputs, _bundle(abstain=0.5)).notes()[0]
+    assert "Uncertain - retake the image or refer" in postprocess(outputs, _bundle(abstain=0.5)).notes()[0]
 
 
 def test_two_classes_give_two_entries_and_ties_are_stable():
@@ -92,7 +92,7 @@ def test_to_dict_has_every_class_and_is_json():
     prediction = postprocess({"probabilities": np.array([[0.1, 0.6, 0.25, 0.05]], np.float32)}, _bundle())
     data = json.loads(json.dumps(prediction.to_dict()))
     assert set(data["probabilities"]) == {"a", "b", "c", "d"}
-    assert data["top3"][0] == {"name": "B", "probability": pytest.approx(0.6)}
+    assert data["top3"][0] == {"name": "B", "probability": pytest.approx(0.6), "word": "possible"}
     assert data["bundle_id"].startswith("unit@1.0.0+")
 
 

@@ -71,9 +71,10 @@ def test_multilabel_present_and_absent_exactly_at_the_band(probs, threshold, pre
 
 def test_multilabel_notes_and_multiclass_notes_differ():
     ml = _post([0.5, 0.5], _bundle(task="multilabel", classes=("x", "y"), abstain=0.75))
-    assert ml.notes() == ["UNCERTAIN: no finding is clearly present or clearly absent"]
+    assert ml.notes() == ["Uncertain - retake the image or refer (no finding is clearly present or "
+                          "clearly absent)"]
     mc = _post([0.25, 0.25, 0.25, 0.25], _bundle())
-    assert mc.notes() == ["UNCERTAIN: no class is clearly more likely - review by a clinician"]
+    assert mc.notes() == ["Uncertain - retake the image or refer (no class is clearly more likely)"]
     assert "present" not in mc.to_dict()
 
 
@@ -229,7 +230,8 @@ def test_prediction_defaults_and_six_decimals():
     prediction = Prediction(["a", "b"], ["A", "B"], [0.12345678, 0.87654322], "multiclass", False, "id")
     assert not prediction.out_of_scope and prediction.present == [] and prediction.ood_score is None
     data = prediction.to_dict()
-    assert data["top3"] == [{"name": "B", "probability": 0.876543}, {"name": "A", "probability": 0.123457}]
+    assert data["top3"] == [{"name": "B", "probability": 0.876543, "word": "likely"},
+                            {"name": "A", "probability": 0.123457, "word": "unlikely"}]
     scored = Prediction(["a"], ["A"], [1.0], "multiclass", False, "id", ood_score=0.12345678)
     assert scored.to_dict()["ood_score"] == 0.123457
 

@@ -80,7 +80,8 @@ def test_json_schema(tiny_bundle, inputs):
     assert good["path"] == inputs["xray"]
     assert set(good["probabilities"]) == set(bundle.description.classes)
     assert abs(sum(good["probabilities"].values()) - 1.0) < 1e-3
-    assert len(good["top3"]) == 3 and set(good["top3"][0]) == {"name", "probability"}
+    assert len(good["top3"]) == 3 and set(good["top3"][0]) == {"name", "probability", "word"}
+    assert good["display"] in ("percent", "words") and good["suggested_module"] is None
     assert good["top3"][0]["probability"] == max(good["probabilities"].values())
     assert good["bundle_id"] == bundle.bundle_id and good["backend"] == document["backend"]
     assert isinstance(good["uncertain"], bool) and good["quality"]["ok"] in (True, False)

@@ -15,12 +15,16 @@ CHECK = {"output": "ood_score", "threshold": 0.7, "method": "test", "message": "
                                                                                "the module"}
 
 
-def _bundle(task="multiclass", abstain=0.5, input_check=None):
+CALIBRATED = {"ece_cv": 0.03, "ece_cv_ci95": [0.02, 0.04], "display": "percent"}
+
+
+def _bundle(task="multiclass", abstain=0.5, input_check=None, calibration=CALIBRATED):
     classes = ["effusion", "cardiomegaly", "normal", "nodule"]
     description = ModelDescription("tiny", task, classes, InputSpec(16, 16), abstain_threshold=abstain,
                                    display_names=["Pleural effusion", "Cardiomegaly", "No finding", "Nodule"],
                                    input_check=input_check)
-    manifest = make_manifest(description, "chest", "Chest X-ray", "0" * 64)
+    manifest = make_manifest(description, "chest", "Chest X-ray", "0" * 64,
+                             extra={"calibration": calibration} if calibration else None)
     return Bundle("/nonexistent", manifest, description, None)
 
 
