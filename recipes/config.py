@@ -81,6 +81,7 @@ RECIPES = {
         other_group="chest",
         negatives=True,
         cv_folds=5,
+        heatmap=True,
         attribution=(KERMANY_ATTRIBUTION,),
     ),
     "chest": Recipe(
@@ -95,6 +96,7 @@ RECIPES = {
         other_limit=800,
         negatives=True,
         cv_folds=5,
+        heatmap=True,
         attribution=(NIH_ATTRIBUTION,),
     ),
 }

@@ -226,7 +226,8 @@ def _cross_validate(run, net, outputs):
     run.metrics["cv"] = results
     run.metrics["module"] = run.module.id
     run.metrics["calibration_display"] = {
-        "ece_cv": ece["mean"], "ece_cv_ci95": list(ece["ci95"]), "display": cv.display_decision(ece["mean"]),
+        "ece_cv": ece["mean"], "ece_cv_ci95": [max(0.0, ece["ci95"][0]), min(1.0, ece["ci95"][1])],
+        "display": cv.display_decision(ece["mean"]),
         "rule": "percent only where the {}-fold patient-level cross-validated ECE (after temperature "
                 "scaling) is <= 0.05".format(run.recipe.cv_folds)}
     run.lap("cv_s", mark)
@@ -272,7 +273,8 @@ def _checkpoint(run, net, ood_head):
     return data, save_checkpoint(os.path.join(run.run_dir, "best.pt"), data)
 
 
-def export(deploy, description, data, checkpoint, test_samples, classes, module, out_dir, version):
+def export(deploy, description, data, checkpoint, test_samples, classes, module, out_dir, version,
+           heatmap=False):
     """The bundle: export_bundle with golden images drawn from the test split, one per class first."""
     by_class = {c: [s.path for s in test_samples if s.labels[0] == c] for c in classes}
     samples = []
@@ -282,8 +284,8 @@ def export(deploy, description, data, checkpoint, test_samples, classes, module,
                 samples.append(by_class[c][index])
     source = ExportSource(deploy, description, data, checkpoint)
     return export_bundle(
-        source, out_dir, sample_images=samples, module_id=module.id, title=module.title, version=version
-    )
+        source, out_dir, sample_images=samples, module_id=module.id, title=module.title, version=version,
+        heatmap=heatmap)
 
 
 def cross_check(checkpoint, samples, out_dir):
@@ -300,7 +302,8 @@ def _publish(run, result, deploy, data, test, models_dir, docs_dir):
     if models_dir:
         mark = time.time()
         result.bundle = export(deploy, run.description, data, result.checkpoint, run.parts["test"],
-                               run.classes, module, os.path.join(models_dir, module.id), recipe.version)
+                               run.classes, module, os.path.join(models_dir, module.id), recipe.version,
+                               heatmap=recipe.heatmap)
         if "calibration_display" in run.metrics:
             add_manifest_section(result.bundle, "calibration", run.metrics["calibration_display"])
         run.lap("export_s", mark)
