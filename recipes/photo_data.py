@@ -65,7 +65,7 @@ def train_subset(recipe, split):
     return [s for s in split.train if s in keep]
 
 
-def photo_part(recipe, split, part, spec):
+def photo_part(recipe, split, part, spec, workers=1):
     """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val)."""
     limit = photo_limit(recipe, part)
     name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, recipe.photo_renders, PHOTO_SEED,
@@ -74,7 +74,8 @@ def photo_part(recipe, split, part, spec):
     def make():
         log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, recipe.photo_renders,
                                                              len(strided(split[part], limit)), part))
-        samples, crops, methods = render_crops(split[part], part, recipe.photo_renders, limit=limit)
+        samples, crops, methods = render_crops(split[part], part, recipe.photo_renders, limit=limit,
+                                               workers=workers)
         return {"paths": [s.path for s in samples], "images": _batch(crops, spec), "methods": methods}
 
     data = _stored(name, make)

@@ -34,24 +34,32 @@ def camera_crop(frame_bgr):
     return analysed_image(localisation), localisation.method
 
 
-def render_crops(samples, part, renders=1, seed=PHOTO_SEED, limit=None):
-    """(samples, crops, methods): ``renders`` camera crops of each of (at most ``limit``) samples."""
+def _render_one(job):
     from training.photograph import SCENES, photograph_file
 
+    path, seed, index = job
+    return camera_crop(photograph_file(path, seed, index, SCENES[index % len(SCENES)]).frame)
+
+
+def render_crops(samples, part, renders=1, seed=PHOTO_SEED, limit=None, workers=1):
+    """(samples, crops, methods): ``renders`` camera crops of each of (at most ``limit``) samples;
+    ``workers`` > 1 renders in that many processes (same frames: each has its own seeded index)."""
     if part not in PART_OFFSETS:
         raise ConfigError("render_crops: part {!r} cannot be rendered for training. Fix: use one of {} "
                           "(the test split is never trained on)".format(part, sorted(PART_OFFSETS)))
-    kept, crops, methods = [], [], []
+    kept, jobs = [], []
     for i, sample in enumerate(strided(samples, limit)):
         for r in range(int(renders)):
-            index = i * int(renders) + r
-            scene = SCENES[index % len(SCENES)]
-            photo = photograph_file(sample.path, seed + PART_OFFSETS[part], index, scene)
-            crop, method = camera_crop(photo.frame)
             kept.append(sample)
-            crops.append(crop)
-            methods.append(method)
-    return kept, crops, methods
+            jobs.append((sample.path, seed + PART_OFFSETS[part], i * int(renders) + r))
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(int(workers)) as pool:
+            results = pool.map(_render_one, jobs, chunksize=8)
+    else:
+        results = [_render_one(job) for job in jobs]
+    return kept, [crop for crop, _m in results], [method for _c, method in results]
 
 
 def negative_images(seed=1):

@@ -87,9 +87,13 @@ def score_test_split(classifier, split, seed=0, limit=None):
     from edge.preprocess import load_image
     from training.photograph import SCENES, photograph_file
 
-    samples = split.test[:limit] if limit else split.test
+    from training.photo_crops import strided
+
     rows = []
-    for index, sample in enumerate(samples):
+    # ``limit``: that many images evenly spaced through the split (every class), each rendered as in
+    # the full run (its frame index is its position in the split).
+    for index in strided(range(len(split.test)), limit):
+        sample = split.test[index]
         scene = SCENES[index % len(SCENES)]
         file_prediction = classifier.classify(load_image(sample.path))
         photo = photograph_file(sample.path, seed, index, scene)
@@ -327,7 +331,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder for <module>.json")
     parser.add_argument("--doc", help="write the Markdown report here (e.g. docs/models/photographed.md)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, help="first N test images only (a quick look)")
+    parser.add_argument("--limit", type=int, help="N test images evenly spaced through the split (same frames as the full run)")
     parser.add_argument("--report-only", action="store_true",
                         help="do not score: rewrite --doc from the <module>.json already in --out")
     args = parser.parse_args(argv)
