@@ -85,9 +85,8 @@ def score_test_split(classifier, split, seed=0, limit=None):
     """Files vs photographed frames for the test split; returns the result dict."""
     from edge.locate import quad_iou
     from edge.preprocess import load_image
-    from training.photograph import SCENES, photograph_file
-
     from training.photo_crops import strided
+    from training.photograph import SCENES, photograph_file
 
     rows = []
     # ``limit``: that many images evenly spaced through the split (every class), each rendered as in
@@ -331,7 +330,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder for <module>.json")
     parser.add_argument("--doc", help="write the Markdown report here (e.g. docs/models/photographed.md)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, help="N test images evenly spaced through the split (same frames as the full run)")
+    parser.add_argument("--limit", type=int,
+                        help="N test images evenly spaced through the split (same frames as the full run)")
     parser.add_argument("--report-only", action="store_true",
                         help="do not score: rewrite --doc from the <module>.json already in --out")
     args = parser.parse_args(argv)
