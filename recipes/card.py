@@ -283,8 +283,8 @@ def card_record(manifest, recipe, module, run):
     return {
         "title": "{} — model card".format(module.title),
         "intro": ["**Decision support only — not a diagnosis.** For trained health workers, who decide. "
-                  "The kiosk shows the findings' calibrated probabilities, an *uncertain* state below the "
-                  'abstain threshold and "Not a chest X-ray" when the input check fails.'],
+                  "The kiosk shows {}, an *uncertain* state below the abstain threshold and \"Not a chest "
+                  'X-ray" when the input check fails.'.format(_shown(metrics))],
         "sections": [
             ("Intended use", [module.description]),
             ("Model", _model_lines(recipe, module, metrics, run["timings"], run.get("history"))),
@@ -298,6 +298,14 @@ def card_record(manifest, recipe, module, run):
             ("Known failure modes and limitations", ["- " + note for note in notes]),
         ],
     }
+
+
+def _shown(metrics):
+    display = (metrics.get("calibration_display") or {}).get("display")
+    if display == "words":
+        return ("each finding as a word (likely / possible / unlikely), not as a percentage: its "
+                "cross-validated calibration is not good enough for percentages (see below)")
+    return "the findings' calibrated probabilities"
 
 
 def write_model_card(bundle, recipe, module, run):
