@@ -116,8 +116,8 @@ def photo_lines(module_id, folder=PHOTO_RESULTS):
     def rate(entry):
         return pct(entry["rate"], entry["ci95"]) + " ({}/{})".format(entry["count"], entry["of"])
 
-    lines = ["{} images of the test split as files and as 1280x720 camera frames (film on a lightbox / monitor, "
-             "seed {}; never trained on), through the kiosk's camera path (`python -m "
+    lines = ["{} images of the test split as files and as 1280x720 camera frames (film on a lightbox / "
+             "monitor, seed {}; never trained on), through the kiosk's camera path (`python -m "
              "training.photo_eval`; `docs/models/photographed.md`):".format(result["images"], result["seed"]),
              "", "| | files | camera frames |", "|---|---|---|",
              "| refused as out of scope | {} | {} |".format(rate(result["refused_files"]),

@@ -15,9 +15,9 @@ import torch
 from edge.preprocess import preprocess
 from recipes.config import ROOT, log, recipe_for
 from recipes.data import cache_images, resolve_split
-from training.data import Sample
+from training.data import Sample, strided
 from training.embed_cache import EmbeddingCache, cache_dir
-from training.photo_crops import PHOTO_SEED, negative_images, render_crops, strided
+from training.photo_crops import PHOTO_SEED, negative_images, render_crops
 
 RUNS = os.path.join(ROOT, "runs")
 CROPS_DIR = os.path.join(RUNS, "photo-crops")
@@ -129,30 +129,3 @@ def other_group(recipe, data_root, spec, part, limit=None):
     index = [i for i, s in enumerate(photo_samples) if s.path in keep]
     return files + [photo_samples[i] for i in index], torch.cat([images, crops[index]])
 
-
-def warm(recipe, data_root, parts=("files", "photos", "negatives"), log_every=True):
-    """Render and embed everything ``recipe`` needs into the shared caches (no training)."""
-    from recipes.run import build_description
-    from training.checkpoint import build_net
-    from training.registry import split_network
-
-    module, split, _info = resolve_split(recipe, data_root, os.path.join(ROOT, "splits"))
-    spec = build_description(recipe, module).input
-    net = build_net(build_description(recipe, module), pretrained=True).eval()
-    trunk, _tail = split_network(net, recipe.arch, 0)
-    cache = embedding_cache(recipe)
-    sets = []
-    if "files" in parts:
-        sets += [cache_images(samples, spec) for _name, samples in split.parts()]
-    if "photos" in parts and recipe.photo_renders:
-        sets += [photo_part(recipe, split, part, spec)[1] for part in ("train", "val")]
-    if "negatives" in parts:
-        if recipe.negatives:
-            sets.append(negatives(spec)[1])
-        if recipe.other_group:
-            sets += [other_group(recipe, data_root, spec, part)[1] for part in ("train", "val", "test")]
-    with torch.no_grad():
-        for images in sets:
-            cache.reload()
-            cache.embed(trunk, images, log=log if log_every else None)
-    return len(cache)

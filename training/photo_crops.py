@@ -11,18 +11,10 @@ here (``render_crops`` refuses the part name "test").
 import numpy as np
 
 from edge.errors import ConfigError
+from training.data import strided
 
 PHOTO_SEED = 1000
 PART_OFFSETS = {"train": 0, "val": 1, "negatives": 2}
-
-
-def strided(items, limit):
-    """At most ``limit`` items, evenly spaced through the list (every class of a sorted split kept)."""
-    items = list(items)
-    if not limit or limit >= len(items):
-        return items
-    step = len(items) / float(limit)
-    return [items[int(i * step)] for i in range(int(limit))]
 
 
 def camera_crop(frame_bgr):

@@ -85,7 +85,7 @@ def score_test_split(classifier, split, seed=0, limit=None):
     """Files vs photographed frames for the test split; returns the result dict."""
     from edge.locate import quad_iou
     from edge.preprocess import load_image
-    from training.photo_crops import strided
+    from training.data import strided
     from training.photograph import SCENES, photograph_file
 
     rows = []

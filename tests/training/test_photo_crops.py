@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError
-from training.data import Sample
-from training.photo_crops import camera_crop, negative_images, render_crops, strided
+from training.data import Sample, strided
+from training.photo_crops import camera_crop, negative_images, render_crops
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))), "shared", "data")
