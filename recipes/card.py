@@ -31,7 +31,10 @@ MODEL_CARD_NOTES = {
         "from training, and images with two or more of the module's findings were dropped (multiclass): "
         "the model has never been told that findings co-occur, and a film showing another disease may be "
         "called 'No Finding' or one of the three.",
-        "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain.",
+        "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain (the input check "
+        "refuses them and the kiosk suggests the child module).",
+        "The heatmap (H key) is not a localisation: its peak fell inside the radiologists' boxes no more "
+        "often than a random point (pointing game, `docs/models/chest/pointing.json`).",
     ],
 }
 COMMON_FAILURES = [
@@ -303,8 +306,8 @@ def card_record(manifest, recipe, module, run):
 def _shown(metrics):
     display = (metrics.get("calibration_display") or {}).get("display")
     if display == "words":
-        return ("each finding as a word (likely / possible / unlikely), not as a percentage: its "
-                "cross-validated calibration is not good enough for percentages (see below)")
+        return ("each finding as a word (likely / possible / unlikely) rather than a percentage (its "
+                "cross-validated calibration is not good enough: see below)")
     return "the findings' calibrated probabilities"
 
 
