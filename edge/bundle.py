@@ -42,6 +42,7 @@ from edge import __version__
 from edge.bundle_files import RE_EXPORT, read_json_limited, sha256_file, write_json_atomic  # noqa: F401
 from edge.description import DescriptionError, ModelDescription
 from edge.errors import BundleError
+from edge.i18n import N_, _
 from edge.onnx_info import OnnxFormatError, read_onnx_info
 from edge.signing import UNCHECKED, default_trust, signature_status
 
@@ -238,7 +239,7 @@ def _number(value):
 def _recorded_ece(manifest):
     """(ECE, where it comes from) as the model card reports it, or (None, None)."""
     metrics = (manifest.get("training") or {}).get("metrics") or {}
-    for key, where in (("test", "test ECE"), ("calibration", "validation ECE after temperature")):
+    for key, where in (("test", N_("test ECE")), ("calibration", N_("validation ECE after temperature"))):
         section = metrics.get(key) if isinstance(metrics, dict) else None
         value = section.get("ece" if key == "test" else "ece_after") if isinstance(section, dict) else None
         if _number(value):
@@ -252,16 +253,16 @@ def display_mode(manifest):
     if isinstance(section, dict):
         ece = section.get("ece_cv")
         if section.get("display") == WORDS:
-            return WORDS, "the manifest asks for words (cross-validated ECE {})".format(ece)
+            return WORDS, _("the manifest asks for words (cross-validated ECE {})").format(ece)
         if ece > CALIBRATED_ECE_MAX:
-            return WORDS, "cross-validated ECE {:.3f} > {}".format(ece, CALIBRATED_ECE_MAX)
-        return PERCENT, "cross-validated ECE {:.3f} <= {}".format(ece, CALIBRATED_ECE_MAX)
+            return WORDS, _("cross-validated ECE {:.3f} > {}").format(ece, CALIBRATED_ECE_MAX)
+        return PERCENT, _("cross-validated ECE {:.3f} <= {}").format(ece, CALIBRATED_ECE_MAX)
     ece, where = _recorded_ece(manifest)
     if ece is None:
-        return WORDS, "no ECE recorded: calibration unknown"
+        return WORDS, _("no ECE recorded: calibration unknown")
     if ece > CALIBRATED_ECE_MAX:
-        return WORDS, "{} {:.3f} > {}".format(where, ece, CALIBRATED_ECE_MAX)
-    return PERCENT, "{} {:.3f} <= {}".format(where, ece, CALIBRATED_ECE_MAX)
+        return WORDS, _("{} {:.3f} > {}").format(_(where), ece, CALIBRATED_ECE_MAX)
+    return PERCENT, _("{} {:.3f} <= {}").format(_(where), ece, CALIBRATED_ECE_MAX)
 
 
 def _check_calibration(path, section):
@@ -293,19 +294,19 @@ def chance_level_warnings(manifest, num_classes):
     lines, chance = [], 1.0 / max(1, num_classes)
     accuracy, low = test.get("accuracy"), (test.get("accuracy_ci95") or [None])[0]
     if _number(accuracy) and accuracy <= chance:
-        lines.append("test accuracy {:.1%} <= chance 1/{} = {:.1%}".format(accuracy, num_classes, chance))
+        lines.append(_("test accuracy {:.1%} <= chance 1/{} = {:.1%}").format(accuracy, num_classes, chance))
     elif _number(low) and low <= chance:
-        lines.append("test accuracy's 95% CI reaches chance ({:.1%} <= 1/{})".format(low, num_classes))
+        lines.append(_("test accuracy's 95% CI reaches chance ({:.1%} <= 1/{})").format(low, num_classes))
     entries = [("macro AUROC", test.get("macro_auroc"), test.get("macro_auroc_ci95"))]
     per_class = test.get("per_class") if isinstance(test.get("per_class"), dict) else {}
     entries += [("{} AUROC".format(name), v.get("auroc"), v.get("auroc_ci95"))
                 for name, v in sorted(per_class.items()) if isinstance(v, dict)]
     for name, value, interval in entries:
         if _number(value) and value <= 0.5:
-            lines.append("{} {:.3f} <= 0.5 (chance)".format(name, value))
+            lines.append(_("{} {:.3f} <= 0.5 (chance)").format(name, value))
         elif isinstance(interval, list) and len(interval) == 2 and all(_number(v) for v in interval) \
                 and interval[0] <= 0.5 <= interval[1]:
-            lines.append("{} 95% CI [{:.3f}, {:.3f}] includes 0.5 (chance)".format(name, *interval))
+            lines.append(_("{} 95% CI [{:.3f}, {:.3f}] includes 0.5 (chance)").format(name, *interval))
     return lines
 
 

@@ -33,8 +33,8 @@ from edge.quality import assess_quality
 
 DISCLAIMER = "Decision support only \u2014 not a diagnosis"
 PERCENT = "percent"
-UNCERTAIN_REASONS = {"multilabel": "no finding is clearly present or clearly absent",
-                     "multiclass": "no class is clearly more likely"}
+UNCERTAIN_REASONS = {"multilabel": N_("no finding is clearly present or clearly absent"),
+                     "multiclass": N_("no class is clearly more likely")}
 # The one table of coarse words shown instead of percentages (bundles whose calibration is not
 # shown to hold, and every uncertain result): a probability p gets the first word whose lower
 # bound it reaches. Screen, CLI and LAN service all use it (``likelihood_word``).
@@ -124,7 +124,7 @@ class Prediction(object):
                 lines.append(self.suggestion_line())
         if self.uncertain:  # the screen's banner, with why (its rows are words: never a percentage)
             reason = UNCERTAIN_REASONS["multilabel" if self.task == "multilabel" else "multiclass"]
-            lines.append("{} ({})".format(UNCERTAIN_TEXT, reason))
+            lines.append("{} ({})".format(_(UNCERTAIN_TEXT), _(reason)))
         if self.quality is not None and not self.quality.ok:
             lines.append(self.quality.message)
         return lines

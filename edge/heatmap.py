@@ -5,8 +5,9 @@ A bundle exported with ``--heatmap`` has an output ``heatmap`` [N, K, h, w] (see
 ``edge.preprocess`` makes by stretching the analysed image, so it is stretched back the same way:
 map cell (i, j) sits over the same fraction of the analysed image.
 
-Used by the kiosk's H key, the referral sheet (``overlay_heatmap`` on the analysed crop) and the
-pointing-game evaluation (``heatmap_peak``).
+Used by the kiosk's H key, the referral sheet (``overlay_heatmap(analysed image, record_map(case
+record))`` for a saved case, ``prediction_overlay`` for a live one) and the pointing-game evaluation
+(``heatmap_peak``).
 """
 
 from edge.errors import BackendError
@@ -68,6 +69,16 @@ def heatmap_peak(map2d, height, width):
     full = upsample(map2d, height, width)
     row, col = np.unravel_index(int(np.argmax(full)), full.shape)
     return int(col), int(row)
+
+
+def record_map(record):
+    """The top finding's [h, w] map from a saved result (``Prediction.to_dict()``, e.g. a case record's),
+    or None when the result has none: what the referral sheet draws for a saved case."""
+    heatmap = record.get("heatmap") if isinstance(record, dict) else None
+    values = heatmap.get("values") if isinstance(heatmap, dict) else None
+    if not values:
+        return None
+    return require("numpy").asarray(values, dtype="float32")
 
 
 def prediction_overlay(prediction, image, class_index=None, alpha=DEFAULT_ALPHA):

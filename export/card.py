@@ -8,6 +8,8 @@ without reading back or splitting a written card.
 
 import json
 
+from edge.bundle import CALIBRATED_ECE_MAX, PERCENT, display_mode
+from edge.classify import LIKELIHOOD_WORDS
 from edge.description import ModelDescription
 
 INTENDED_USE = "Decision support only — not a diagnosis."
@@ -31,9 +33,26 @@ def _contract(description, export_info):
         check = description.input_check
         lines.append("- Input check output `{}` ({}): a score above {:g} shows \"{}\".".format(
             check["output"], check["method"], float(check["threshold"]), check["message"]))
+    heatmap = export_info.get("heatmap_section")
+    if heatmap:
+        classes, height, width = heatmap["shape"]
+        lines.append("- Heatmap output `{}`: float32 [N, {}, {}, {}] class-activation maps ({}); each map's "
+                     "mean is its class logit.".format(heatmap["output"], classes, height, width,
+                                                       heatmap["method"]))
     lines.append("- ONNX opset {}, precision {}, simplified: {}.".format(
         export_info["opset"], export_info["precision"], "yes" if export_info["simplified"] else "NO"))
     return lines
+
+
+def _numbers_on_screen(manifest):
+    """Why the screen shows percentages or words (edge.bundle.display_mode), and the words' table."""
+    mode, reason = display_mode(manifest)
+    words = ", ".join("\"{}\" from {:.0%}".format(word, low) for low, word in LIKELIHOOD_WORDS)
+    if mode == PERCENT:
+        return ["Percentages: {}. Uncertain results still show words ({}), never a percentage.".format(
+            reason, words)]
+    return ["Words, not percentages: {} (percentages need an ECE <= {}). Each finding is shown as {}.".format(
+        reason, CALIBRATED_ECE_MAX, words)]
 
 
 def _recorded(section):
@@ -51,7 +70,7 @@ def _attribution(attribution):
 def export_record(manifest):
     """The exporter's card record, from a bundle manifest (``edge.bundle.make_manifest`` + ``export``)."""
     description = ModelDescription.from_dict(manifest["model"])
-    info = manifest["export"]
+    info = dict(manifest["export"], heatmap_section=manifest.get("heatmap"))
     training = manifest.get("training") or {}
     parity = info["parity"]
     module = manifest["module"]
@@ -70,6 +89,7 @@ def export_record(manifest):
             ("Input contract", _contract(description, info)),
             ("Training data", _recorded(training.get("data"))),
             ("Metrics (from the checkpoint)", _recorded(training.get("metrics"))),
+            ("Numbers on screen", _numbers_on_screen(manifest)),
             ("Attribution", _attribution(training.get("attribution"))),
             ("Known limitations", [
                 "- Trained and validated only on the data above; other populations, devices and image types "

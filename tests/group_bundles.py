@@ -10,7 +10,9 @@ each gets a Mahalanobis input-check head (training.ood) fitted on its group's em
 its fit images' 99th percentile. Used by the cross-module suggestion tests (edge.suggest). The head is
 fitted on the first FIT images of each sorted folder and its threshold set on the next CALIBRATE;
 tests use the images after those (``held_out``).
-Usage: python tests/group_bundles.py ARTIFACTS_DIR (writes ARTIFACTS_DIR/groups/{adult,child})
+Also the test checkpoint exported with a heatmap (``build_heatmap_bundle``).
+Usage: python tests/group_bundles.py ARTIFACTS_DIR (writes ARTIFACTS_DIR/groups/{xray-test,shapes-test} and
+ARTIFACTS_DIR/bundle-heatmap; tests/make_test_bundle.py runs it too)
 """
 
 import glob
@@ -95,9 +97,21 @@ def build_group_bundles(artifacts_dir, shared_data):
     return out
 
 
+def build_heatmap_bundle(artifacts_dir):
+    """The test checkpoint exported with its heatmap (``--heatmap``) at ARTIFACTS_DIR/bundle-heatmap."""
+    folder = os.path.join(artifacts_dir, "bundle-heatmap")
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        from export.onnx_export import export_bundle
+        from tests.make_test_bundle import test_signing_key
+
+        export_bundle(os.path.join(artifacts_dir, "run", "best.pt"), folder, module_id="synth-heatmap",
+                      title="Synthetic with heatmap", heatmap=True, key=test_signing_key(artifacts_dir)[0])
+    return folder
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
     artifacts = os.path.abspath(sys.argv[1])
     shared = os.path.join(os.path.dirname(os.path.dirname(here)), "shared", "data")
-    print(build_group_bundles(artifacts, shared))
+    print(build_group_bundles(artifacts, shared), build_heatmap_bundle(artifacts))

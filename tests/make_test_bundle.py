@@ -72,3 +72,10 @@ if __name__ == "__main__":
     os.makedirs(out, exist_ok=True)
     bundle, _data = build_test_bundle(out)
     print(bundle)
+    # The cross-module and heatmap tests' bundles (tests/group_bundles.py), for the Python 3.6 run too.
+    from tests.group_bundles import build_group_bundles, build_heatmap_bundle
+
+    shared = os.path.join(os.path.dirname(ROOT), "shared", "data")
+    if os.path.isdir(os.path.join(shared, "chest-nih")):
+        print(build_group_bundles(out, shared))
+    print(build_heatmap_bundle(out))

@@ -10,7 +10,8 @@ Reported per finding and overall: hits / pairs with the Wilson 95% interval, and
 heatmap must beat to mean anything: the image centre as the "peak" (hit rate, Wilson interval) and
 the mean fraction of the image the boxes cover (what a uniformly random point scores).
 
-Usage: ``python -m training.pointing BUNDLE [--model other.onnx] [--data DIR] [--json OUT]``;
+Usage: ``python -m training.pointing BUNDLE [--model other.onnx] [--data DIR] [--exclude-split SPLIT]
+[--json OUT]``;
 the bundle must have a heatmap output (``medkiosk export onnx ... --heatmap``).
 """
 
@@ -71,14 +72,26 @@ def score_pairs(pairs):
     return report
 
 
-def pointing_game(heatmap_of, classes, boxes, images_dir):
-    """Run the game. ``heatmap_of(image_bgr)`` -> [K, h, w] maps in ``classes`` order.
+def trained_on(split_path):
+    """Image file names of a split file's ``train`` and ``val`` lists (what the model learnt from)."""
+    with open(split_path, encoding="utf-8") as handle:
+        split = json.load(handle)
+    return {os.path.basename(entry["path"] if isinstance(entry, dict) else entry)
+            for key in ("train", "val") for entry in split.get(key, [])}
 
-    Returns {"per_finding": report, "skipped_findings": {finding: pairs}, "images": n}.
+
+def pointing_game(heatmap_of, classes, boxes, images_dir, exclude=()):
+    """Run the game. ``heatmap_of(image_bgr)`` -> [K, h, w] maps in ``classes`` order; images named
+    in ``exclude`` (e.g. ``trained_on(split)``) are left out and counted.
+
+    Returns {"per_finding": report, "skipped_findings": {finding: pairs}, "images": n, "excluded": n}.
     """
-    pairs, skipped, images = [], OrderedDict(), set()
+    pairs, skipped, images, excluded = [], OrderedDict(), set(), set()
     cache = {}
     for (image_name, finding), finding_boxes in boxes.items():
+        if image_name in exclude:
+            excluded.add(image_name)
+            continue
         if finding not in classes:
             skipped[finding] = skipped.get(finding, 0) + 1
             continue
@@ -93,7 +106,8 @@ def pointing_game(heatmap_of, classes, boxes, images_dir):
         covered = min(1.0, sum(w * h for _x, _y, w, h in finding_boxes) / float(width * height))
         pairs.append((finding, any(inside(peak, b) for b in finding_boxes),
                       any(inside(centre, b) for b in finding_boxes), covered))
-    return {"per_finding": score_pairs(pairs), "skipped_findings": dict(skipped), "images": len(images)}
+    return {"per_finding": score_pairs(pairs), "skipped_findings": dict(skipped), "images": len(images),
+            "excluded": len(excluded)}
 
 
 def onnx_heatmaps(bundle, model_path=None):
@@ -132,6 +146,8 @@ def main(argv=None):
     parser.add_argument("bundle", help="bundle folder whose model has a heatmap output")
     parser.add_argument("--model", help="evaluate this ONNX file instead of the bundle's (same input)")
     parser.add_argument("--data", default=DEFAULT_DATA, help="folder with bboxes.csv and images/")
+    parser.add_argument("--exclude-split", metavar="SPLIT",
+                        help="leave out this split file's train and val images (splits/chest.json)")
     parser.add_argument("--json", help="write the full result here")
     args = parser.parse_args(argv)
     from edge.bundle import load_lab_bundle
@@ -139,10 +155,11 @@ def main(argv=None):
 
     try:
         bundle = load_lab_bundle(args.bundle)
+        exclude = trained_on(args.exclude_split) if args.exclude_split else ()
         result = pointing_game(onnx_heatmaps(bundle, args.model), bundle.description.classes,
                                read_boxes(os.path.join(args.data, "bboxes.csv")),
-                               os.path.join(args.data, "images"))
-    except (MedkioskError, OSError) as exc:
+                               os.path.join(args.data, "images"), exclude)
+    except (MedkioskError, OSError, ValueError, KeyError) as exc:
         print("medkiosk: pointing game: {}".format(exc))
         return 1
     if args.json:

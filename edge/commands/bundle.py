@@ -40,14 +40,15 @@ def print_checks(title, checks, stream=None):
 def metric_checks(bundle):
     """WARN lines for a bundle whose own test metrics are at chance level, and how it shows numbers."""
     from edge.bundle import chance_level_warnings, display_mode
+    from edge.i18n import _
     from edge.verify import PASS, WARN, Check
 
     if bundle is None:
         return []
     mode, reason = display_mode(bundle.manifest)
-    checks = [Check("numbers on screen", PASS, "{} ({})".format(mode, reason))]
-    checks += [Check("test metrics at chance level", WARN, "{}: the model may not work; retrain or do not "
-                     "install it".format(line))
+    checks = [Check(_("numbers on screen"), PASS, "{} ({})".format(_(mode), reason))]
+    checks += [Check(_("test metrics at chance level"), WARN, _("{}: the model may not work; retrain it or "
+                                                                "do not install it").format(line))
                for line in chance_level_warnings(bundle.manifest, bundle.description.num_classes)]
     return checks
 

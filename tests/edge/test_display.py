@@ -198,3 +198,24 @@ def test_bundle_verify_warns_about_a_bundle_at_chance_level(tiny_bundle, tmp_pat
     assert "[PASS] numbers on screen: percent (validation ECE after temperature" in out
     code, out, err = _cli("bundle", "verify", tiny_bundle, "--backend", "onnxruntime", "--precision", "fp32")
     assert code == 0 and "[WARN]" not in out
+
+
+def test_refusal_panel_names_the_suggested_module():
+    check = {"output": "ood_score", "threshold": 1.0, "method": "test", "message": "Not a chest X-ray"}
+    manifest, description = _manifest(CALIBRATED)
+    description = description.replace(input_check=check)
+    manifest["model"] = description.to_dict()
+    bundle = Bundle("/nonexistent", manifest, description, None)
+    outputs = {"probabilities": np.array([[0.86, 0.08, 0.04, 0.02]], np.float32),
+               "ood_score": np.array([1.5], np.float32)}
+    plain, suggested = postprocess(outputs, bundle), postprocess(outputs, bundle)
+    suggested.suggested_module, suggested.suggested_title = "pediatric-pneumonia", "Chest X-ray (child)"
+    assert suggested.suggestion_line("M") == ("This looks like an image for Chest X-ray (child) - press M "
+                                              "to switch to it")
+    assert "press M" not in plain.notes()[0] and len(plain.notes()) == 1
+    assert suggested.notes()[1] == ("This looks like an image for Chest X-ray (child) - classify it with "
+                                    "module 'pediatric-pneumonia'")
+    state = OverlayState(module_title="Chest", size=SIZE)
+    first, second = draw_overlay(None, plain, state), draw_overlay(None, suggested, state)
+    assert _count(_top3(second), (255, 255, 255), 30) > 3 * max(1, _count(_top3(first), (255, 255, 255), 30))
+    assert np.array_equal(Layout(SIZE).banner.crop(first), Layout(SIZE).banner.crop(second))

@@ -63,3 +63,39 @@ def test_overlay_on_a_real_grey_xray(real_xray):
 def test_alpha_outside_zero_one_is_refused(alpha):
     with pytest.raises(ValueError, match="alpha"):
         heatmap.overlay_heatmap(np.zeros((8, 8), np.uint8), _maps()[1], alpha)
+
+
+def test_heatmap_frame_only_when_asked_for_a_confident_result(real_xray):
+    from edge.overlay import OverlayState, heatmap_frame
+
+    frame = load_image(real_xray)
+    prediction = _prediction(_maps())
+    on, off = OverlayState(heatmap=True), OverlayState()
+    shown = heatmap_frame(prediction, on, "ok", frame)
+    assert shown.shape == frame.shape and not np.array_equal(shown, frame)
+    assert heatmap_frame(prediction, off, "ok", frame) is None
+    assert heatmap_frame(prediction, on, "uncertain", frame) is None
+    assert heatmap_frame(_prediction(), on, "ok", frame) is None
+
+
+def test_heatmap_frame_uses_the_located_crop(real_xray):
+    from edge.overlay import OverlayState, heatmap_frame
+
+    class Located(object):
+        crop = load_image(real_xray)[10:110, 20:140]
+
+    prediction = _prediction(_maps())
+    prediction.localisation = Located()
+    shown = heatmap_frame(prediction, OverlayState(heatmap=True), "ok", np.zeros((300, 300, 3), np.uint8))
+    assert shown.shape[:2] == (100, 120)
+
+
+def test_a_saved_record_gives_back_the_top_map_for_the_referral_sheet(real_xray):
+    import json
+
+    record = json.loads(json.dumps(_prediction(_maps()).to_dict()))  # as a case log stores it
+    restored = heatmap.record_map(record)
+    assert restored.shape == (7, 7) and restored[2, 5] == 4.0 and record["heatmap"]["class"] == "b"
+    assert heatmap.record_map(_prediction().to_dict()) is None and heatmap.record_map(None) is None
+    image = load_image(real_xray)
+    assert heatmap.overlay_heatmap(image, restored).shape == image.shape[:2] + (3,)

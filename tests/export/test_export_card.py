@@ -23,9 +23,11 @@ def test_the_exporters_card_is_rendered_from_the_manifest():
     assert "Version 1.2.0; exported 2026-12-03T08:00:00Z from `best.pt`." in lines
     headings = [line for line in lines if line.startswith("## ")]
     assert headings == ["## Intended use", "## Classes", "## Input contract", "## Training data",
-                        "## Metrics (from the checkpoint)", "## Attribution", "## Known limitations",
+                        "## Metrics (from the checkpoint)", "## Numbers on screen", "## Attribution",
+                        "## Known limitations",
                         "## Export parity"]
     assert "not a diagnosis" in text and "temperature scaling (T = 1.25)" in text
+    assert "Words, not percentages: no ECE recorded" in text and '"likely" from 70%' in text
     assert "- Kermany et al. CC BY 4.0" in lines and "- (not recorded)" in lines  # no data, no metrics
     assert "on 16 images: max |dprob| = 2e-07 (tolerance 0.0001), top-1 agreement 100%." in text
     assert text.endswith(".\n") and not text.endswith("\n\n")

@@ -198,3 +198,17 @@ def test_graft_refuses_a_graph_without_a_pooled_linear_classifier():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
     with pytest.raises(ExportError, match="no GlobalAveragePool -> Flatten -> Gemm"):
         export_heatmap.graft_heatmap(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def test_cli_flag(test_artifacts, tmp_path, capsys):
+    from export.cli import main
+
+    out = str(tmp_path / "cli")
+    assert main(["export", "onnx", os.path.join(test_artifacts.root, "run", "best.pt"), "--out", out,
+                 "--heatmap", "--no-golden"]) == 0
+    assert ", heatmap 2x2)" in capsys.readouterr().out
+    assert load_lab_bundle(out).heatmap["shape"] == [4, 2, 2]
+    with open(os.path.join(out, "model_card.md")) as handle:
+        card = handle.read()
+    assert "Heatmap output `heatmap`: float32 [N, 4, 2, 2] class-activation maps (cam)" in card
+    assert "Percentages: validation ECE after temperature" in card

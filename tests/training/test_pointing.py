@@ -1,5 +1,6 @@
 """The pointing game on NIH's real radiologist boxes and real images; real ONNX models where one runs."""
 
+import json
 import os
 import shutil
 
@@ -118,3 +119,16 @@ def test_main_runs_a_real_heatmap_bundle(test_artifacts, synth_images, tmp_path,
     assert '"Effusion": 1' in out.read_text()
     assert pointing.main([str(tmp_path / "none"), "--data", str(data)]) == 1
     assert "pointing game:" in capsys.readouterr().out
+
+
+def test_images_the_model_learnt_from_are_left_out(boxes, tmp_path):
+    key = [k for k in boxes if k[1] == "Effusion"][0]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [{"path": "images/" + key[0]}], "val": ["other.png"],
+                                 "test": [{"path": "kept.png"}]}))
+    assert pointing.trained_on(str(split)) == {key[0], "other.png"}
+    one = {key: boxes[key]}
+    flat = lambda image: np.ones((1, 7, 7), np.float32)  # noqa: E731
+    result = pointing.pointing_game(flat, ["Effusion"], one, os.path.join(NIH, "images"),
+                                    pointing.trained_on(str(split)))
+    assert result["excluded"] == 1 and result["images"] == 0 and result["per_finding"]["all"]["pairs"] == 0

@@ -14,7 +14,7 @@ from edge.outputs import NullSink
 from edge.sources import open_source
 from tests.conftest import SHARED_DATA
 from tests.edge.kiosk.kiosk_helpers import AMBER, LAYOUT, has_colour, run_kiosk
-from tests.group_bundles import build_group_bundles, held_out
+from tests.group_bundles import build_group_bundles, build_heatmap_bundle, held_out
 
 pytest.importorskip("onnxruntime")
 
@@ -25,12 +25,7 @@ def heatmap_bundle(test_artifacts):
     folder = os.path.join(test_artifacts.root, "bundle-heatmap")
     if not os.path.isfile(os.path.join(folder, "manifest.json")):
         pytest.importorskip("torch", reason="exporting the heatmap bundle needs torch")
-        from export.onnx_export import export_bundle
-        from tests.make_test_bundle import test_signing_key
-
-        key = test_signing_key(test_artifacts.root)[0]
-        export_bundle(os.path.join(test_artifacts.root, "run", "best.pt"), folder, module_id="synth-heatmap",
-                      title="Synthetic with heatmap", heatmap=True, key=key)
+        build_heatmap_bundle(test_artifacts.root)
     return load_bundle(folder)
 
 
