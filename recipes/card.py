@@ -9,6 +9,7 @@ import os
 from edge.errors import ConfigError
 from edge.signing import SIGNATURE_FILE, SIGNING_KEY_ENV, SigningError, sign_bundle, signing_key_from_env
 from export.card import export_record, render_card
+from recipes import card_cv
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 from recipes.report import input_check_markdown, metrics_markdown, num, pct, split_table
 from training.modules import get_module
@@ -30,12 +31,16 @@ MODEL_CARD_NOTES = {
         "from training, and images with two or more of the module's findings were dropped (multiclass): "
         "the model has never been told that findings co-occur, and a film showing another disease may be "
         "called 'No Finding' or one of the three.",
-        "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain.",
+        "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain (the input check "
+        "refuses them and the kiosk suggests the child module).",
+        "The heatmap (H key) is not a localisation: its peak fell inside the radiologists' boxes no more "
+        "often than a random point (pointing game, `docs/models/chest/pointing.json`).",
     ],
 }
 COMMON_FAILURES = [
-    "Photographing a film on a light box or a monitor (glare, perspective, moiré, cropped borders) is not "
-    "represented in training: prefer the digital file from a USB stick; expect lower accuracy from photos.",
+    "Photographs of a film on a light box or a monitor were trained on only as rendered by the project "
+    "(training/photograph.py: glare, perspective, moiré, blur, noise, JPEG), not as real cameras take them: "
+    "prefer the digital file from a USB stick when there is one.",
     "Lateral views, CT slices and other body parts are out of scope; the input check catches many but not "
     "all of them (see its rates above).",
     "The input check was measured on generated images and a few dozen real photos, not on every kind of "
@@ -202,15 +207,25 @@ MODEL_CARD_TASK_NOTE = {
 }
 def _model_lines(recipe, module, metrics, timings, history):
     cal = metrics["calibration_val"]
+    if recipe.tune_blocks == 0:
+        training = ("- Training (CPU recipe `python -m recipes {}`): a linear head on the frozen network's "
+                    "pooled embeddings of the train split's files and {} photographed crop(s) per rendered "
+                    "train image (`training/photo_crops.py`: rendered camera frames cut out by the device's "
+                    "own `edge.locate` + `normalise_crop`), early stopping on validation files + crops. "
+                    "Time on 2 shared CPU cores: {:.0f} s (embeddings from the shared cache).".format(
+                        module.id, recipe.photo_renders, timings.get("total_train_s", 0)))
+    else:
+        training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on frozen "
+                    "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early "
+                    "stopping on the validation loss; {}. Time on 2 CPU cores: {:.0f} s.".format(
+                        module.id, recipe.tune_blocks, tune_summary(history),
+                        timings.get("total_train_s", 0)))
     lines = [
         "- {} (ImageNet-pretrained, offline weights), input {}x{} RGB (grey X-rays are replicated), "
         "task {} ({}). Classes: {}.".format(
             recipe.arch, recipe.image_size, recipe.image_size, module.task,
             "softmax" if module.task == "multiclass" else "sigmoid", ", ".join(module.classes)),
-        "- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on frozen "
-        "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early stopping on "
-        "the validation loss; {}. Time on 2 CPU cores: {:.0f} s.".format(
-            module.id, recipe.tune_blocks, tune_summary(history), timings.get("total_train_s", 0)),
+        training,
         "- Temperature scaling on validation: T = {:.3f}; abstain threshold {:.3f} (top probability) chosen "
         "on validation for {:.0%} coverage.".format(
             cal["temperature"], cal["abstain_threshold"], cal["abstain_coverage"]),
@@ -242,7 +257,15 @@ def _input_check_lines(recipe, check, measured):
             check["contrast_threshold"], recipe.contrast_fraction),
         "",
     ]
-    return lines + input_check_markdown(measured)
+    if check.get("scope_threshold") is not None or "+scope" in check.get("method", ""):
+        lines[-1:] = ["(d) a linear out-of-scope score on the embedding (logistic regression: this module's "
+                      "train X-rays, files and photographed crops, against the other patient group's train "
+                      "X-rays and their crops and generated non-X-rays of seed 1), threshold at {:.0%} "
+                      "acceptance of validation files + crops. When it refuses, the kiosk tries the other "
+                      "installed modules' checks and suggests one that accepts.".format(recipe.ood_accept),
+                      ""]
+    scope = card_cv.scope_lines({"input_check": measured}, recipe.other_group)
+    return lines + input_check_markdown(measured) + scope
 
 
 def _metrics_lines(module, metrics, recipe):
@@ -256,23 +279,36 @@ def card_record(manifest, recipe, module, run):
     (``run``: metrics, timings, history, counts, split_info)."""
     metrics = run["metrics"]
     classes = list(module.classes)
-    notes = failure_notes(metrics, classes) + cross_domain_notes(module.id)
+    notes = failure_notes(metrics, classes)
+    if not metrics.get("input_check", {}).get("scope"):
+        notes += cross_domain_notes(module.id)
     notes += MODEL_CARD_NOTES.get(module.id, []) + COMMON_FAILURES
     return {
         "title": "{} — model card".format(module.title),
         "intro": ["**Decision support only — not a diagnosis.** For trained health workers, who decide. "
-                  "The kiosk shows the findings' calibrated probabilities, an *uncertain* state below the "
-                  'abstain threshold and "Not a chest X-ray" when the input check fails.'],
+                  "The kiosk shows {}, an *uncertain* state below the abstain threshold and \"Not a chest "
+                  'X-ray" when the input check fails.'.format(_shown(metrics))],
         "sections": [
             ("Intended use", [module.description]),
             ("Model", _model_lines(recipe, module, metrics, run["timings"], run.get("history"))),
             ("Data and provenance", _data_lines(recipe, run["counts"], run["split_info"])),
             ("Test metrics (95% confidence intervals)", _metrics_lines(module, metrics, recipe)),
+            ("Cross-validation (patient-level k-fold)", card_cv.cv_lines(metrics, classes)),
+            ("Percentages or words on screen", card_cv.calibration_lines(metrics)),
+            ("Photographed X-rays (the camera path)", card_cv.photo_lines(module.id)),
             ('Input check: "Not a chest X-ray"', _input_check_lines(
                 recipe, manifest["model"]["input_check"], metrics["input_check"])),
             ("Known failure modes and limitations", ["- " + note for note in notes]),
         ],
     }
+
+
+def _shown(metrics):
+    display = (metrics.get("calibration_display") or {}).get("display")
+    if display == "words":
+        return ("each finding as a word (likely / possible / unlikely) rather than a percentage (its "
+                "cross-validated calibration is not good enough: see below)")
+    return "the findings' calibrated probabilities"
 
 
 def write_model_card(bundle, recipe, module, run):

@@ -54,6 +54,14 @@ class Recipe:
     limit_per_class: Optional[int] = None  # tiny runs (tests): at most this many images per class per split
     budget: str = ""  # for baselines: the CPU budget they were trained under, in words
     cross_check: bool = True  # re-evaluate the saved checkpoint from the image files (training.evaluate)
+    photo_renders: int = 0  # photographed crops per TRAIN/VAL image (training.photo_crops); 0: none
+    photo_limit: Optional[int] = None  # at most this many train images rendered (val: a quarter of it)
+    other_group: Optional[str] = None  # the other patient group's module: its X-rays are out of scope
+    other_limit: Optional[int] = None  # at most this many of its train images as negatives
+    negatives: bool = False  # generated non-X-rays (seed 1) as negatives of the input check
+    train_limit: Optional[int] = None  # at most this many train files (CPU budget; photo_data.train_subset)
+    cv_folds: int = 0  # patient-level k-fold cross-validation of the head recipe (0: none)
+    heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
 
     def to_dict(self):
         data = asdict(self)
@@ -66,6 +74,15 @@ RECIPES = {
         module="pediatric-pneumonia",
         data="chest-pediatric/train",
         patience=3,  # the validation loss is noisy between epochs (measured: a spike at epoch 2, best at 4)
+        tune_blocks=0,  # head on the frozen network: embeddings shared with the chest recipe (CPU budget)
+        photo_renders=1,
+        photo_limit=800,
+        train_limit=2200,  # of 3651: the frozen-network pass over the rest did not fit the session's CPU
+        cross_check=False,  # re-running the whole network over 783 test files did not fit the CPU budget
+        other_group="chest",
+        negatives=True,
+        cv_folds=5,
+        heatmap=True,
         attribution=(KERMANY_ATTRIBUTION,),
     ),
     "chest": Recipe(
@@ -74,6 +91,13 @@ RECIPES = {
         csv="chest-nih/labels.csv",
         tune_epochs=10,
         abstain_coverage=0.8,
+        tune_blocks=0,
+        photo_renders=1,
+        other_group="pediatric-pneumonia",
+        other_limit=800,
+        negatives=True,
+        cv_folds=5,
+        heatmap=True,
         attribution=(NIH_ATTRIBUTION,),
     ),
 }

@@ -83,21 +83,48 @@ def calibrate(recipe, val_logits, val_targets, task):
     return temperature, calibration, threshold
 
 
-def fit_input_check(recipe, outputs, targets, images, task, n_classes):
+def fit_input_check(recipe, embeddings, targets, images, task, n_classes, negatives=()):
     """The input-check head: Mahalanobis distance on the training embeddings (threshold on validation
-    X-rays) plus image-statistics terms (X-rays are grey and have contrast); returns (head, thresholds)."""
+    X-rays) plus image-statistics terms (X-rays are grey and have contrast) and, when ``negatives``
+    (embeddings of the other patient group and of non-X-rays) are given, a linear out-of-scope score;
+    ``embeddings``/``targets``/``images`` hold "train" and "val" (files and photographed crops).
+    Returns (head, thresholds)."""
     train_labels = targets["train"].numpy() if task == "multiclass" else targets["train"].argmax(1).numpy()
-    fit = ood.fit_mahalanobis(outputs["train"][0].numpy(), train_labels, n_classes, recipe.ood_shrinkage,
+    fit = ood.fit_mahalanobis(embeddings["train"].numpy(), train_labels, n_classes, recipe.ood_shrinkage,
                               recipe.ood_components)
-    distance = ood.choose_threshold(fit.distances(outputs["val"][0].numpy()), recipe.ood_accept)
+    distance = ood.choose_threshold(fit.distances(embeddings["val"].numpy()), recipe.ood_accept)
     val_contrast = ood.grey_contrast(images["val"].float()).numpy()
     val_chroma = ood.colour_scores(images["val"].float()).numpy()
     thresholds = {"distance_threshold": distance,
                   "colour_threshold": max(recipe.colour_threshold, 2.0 * float(val_chroma.max())),
                   "contrast_threshold": recipe.contrast_fraction * float(val_contrast.min())}
+    group = None
+    if len(negatives):
+        group = ood.fit_group_score(embeddings["train"].numpy(), torch.cat(list(negatives)).numpy(),
+                                    embeddings["val"].numpy(), recipe.ood_accept, seed=recipe.seed)
+        thresholds["scope_threshold"] = group.threshold
     head = ood.InputCheckHead(fit, distance, thresholds["colour_threshold"],
-                              thresholds["contrast_threshold"]).eval()
+                              thresholds["contrast_threshold"], group=group).eval()
     return head, thresholds
+
+
+def _flag_rate(scores):
+    flagged = int((np.asarray(scores) > 1.0).sum())
+    return {"n": int(len(scores)), "flagged": flagged, "rate": flagged / len(scores) if len(scores) else None,
+            "ci95": wilson_interval(flagged, len(scores))}
+
+
+def scope_rates(ood_head, outputs, images):
+    """Flag rates (Wilson 95% CIs) of the input check on each extra set: the own group's photographed
+    validation crops and files, the other patient group's val/test X-rays, generated non-X-rays."""
+    rates = {}
+    names = ("val", "val_photo", "other_val", "other_test", "negatives")
+    with torch.no_grad():
+        for name in names:
+            if name in outputs:
+                scores = ood_head(outputs[name][0], None, images[name].float()).numpy()
+                rates[name] = _flag_rate(scores)
+    return {"scope": rates}
 
 
 def measure_input_check(deploy, ood_head, test_embeddings, test_images, description, with_skimage=True):

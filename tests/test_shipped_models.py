@@ -20,8 +20,8 @@ PER_CLASS = 20
 # module: (images folder below ../shared/data, accuracy measured on the first PER_CLASS test images of
 # each class, margin). See docs/models/<module>/report.md for the full test-split evaluation.
 FLOORS = {
-    "pediatric-pneumonia": ("chest-pediatric/train", 0.975, 0.05),
-    "chest": ("chest-nih/images", 0.5323, 0.05),
+    "pediatric-pneumonia": ("chest-pediatric/train", 0.925, 0.05),
+    "chest": ("chest-nih/images", 0.5857, 0.05),
 }
 
 
@@ -115,7 +115,8 @@ def test_images_that_are_not_chest_xrays_are_flagged(shipped):
     from training import ood
 
     bundle, session = shipped
-    images = ood.generated_images(count=4, size=224, seed=1)
+    # Seed 3: the recipes fit the input check's out-of-scope score on generated images of seed 1.
+    images = ood.generated_images(count=4, size=224, seed=3)
     _probs, scores = _run(session, bundle, list(images.values()))
     flagged = scores > bundle.description.input_check["threshold"]
     missed = [name for name, hit in zip(images, flagged) if not hit]
@@ -131,3 +132,49 @@ def test_real_photos_are_flagged(shipped):
     _probs, scores = _run(session, bundle, list(photos.values()))
     flagged = scores > bundle.description.input_check["threshold"]
     assert flagged.mean() >= 5 / 6, dict(zip(photos, scores.round(2)))
+
+
+# module: the module of the other patient group, whose first PER_CLASS test images per class (adults only
+# from NIH) must be refused; CROSS_FLOORS: (share refused as measured when the bundles were built, margin).
+OTHER_GROUP = {
+    "chest": "pediatric-pneumonia",
+    "pediatric-pneumonia": "chest",
+}
+CROSS_FLOORS = {"chest": (1.0, 0.05), "pediatric-pneumonia": (1.0, 0.05)}
+
+
+def test_the_other_patient_groups_xrays_are_refused(shipped):
+    """Adult module on children's test X-rays, child module on adults' (NIH, age >= 18) test X-rays."""
+    from edge.bundle import load_bundle
+    from edge.preprocess import load_image
+
+    bundle, session = shipped
+    other = load_bundle(os.path.join(MODELS, OTHER_GROUP[bundle.module_id]))
+    samples, _measured, _margin = _test_images(other)
+    if other.module_id == "chest":
+        import csv
+
+        with open(os.path.join(SHARED_DATA, "chest-nih", "labels.csv"), encoding="utf-8") as handle:
+            ages = {row["image"]: int(row["age"]) for row in csv.DictReader(handle)}
+        samples = [s for s in samples if ages[os.path.basename(s.path)] >= 18]
+    _probs, scores = _run(session, bundle, [load_image(s.path) for s in samples])
+    refused = float((scores > bundle.description.input_check["threshold"]).mean())
+    measured, margin = CROSS_FLOORS[bundle.module_id]
+    assert measured is not None, "record the measured refusal rate {:.4f} in CROSS_FLOORS".format(refused)
+    assert refused >= measured - margin, (refused, measured)
+
+
+def test_manifest_says_whether_percentages_may_be_shown(shipped):
+    """``calibration``: the 5-fold CV ECE and the display rule (percent only at ECE <= 0.05)."""
+    bundle, _session = shipped
+    section = bundle.manifest["calibration"]
+    low, high = section["ece_cv_ci95"]
+    assert 0.0 <= low <= section["ece_cv"] <= high <= 1.0
+    assert section["display"] == ("percent" if section["ece_cv"] <= 0.05 else "words")
+
+
+def test_bundle_carries_the_class_activation_heatmap(shipped):
+    bundle, session = shipped
+    section = bundle.manifest["heatmap"]
+    assert section["output"] == "heatmap" and section["method"] == "cam"
+    assert "heatmap" in [output.name for output in session.get_outputs()]

@@ -226,3 +226,12 @@ def load_samples(module, data_dir, csv_path=None, patient_pattern=None):
     if csv_path:
         return samples_from_csv(csv_path, data_dir, module.classes, multi_finding=module.multi_finding)
     return samples_from_folder(data_dir, classes=module.classes, patient_pattern=patient_pattern)
+
+
+def strided(items, limit):
+    """At most ``limit`` items, evenly spaced through the list (every class of a sorted split kept)."""
+    items = list(items)
+    if not limit or limit >= len(items):
+        return items
+    step = len(items) / float(limit)
+    return [items[int(i * step)] for i in range(int(limit))]

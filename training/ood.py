@@ -113,6 +113,59 @@ def fit_mahalanobis(embeddings, labels, num_classes, shrinkage=0.1, components=2
     )
 
 
+@dataclass
+class GroupScore:
+    """A linear out-of-scope score on the embedding (``logit = x . weight + bias``), fitted by logistic
+    regression of in-scope X-rays (files and photographed crops) against the other patient group's
+    X-rays and generated non-X-rays; ``threshold``: the logit below which a fraction ``accept`` of
+    the in-scope validation images fall; ``scale``: the spread of the in-scope logits."""
+
+    weight: np.ndarray
+    bias: float
+    threshold: float
+    scale: float
+
+    def logits(self, embeddings):
+        return np.asarray(embeddings, dtype=np.float64) @ self.weight.astype(np.float64) + self.bias
+
+    def scores(self, embeddings):
+        """The head's normalised term: > 1 means out of scope."""
+        return 1.0 + (self.logits(embeddings) - self.threshold) / self.scale
+
+    def state(self):
+        return {"weight": torch.as_tensor(self.weight), "bias": self.bias, "threshold": self.threshold,
+                "scale": self.scale}
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(np.asarray(state["weight"], dtype=np.float32), float(state["bias"]),
+                   float(state["threshold"]), float(state["scale"]))
+
+
+def fit_group_score(in_scope, out_of_scope, in_scope_val, accept=0.99, strength=0.1,
+                    seed=0):
+    """``GroupScore`` separating ``in_scope`` [N, F] from ``out_of_scope`` [M, F] embeddings (balanced
+    logistic regression on standardised features, L2 ``strength`` = 1/C); threshold on ``in_scope_val``."""
+    from sklearn.linear_model import LogisticRegression
+
+    x_in, x_out = np.asarray(in_scope, dtype=np.float64), np.asarray(out_of_scope, dtype=np.float64)
+    if len(x_in) == 0 or len(x_out) == 0:
+        raise ConfigError("fit_group_score: need in-scope and out-of-scope embeddings, got {} and {}. Fix: "
+                          "give the recipe an other_group or negatives".format(len(x_in), len(x_out)))
+    x = np.concatenate([x_in, x_out])
+    y = np.concatenate([np.zeros(len(x_in)), np.ones(len(x_out))])
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    model = LogisticRegression(C=1.0 / strength, class_weight="balanced", max_iter=2000, random_state=seed)
+    model.fit((x - mean) / std, y)
+    weight = model.coef_[0] / std
+    bias = float(model.intercept_[0] - (model.coef_[0] * mean / std).sum())
+    partial = GroupScore(weight.astype(np.float32), bias, 0.0, 1.0)
+    val_logits = partial.logits(in_scope_val)
+    scale = float(max(1e-3, np.std(partial.logits(x_in))))
+    threshold = choose_threshold(val_logits, accept)
+    return GroupScore(weight.astype(np.float32), bias, threshold, scale)
+
+
 def grey_contrast(images_nchw):
     """Standard deviation (0..255) of each image's grey level -> [N]; ~0 for a blank frame."""
     x = torch.as_tensor(images_nchw, dtype=torch.float32)
@@ -152,7 +205,7 @@ class InputCheckHead(nn.Module):
     threshold of None switches its term off.
     """
 
-    def __init__(self, fit, distance_threshold, colour_threshold=None, contrast_threshold=None):
+    def __init__(self, fit, distance_threshold, colour_threshold=None, contrast_threshold=None, group=None):
         super().__init__()
         if not distance_threshold > 0:
             raise ConfigError(
@@ -165,6 +218,11 @@ class InputCheckHead(nn.Module):
         self.distance_threshold = float(distance_threshold)
         self.colour_threshold = None if colour_threshold is None else float(colour_threshold)
         self.contrast_threshold = None if contrast_threshold is None else float(contrast_threshold)
+        self.group = group
+        if group is not None:
+            self.register_buffer("group_weight", torch.as_tensor(group.weight, dtype=torch.float32))
+            self.group_offset = float(group.bias - group.threshold)
+            self.group_scale = float(group.scale)
 
     def distance(self, embedding):
         delta = embedding.unsqueeze(1) - self.means.unsqueeze(0)  # [N, C, F]
@@ -186,6 +244,10 @@ class InputCheckHead(nn.Module):
             # 2 - contrast / threshold: above 1 exactly when contrast < threshold; 2 for a blank frame.
             # (No division by a tensor: TensorRT 8 cannot parse the Reciprocal it exports to.)
             score = torch.maximum(score, 2.0 - contrast / self.contrast_threshold)
+        if self.group is not None:
+            # 1 + (logit - threshold) / scale: above 1 exactly when the logit passes its threshold.
+            logit = torch.matmul(embedding, self.group_weight) + self.group_offset
+            score = torch.maximum(score, 1.0 + logit / self.group_scale)
         return score
 
     def state(self):
@@ -199,6 +261,7 @@ class InputCheckHead(nn.Module):
             "distance_threshold": self.distance_threshold,
             "colour_threshold": self.colour_threshold,
             "contrast_threshold": self.contrast_threshold,
+            "group": None if self.group is None else self.group.state(),
         }
 
     @classmethod
@@ -221,6 +284,7 @@ class InputCheckHead(nn.Module):
             state["distance_threshold"],
             state.get("colour_threshold"),
             state.get("contrast_threshold"),
+            GroupScore.from_state(state["group"]) if state.get("group") else None,
         )
 
 
@@ -231,6 +295,8 @@ def input_check_entry(head, accept, message=DEFAULT_MESSAGE, extra=None):
         method += "+colour"
     if head.contrast_threshold is not None:
         method += "+contrast"
+    if head.group is not None:
+        method += "+scope"
     entry = {
         "output": "ood_score",
         "threshold": 1.0,

@@ -78,6 +78,14 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     assert metrics["input_check"]["test_xrays"]["n"] == 8
     assert metrics["input_check"]["out_of_scope"]["all"]["n"] == len(ood.generated_images())
 
+    # The recipe exports the class-activation heatmap (recipe.heatmap) as a third output.
+    assert [o.name for o in ort.InferenceSession(os.path.join(result.bundle, "model.onnx"), providers=[
+        "CPUExecutionProvider"]).get_outputs()] == ["probabilities", "ood_score", "heatmap"]
+    with open(os.path.join(result.bundle, "manifest.json"), encoding="utf-8") as handle:
+        calibration = json.load(handle)["calibration"]
+    assert calibration["display"] == ("percent" if calibration["ece_cv"] <= 0.05 else "words")
+    assert metrics["cv"]["shipped_recipe"]["k"] == 5 and len(metrics["cv"]["shipped_recipe"]["folds"]) == 5
+    assert metrics["input_check"]["scope"]["other_test"]["n"] > 0
     # The ONNX graph's ood_score equals the PyTorch head's (export parity only checks probabilities).
     session = ort.InferenceSession(os.path.join(result.bundle, "model.onnx"),
                                    providers=["CPUExecutionProvider"])
@@ -86,7 +94,7 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     head = ood.InputCheckHead.from_state(torch.load(result.checkpoint, weights_only=True)["ood_head"])
     for image in images:
         x = preprocess(image, description.input)
-        probabilities, score = session.run(None, {"image": x})
+        probabilities, score = session.run(["probabilities", "ood_score"], {"image": x})
         with torch.no_grad():
             expected = head(loaded.net.features(torch.from_numpy(x)), None, torch.from_numpy(x)).item()
         assert score.shape == (1,)

@@ -102,3 +102,46 @@ def test_skimage_photos_are_real_bundled_images():
     photos = ood.skimage_photos(("astronaut", "camera"))
     assert photos["skimage:astronaut"].shape == (512, 512, 3)
     assert photos["skimage:camera"].shape == (512, 512, 3)
+
+
+def _groups(seed=3, dim=16):
+    rng = np.random.default_rng(seed)
+    own = rng.normal(0, 1, (300, dim))
+    other = rng.normal(0, 1, (300, dim)) + np.r_[2.0, np.zeros(dim - 1)]  # differs along one direction
+    own_val = rng.normal(0, 1, (200, dim))
+    return own, other, own_val
+
+
+def test_group_score_accepts_its_group_at_the_chosen_rate_and_refuses_the_other():
+    own, other, own_val = _groups()
+    group = ood.fit_group_score(own, other, own_val, accept=0.95)
+    # The threshold is the 95% quantile of the validation logits: at most 5% of them above 1.
+    assert ood.rates(group.scores(own_val)) <= 0.05
+    assert ood.rates(group.scores(own_val)) > 0.0  # and it is a quantile, not a loose bound
+    assert ood.rates(group.scores(other)) >= 0.6
+    # Exactly at the threshold the score is 1.0: accepted (out of scope means strictly above 1).
+    at = own_val[[int(np.argmin(np.abs(group.logits(own_val) - group.threshold)))]]
+    assert group.scores(at)[0] == pytest.approx(1.0) and ood.rates(group.scores(at)) == 0.0
+
+
+def test_group_score_inside_the_head_matches_numpy_and_survives_its_state():
+    own, other, own_val = _groups()
+    group = ood.fit_group_score(own, other, own_val)
+    fit = ood.fit_mahalanobis(own, np.zeros(len(own), int), 1, components=8)
+    head = ood.InputCheckHead(fit, 1e6, group=group)  # distance term switched off by a huge threshold
+    x = torch.tensor(np.concatenate([own_val, other]), dtype=torch.float32)
+    with torch.no_grad():
+        got = head(x).numpy()
+    assert np.allclose(got, np.maximum(group.scores(x.numpy()), fit.distances(x.numpy()) / 1e6), atol=1e-4)
+    again = ood.InputCheckHead.from_state(head.state())
+    with torch.no_grad():
+        assert torch.allclose(again(x), head(x))
+    assert ood.input_check_entry(head, 0.99)["method"] == "mahalanobis+scope"
+    without = ood.InputCheckHead.from_state(dict(head.state(), group=None))
+    assert without.group is None and ood.input_check_entry(without, 0.99)["method"] == "mahalanobis"
+
+
+def test_group_score_refuses_to_fit_without_negatives():
+    own, _other, own_val = _groups()
+    with pytest.raises(ConfigError, match="other_group or negatives"):
+        ood.fit_group_score(own, own[:0], own_val)
