@@ -6,19 +6,26 @@ the model analysed (the located crop the kiosk saved, or the image at the model'
 heatmap when the bundle gives one, the top-3 as the screen showed it (or the screen's banner when no
 result was shown), the date and time, the module and model version, the short case number and its
 unique id, the patient reference typed on the kiosk (or a line to write it by hand), and the
-decision-support notice. Core PDF fonts are Latin-1: text is folded to ASCII as on the screen.
+decision-support notice.
+
+The sheet is written in English whatever the worker's screen language: it is read by the receiving
+clinician, and fpdf2 2.4.6 (the last for Python 3.6) has no text shaping, so Devanagari or Bengali
+would print with broken conjuncts. Core PDF fonts are Latin-1: text is folded to ASCII. Values that
+a result stores already translated (the image-quality message, the likelihood word) are rebuilt in
+English from the result's data.
 """
 
 import base64
 import io
 
 from edge import overlay
-from edge.i18n import N_, _
+from edge.classify import LIKELIHOOD_WORDS
 from edge.lazy import require
+from edge.quality import QUALITY_ADVICE
 
 FPDF_HINT = "pip install 'medkiosk[serve]' (fpdf2)"
 TITLE = "medkiosk - referral sheet"
-NO_RESULT = N_("No result shown for this image")
+NO_RESULT = "No result shown for this image"
 IMAGE_W, SMALL_W, GAP = 80.0, 50.0, 5.0
 # Pixels kept of an image on the sheet (longer side): 800 px over 80 mm is 250 dpi, more than a
 # printer needs; the full image is in the export's images/ folder.
@@ -66,16 +73,29 @@ def record_fields(record):
             "patient_ref": record.patient_ref}
 
 
+def _quality_message(quality):
+    """The screen's image-quality banner, in English (``edge.quality.Quality.message``)."""
+    names = [problem[0] for problem in quality.get("problems") or [] if problem[0] in QUALITY_ADVICE]
+    if not names:
+        return quality.get("message")
+    return "Image quality: {} - {}".format(", ".join(names), "; ".join(QUALITY_ADVICE[n] for n in names))
+
+
+def _english_word(probability):
+    """The likelihood word the screen shows for ``probability`` (``edge.classify.LIKELIHOOD_WORDS``)."""
+    return next(word for low, word in LIKELIHOOD_WORDS if probability >= low or low == 0.0)
+
+
 def _findings(pdf, result):
     """The top-3 rows as the screen shows them, or the banner that replaced them."""
     state = result.get("state", "ok")
     if state in ("quality", "out_of_scope"):
         banner = (result.get("out_of_scope_message") if state == "out_of_scope"
-                  else (result.get("quality") or {}).get("message")) or _(NO_RESULT)
+                  else _quality_message(result.get("quality") or {})) or NO_RESULT
         pdf.set_font("Helvetica", "B", 12)
         pdf.multi_cell(0, 7, _ascii(banner), ln=1)
         pdf.set_font("Helvetica", "", 11)
-        pdf.multi_cell(0, 7, _ascii(_(NO_RESULT)), ln=1)
+        pdf.multi_cell(0, 7, NO_RESULT, ln=1)
         return
     if state == "uncertain":
         pdf.set_font("Helvetica", "B", 12)
@@ -83,9 +103,9 @@ def _findings(pdf, result):
     pdf.set_font("Helvetica", "", 12)
     for rank, item in enumerate(result.get("top3") or [], 1):
         pdf.cell(120, 8, "{}. {}".format(rank, _ascii(item["name"])))
-        words = result.get("display") == "words" and item.get("word")  # as the screen shows it
-        pdf.cell(0, 8, _ascii(words) if words else overlay.format_percent(item["probability"]), ln=1,
-                 align="R")
+        words = result.get("display") == "words"  # as the screen shows it
+        value = _english_word(item["probability"]) if words else overlay.format_percent(item["probability"])
+        pdf.cell(0, 8, value, ln=1, align="R")
 
 
 def _header(pdf, case, result):
@@ -99,8 +119,8 @@ def _header(pdf, case, result):
     version = case.get("bundle_id")
     if case.get("bundle_version") and case["bundle_version"] not in str(version):
         version = "{} (version {})".format(version, case["bundle_version"])
-    rows = ((_("Case number"), case.get("number") or case["id"]), (_("Case id"), case["id"]),
-            (_("Patient reference"), case.get("patient_ref") or "_" * 30),
+    rows = (("Case number", case.get("number") or case["id"]), ("Case id", case["id"]),
+            ("Patient reference", case.get("patient_ref") or "_" * 30),
             ("Date and time (UTC)", case["created_utc"]),
             ("Module", "{} ({})".format(result.get("module_title") or case["module"], case["module"])),
             ("Model version", version))
@@ -129,7 +149,7 @@ def _images(pdf, image_bgr, analysed_bgr, heatmap_bgr):
         bottom = max(bottom, pdf.get_y())
         x += SMALL_W + GAP
     if heatmap_bgr is not None:
-        _small_image(pdf, heatmap_bgr, x, top, _ascii(_("Heatmap: where the model looked")))
+        _small_image(pdf, heatmap_bgr, x, top, "Heatmap: where the model looked")
         bottom = max(bottom, pdf.get_y())
     return bottom
 

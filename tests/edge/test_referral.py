@@ -122,3 +122,31 @@ def test_a_camera_frame_is_embedded_at_print_size(tmp_path, real_xray):
     listing = subprocess.check_output(["pdfimages", "-list", path]).decode("ascii").splitlines()[2:]
     sizes = sorted((int(row.split()[3]), int(row.split()[4])) for row in listing if row.split()[2] == "image")
     assert sizes == [(224, 224), (SHEET_MAX_SIDE, 450)]
+
+
+@needs_poppler
+def test_the_sheet_is_in_english_when_the_screen_speaks_hindi(tmp_path, real_xray):
+    """The sheet is for the receiving clinician (and fpdf2 2.4.6 cannot shape Devanagari): with the
+    kiosk in Hindi its labels, the quality banner and the likelihood words are still English, never
+    an ASCII-folded blank."""
+    from edge import i18n
+    from edge.quality import Quality
+
+    image = cv2.imread(real_xray)
+    try:
+        i18n.set_language("hi")
+        quality = Quality([("too dark", 0.9)], 100.0, 20.0, 0.9, 0.0).to_dict()
+        assert "add light" not in quality["message"]  # stored translated, as the kiosk saves it
+        result = dict(RESULT, state="quality", quality=quality)
+        fields = record_fields(saved_case(tmp_path, image, result, reference="ab12"))
+        text, _page = pdf_text(tmp_path, referral_pdf(fields, result, image), "quality")
+        top3 = [dict(item, word=i18n._("likely")) for item in RESULT["top3"]]
+        words = dict(RESULT, display="words", top3=top3)
+        words_text, _page = pdf_text(tmp_path, referral_pdf(fields, words, image), "words")
+    finally:
+        i18n.set_language("en")
+    assert "Image quality: too dark - add light" in text and "No result shown for this image" in text
+    assert re.search(r"Patient reference:\s+AB12", text) and "Case number:" in text
+    assert re.search(r"1\.\s+Pleural effusion\s+likely", words_text)  # 0.81 >= 0.70
+    assert re.search(r"2\.\s+Cardiomegaly\s+unlikely", words_text)  # 0.10 < 0.30
+    assert "81%" not in words_text
