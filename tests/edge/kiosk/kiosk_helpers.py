@@ -88,6 +88,25 @@ def hooked_opener(before):
     return open_hooked
 
 
+def gated_opener(gate):
+    """The real opener, each classification waiting (at most 10 s) for ``gate`` (a threading.Event)
+    to open first: a test holds the inference thread busy while it queues, replaces or drops jobs."""
+    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+
+    def gated(module_slot):
+        classifier = opener(module_slot)
+        classify = classifier.classify
+
+        def slow(image):
+            gate.wait(10)
+            return classify(image)
+
+        classifier.classify = slow
+        return classifier
+
+    return gated
+
+
 def recorded_video_run(tmp_path, slot, synth_images, open_classifier=None, **kwargs):
     """The kiosk over a clip changing class every frame, into a RecordingSink: (kiosk, sink, video path)."""
     path = class_video(tmp_path, synth_images)

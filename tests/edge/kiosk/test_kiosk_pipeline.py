@@ -14,6 +14,7 @@ from tests.edge.kiosk.kiosk_helpers import (
     SIZE,
     class_video,
     classified,
+    gated_opener,
     hooked_opener,
     recorded_video_run,
 )
@@ -161,19 +162,8 @@ def test_file_pipeline_numbers_queues_and_drops_jobs(slot):
     obsolete, and a stall check raising while it waits to queue ends the wait."""
     from edge.kiosk import FilePipeline, InferenceWorker
 
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     gate = threading.Event()
-
-    def gated(module_slot):
-        classifier = opener(module_slot)
-        classify = classifier.classify
-
-        def slow(image):
-            gate.wait(10)
-            return classify(image)
-
-        classifier.classify = slow
-        return classifier
+    gated = gated_opener(gate)
 
     stalls = []
 

@@ -5,27 +5,16 @@ import time
 
 import numpy as np
 
-from edge.kiosk import InferenceWorker, Job, default_classifier_opener
-from tests.edge.kiosk.kiosk_helpers import QUALITY
+from edge.kiosk import InferenceWorker, Job
+from tests.edge.kiosk.kiosk_helpers import gated_opener
 
 
 def test_worker_keeps_each_queued_frames_own_outcome(slot):
     """The pipeline's contract with the inference thread, on the real bundle's classifier:
     queued jobs are never dropped and each is awaited by its own sequence number; an unqueued
     submit replaces a waiting job (live), and waiting for a replaced job returns at once."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     gate = threading.Event()
-
-    def gated(module_slot):
-        classifier = opener(module_slot)
-        classify = classifier.classify
-
-        def slow(image):
-            gate.wait(10)
-            return classify(image)
-
-        classifier.classify = slow
-        return classifier
+    gated = gated_opener(gate)
 
     images = [np.full((120, 160, 3), value, np.uint8) for value in (30, 120, 200, 90)]
     worker = InferenceWorker(gated).start()
