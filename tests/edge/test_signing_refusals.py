@@ -1,0 +1,195 @@
+"""edge.signing's refusals and defaults, each message pinned (issue 18: survivors of test_signing*.py).
+
+Real Ed25519 keys from ``keygen`` in a temporary folder, real bundle folders (a copy of the signed
+test bundle), real symbolic links and FIFOs. Where cryptography must be absent, ``_ed25519`` is
+made to raise the MissingDependencyError it raises then (cryptography is installed here).
+Python 3.6 compatible.
+"""
+
+import os
+import shutil
+
+import pytest
+
+pytest.importorskip("cryptography")
+
+import edge.signing as signing  # noqa: E402 (after the skip: cryptography is optional on a unit)
+from edge.errors import BundleError, MissingDependencyError  # noqa: E402
+from edge.signing import (  # noqa: E402
+    CRYPTOGRAPHY_HINT,
+    DEVICE_TRUSTED_KEYS,
+    SIGNING_KEY_ENV,
+    SOURCE_TRUSTED_KEYS,
+    TRUSTED_KEYS_ENV,
+    UNCHECKED,
+    SigningError,
+    Trust,
+    bundle_files,
+    check_signature,
+    cryptography_version,
+    default_trust,
+    keygen,
+    set_default_trust,
+    sign_bundle,
+    signature_status,
+    signing_key_from_env,
+    standard_key_dirs,
+)
+
+
+@pytest.fixture
+def keys(tmp_path):
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    keygen(str(folder / "lab.key"), str(folder / "lab.pub"))
+    return folder
+
+
+@pytest.fixture
+def signed(tmp_path, tiny_bundle, keys):
+    bundle = str(tmp_path / "bundle")
+    shutil.copytree(tiny_bundle, bundle)
+    sign_bundle(bundle, str(keys / "lab.key"))
+    return bundle
+
+
+# --- the private key -------------------------------------------------------------------------------
+
+def test_a_key_that_is_not_ed25519_is_named(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = str(tmp_path / "ec.key")
+    with open(path, "wb") as handle:
+        handle.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with pytest.raises(SigningError) as caught:
+        sign_bundle(str(tmp_path), path)
+    assert str(caught.value) == ("sign: {} is not an Ed25519 key. Fix: make one with `medkiosk bundle keygen`"
+                                 .format(path))
+
+
+def test_an_unreadable_key_says_why(tmp_path):
+    path = str(tmp_path / "junk.key")
+    with open(path, "w") as handle:
+        handle.write("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(SigningError) as caught:
+        sign_bundle(str(tmp_path), path)
+    message = str(caught.value)
+    assert message.startswith("sign: {} is not a readable, unencrypted PEM private key (".format(path))
+    assert "(None)" not in message and message.endswith(
+        "). Fix: pass the private key made by `medkiosk bundle keygen`")
+
+
+def test_a_key_file_is_read_up_to_64_kib(tmp_path, keys):
+    """A key is a few hundred bytes; a file whose key starts past 64 KiB is not read that far."""
+    with open(str(keys / "lab.key")) as handle:
+        pem = handle.read()
+    near = str(tmp_path / "near.key")
+    with open(near, "w") as handle:
+        handle.write("#" * ((1 << 16) - len(pem) - 1) + "\n" + pem)  # the key ends inside 64 KiB
+    assert sign_bundle(str(tmp_path / "keys"), near)
+    far = str(tmp_path / "far.key")
+    with open(far, "w") as handle:
+        handle.write("#" * (1 << 16) + "\n" + pem)
+    with pytest.raises(SigningError, match="is not a readable, unencrypted PEM private key"):
+        sign_bundle(str(tmp_path / "keys"), far)
+
+
+# --- the signature file and the folder ---------------------------------------------------------------
+
+def test_a_signature_file_that_is_not_json_names_the_bundle_and_the_file(signed):
+    with open(os.path.join(signed, "signature.json"), "w") as handle:
+        handle.write("{not json")
+    with pytest.raises(BundleError) as caught:
+        check_signature(signed, Trust([]))
+    assert str(caught.value).startswith("bundle {}: signature.json: is not valid JSON (".format(signed))
+
+
+def test_a_symbolic_link_in_a_subfolder_is_named_by_its_bundle_path(tmp_path):
+    folder = tmp_path / "b"
+    (folder / "golden").mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"x")
+    os.symlink(str(folder / "model.onnx"), str(folder / "golden" / "link.png"))
+    with pytest.raises(BundleError) as caught:
+        bundle_files(str(folder))
+    assert str(caught.value) == ("bundle {}: golden/link.png: is a symbolic link. Fix: copy the bundle as "
+                                 "plain files".format(folder))
+
+
+def test_a_fifo_is_not_a_regular_file(tmp_path):
+    folder = tmp_path / "b"
+    (folder / "golden").mkdir(parents=True)
+    os.mkfifo(str(folder / "golden" / "pipe"))
+    with pytest.raises(BundleError) as caught:
+        bundle_files(str(folder))
+    assert str(caught.value) == ("bundle {}: golden/pipe: is not a regular file. Fix: copy the bundle as "
+                                 "plain files".format(folder))
+
+
+# --- trust ---------------------------------------------------------------------------------------------
+
+def test_an_untrusted_signer_with_no_key_folders_points_at_the_device_folder(signed):
+    with pytest.raises(BundleError) as caught:
+        check_signature(signed, Trust([]))
+    assert "install the maintainer's public key in {} (jetson_setup.sh does)".format(
+        DEVICE_TRUSTED_KEYS) in str(caught.value)
+
+
+def test_missing_cryptography_refuses_or_notes(signed, keys, monkeypatch):
+    def absent():
+        raise MissingDependencyError("no cryptography here")
+
+    monkeypatch.setattr(signing, "_ed25519", absent)
+    with pytest.raises(BundleError) as caught:
+        check_signature(signed, Trust([str(keys)]))
+    assert str(caught.value) == ("bundle {}: signature.json: cannot be checked (no cryptography here). "
+                                 "Fix: {}".format(signed, CRYPTOGRAPHY_HINT))
+    signer, note = check_signature(signed, Trust([str(keys)], require_library=False))
+    assert signer and note == ("files match the signed list; the signature itself is not verified here "
+                               "(cryptography is not installed for this Python; the unit's venv has it)")
+
+
+def test_cryptography_version_is_the_library_s_or_none(monkeypatch):
+    import cryptography
+
+    assert cryptography_version() == cryptography.__version__
+
+    def absent():
+        raise MissingDependencyError("no cryptography here")
+
+    monkeypatch.setattr(signing, "_import_cryptography", absent)
+    assert cryptography_version() is None
+
+
+def test_default_trust_is_the_one_set_else_the_device_folder():
+    mine = Trust(["/nowhere"])
+    try:
+        set_default_trust(mine)
+        assert default_trust() is mine
+        set_default_trust(None)
+        built_in = default_trust()
+        assert built_in is not mine and built_in.key_dirs[0] == DEVICE_TRUSTED_KEYS
+        assert not built_in.developer_mode
+    finally:
+        set_default_trust(None)
+
+
+def test_a_lab_tool_reading_its_own_bundle_is_not_checked(tmp_path):
+    assert signature_status(str(tmp_path), UNCHECKED) == (None, "not checked (a lab tool reading a bundle "
+                                                                "it made)")
+
+
+def test_signing_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(SIGNING_KEY_ENV, "/keys/lab.key")
+    assert signing_key_from_env() == "/keys/lab.key"
+    monkeypatch.setenv(SIGNING_KEY_ENV, "")
+    assert signing_key_from_env() is None
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+    assert signing_key_from_env() is None
+
+
+def test_key_folders_without_the_environment_variable(monkeypatch):
+    monkeypatch.delenv(TRUSTED_KEYS_ENV, raising=False)
+    expected = ["/etc/x"] + ([SOURCE_TRUSTED_KEYS] if os.path.isdir(SOURCE_TRUSTED_KEYS) else [])
+    assert standard_key_dirs("/etc/x") == expected
