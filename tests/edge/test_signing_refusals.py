@@ -193,3 +193,46 @@ def test_key_folders_without_the_environment_variable(monkeypatch):
     monkeypatch.delenv(TRUSTED_KEYS_ENV, raising=False)
     expected = ["/etc/x"] + ([SOURCE_TRUSTED_KEYS] if os.path.isdir(SOURCE_TRUSTED_KEYS) else [])
     assert standard_key_dirs("/etc/x") == expected
+
+
+# --- public keys, the signed payload, Trust's defaults -----------------------------------------------
+
+def test_a_public_key_file_that_is_not_text_says_it_cannot_be_read(tmp_path):
+    from edge.signing import read_public_key
+
+    path = str(tmp_path / "binary.pub")
+    with open(path, "wb") as handle:
+        handle.write(b"\xff\xfe\x00binary")
+    with pytest.raises(SigningError) as caught:
+        read_public_key(path)
+    message = str(caught.value)
+    assert message.startswith("key {}: cannot be read (".format(path)) and "codec can't decode" in message
+    assert message.endswith("). Fix: pass a PEM key file made by `medkiosk bundle keygen`")
+
+
+def test_a_public_key_file_is_read_up_to_64_kib(tmp_path, keys):
+    from edge.signing import read_public_key
+
+    with open(str(keys / "lab.pub")) as handle:
+        pem = handle.read()
+    near, far = str(tmp_path / "near.pub"), str(tmp_path / "far.pub")
+    with open(near, "w") as handle:
+        handle.write("#" * ((1 << 16) - len(pem) - 1) + "\n" + pem)
+    assert len(read_public_key(near)) == 32
+    with open(far, "w") as handle:
+        handle.write("#" * (1 << 16) + "\n" + pem)
+    with pytest.raises(SigningError, match="is not a PEM public key"):
+        read_public_key(far)
+
+
+def test_a_bundle_with_a_non_ascii_file_name_signs_and_verifies(signed, keys):
+    with open(os.path.join(signed, "golden", "Röntgen-ß.txt"), "w") as handle:
+        handle.write("a note")
+    signer = sign_bundle(signed, str(keys / "lab.key"))
+    assert check_signature(signed, Trust([str(keys)])) == (signer, None)
+
+
+def test_trust_requires_the_library_by_default():
+    trust = Trust([])
+    assert trust.require_library is True and trust.developer_mode is False
+    assert Trust([], require_library=0).require_library is False
