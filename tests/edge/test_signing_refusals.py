@@ -236,3 +236,12 @@ def test_trust_requires_the_library_by_default():
     trust = Trust([])
     assert trust.require_library is True and trust.developer_mode is False
     assert Trust([], require_library=0).require_library is False
+
+
+def test_a_key_path_that_is_a_folder_names_the_os_error(tmp_path):
+    from edge.signing import read_public_key
+
+    with pytest.raises(SigningError) as caught:
+        read_public_key(str(tmp_path))
+    assert str(caught.value) == ("key {}: cannot be read (Is a directory). Fix: pass a PEM key file made by "
+                                 "`medkiosk bundle keygen`".format(tmp_path))
