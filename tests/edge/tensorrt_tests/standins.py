@@ -443,9 +443,9 @@ def evaluate_onnx(onnx_bytes, names, feeds):
     try:
         import onnxruntime
     except ImportError:
-        from tests.onnx_numpy import OnnxGraph
+        from tests.onnx_numpy import graph_of
 
-        outputs = OnnxGraph(onnx_bytes).run(feeds, names)
+        outputs = graph_of(onnx_bytes).run(feeds, names)
         return [outputs[name] for name in names]
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     return session.run(names, feeds)
