@@ -245,3 +245,28 @@ def test_a_key_path_that_is_a_folder_names_the_os_error(tmp_path):
         read_public_key(str(tmp_path))
     assert str(caught.value) == ("key {}: cannot be read (Is a directory). Fix: pass a PEM key file made by "
                                  "`medkiosk bundle keygen`".format(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["just some text\n", "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n",
+                                  "MCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"],
+                         ids=["no-markers", "no-end", "no-begin"])
+def test_a_file_without_both_pem_markers_is_not_a_pem_public_key(tmp_path, text):
+    from edge.signing import read_public_key
+
+    path = str(tmp_path / "odd.pub")
+    with open(path, "w") as handle:
+        handle.write(text)
+    with pytest.raises(SigningError) as caught:
+        read_public_key(path)
+    assert str(caught.value) == ("key {}: is not a PEM public key. Fix: pass the KEY.pub file made by "
+                                 "`medkiosk bundle keygen`".format(path))
+
+
+def test_the_pem_reader_names_a_private_key_file_too(tmp_path):
+    path = str(tmp_path / "odd.key")
+    with open(path, "w") as handle:
+        handle.write("no markers\n")
+    with pytest.raises(SigningError) as caught:
+        signing._pem_body(path, "PRIVATE KEY")
+    assert str(caught.value) == ("key {}: is not a PEM private key. Fix: pass the private KEY file made by "
+                                 "`medkiosk bundle keygen`".format(path))
