@@ -270,3 +270,42 @@ def test_the_pem_reader_names_a_private_key_file_too(tmp_path):
         signing._pem_body(path, "PRIVATE KEY")
     assert str(caught.value) == ("key {}: is not a PEM private key. Fix: pass the private KEY file made by "
                                  "`medkiosk bundle keygen`".format(path))
+
+
+def _pem(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def test_a_public_key_wrapped_over_several_lines_is_the_same_key(tmp_path, keys):
+    from edge.signing import read_public_key
+
+    lines = _pem(str(keys / "lab.pub")).splitlines()
+    body = "".join(lines[1:-1])
+    wrapped = str(tmp_path / "wrapped.pub")
+    with open(wrapped, "w") as handle:
+        handle.write("\n".join([lines[0], body[:20], body[20:41], body[41:], lines[-1]]) + "\n")
+    assert read_public_key(wrapped) == read_public_key(str(keys / "lab.pub"))
+
+
+def test_the_first_of_two_pem_blocks_is_the_key(tmp_path, keys):
+    from edge.signing import read_public_key
+
+    keygen(str(tmp_path / "other.key"), str(tmp_path / "other.pub"))
+    both = str(tmp_path / "both.pub")
+    with open(both, "w") as handle:
+        handle.write(_pem(str(keys / "lab.pub")) + _pem(str(tmp_path / "other.pub")))
+    assert read_public_key(both) == read_public_key(str(keys / "lab.pub"))
+
+
+def test_a_pem_body_with_a_character_outside_base64_is_refused(tmp_path, keys):
+    from edge.signing import read_public_key
+
+    lines = _pem(str(keys / "lab.pub")).splitlines()
+    broken = str(tmp_path / "broken.pub")
+    with open(broken, "w") as handle:
+        handle.write("\n".join([lines[0], lines[1][:10] + "!" + lines[1][10:], lines[-1]]) + "\n")
+    with pytest.raises(SigningError) as caught:
+        read_public_key(broken)
+    assert str(caught.value) == ("key {}: its PEM body is not base64. Fix: make a new key pair with "
+                                 "`medkiosk bundle keygen`".format(broken))
