@@ -309,3 +309,52 @@ def test_a_pem_body_with_a_character_outside_base64_is_refused(tmp_path, keys):
         read_public_key(broken)
     assert str(caught.value) == ("key {}: its PEM body is not base64. Fix: make a new key pair with "
                                  "`medkiosk bundle keygen`".format(broken))
+
+
+# --- the library itself ----------------------------------------------------------------------------------
+
+def test_a_cryptography_without_ed25519_names_its_version_and_the_fix(monkeypatch):
+    """cryptography < 2.6 (Ubuntu 18.04's python3-cryptography 2.1) has no Ed25519 module."""
+    import sys
+
+    import cryptography
+    from cryptography.hazmat.primitives import asymmetric
+
+    monkeypatch.delattr(asymmetric, "ed25519")  # as if the submodule did not exist
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric.ed25519", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        signing._ed25519()
+    message = str(caught.value)
+    assert message.startswith("cryptography {} has no Ed25519 (".format(cryptography.__version__))
+    assert "ed25519" in message.split("(", 1)[1] and message.endswith("). Install it: " + CRYPTOGRAPHY_HINT)
+
+
+def test_only_the_python_3_6_warning_of_cryptography_is_silenced(monkeypatch):
+    import warnings
+
+    asked = []
+
+    def noisy_require(name, hint):
+        asked.append((name, hint))
+        warnings.warn("Python 3.6 is no longer supported by the Python core team", UserWarning, stacklevel=2)
+        warnings.warn("something else", UserWarning, stacklevel=2)
+        return "module"
+
+    monkeypatch.setattr(signing, "require", noisy_require)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert signing._import_cryptography() == "module"
+    assert [str(w.message) for w in caught] == ["something else"]
+    assert asked == [("cryptography", CRYPTOGRAPHY_HINT)]
+
+
+def test_a_folder_with_more_files_than_a_bundle_has_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(signing, "MAX_BUNDLE_FILES", 3)
+    for index in range(3):
+        (tmp_path / "f{}".format(index)).write_bytes(b"x")
+    assert bundle_files(str(tmp_path)) == ["f0", "f1", "f2"]  # at the limit
+    (tmp_path / "f3").write_bytes(b"x")
+    with pytest.raises(BundleError) as caught:
+        bundle_files(str(tmp_path))
+    assert str(caught.value) == ("bundle {}: folder: holds more than 3 files. Fix: pass the bundle folder "
+                                 "itself".format(tmp_path))
