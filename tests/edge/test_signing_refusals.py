@@ -358,3 +358,29 @@ def test_a_folder_with_more_files_than_a_bundle_has_is_refused(tmp_path, monkeyp
         bundle_files(str(tmp_path))
     assert str(caught.value) == ("bundle {}: folder: holds more than 3 files. Fix: pass the bundle folder "
                                  "itself".format(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["x25519", "ed25519-prefix-wrong-length"])
+def test_a_public_key_that_is_not_ed25519_is_named(tmp_path, keys, kind):
+    """An X25519 key (44 bytes, another algorithm) or the Ed25519 prefix on a wrong-length key."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    from edge.signing import ED25519_SPKI_PREFIX, read_public_key
+
+    if kind == "x25519":
+        der = x25519.X25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert len(der) == 44 and not der.startswith(ED25519_SPKI_PREFIX)
+    else:
+        der = ED25519_SPKI_PREFIX + b"\x01" * 33
+    path = str(tmp_path / "other.pub")
+    with open(path, "w") as handle:
+        handle.write("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n".format(
+            base64.b64encode(der).decode("ascii")))
+    with pytest.raises(SigningError) as caught:
+        read_public_key(path)
+    assert str(caught.value) == ("key {}: is not an Ed25519 public key. Fix: use keys made by `medkiosk "
+                                 "bundle keygen` (openssl genpkey -algorithm ed25519)".format(path))
