@@ -592,3 +592,47 @@ def test_a_non_square_digital_xray_is_whole_and_a_letterbox_crop_is_a_view():
     frame = cv2.resize(small, (320, 160), interpolation=cv2.INTER_NEAREST)
     boxed = _whole_image(frame, small, grey, 0.25)
     assert np.shares_memory(boxed.crop, frame)  # the frame's own pixels, not a warped copy
+
+
+def test_corners_of_a_quad_whose_top_corner_is_not_its_top_left():
+    tilted = np.array([[30.0, 40.0], [130.0, 20.0], [140.0, 110.0], [20.0, 120.0]])  # TR is the highest
+    np.testing.assert_allclose(_quad_of(_region(140, 160, tilted)), tilted, atol=0.75)
+
+
+def test_a_three_pixel_notch_of_surround_into_the_film_is_closed():
+    grey, plane = _film(height=80, width=100, box=(20, 10, 80, 70))
+    grey[10:20, 48:51] = 100.0  # a 3 px wide notch from the film's top edge, open to the surround
+    region = _region_mask(grey, plane, 0.0)
+    assert region[12, 49] == 1 and region.sum() == 60 * 60  # closed by the 5x5 closing
+
+
+def test_a_hole_touching_the_surround_only_diagonally_is_film():
+    grey, plane = _film(height=60, width=80, box=(10, 10, 70, 50))
+    grey[10, 10] = 100.0  # the film's corner pixel at the surround's level...
+    grey[11:20, 11:20] = 100.0  # ...touches this hole only diagonally
+    region = _region_mask(grey, plane, 0.0)
+    assert region[15, 15] == 1  # 4-connectivity: the hole is not the surround
+
+
+def test_only_the_outermost_rows_and_columns_define_the_surround():
+    """Surround-level holes one pixel inside a film that fills the frame's edges are film: the
+    surround is what touches row 0, the last row, column 0 or the last column."""
+    grey = np.full((60, 80), 40.0, np.float32)
+    plane = np.full((60, 80), 100.0, np.float32)
+    grey[20:40, 0:4] = 100.0  # a true surround strip on the left edge (so there is one)
+    for rows, cols in ((slice(1, 6), slice(30, 36)), (slice(54, 59), slice(30, 36)),
+                       (slice(45, 51), slice(1, 6)), (slice(10, 16), slice(74, 79))):
+        grey[rows, cols] = 100.0  # a hole one pixel in from the top, bottom, left, right edge
+    region = _region_mask(grey, plane, 0.0)
+    assert region[3, 33] == 1 and region[56, 33] == 1 and region[48, 3] == 1 and region[13, 76] == 1
+
+
+def test_small_averages_area_blocks_and_drops_the_remainder():
+    frame = np.zeros((48, 644, 3), np.uint8)  # 644 / 160 -> factor 4, 644 % 4 = 0; rows 48 % 4 = 0
+    frame[:, ::2] = 200  # a one-pixel checkerboard of columns: area averaging gives 100
+    grey = _small(frame)[1]
+    assert grey.shape == (12, 161) and int(grey.min()) == int(grey.max()) == 100
+    edge = np.zeros((603, 1003, 3), np.uint8)  # factor 6: 3 rows and 1 column of remainder
+    edge[600:, :] = 255
+    edge[:, 1002:] = 255
+    assert int(_small(edge)[1].max()) == 0  # the remainder is cut, not averaged in
