@@ -629,9 +629,9 @@ def test_only_the_outermost_rows_and_columns_define_the_surround():
 
 def test_small_averages_area_blocks_and_drops_the_remainder():
     frame = np.zeros((48, 644, 3), np.uint8)  # 644 / 160 -> factor 4, 644 % 4 = 0; rows 48 % 4 = 0
-    frame[:, ::2] = 200  # a one-pixel checkerboard of columns: area averaging gives 100
+    frame[:, ::4] = 200  # one bright column in four: area averaging gives 50 (bilinear would not)
     grey = _small(frame)[1]
-    assert grey.shape == (12, 161) and int(grey.min()) == int(grey.max()) == 100
+    assert grey.shape == (12, 161) and int(grey.min()) == int(grey.max()) == 50
     edge = np.zeros((603, 1003, 3), np.uint8)  # factor 6: 3 rows and 1 column of remainder
     edge[600:, :] = 255
     edge[:, 1002:] = 255
