@@ -40,7 +40,7 @@ MODULES = {
                              "tests/edge/test_signing_refusals.py"],
     "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
                         "tests/edge/test_preprocess_truncated.py"],
-    "edge/pixels.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/pixels.py": ["tests/edge/test_pixels.py", "tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
     "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
     "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py",
                        "tests/edge/test_locate_steps.py"],
