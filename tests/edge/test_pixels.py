@@ -4,16 +4,17 @@ boundaries (issue 18: mutation survivors of the image reader tests). Python 3.6 
 
 import numpy as np
 
-from edge.pixels import fit_side, to_8bit
+from edge.pixels import fit_side, to_8bit, to_bgr
 
 
 def test_fit_side_keeps_an_image_at_the_limit_and_shrinks_a_larger_one_by_area():
-    image = np.zeros((100, 200, 3), np.uint8)
-    image[:, ::2] = 200  # every other column: area averaging to half the width gives 100
-    assert fit_side(image, 200) is image and fit_side(image, 300) is image
+    image = np.zeros((100, 400, 3), np.uint8)
+    image[:, ::4] = 200  # one column in four: area averaging to a quarter gives 50 (bilinear: 0)
+    assert fit_side(image, 400) is image and fit_side(image, 500) is image
     small = fit_side(image, 100)
-    assert small.shape == (50, 100, 3) and int(small.min()) == int(small.max()) == 100
+    assert small.shape == (25, 100, 3) and int(small.min()) == int(small.max()) == 50
     assert fit_side(np.zeros((1, 1000), np.uint8), 10).shape == (1, 10)  # never under one pixel
+    assert fit_side(np.zeros((1000, 1), np.uint8), 10).shape == (10, 1)
 
 
 def test_to_8bit_uses_the_declared_bits_between_9_and_16():
@@ -35,3 +36,13 @@ def test_to_8bit_clips_data_above_the_declared_bits_and_handles_an_empty_image()
     assert empty.shape == (0, 4) and empty.dtype == np.uint8
     image = np.array([[7]], np.uint8)
     assert to_8bit(image) is image
+
+
+def test_to_bgr_of_grey_single_channel_bgra_and_bgr():
+    grey = np.array([[10, 20]], np.uint8)
+    assert to_bgr(grey).tolist() == [[[10, 10, 10], [20, 20, 20]]]
+    assert to_bgr(grey[:, :, None]).tolist() == [[[10, 10, 10], [20, 20, 20]]]
+    bgra = np.array([[[1, 2, 3, 4]]], np.uint8)
+    assert to_bgr(bgra).tolist() == [[[1, 2, 3]]]
+    bgr = np.array([[[1, 2, 3]]], np.uint8)
+    assert to_bgr(bgr) is bgr
