@@ -31,7 +31,7 @@ def test_to_8bit_ignores_declared_bits_outside_9_to_16_and_uses_the_highest_valu
 
 
 def test_to_8bit_clips_data_above_the_declared_bits_and_handles_an_empty_image():
-    assert to_8bit(np.array([[4095]], np.uint16), bits=10).tolist() == [[255]]  # 1023 after the shift
+    assert to_8bit(np.array([[4000]], np.uint16), bits=10).tolist() == [[255]]  # 1000 after the shift
     empty = to_8bit(np.zeros((0, 4), np.uint16))
     assert empty.shape == (0, 4) and empty.dtype == np.uint8
     image = np.array([[7]], np.uint8)
