@@ -43,7 +43,7 @@ MODULES = {
     "edge/pixels.py": ["tests/edge/test_pixels.py", "tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
     "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
     "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py",
-                       "tests/edge/test_locate_steps.py"],
+                       "tests/edge/test_locate_steps.py", "tests/edge/test_locate_boundaries.py"],
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
                                 ".pytest_cache", ".ruff_cache", "*.egg-info")
