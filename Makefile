@@ -50,7 +50,10 @@ test-py36: venv
 	fi
 
 # JetPack 4.6 as the Nano has it: Python 3.6, apt's numpy 1.13.3 and OpenCV 4.1, NO ONNX Runtime, so a
-# numpy/OpenCV call newer than JetPack's fails here first. Tests that need ONNX Runtime skip, saying so.
+# numpy/OpenCV call newer than JetPack's fails here first. The kiosk runs its TensorRT backend on the
+# stand-ins there, whose engines compute with the numpy evaluator (tests/onnx_numpy.py, checked by
+# tests/test_onnx_numpy.py); tests marked `onnxruntime` skip, saying so. One BLAS thread: the
+# evaluator's small matrix products are slower with OpenBLAS's threads fighting over 2 shared cores.
 # Pillow 8.4.0 (the last for 3.6, raqm built in) stands in for apt's python3-pil 5.1: pip's 5.1.0 wheel
 # carries its own FreeType, which crashes beside the system libraqm (apt's build shares one FreeType).
 $(VENVJP46)/.installed:
@@ -64,8 +67,8 @@ test-jetpack46: venv
 	@if [ -x "$(PY36_HOME)/bin/python" ]; then \
 		$(MAKE) --no-print-directory $(VENVJP46)/.installed && \
 		{ [ -d build/test-artifacts/bundle ] || $(PY) tests/make_test_bundle.py build/test-artifacts; } && \
-		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) \
-			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/edge; \
+		MEDKIOSK_TEST_ARTIFACTS=$(CURDIR)/build/test-artifacts PYTHONPATH=$(CURDIR) OPENBLAS_NUM_THREADS=1 \
+			$(VENVJP46)/bin/python -m pytest -q -p no:cacheprovider tests/test_onnx_numpy.py tests/edge; \
 	else \
 		echo "SKIPPED: JetPack 4.6 library run ($(PY36_HOME) not found)"; \
 	fi
@@ -79,7 +82,8 @@ i18n:
 	$(PY) scripts/i18n.py
 
 # Mutation score of the safety code (mutmut 3; module -> tests table in scripts/mutation.py); see
-# docs/mutation.md. Not part of `make test`: it takes about an hour on 2 cores.
+# docs/mutation.md. Not part of `make test`: measured on the shared 2-core build machine, one module
+# takes from 14 s (preprocess) to 45 minutes (signing, --jobs 1, load 10-12); the whole table over an hour.
 mutation: venv
 	$(PY) scripts/mutation.py
 

@@ -5,11 +5,17 @@ is one line), in a scratch copy of the checkout, so the working tree is never le
 other test runs in it are undisturbed. Writes build/mutation/report.md (score per module, every
 surviving mutant as a diff) and prints one summary line per module.
 
-Usage: python scripts/mutation.py [--only edge/bundle.py ...] [--out build/mutation]
+Usage: python scripts/mutation.py [--only edge/bundle.py ...] [--out build/mutation] [--jobs 1]
+       python scripts/mutation.py --only edge/signing.py --rerun-survivors build/mutation/signing/report.md
+
+``--rerun-survivors REPORT`` runs only the mutants that survived in an earlier REPORT (after tests were
+added: a mutant the earlier tests killed stays killed, as tests are only added), and scores the
+module over the earlier run's mutant count.
 """
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,13 +35,17 @@ MODULES = {
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
     "edge/signing.py": ["tests/edge/test_signing.py", "tests/edge/test_signing_contract.py",
+                        "tests/edge/test_signing_refusals.py",
                         "tests/edge/test_config.py"],
-    "edge/bundle_files.py": ["tests/edge/test_bundle_refusals.py", "tests/edge/test_signing.py"],
+    "edge/bundle_files.py": ["tests/edge/test_bundle_files.py", "tests/edge/test_bundle_refusals.py",
+                             "tests/edge/test_signing.py",
+                             "tests/edge/test_signing_refusals.py"],
     "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
                         "tests/edge/test_preprocess_truncated.py"],
-    "edge/pixels.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
+    "edge/pixels.py": ["tests/edge/test_pixels.py", "tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
     "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
-    "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py"],
+    "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py",
+                       "tests/edge/test_locate_steps.py", "tests/edge/test_locate_boundaries.py"],
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo", "__pycache__", "mutants",
                                 ".pytest_cache", ".ruff_cache", "*.egg-info")
@@ -80,25 +90,45 @@ def test_artifacts(python):
     return artifacts
 
 
-def run_module(module, tests, env, jobs):
-    """Mutate ``module`` against ``tests`` in a scratch copy; return (killed, total, survivors, seconds)."""
+def earlier_survivors(report, module):
+    """(mutant count, [surviving mutant names]) of ``module`` in an earlier report.md."""
+    with open(report) as handle:
+        text = handle.read()
+    row = re.search(r"^\| `{}` \| (\d+) \|".format(re.escape(module)), text, re.M)
+    section = text.split("## Survivors in `{}`".format(module), 1)
+    if row is None or len(section) < 2:
+        raise MutationError("{} has no result for {}. Fix: pass the report of a run of {}".format(
+            report, module, module))
+    names = re.findall(r"^# (\S+): (?!killed)", section[1].split("\n## ", 1)[0], re.M)
+    return int(row.group(1)), names
+
+
+def run_module(module, tests, env, jobs, rerun=None):
+    """Mutate ``module`` against ``tests`` in a scratch copy; return (killed, total, survivors, seconds).
+
+    ``rerun``: (earlier mutant count, names) to run only those mutants, scored over the earlier count.
+    """
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
     base = tempfile.mkdtemp(prefix="medkiosk-mutation-")
     try:
         tree = scratch_copy(base, module, tests)
         start = time.time()
-        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=tree, env=env,
+        names = list(rerun[1]) if rerun else []
+        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)] + names, cwd=tree, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         seconds = time.time() - start
         if run.returncode != 0:
             raise MutationError("mutmut run on {} failed: {}".format(module, run.stderr.decode()[-2000:]))
         results = subprocess.check_output([mutmut, "results", "--all", "true"], cwd=tree, env=env).decode()
         verdicts = [line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line]
+        if rerun:
+            verdicts = [(name, verdict) for name, verdict in verdicts if name in set(names)]
         survivors = [subprocess.check_output([mutmut, "show", name], cwd=tree, env=env).decode()
                      for name, verdict in verdicts if verdict != "killed"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return len(verdicts) - len(survivors), len(verdicts), survivors, seconds
+    total = rerun[0] if rerun else len(verdicts)
+    return total - len(survivors), total, survivors, seconds
 
 
 def write_report(path, rows):
@@ -119,6 +149,8 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=sorted(MODULES), help="modules to mutate (default: all)")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "mutation"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants run in parallel")
+    parser.add_argument("--rerun-survivors", metavar="REPORT",
+                        help="run only the mutants that survived in this earlier report.md")
     args = parser.parse_args(argv)
     rows = {}
     try:
@@ -126,7 +158,8 @@ def main(argv=None):
         env.pop("PYTHONPATH", None)
         os.makedirs(args.out, exist_ok=True)
         for module in args.only or sorted(MODULES):
-            rows[module] = run_module(module, MODULES[module], env, args.jobs)
+            rerun = earlier_survivors(args.rerun_survivors, module) if args.rerun_survivors else None
+            rows[module] = run_module(module, MODULES[module], env, args.jobs, rerun)
             killed, total, survivors, seconds = rows[module]
             print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
                 module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)

@@ -497,6 +497,7 @@ def test_open_runner_uses_the_cached_engine(bundle, tmp_path):
     assert _balanced(cuda)
 
 
+@pytest.mark.onnxruntime
 def test_stale_or_missing_engine_falls_back_with_the_reason(bundle, tmp_path):
     from edge.backends import open_runner
     from edge.errors import BackendError

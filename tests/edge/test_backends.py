@@ -58,6 +58,7 @@ def _batch(bundle, n=1, value=100.0):
     return np.full(bundle.description.input.shape(n), value, dtype=np.float32)
 
 
+@pytest.mark.onnxruntime
 def test_onnxruntime_runner_reports_the_provider_in_use(bundle):
     with OnnxRuntimeRunner(bundle, providers="cpu", threads=1) as runner:
         assert runner.provider == CPU_EP
@@ -72,6 +73,7 @@ def test_onnxruntime_runner_reports_the_provider_in_use(bundle):
     assert runner.session is None  # released on exit
 
 
+@pytest.mark.onnxruntime
 def test_runner_matches_onnxruntime_directly(bundle, synth_images):
     import onnxruntime as ort
 
@@ -93,17 +95,20 @@ def test_runner_matches_onnxruntime_directly(bundle, synth_images):
     (lambda b: _batch(b)[:, :, :, ::-1], "C-contiguous"),
     (lambda b: _batch(b).tolist(), "numpy array"),
 ])
+@pytest.mark.onnxruntime
 def test_infer_rejects_bad_input(bundle, make, problem):
     with open_runner(bundle, backend="onnxruntime") as runner, pytest.raises(BackendError, match=problem):
         runner.infer(make(bundle))
 
 
+@pytest.mark.onnxruntime
 def test_infer_before_load_is_an_error(bundle):
     runner = open_runner(bundle, backend="onnxruntime")
     with pytest.raises(BackendError, match="before load"):
         runner.infer(_batch(bundle))
 
 
+@pytest.mark.onnxruntime
 def test_fixed_batch_model_takes_one_image(bundle):
     assert not batch_is_dynamic(bundle)  # export's default: batch fixed at 1
     with open_runner(bundle, backend="onnxruntime") as runner:
@@ -113,6 +118,7 @@ def test_fixed_batch_model_takes_one_image(bundle):
             runner.infer(_batch(bundle, n=2))
 
 
+@pytest.mark.onnxruntime
 def test_dynamic_batch_model_takes_several(variants):
     dynamic = variants["dynamic"]
     assert batch_is_dynamic(dynamic)
@@ -120,6 +126,7 @@ def test_dynamic_batch_model_takes_several(variants):
         assert runner.infer(_batch(dynamic, n=3))["probabilities"].shape == (3, 4)
 
 
+@pytest.mark.onnxruntime
 def test_ood_output_is_returned(variants):
     bundle = variants["ood"]
     with open_runner(bundle, backend="onnxruntime") as runner:
@@ -129,6 +136,7 @@ def test_ood_output_is_returned(variants):
     np.testing.assert_allclose(out["ood_score"], [10 / 255.0, 250 / 255.0], atol=1e-5)
 
 
+@pytest.mark.onnxruntime
 def test_gpu_requested_but_cpu_used_is_loud(bundle, caplog):
     """Real ONNX Runtime without CUDA: asking for CUDA must not fall back to the CPU silently."""
     caplog.set_level(logging.WARNING, logger="medkiosk")
@@ -140,6 +148,7 @@ def test_gpu_requested_but_cpu_used_is_loud(bundle, caplog):
     assert "GPU NOT IN USE" in caplog.text
 
 
+@pytest.mark.onnxruntime
 def test_fp16_requested_on_cpu_is_shown(bundle):
     with open_runner(bundle, backend="onnxruntime", precision="fp16", providers="cpu") as runner:
         assert runner.precision == "fp32"
@@ -153,6 +162,7 @@ def test_provider_downgrade_rule():
     assert provider_downgrade([CPU_EP], CPU_EP) is None
 
 
+@pytest.mark.onnxruntime
 def test_resolve_providers():
     assert resolve_providers("cuda, cpu") == [CUDA_EP, CPU_EP]
     assert resolve_providers([TENSORRT_EP]) == [TENSORRT_EP]
@@ -173,6 +183,7 @@ def test_backend_table_and_validation():
         validate_backend("auto", "fp8")
 
 
+@pytest.mark.onnxruntime
 def test_auto_falls_back_with_a_reason(bundle):
     """No TensorRT on this machine: auto must pick ONNX Runtime and say why."""
     runner = open_runner(bundle, backend="auto")
@@ -186,6 +197,7 @@ def test_explicit_tensorrt_without_tensorrt_is_an_error(bundle):
         open_runner(bundle, backend="tensorrt")
 
 
+@pytest.mark.onnxruntime
 def test_broken_model_file_is_a_backend_error(tmp_path, bundle):
     broken = str(tmp_path / "broken")
     shutil.copytree(bundle.path, broken)
@@ -197,6 +209,7 @@ def test_broken_model_file_is_a_backend_error(tmp_path, bundle):
         open_runner(loaded, backend="onnxruntime").load()
 
 
+@pytest.mark.onnxruntime
 def test_onnxruntime_workers_do_not_busy_wait_unless_asked(tiny_bundle, monkeypatch):
     """Spinning workers take the CPU the kiosk's camera and display threads need (docs/benchmarks.md)."""
     import onnxruntime as ort

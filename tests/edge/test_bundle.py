@@ -128,6 +128,7 @@ def test_missing_model_card_and_bad_json(copy):
     assert _field(copy).field == "manifest.json"
 
 
+@pytest.mark.onnxruntime
 def test_verify_passes_golden_images(tiny_bundle):
     bundle, checks = verify_bundle(tiny_bundle, backend="onnxruntime", precision="fp32")
     assert bundle is not None
@@ -136,6 +137,7 @@ def test_verify_passes_golden_images(tiny_bundle):
     assert not any(c.failed for c in checks)
 
 
+@pytest.mark.onnxruntime
 def test_verify_fails_on_changed_expectations(copy):
     expected_path = os.path.join(copy, "golden", "expected.json")
     with open(expected_path) as handle:
@@ -169,6 +171,7 @@ def _cli(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
 
 
+@pytest.mark.onnxruntime
 def test_bundle_verify_cli(tiny_bundle, copy, tmp_path):
     _edit_manifest(copy, lambda m: m.update(schema_version=2))
     process = _cli("bundle", "verify", tiny_bundle, copy, str(tmp_path / "missing"),
@@ -182,6 +185,7 @@ def test_bundle_verify_cli(tiny_bundle, copy, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.onnxruntime
 def test_bundle_verify_cli_json(tiny_bundle):
     process = _cli("bundle", "verify", tiny_bundle, "--json",
                    "--backend", "onnxruntime", "--precision", "fp32")
@@ -238,6 +242,7 @@ def test_golden_file_must_stay_inside_golden(copy):
     assert "outside the bundle folder" in str(info.value)
 
 
+@pytest.mark.onnxruntime
 def test_bundle_verify_reports_a_duplicate_module_id(tiny_bundle, copy):
     process = _cli("bundle", "verify", tiny_bundle, copy, "--backend", "onnxruntime", "--precision", "fp32")
     out, err = process.communicate(timeout=120)

@@ -105,6 +105,7 @@ def bundle(tiny_bundle):
     return load_bundle(tiny_bundle)
 
 
+@pytest.mark.onnxruntime
 def test_classify_real_model_matches_runner(bundle, synth_images):
     image = load_image(next(iter(synth_images.values()))[0])
     with open_runner(bundle, backend="onnxruntime", precision="fp32") as runner:
@@ -117,6 +118,7 @@ def test_classify_real_model_matches_runner(bundle, synth_images):
     assert prediction.bundle_id == bundle.bundle_id
 
 
+@pytest.mark.onnxruntime
 def test_classifier_reuses_its_buffer_and_checks_quality(bundle, synth_images, real_xray):
     with Classifier.open(bundle, backend="onnxruntime", precision="fp32",
                          quality_thresholds=QualityThresholds()) as classifier:
@@ -148,6 +150,7 @@ def chest():
         yield classifier
 
 
+@pytest.mark.onnxruntime
 def test_digital_file_is_identity_with_identical_probabilities(chest, real_xray):
     image = load_image(real_xray)
     expected = chest.runner.infer(preprocess(image, chest.bundle.description.input))
@@ -157,6 +160,7 @@ def test_digital_file_is_identity_with_identical_probabilities(chest, real_xray)
     assert prediction.ood_score == pytest.approx(float(np.asarray(expected["ood_score"]).reshape(-1)[0]))
 
 
+@pytest.mark.onnxruntime
 def test_camera_frame_is_classified_on_its_normalised_crop(chest):
     from edge.classify import analysed_image
     from edge.locate import locate
@@ -175,6 +179,7 @@ def test_camera_frame_is_classified_on_its_normalised_crop(chest):
     assert again.probabilities == prediction.probabilities
 
 
+@pytest.mark.onnxruntime
 def test_letterboxed_xray_is_judged_on_the_xray_not_the_bars(chest, real_xray):
     image = load_image(real_xray)
     frame = np.zeros((720, 1280, 3), np.uint8)
@@ -184,6 +189,7 @@ def test_letterboxed_xray_is_judged_on_the_xray_not_the_bars(chest, real_xray):
     assert prediction.quality.ok, prediction.quality.problems  # no "too dark" from the black bars
 
 
+@pytest.mark.onnxruntime
 def test_skin_or_test_modules_are_not_localised(bundle, synth_images):
     from edge.classify import localises
 
@@ -194,6 +200,7 @@ def test_skin_or_test_modules_are_not_localised(bundle, synth_images):
     assert "localisation" not in prediction.to_dict()
 
 
+@pytest.mark.onnxruntime
 def test_cli_classify_json_reports_the_localisation_of_a_camera_frame():
     import base64
     import subprocess

@@ -44,6 +44,7 @@ def inputs(tmp_path_factory, synth_images, real_xray):
     return {"folder": folder, "good": good, "xray": os.path.join(folder, "xray.png")}
 
 
+@pytest.mark.onnxruntime
 def test_bad_files_get_one_line_each_and_the_rest_is_classified(tiny_bundle, inputs, tmp_path):
     missing = str(tmp_path / "missing.png")
     code, out, err = _cli("--bundle", tiny_bundle, "--backend", "onnxruntime", inputs["folder"], missing)
@@ -64,6 +65,7 @@ def test_bad_files_get_one_line_each_and_the_rest_is_classified(tiny_bundle, inp
     assert "readme.txt" not in out + err
 
 
+@pytest.mark.onnxruntime
 def test_json_schema(tiny_bundle, inputs):
     from edge.bundle import load_bundle
 
@@ -88,6 +90,7 @@ def test_json_schema(tiny_bundle, inputs):
     assert bad["path"].endswith("notes.jpg") and "not a readable image" in bad["error"]
 
 
+@pytest.mark.onnxruntime
 def test_ascii_console_still_prints_the_disclaimer(tiny_bundle, inputs):
     """Python 3.6 on the Nano under LANG=C has an ASCII stdout: no UnicodeEncodeError mid-result."""
     code, out, err = _cli("--bundle", tiny_bundle, "--backend", "onnxruntime", inputs["good"][0],
@@ -108,6 +111,7 @@ def test_unknown_backend_is_rejected(tiny_bundle, inputs):
     assert code == 2 and "invalid choice" in err
 
 
+@pytest.mark.onnxruntime
 def test_pipe_device_and_forged_names_one_escaped_line_each(tiny_bundle, inputs, tmp_path):
     """A FIFO (reading it used to hang: the subprocess timeout fails the test), a /dev/zero link (used
     to die with MemoryError), a name carrying a forged log line: one escaped error line each."""

@@ -9,6 +9,7 @@ import sys
 import time
 
 import cv2
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,6 +46,7 @@ def _medkiosk(args, **kwargs):
                             stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
 
 
+@pytest.mark.onnxruntime
 def test_headless_run_prints_results_and_saves_a_case(tmp_path, tiny_bundle, synth_images):
     config = _config(tmp_path, tiny_bundle)
     out = tmp_path / "frames"
@@ -65,6 +67,7 @@ def test_headless_run_prints_results_and_saves_a_case(tmp_path, tiny_bundle, syn
     assert listing.returncode == 0 and "1 case(s)" in listed
 
 
+@pytest.mark.onnxruntime
 def test_sigterm_is_a_clean_exit_with_sd_notify(tmp_path, tiny_bundle, synth_images):
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -115,6 +118,7 @@ def test_errors_are_one_line_and_non_zero(tmp_path, tiny_bundle):
         assert process.returncode == 2 and "JetPack's OpenCV" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.onnxruntime
 def test_a_cpu_fallback_is_said_loudly(tmp_path, tiny_bundle, synth_images):
     import importlib.util
 
@@ -140,6 +144,7 @@ def test_a_cpu_fallback_is_said_loudly(tmp_path, tiny_bundle, synth_images):
     assert red > 1000  # the red "RUNNING ON CPU - GPU unavailable" band
 
 
+@pytest.mark.onnxruntime
 def test_cpu_threads_reach_the_onnxruntime_session(tmp_path, tiny_bundle, synth_images):
     """--cpu-threads (config cpu_threads) sets the inference threads of the kiosk's ONNX Runtime session."""
     import argparse
@@ -168,6 +173,7 @@ def test_cpu_threads_reach_the_onnxruntime_session(tmp_path, tiny_bundle, synth_
             classifier.__exit__(None, None, None)
 
 
+@pytest.mark.onnxruntime
 def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path, tiny_bundle, synth_images):
     """A bundle whose manifest is nested too deep for the parser (a RecursionError crashed the whole
     kiosk: a restart loop under systemd) and one with swapped class names (its golden images give
@@ -207,6 +213,7 @@ def test_damaged_and_tampered_bundles_are_journalled_and_the_rest_runs(tmp_path,
     assert results and all(" synth-test " in line for line in results)  # never a result of the tampered one
 
 
+@pytest.mark.onnxruntime
 def test_a_broken_file_is_counted_and_a_newline_in_a_name_cannot_forge_a_line(tmp_path, tiny_bundle,
                                                                              synth_images):
     """A USB folder with a file that is not an image and one whose name holds a newline: the summary

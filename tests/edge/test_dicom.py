@@ -182,6 +182,7 @@ def test_dcm_files_are_images():
     assert is_image_file("scan.DCM") and is_image_file("a/b.dicom")
 
 
+@pytest.mark.onnxruntime
 def test_same_picture_as_png_and_dicom_same_probabilities(dicoms, real_xray):
     names = ["mono2-windowed", "mono2-no-window", "mono1-windowed", "rescaled", "voi-lut", "rle",
              "two-frames", "eight-bit"]

@@ -128,6 +128,7 @@ def test_to_8bit_uses_the_bits_actually_used():
     assert to_8bit(np.array([[3, 200]], np.uint16)).tolist() == [[3, 200]]
 
 
+@pytest.mark.onnxruntime
 def test_16bit_png_with_12bit_data_classifies_like_the_8bit_png(tmp_path, real_xray):
     grey = cv2.imread(real_xray, cv2.IMREAD_GRAYSCALE)
     twelve = grey.astype(np.uint16) * 16 + 8  # 12-bit detector values in a 16-bit PNG
@@ -148,6 +149,7 @@ def test_16bit_png_with_12bit_data_classifies_like_the_8bit_png(tmp_path, real_x
             assert abs(results[path][name] - probability) <= 0.02, (path, name)
 
 
+@pytest.mark.onnxruntime
 def test_bomb_and_big_images_peak_memory_in_classify(tmp_path, bomb, real_xray):
     """Peak RSS of real `medkiosk classify` processes: the bomb, and a big-but-allowed 16-bit image
     (6000x6000, 36 of the 40 megapixels allowed), each at most 300 MB above the same command on a

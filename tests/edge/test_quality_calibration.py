@@ -53,6 +53,7 @@ def test_invalid_quality_section_is_a_bundle_error(tiny_bundle, tmp_path):
     assert "quality.blur_threshold" in str(error.value)
 
 
+@pytest.mark.onnxruntime
 def test_real_xray_flagged_by_the_camera_default_passes_a_calibrated_bundle(real_xray, tiny_bundle, tmp_path):
     # A real NIH X-ray, shown the way a 640 px camera frame would carry it: smooth, yet not blurred.
     image = cv2.resize(cv2.imread(real_xray), (640, 640), interpolation=cv2.INTER_LINEAR)

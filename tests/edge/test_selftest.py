@@ -36,6 +36,7 @@ def _statuses(document):
     return {c["name"]: c["status"] for s in document["sections"] for c in s["checks"]}
 
 
+@pytest.mark.onnxruntime
 def test_selftest_passes_on_a_good_install(tmp_path, tiny_bundle, synth_images):
     models = str(tmp_path / "models")
     shutil.copytree(tiny_bundle, os.path.join(models, "synth"))
@@ -84,6 +85,7 @@ def test_bad_config_is_a_failed_check(tmp_path, tiny_bundle):
     assert "[FAIL] config:" in out and "quantum" in out
 
 
+@pytest.mark.onnxruntime
 def test_library_checks():
     checks = {c.name: c for c in library_checks()}
     assert checks["numpy"].status == PASS and checks["cv2"].status == PASS
@@ -104,6 +106,7 @@ def test_display_check_without_a_screen(monkeypatch):
     assert "cannot open windows" in check.detail and "Fix" in check.detail
 
 
+@pytest.mark.onnxruntime
 def test_shipped_config_matches_the_shipped_bundles():
     """The config jetson_setup.sh installs passes with the bundles that ship; the absent skin module warns."""
     code, out, err = _selftest("--config", os.path.join(ROOT, "config", "medkiosk.conf"),

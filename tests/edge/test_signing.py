@@ -127,6 +127,7 @@ def test_drills_are_refused_by_selftest_and_the_kiosk_loader(drills, tmp_path):
     assert slots[0].bundle is None and "edited after signing" in slots[0].problem
 
 
+@pytest.mark.onnxruntime
 def test_developer_mode_loads_unsigned_bundles_and_says_so(drills, tmp_path):
     models = str(tmp_path / "models")
     shutil.copytree(drills[1]["swapped-names"], os.path.join(models, "chest"))

@@ -6,6 +6,15 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.kiosk import ModuleSlot
+from tests.edge.tensorrt_tests import standin_backend
+
+
+@pytest.fixture(autouse=True)
+def standin_tensorrt_without_onnxruntime(monkeypatch):
+    """Without ONNX Runtime (the JetPack 4.6 run) the kiosk runs TensorRT engines: here on the stand-ins
+    (tests/edge/tensorrt_tests/standin_backend.py), put in sys.modules for each test and removed after."""
+    if not standin_backend.has_onnxruntime():
+        standin_backend.install(monkeypatch)
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Shared helpers of the kiosk tests: the real exported bundle (ONNX Runtime, CPU), real images and videos.
+"""Shared helpers of the kiosk tests: the real exported bundle (ONNX Runtime, CPU; without it, as on a
+JetPack 4.6 Nano, the TensorRT backend on the stand-ins: tests/edge/tensorrt_tests/standin_backend.py),
+real images and videos.
 
 Screens go to a headless sink (PNG folder) and are checked region by region (edge.overlay.Layout).
 """
@@ -6,16 +8,18 @@ Screens go to a headless sink (PNG folder) and are checked region by region (edg
 import glob
 import io
 import os
+import threading
 
 import cv2
 import numpy as np
 
 from edge.caselog import CaseLog
-from edge.kiosk import Kiosk, default_classifier_opener
+from edge.kiosk import Kiosk
 from edge.outputs import ImageDirSink, KeyScript, NullSink
 from edge.overlay import Layout
 from edge.sources import open_source
 from tests.edge.kiosk_media import CaptureFactory, write_video
+from tests.edge.tensorrt_tests.standin_backend import opener_for_tests
 
 SIZE = (800, 480)
 LAYOUT = Layout(SIZE)
@@ -36,7 +40,7 @@ def run_kiosk(tmp_path, source, slots, keys=None, sink=None, start=0, **kwargs):
     sink = sink or ImageDirSink(str(tmp_path / "frames"))
     stdout = io.StringIO()
     kwargs.setdefault("caselog_factory", lambda: CaseLog(str(tmp_path / "state"), min_free_mb=0))
-    kwargs.setdefault("open_classifier", default_classifier_opener("onnxruntime", "fp32", None, QUALITY))
+    kwargs.setdefault("open_classifier", opener_for_tests(QUALITY))
     kiosk = Kiosk(source, sink, slots, start=start, stdout=stdout, size=SIZE,
                   keys=KeyScript(keys) if keys else None, **kwargs)
     with source, sink:
@@ -71,7 +75,7 @@ def hooked_opener(before):
     """The real opener, with ``before(how)`` called ahead of each classification the inference thread
     makes: "whole" (classify, the worker prepares) or "prepared" (infer_prepared). Failures and hangs
     are injected through it."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    opener = opener_for_tests(QUALITY)
 
     def open_hooked(module_slot):
         classifier = opener(module_slot)
@@ -88,13 +92,35 @@ def hooked_opener(before):
     return open_hooked
 
 
+def gated_opener(gate, calls=None):
+    """The real opener, each classification (whole or prepared) first waiting (at most 10 s) for
+    ``gate`` (a threading.Event) and recorded in ``calls`` as (how, thread name): a test holds the
+    inference thread busy while it queues, replaces or drops jobs."""
+    opener = opener_for_tests(QUALITY)
+
+    def gated(module_slot):
+        classifier = opener(module_slot)
+        for name, how in (("classify", "whole"), ("infer_prepared", "prepared")):
+            method = getattr(classifier, name)
+
+            def slow(item, method=method, how=how, **kwargs):
+                gate.wait(10)
+                if calls is not None:
+                    calls.append((how, threading.current_thread().name))
+                return method(item, **kwargs)
+
+            setattr(classifier, name, slow)
+        return classifier
+
+    return gated
+
+
 def recorded_video_run(tmp_path, slot, synth_images, open_classifier=None, **kwargs):
     """The kiosk over a clip changing class every frame, into a RecordingSink: (kiosk, sink, video path)."""
     path = class_video(tmp_path, synth_images)
     sink = RecordingSink()
     kiosk = Kiosk(open_source("file://" + path), sink, [slot], size=SIZE, stderr=io.StringIO(),
-                  open_classifier=open_classifier or default_classifier_opener("onnxruntime", "fp32", None,
-                                                                               QUALITY), **kwargs)
+                  open_classifier=open_classifier or opener_for_tests(QUALITY), **kwargs)
     sink.kiosk = kiosk
     with kiosk.source, sink:
         assert kiosk.run() == 0
@@ -103,12 +129,11 @@ def recorded_video_run(tmp_path, slot, synth_images, open_classifier=None, **kwa
 
 def classified(slot, frames):
     """Each frame's probabilities from a classifier of its own, outside the kiosk."""
-    from edge.classify import Classifier
-    from edge.quality import QualityThresholds
-
-    with Classifier.open(slot.bundle, backend="onnxruntime", precision="fp32",
-                         quality_thresholds=QualityThresholds.from_mapping(QUALITY)) as classifier:
+    classifier = opener_for_tests(QUALITY, golden=False)(slot)
+    try:
         return [classifier.classify(frame).probabilities for frame in frames]
+    finally:
+        classifier.__exit__(None, None, None)
 
 
 def fake_camera(synth_images, fail_after=None, fail_first=0, period=0.03):

@@ -7,6 +7,8 @@ drawn with its own result when inference is faster than the camera.
 
 import time
 
+import pytest
+
 from tests.edge.kiosk.kiosk_helpers import fake_camera, hooked_opener, run_kiosk
 
 
@@ -29,6 +31,7 @@ def test_a_camera_faster_than_inference_keeps_the_worker_busy(tmp_path, slot, sy
     assert len([line for line in lines if line.startswith("[")]) >= 2
 
 
+@pytest.mark.onnxruntime
 def test_the_display_wakes_when_a_result_lands(tmp_path, slot, synth_images):
     """A slow camera (0.15 s a frame) and fast inference: the frame is drawn with its own result,
     not with the previous frame's until the next frame arrives (the result's frame age is 0)."""

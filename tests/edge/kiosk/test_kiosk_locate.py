@@ -117,6 +117,7 @@ def _medkiosk_classify(tmp_path, frame):
     return json.loads(out.decode("utf-8"))["images"][0]
 
 
+@pytest.mark.onnxruntime
 def test_a_film_that_moves_then_settles_locks_and_matches_medkiosk_classify(tmp_path, film_frame):
     kiosk, shown, calls, given = _run(film_frame)
     assert kiosk.failures == 0, kiosk.last_error
@@ -142,6 +143,7 @@ def test_a_film_that_moves_then_settles_locks_and_matches_medkiosk_classify(tmp_
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
+@pytest.mark.onnxruntime
 def test_no_x_ray_in_view_shows_the_guide_while_searching():
     """Skin (no film, no screen) in front of the camera: "searching", the white guide."""
     skin = os.path.join(ROOT, "samples", "chest", "not-an-xray--generated-skin-photo.png")
@@ -153,6 +155,7 @@ def test_no_x_ray_in_view_shows_the_guide_while_searching():
     assert not has_colour(shown[-1][4], AMBER, minimum=60) and not has_colour(shown[-1][4], BAR, minimum=60)
 
 
+@pytest.mark.onnxruntime
 def test_files_are_localised_by_classify_not_by_the_loop(tmp_path):
     """A camera frame as a file: the loop does not locate it (no outline), classify does (the film)."""
     import shutil

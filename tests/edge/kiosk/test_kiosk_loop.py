@@ -152,6 +152,7 @@ class BrokenFrames(Source):
         return True, np.zeros((0, 0, 3), np.uint8), float(self.frames_read)
 
 
+@pytest.mark.onnxruntime
 def test_too_many_consecutive_failures_end_the_run(tmp_path, slot):
     stderr = io.StringIO()
     kiosk = Kiosk(BrokenFrames(), NullSink(), [slot], stderr=stderr, max_consecutive_failures=3, size=SIZE,
@@ -180,6 +181,7 @@ def test_live_camera_disconnects_and_comes_back(tmp_path, slot, synth_images):
     assert max(ages) <= max(latencies) + 0.03 + 0.25  # + frame period + scheduling slack
 
 
+@pytest.mark.onnxruntime
 def test_freeze_save_and_back_to_live(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
     # S opens the patient-reference entry, SPACE (the keypad's ENTER) saves without a reference.

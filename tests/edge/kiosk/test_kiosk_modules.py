@@ -84,6 +84,7 @@ def test_a_duplicate_module_id_is_reported_and_not_run(tmp_path, tiny_bundle):
     assert "Duplicate module id" in slots[0].problem
 
 
+@pytest.mark.onnxruntime
 def test_the_golden_check_refuses_a_bundle_with_swapped_class_names(tmp_path, tiny_bundle):
     from edge.bundle import load_bundle
     from edge.errors import BundleError

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from edge.kiosk import Kiosk, KioskFailure, default_classifier_opener
+from edge.kiosk import Kiosk, KioskFailure
 from edge.outputs import KeyScript, NullSink
 from edge.sources import open_source
 from tests.edge.kiosk.kiosk_helpers import (
@@ -14,10 +14,12 @@ from tests.edge.kiosk.kiosk_helpers import (
     SIZE,
     class_video,
     classified,
+    gated_opener,
     hooked_opener,
     recorded_video_run,
 )
 from tests.edge.kiosk_media import read_video
+from tests.edge.tensorrt_tests.standin_backend import opener_for_tests
 
 
 def test_video_frames_are_drawn_with_their_own_results(tmp_path, slot, synth_images):
@@ -108,7 +110,7 @@ def test_a_frame_that_cannot_be_prepared_is_counted_and_never_shows_another_fram
         tmp_path, slot, synth_images):
     """Preparing one video frame fails (injected): it is counted, and no screen pairs a frame with a
     result that is not its own."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    opener = opener_for_tests(QUALITY)
     prepared = []
 
     def open_failing(module_slot):
@@ -161,19 +163,8 @@ def test_file_pipeline_numbers_queues_and_drops_jobs(slot):
     obsolete, and a stall check raising while it waits to queue ends the wait."""
     from edge.kiosk import FilePipeline, InferenceWorker
 
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
     gate = threading.Event()
-
-    def gated(module_slot):
-        classifier = opener(module_slot)
-        classify = classifier.classify
-
-        def slow(image):
-            gate.wait(10)
-            return classify(image)
-
-        classifier.classify = slow
-        return classifier
+    gated = gated_opener(gate)
 
     stalls = []
 

@@ -10,29 +10,7 @@ from edge.classify import FramePreparer
 from edge.kiosk import InferenceWorker, Job, default_classifier_opener
 from edge.kiosk.worker import Estimate
 from edge.quality import QualityThresholds
-from tests.edge.kiosk.kiosk_helpers import QUALITY
-
-
-def _gated_opener(gate, calls=None):
-    """The real opener; every classification (whole or prepared) first waits for ``gate`` and is
-    recorded in ``calls`` as (how, thread name, job frame's mean grey)."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
-
-    def gated(module_slot):
-        classifier = opener(module_slot)
-        for name, how in (("classify", "whole"), ("infer_prepared", "prepared")):
-            method = getattr(classifier, name)
-
-            def slow(item, method=method, how=how, **kwargs):
-                gate.wait(10)
-                if calls is not None:
-                    calls.append((how, threading.current_thread().name))
-                return method(item, **kwargs)
-
-            setattr(classifier, name, slow)
-        return classifier
-
-    return gated
+from tests.edge.kiosk.kiosk_helpers import QUALITY, gated_opener
 
 
 def test_worker_keeps_each_queued_frames_own_outcome(slot):
@@ -41,7 +19,7 @@ def test_worker_keeps_each_queued_frames_own_outcome(slot):
     submit replaces a waiting job (live), and waiting for a replaced job returns at once."""
     gate = threading.Event()
     images = [np.full((120, 160, 3), value, np.uint8) for value in (30, 120, 200, 90)]
-    worker = InferenceWorker(_gated_opener(gate)).start()
+    worker = InferenceWorker(gated_opener(gate)).start()
     try:
         opening = threading.Timer(0.5, gate.set)
         opening.start()
@@ -82,7 +60,7 @@ def test_live_frames_are_prepared_on_the_prepare_thread_newest_only(slot):
     gate = threading.Event()
     calls = []
     images = [np.full((120, 160, 3), value, np.uint8) for value in (30, 60, 90, 120, 150, 180)]
-    worker = InferenceWorker(_gated_opener(gate, calls)).start()
+    worker = InferenceWorker(gated_opener(gate, calls)).start()
     try:
         gate.set()
         assert worker.submit(Job(1, images[0], 1, slot, False), queue_s=10.0)  # loads the runner
@@ -114,7 +92,7 @@ def test_a_live_frame_is_prepared_just_before_inference_needs_it(slot):
     unprepared, so the frame inferred next is the newest."""
     gate = threading.Event()
     prepared_at = []
-    opener = _gated_opener(gate)
+    opener = gated_opener(gate)
 
     def open_timed(module_slot):
         classifier = opener(module_slot)

@@ -15,6 +15,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MODELS = os.path.join(ROOT, "models")
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -145,6 +147,21 @@ class Server(object):
             connection.close()
         digest = hashlib.sha256(der).hexdigest().upper()
         return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def server_fixture(name, **settings):
+    """A module-scoped fixture: the real service, started in a temporary folder ``name`` with
+    ``settings`` (Server's keywords), stopped after the module's last test even if one fails."""
+
+    @pytest.fixture(scope="module")
+    def running_server(tmp_path_factory):
+        running = Server(tmp_path_factory.mktemp(name), **settings).start()
+        try:
+            yield running
+        finally:
+            running.stop()
+
+    return running_server
 
 
 def pairing_code(config):

@@ -17,12 +17,12 @@ from tests.edge.serve.serve_helpers import (
     MODELS,
     NIH,
     PEDIATRIC,
-    Server,
     bearer,
     classify,
     medkiosk,
     read,
     real_xray,
+    server_fixture,
 )
 
 pytest.importorskip("flask", reason="pip install 'medkiosk[serve]'")
@@ -31,11 +31,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(PEDIATRIC),
                                 reason="../shared/data is not beside the checkout")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("serve")).start()
-    yield running
-    running.stop()
+server = server_fixture("serve")
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import pytest
 
 from tests.edge.serve.serve_helpers import (
     PEDIATRIC,
-    Server,
     bearer,
     classify,
     medkiosk,
     read,
     real_xray,
+    server_fixture,
     write_config,
 )
 
@@ -26,11 +26,7 @@ pytest.importorskip("cheroot", reason="pip install 'medkiosk[serve]'")
 RATE = 5
 
 
-@pytest.fixture(scope="module")
-def strict(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("strict"), rate_per_minute=RATE, allow="127.0.0.1/32").start()
-    yield running
-    running.stop()
+strict = server_fixture("strict", rate_per_minute=RATE, allow="127.0.0.1/32")
 
 
 @pytest.mark.skipif(not os.path.isdir(PEDIATRIC), reason="../shared/data is not beside the checkout")

@@ -152,12 +152,24 @@ def test_precision_refusals_write_nothing(bundle_dir, tmp_path):
     assert ensure_engine(bundle_dir, cache, precision="fp32", device=slow).action == "built"
 
 
-def test_int8_calibration_uses_the_runtime_preprocessing(bundle_dir, tmp_path):
-    from export.onnx_export import generate_sample_images
+def _calibration_images(folder, count, seed=0):
+    """``count`` random-texture PNGs (numpy 1.13-compatible: the JetPack 4.6 run has no default_rng)."""
+    import cv2
 
+    os.makedirs(folder)
+    rng = np.random.RandomState(seed)
+    paths = []
+    for index in range(count):
+        path = os.path.join(folder, "calib-{:02d}.png".format(index))
+        cv2.imwrite(path, rng.randint(0, 256, (48 + index, 64, 3)).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_int8_calibration_uses_the_runtime_preprocessing(bundle_dir, tmp_path):
     bundle = load_bundle(bundle_dir)
     calib = str(tmp_path / "calib")
-    paths = generate_sample_images(calib, bundle.description, count=9, seed=3)
+    paths = _calibration_images(calib, 9, seed=3)
     cache = str(tmp_path / "cache")
     device, trt = _device("10.16.1", ORIN)
     result = ensure_engine(bundle_dir, cache, precision="int8", calib_dir=calib, device=device)
@@ -173,7 +185,7 @@ def test_int8_calibration_uses_the_runtime_preprocessing(bundle_dir, tmp_path):
     assert again.build.calibration["cache_reused"] and trt._builds[-1]["calibration"]["from_cache"]
     assert sorted(trt._used - NAMES_TRT10) == []
     few = str(tmp_path / "few")
-    generate_sample_images(few, bundle.description, count=3)
+    _calibration_images(few, 3)
     with pytest.raises(EngineError, match="only 3 images .* at least 8"):
         ensure_engine(bundle_dir, str(tmp_path / "c2"), precision="int8", calib_dir=few, device=device)
     with pytest.raises(EngineError, match="does not exist"):
