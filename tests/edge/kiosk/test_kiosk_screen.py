@@ -73,6 +73,11 @@ def test_technician_key_file_name_and_module_count(tmp_path, slot, synth_images,
     assert "Technician" not in _joined(texts[11])
 
 
+OLD_QR_READER = tuple(int(part) for part in cv2.__version__.split(".")[:2]) < (4, 5)
+
+
+@pytest.mark.skipif(OLD_QR_READER, reason="OpenCV < 4.5's QRCodeDetector cannot read these codes (the kiosk "
+                    "never reads QR codes, phones do); read back under OpenCV >= 4.5 and with zbarimg")
 def test_pairing_key_shows_a_scannable_code_and_closes(tmp_path, slot, two_class_folder, spy):
     store = DeviceStore(str(tmp_path / "state"))
     sink = ScreenSink(spy)

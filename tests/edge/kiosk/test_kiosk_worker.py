@@ -7,10 +7,11 @@ import time
 import numpy as np
 
 from edge.classify import FramePreparer
-from edge.kiosk import InferenceWorker, Job, default_classifier_opener
+from edge.kiosk import InferenceWorker, Job
 from edge.kiosk.worker import Estimate
 from edge.quality import QualityThresholds
 from tests.edge.kiosk.kiosk_helpers import QUALITY, gated_opener
+from tests.edge.tensorrt_tests.standin_backend import opener_for_tests
 
 
 def test_worker_keeps_each_queued_frames_own_outcome(slot):
@@ -77,7 +78,7 @@ def test_live_frames_are_prepared_on_the_prepare_thread_newest_only(slot):
         # Frame 6 was prepared by the prepare thread and inferred without preparing again.
         assert calls[1:] == [("prepared", "inference")] * 2, calls
         assert round(last.prediction.quality.brightness) == 180
-        with default_classifier_opener("onnxruntime", "fp32", None, QUALITY)(slot) as classifier:
+        with opener_for_tests(QUALITY)(slot) as classifier:
             expected = classifier.classify(images[5])
         np.testing.assert_allclose(last.prediction.probabilities, expected.probabilities, atol=1e-6)
         assert last.prediction.quality.to_dict() == expected.quality.to_dict()
@@ -141,7 +142,7 @@ def test_a_live_frame_is_prepared_just_before_inference_needs_it(slot):
 def test_a_live_frame_that_cannot_be_prepared_is_reported_in_order(slot):
     """A preparation failure on the prepare thread comes back as that frame's outcome (an error, no
     prediction), not as an exception in a thread nobody watches."""
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    opener = opener_for_tests(QUALITY)
     worker = InferenceWorker(opener).start()
     try:
         worker.submit(Job(1, np.full((120, 160, 3), 90, np.uint8), 1, slot, False), queue_s=10.0)
@@ -166,7 +167,7 @@ def test_a_queued_submit_returns_when_the_waiting_job_is_taken_not_when_it_ends(
     """Files: the display thread hands frame N+2 over the moment the worker starts N+1, so inference
     never waits for the display thread to wake (the worker used to wake it only when N+1 ended)."""
     gates = {2: threading.Event(), 3: threading.Event()}
-    opener = default_classifier_opener("onnxruntime", "fp32", None, QUALITY)
+    opener = opener_for_tests(QUALITY)
 
     def gated(module_slot):
         classifier = opener(module_slot)
