@@ -39,9 +39,10 @@ CPU_FALLBACK_TEXT = N_("RUNNING ON CPU - GPU unavailable")
 FROZEN_TEXT = N_("FROZEN - SPACE for live")
 # The key legend under the findings: (key, what it does); each key's keypad twin is added from
 # edge.outputs.KEY_CODES (key_legend). T (technician) and P (pairing) are the technician's: in docs.
-KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")))
+KEY_LEGEND = (("SPACE", N_("freeze")), ("M", N_("module")), ("F", N_("image")), ("S", N_("save")),
+              ("E", N_("export")))
 # Keypad codes (cv2.waitKey) -> how the key is labelled on the keypad.
-KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*"}
+KEYPAD_LABELS = {13: "Enter", 43: "+", 45: "-", 46: ".", 42: "*", 47: "/"}
 # Key names that do what another key does in the kiosk (edge.kiosk.keys binds ENTER to SPACE's handler).
 SAME_AS = {"ENTER": "SPACE"}
 HOLD_STILL_TEXT = N_("Hold still")
@@ -71,7 +72,7 @@ BLUE = (200, 120, 20)
 
 
 def key_legend_items():
-    """``["SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save"]``: each key with its keypad twin."""
+    """``["SPACE/Enter freeze", "M/+ module", ..., "E (/) export"]``: each key with its keypad twin."""
     from edge.outputs import KEY_CODES
 
     twins = {}
@@ -79,11 +80,14 @@ def key_legend_items():
         if code in KEY_CODES:
             name = KEY_CODES[code]
             twins.setdefault(SAME_AS.get(name, name), []).append(label)
-    return ["{} {}".format("/".join([key] + twins.get(key, [])), _(what)) for key, what in KEY_LEGEND]
+    # "S/." but "E (/)": a keypad twin that is itself a slash is put in brackets
+    names = {key: key + "".join(" (/)" if label == "/" else "/" + label for label in twins.get(key, []))
+             for key, _what in KEY_LEGEND}
+    return ["{} {}".format(names[key], _(what)) for key, what in KEY_LEGEND]
 
 
 def key_legend():
-    """The whole legend on one line: ``SPACE/Enter freeze; M/+ module; F/- image; S/. save``."""
+    """The whole legend on one line: ``SPACE/Enter freeze; M/+ module; F/- image; S/. save; E (/) export``."""
     return "; ".join(key_legend_items())
 
 

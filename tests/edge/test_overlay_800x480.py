@@ -207,7 +207,7 @@ def test_the_legend_shows_the_keypad_keys_and_stays_readable(spy):
     for name, same in SAME_AS.items():  # the legend's aliases are the kiosk's
         assert KEY_HANDLERS[name] is KEY_HANDLERS[same]
     legend = key_legend()
-    english = ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save")
+    english = ("SPACE/Enter freeze", "M/+ module", "F/- image", "S/. save", "E (/) export")
     for part in english:  # the key names stay as printed on the keys, in every language
         assert (part if spy.language == "en" else part.split()[0] + " ") in legend
     draw_overlay(textured(), _prediction([0.86, 0.08, 0.04, 0.02]), _state())
