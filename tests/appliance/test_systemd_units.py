@@ -243,7 +243,7 @@ def test_shipped_config_is_valid_and_complete():
     for section, keys in SCHEMA.items():
         assert "[{}]".format(section) in text
         for key in keys:
-            assert re.search(r"^{} = ".format(re.escape(key)), text, re.M), "{}.{}".format(section, key)
+            assert re.search(r"^{} =( |$)".format(re.escape(key)), text, re.M), "{}.{}".format(section, key)
 
 
 def test_setup_script_installs_every_unit():
