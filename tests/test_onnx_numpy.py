@@ -43,7 +43,9 @@ def test_matches_onnxruntime_on_every_bundle_model(test_artifacts):
         got = OnnxGraph(_read(path)).run({spec.name: batch}, names)
         for name, want in zip(names, expected):
             assert got[name].dtype == want.dtype and got[name].shape == want.shape, (path, name)
-            assert np.abs(got[name] - want).max() < 2e-5, (path, name)
+            # float32 sums in another order: 2e-5 of the output's own scale (heatmaps are logit-sized)
+            scale = max(1.0, float(np.abs(want).max()))
+            assert np.abs(got[name] - want).max() < 2e-5 * scale, (path, name, scale)
         checked += 1
     assert checked >= 3
 
