@@ -12,8 +12,11 @@ def format_result_line(frame_number, slot, prediction, kind, image_name=None):
     if kind == "quality":
         return "{}  IMAGE QUALITY: {}".format(head, prediction.quality.message)
     if kind == "out_of_scope":
-        return "{}  OUT OF SCOPE: {}".format(head, prediction.out_of_scope_message)
-    top = " | ".join("{} {:.1f}%".format(name, 100.0 * p) for name, p in prediction.top3)
+        suggestion = prediction.suggestion_line() if getattr(prediction, "suggested_module", None) else None
+        return "{}  OUT OF SCOPE: {}{}".format(head, prediction.out_of_scope_message,
+                                               " - {}".format(suggestion) if suggestion else "")
+    # As the screen shows it: a percentage for a calibrated, confident result, else likelihood words.
+    top = " | ".join("{} {}".format(name, prediction.value_text(p, "{:.1%}")) for name, p in prediction.top3)
     flag = "  UNCERTAIN" if kind == "uncertain" else ""
     latency = "" if prediction.latency_ms is None else ", {:.1f} ms".format(prediction.latency_ms)
     return "{}  {}{}  ({}{})".format(head, top, flag, prediction.backend, latency)

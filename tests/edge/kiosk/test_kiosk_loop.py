@@ -79,6 +79,8 @@ def test_uncertain_banner_for_an_ambiguous_result(tmp_path, tiny_bundle, synth_i
     slot = ModuleSlot("synth-test", bundle=_abstaining_copy(tiny_bundle, tmp_path, 0.99))
     _kiosk, lines, frames = run_kiosk(tmp_path, open_source(str(folder) + "/"), [slot], max_frames=2)
     assert "UNCERTAIN" in lines[0]
+    assert "%" not in lines[0].split("(")[0]  # never a number beside "uncertain": words, as on screen
+    assert any(word in lines[0] for word in ("likely", "possible", "unlikely"))
     assert has_colour(LAYOUT.banner.crop(frames[-1]), YELLOW, minimum=1000)
 
 
