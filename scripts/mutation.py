@@ -43,7 +43,8 @@ MODULES = {
     "edge/imageio.py": ["tests/edge/test_imageio.py", "tests/edge/test_dicom.py",
                         "tests/edge/test_preprocess_truncated.py"],
     "edge/pixels.py": ["tests/edge/test_pixels.py", "tests/edge/test_imageio.py", "tests/edge/test_dicom.py"],
-    "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_imageio.py"],
+    "edge/dicom.py": ["tests/edge/test_dicom.py", "tests/edge/test_dicom_steps.py",
+                      "tests/edge/test_imageio.py"],
     "edge/locate.py": ["tests/edge/test_locate.py", "tests/edge/test_locate_contract.py",
                        "tests/edge/test_locate_steps.py", "tests/edge/test_locate_boundaries.py"],
 }
