@@ -478,3 +478,36 @@ def test_without_pydicom_the_message_names_the_install(monkeypatch):
     with pytest.raises(ImageError) as caught:
         dicom._pydicom()
     assert str(caught.value).startswith("image: DICOM needs pydicom")
+
+
+def _ybr_full(rgb):
+    r, g, b = [rgb[..., i].astype(float) for i in range(3)]  # PS3.3 C.7.6.3.1.2, written out here
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return np.rint(np.stack([y, (b - y) / 1.772 + 128, (r - y) / 1.402 + 128], -1)).clip(0, 255)
+
+
+@pytest.mark.parametrize("photometric", ["YBR_FULL", "YBR_FULL_422"])
+def test_ybr_to_rgb_step(photometric):
+    """The conversion pydicom 2.x needs (called directly: pydicom 3 converts before it is reached)."""
+    got = dicom._ybr_to_rgb(_ybr_full(RGB).astype(np.uint8), photometric)
+    assert got.dtype == np.uint8 and got.shape == RGB.shape
+    assert np.abs(got.astype(int) - RGB.astype(int)).max() <= 2
+    grey = np.array([[[100, 128, 128], [0, 128, 128], [255, 128, 128]]], dtype=np.uint8)
+    np.testing.assert_array_equal(dicom._ybr_to_rgb(grey, photometric), [[[100] * 3, [0] * 3, [255] * 3]])
+
+
+def test_ybr_to_rgb_other_depths_go_to_pydicom():
+    try:
+        from pydicom.pixels import convert_color_space
+    except ImportError:
+        from pydicom.pixel_data_handlers.util import convert_color_space
+    ybr16 = _ybr_full(RGB).astype(np.uint16)
+    try:
+        want = convert_color_space(ybr16.copy(), "YBR_FULL", "RGB")
+    except ValueError:  # pydicom 3 converts 8-bit only (and converts before edge.dicom sees the pixels)
+        with pytest.raises(ValueError, match="uint16"):
+            dicom._ybr_to_rgb(ybr16.copy(), "YBR_FULL")
+        return
+    got = dicom._ybr_to_rgb(ybr16.copy(), "YBR_FULL")
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
