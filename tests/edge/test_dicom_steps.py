@@ -511,3 +511,88 @@ def test_ybr_to_rgb_other_depths_go_to_pydicom():
     got = dicom._ybr_to_rgb(ybr16.copy(), "YBR_FULL")
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, want)
+
+
+# --- second round (survivors of the run with the tests above) ---
+
+def test_pydicom_silences_only_its_own_warnings():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        dicom._pydicom()
+        warnings.warn("not from pydicom", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["not from pydicom"]
+
+
+@pytest.mark.parametrize("implicit, little, syntax", [(True, True, ImplicitVRLittleEndian),
+                                                      (False, True, ExplicitVRLittleEndian),
+                                                      (False, False, "1.2.840.10008.1.2.2")])
+def test_record_syntax_without_file_meta(implicit, little, syntax):
+    ds = Dataset()
+    ds.is_implicit_VR, ds.is_little_endian = implicit, little
+    dicom._record_syntax(ds)
+    assert ds.file_meta.TransferSyntaxUID == syntax
+
+
+def test_unreadable_file_message_quotes_pydicoms_error():
+    data = b"\x08\x00\x05\x00XX\x10\x00abc"
+    try:
+        pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # the same error edge.dicom wraps
+        want = ("bad.dcm: DICOM file cannot be read ({}: {}). Fix: copy it again or export it from the "
+                "X-ray machine again".format(type(exc).__name__, str(exc)[:120]))
+    with pytest.raises(ImageError) as caught:
+        dicom.decode_dicom(data, LIMITS, "bad.dcm")
+    assert str(caught.value) == want
+
+
+def test_damaged_pixels_message_quotes_the_decoder():
+    ds = _ds(np.zeros((64, 64), dtype=np.uint16), bits_stored=12)
+    ds.PixelData = b"\0" * 100
+    data = _bytes(ds)
+    try:
+        detail = pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:160]
+    with pytest.raises(ImageError) as caught:
+        dicom.decode_dicom(data, LIMITS, "cut.dcm")
+    assert str(caught.value) == "cut.dcm: DICOM pixel data is damaged ({}). Fix: copy the file again".format(
+        detail)
+
+
+def test_header_of_empty_rows_and_columns_and_of_colour():
+    ds = _ds(_ramp(0, 9), bits_stored=12)
+    ds.add_new(0x00280010, "US", None)
+    ds.add_new(0x00280011, "US", None)
+    header = dicom.dicom_header(_bytes(ds))
+    assert (header.width, header.height) == (0, 0)
+    assert dicom.dicom_header(_bytes(_ds(RGB, "RGB", bits_stored=8))).channels == 3
+    del ds.Rows
+    with pytest.raises(ImageError, match="^image: DICOM file holds no image"):
+        dicom.dicom_header(_bytes(ds))
+
+
+def test_voi_lut_of_65536_eight_bit_entries_packed_in_words():
+    data = bytes(bytearray(range(256)) * 256)  # 65536 one-byte entries: entry i = i % 256
+    item = _lut([0, 5, 8], data, "OW")
+    got = dicom._voi_lut_unit(np.array([5.0, 6.0, 5.0 + 255]), item)
+    np.testing.assert_allclose(got, [0.0, 1 / 255.0, 1.0])
+
+
+def test_voi_lut_values_above_its_bits_are_clipped():
+    ds = Dataset()
+    ds.VOILUTSequence = [_lut([2, 0, 12], [0, 8190])]
+    np.testing.assert_allclose(dicom.grey_to_unit(np.array([0.0, 1.0]), ds), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("bits, low, high, want", [(9, 10, 200, "range"), (8, 10, 255, "as is")])
+def test_eight_bit_rule_at_its_edges(bits, low, high, want):
+    test_eight_bit_values_are_shown_as_they_are(bits, low, high, want)
+
+
+def test_colour_scaled_by_bits_stored_not_by_the_highest_value():
+    rgb = np.array([[[1000, 0, 500]]], dtype=np.uint16)  # 10 bits used, 12 declared
+    ds = Dataset()
+    ds.BitsStored = 12
+    np.testing.assert_array_equal(dicom._colour_to_bgr(rgb, ds), [[[500 >> 4, 0, 1000 >> 4]]])
