@@ -596,3 +596,18 @@ def test_colour_scaled_by_bits_stored_not_by_the_highest_value():
     ds = Dataset()
     ds.BitsStored = 12
     np.testing.assert_array_equal(dicom._colour_to_bgr(rgb, ds), [[[500 >> 4, 0, 1000 >> 4]]])
+
+
+def test_undecodable_syntax_message_quotes_the_decoder():
+    ds = _ds(np.zeros((8, 8), dtype=np.uint16), bits_stored=12, syntax="1.2.840.10008.1.2.4.100")
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([b"\0\0\1\xb3" + b"\0" * 60])
+    data = _bytes(ds)
+    try:
+        detail = pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200]
+    with pytest.raises(ImageError) as caught:
+        dicom.decode_dicom(data, LIMITS, "video.dcm")
+    assert "cannot be decoded on this unit ({}). Fix:".format(detail) in str(caught.value)
