@@ -190,6 +190,19 @@ def grey_to_unit(values, dataset):
     return _min_max(values.astype(np.float32))
 
 
+def _ybr_to_rgb(frame, photometric):
+    """pydicom 2.x leaves YBR unconverted. YBR_FULL(_422) 8-bit through OpenCV: pydicom 2.3's own
+    conversion multiplies in place (``np.matmul(arr, m, out=arr)``), which numpy < 1.16 (JetPack 4.6's
+    1.13) turns into an all-black image. The same full-range BT.601 matrix; OpenCV's order is Y, Cr, Cb."""
+    np = require("numpy")
+    cv2 = require("cv2")
+    if photometric in ("YBR_FULL", "YBR_FULL_422") and frame.dtype == np.uint8:
+        return cv2.cvtColor(np.ascontiguousarray(frame[..., [0, 2, 1]]), cv2.COLOR_YCrCb2RGB)
+    from pydicom.pixel_data_handlers.util import convert_color_space
+
+    return convert_color_space(frame, photometric, "RGB")
+
+
 def _colour_to_bgr(frame, dataset):
     """Colour pixels (RGB, or YBR left unconverted by pydicom 2.x) -> BGR uint8."""
 
@@ -197,9 +210,7 @@ def _colour_to_bgr(frame, dataset):
     cv2 = require("cv2")
     photometric = str(dataset.get("PhotometricInterpretation", "RGB"))
     if photometric.startswith("YBR") and int(_pydicom().__version__.split(".")[0]) < 3:
-        from pydicom.pixel_data_handlers.util import convert_color_space
-
-        frame = convert_color_space(frame, photometric, "RGB")
+        frame = _ybr_to_rgb(frame, photometric)
     frame = to_8bit(frame.astype(np.uint16), _number(dataset, "BitsStored", 8)) \
         if frame.dtype != np.uint8 else frame
     return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
