@@ -363,3 +363,24 @@ def test_big_image_is_fitted_to_max_side(tmp_path):
     path.write_bytes(encoded.tobytes())
     got = imageio.read_image(str(path), LIMITS).image  # decoded at 1/8 (120 wide), then fitted to 100
     assert got.shape[1:] == (100, 3) and got.shape[0] in (1, 2) and (got == 90).all()
+
+
+# --- second round (survivors of the first mutation run) ---
+
+def test_sizes_and_lengths_over_32767_are_unsigned():
+    big_app = _segment(0xE1, b"\0" * 40000)  # a segment length >= 0x8000
+    sof = _segment(0xC0, struct.pack(">BHHB", 8, 50000, 40000, 1) + b"\0" * 3)
+    assert tuple(read_header(_jpeg(big_app, sof))) == ("JPEG", 40000, 50000, 8, 1, 1)
+    assert tuple(read_header(_bmp(40000, 50000, 8, core=True))) == ("BMP", 40000, 50000, 8, 1, 1)
+
+
+def test_png_palette_has_three_channels():
+    assert read_header(_png(3, 2, 8, 3)).channels == 3
+
+
+def test_webp_size_fields_end_where_the_next_bytes_begin():
+    vp8x = _webp(b"VP8X", b"\0" * 4 + (640 - 1).to_bytes(3, "little") + (480 - 1).to_bytes(3, "little"))
+    assert tuple(read_header(vp8x + b"ALPH\x04\0\0\0\xff\xff\xff\xff")) == ("WebP", 640, 480, 8, 4, 1)
+    bits = (640 - 1) | ((480 - 1) << 14)
+    vp8l = _webp(b"VP8L", b"\x2f" + bits.to_bytes(4, "little") + b"\xff\xff")
+    assert tuple(read_header(vp8l)) == ("WebP", 640, 480, 8, 4, 1)
