@@ -9,7 +9,14 @@ import shutil
 
 import pytest
 
-from tests.edge.serve.serve_helpers import MODELS, PEDIATRIC, Server, medkiosk, pairing_code, real_xray
+from tests.edge.serve.serve_helpers import (
+    MODELS,
+    PEDIATRIC,
+    medkiosk,
+    pairing_code,
+    real_xray,
+    server_fixture,
+)
 
 pytest.importorskip("flask", reason="pip install 'medkiosk[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
@@ -23,11 +30,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("page")).start()
-    yield running
-    running.stop()
+server = server_fixture("page")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ the address's fragment, the fragment is gone from the address bar, and pairing s
 then shows the device as paired. Skipped where chromium, its driver, selenium or flask is absent.
 """
 
-import shutil
 import time
 
 import cv2
@@ -18,48 +17,19 @@ from edge.config import load_config
 from edge.kiosk.pairing import POLL_S, pairing_from_config
 from edge.kiosk.views import KioskViews
 from edge.overlay import OverlayState, draw_overlay
-from tests.edge.serve.serve_helpers import Server
+from tests.edge.serve.serve_helpers import server_fixture
+from tests.edge.serve.test_serve_page import CHROMEDRIVER, CHROMIUM, browser, wait_for  # noqa: F401
 
-pytest.importorskip("flask", reason="pip install 'medkiosk[serve]'")
-webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="apt-get install chromium chromium-driver"),
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("kiosk-pairing")).start()
-    yield running
-    running.stop()
+server = server_fixture("kiosk-pairing")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=390,844"):
-        options.add_argument(flag)
-    options.accept_insecure_certs = True
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def _wait(driver, condition, timeout=60):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(condition)
-
-
-def test_the_kiosks_qr_code_pairs_a_phone(server, browser):
+def test_the_kiosks_qr_code_pairs_a_phone(server, browser):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     pairing = pairing_from_config(load_config(server.config))
@@ -74,12 +44,12 @@ def test_the_kiosks_qr_code_pairs_a_phone(server, browser):
     assert url == pairing.base_url + "#code=" + pairing.view.code
 
     browser.get(url)
-    _wait(browser, lambda d: d.find_element(By.ID, "pair-view").is_displayed())
+    wait_for(browser, lambda d: d.find_element(By.ID, "pair-view").is_displayed())
     assert browser.find_element(By.ID, "pair-code").get_attribute("value") == pairing.view.code
     assert browser.execute_script("return window.location.hash") == ""  # the code left the address bar
     browser.find_element(By.ID, "pair-device").send_keys("ward phone")
     browser.find_element(By.ID, "pair-button").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "classify-view").is_displayed())
+    wait_for(browser, lambda d: d.find_element(By.ID, "classify-view").is_displayed())
 
     time.sleep(POLL_S)
     view = pairing.current()
