@@ -200,6 +200,9 @@ SCHEMA = {
         "max_pixels": ("40000000", _number(10000, 400000000, integer=True)),
         "rate_per_minute": ("30", _number(1, 100000, integer=True)),
         "pair_minutes": ("5", _number(1, 60, integer=True)),
+        # key P on the kiosk screen shows a pairing code: off, since anyone with a USB keyboard at the
+        # unit could pair a device (docs/technician.md); `medkiosk serve pair` works either way
+        "pairing_key": ("off", _bool),
         "token_days": ("90", _number(1, 3650, integer=True)),
         "http_threads": ("4", _number(1, 64, integer=True)),
         "cpu_threads": ("1", _number(1, 256, integer=True)),

@@ -260,10 +260,15 @@ def technician(kiosk):
 
 
 def pair_device(kiosk):
-    """P: show a pairing code of the LAN service with its QR code; P again closes it."""
-    message = kiosk.views.pairing.toggle()
+    """P: show a pairing code of the LAN service with its QR code; P again closes it. Switched off by
+    the technician (``[serve] pairing_key = off``): one status line, no code, a line in the journal."""
+    pairing = kiosk.views.pairing
+    message = pairing.toggle()
     if message:
         kiosk.messages.say(message)
+    if pairing.key_off:
+        kiosk.reporter.log("pairing: key P pressed while switched off ([serve] pairing_key = off); "
+                           "no code made")
 
 
 def quit_kiosk(kiosk):

@@ -7,6 +7,10 @@ directory both run in as the same user: P makes a fresh code there (only its SHA
 memory, and the service redeems it. Expiry, the five-try lockout and one device per code are the
 store's, as for ``medkiosk serve pair``. The panel shows what became of the code (paired, expired,
 used up) for a few seconds, then closes; P again closes it at once and voids a code still pending.
+
+P works for whoever has a USB keyboard at the unit, so it is a technician's switch, off unless
+``[serve] pairing_key = on``: off, P only says "Pairing is switched off (technician)" (no code is
+made) and the technician box says so; ``medkiosk serve pair`` on the unit's console still pairs.
 """
 
 import time
@@ -19,18 +23,24 @@ from edge.pairing_view import PairingView
 POLL_S = 1.0  # how often the store is asked what became of the code
 LINGER_S = 8.0  # how long the outcome (paired, expired, used) stays on screen
 SERVE_OFF = N_("Pairing: the LAN service is off. Fix: [serve] enabled = yes in the config (docs/serve.md)")
+KEY_OFF = N_("Pairing is switched off (technician)")
+# The technician box's "LAN pairing:" line when the key is off (on, it shows the page's address).
+KEY_OFF_DETAIL = N_("key P off ([serve] pairing_key = off); on the console: medkiosk serve pair")
 
 
 class Pairing(object):
     """The pairing code shown on the kiosk, if any.
 
-    ``store``: the service's DeviceStore; ``base_url``: the page's address (ServeSettings.url).
+    ``store``: the service's DeviceStore; ``base_url``: the page's address (ServeSettings.url);
+    ``key_off``: the technician switched P off (``[serve] pairing_key = off``).
     """
 
-    def __init__(self, store=None, base_url=None, problem=None, clock=time.time):
+    def __init__(self, store=None, base_url=None, problem=None, clock=time.time, key_off=False):
         self.store = store
         self.base_url = base_url
-        self.problem = problem  # why pairing is not available here (shown when P is pressed)
+        self.key_off = bool(key_off)
+        # why pairing is not available here: shown when P is pressed, and in the technician box
+        self.problem = _(KEY_OFF_DETAIL) if self.key_off else problem
         self.clock = clock
         self.view = None
         self._issued = None
@@ -46,6 +56,8 @@ class Pairing(object):
         if self.view is not None:
             self.close()
             return None
+        if self.key_off:
+            return _(KEY_OFF)
         if not self.available:
             return self.problem or _(SERVE_OFF)
         try:
@@ -93,11 +105,15 @@ class Pairing(object):
 
 
 def pairing_from_config(config):
-    """The kiosk's Pairing from the config's [serve] section (not available when the service is off)."""
+    """The kiosk's Pairing from the config's [serve] section (not available when the service is off
+    or the technician switched key P off)."""
     from edge.serve.auth import DeviceStore
     from edge.serve.settings import ServeSettings
 
-    if not config.section("serve")["enabled"]:
+    serve = config.section("serve")
+    if not serve["pairing_key"]:
+        return Pairing(key_off=True)
+    if not serve["enabled"]:
         return Pairing(problem=_(SERVE_OFF))
     try:
         settings = ServeSettings(config)

@@ -23,6 +23,9 @@ from edge.kiosk.views import KioskViews
 from edge.overlay import Layout, OverlayState, draw_overlay
 from edge.pairing_view import PairingView, pairing_url, qr_image
 from edge.serve.auth import CODE_TRIES, PAIRING_FILE, SERVE_DIR, DeviceStore
+from edge.sources import open_source
+from tests.edge.kiosk.kiosk_helpers import run_kiosk
+from tests.edge.kiosk.test_kiosk_screen import ScreenSink, spy  # noqa: F401
 
 SIZE = (800, 480)
 BASE_URL = "https://192.168.4.1:8443/"
@@ -158,11 +161,44 @@ def _config(tmp_path, serve):
 
 
 def test_pairing_from_config(tmp_path):
-    assert "enabled = yes" in pairing_from_config(_config(tmp_path, "enabled = no")).problem
-    bad = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 0.0.0.0"))
+    assert "enabled = yes" in pairing_from_config(_config(tmp_path, "enabled = no\npairing_key = on")).problem
+    bad = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 0.0.0.0\npairing_key = on"))
     assert not bad.available and "every interface" in bad.problem
-    good = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 192.168.4.1\nport = 8443"))
-    assert good.available and good.base_url == BASE_URL
+    good = pairing_from_config(_config(tmp_path, "enabled = yes\nbind = 192.168.4.1\nport = 8443\n"
+                                                 "pairing_key = on"))
+    assert good.available and good.base_url == BASE_URL and not good.key_off
+
+
+SERVE_ON = "enabled = yes\nbind = 192.168.4.1\nport = 8443\n"
+
+
+@pytest.mark.parametrize("line, key_off", [("", True), ("pairing_key = off", True),
+                                           ("pairing_key = no", True), ("pairing_key = on", False),
+                                           ("pairing_key = yes", False)])
+def test_the_pairing_key_is_off_unless_the_technician_switches_it_on(tmp_path, line, key_off):
+    config = _config(tmp_path, SERVE_ON + line)
+    assert config.serve["pairing_key"] is (not key_off)
+    pairing = pairing_from_config(config)
+    assert pairing.key_off is key_off and pairing.available is (not key_off)
+    if key_off:  # with the service off too, the switch is what P names
+        assert pairing_from_config(_config(tmp_path, "enabled = no\n" + line)).key_off
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enabled", "o n"])
+def test_a_bad_pairing_key_value_is_refused_with_its_fix(tmp_path, value):
+    with pytest.raises(MedkioskError, match=r"^config \[serve\] pairing_key: '{}' is not yes/no\. Fix: set "
+                                            r"pairing_key = yes or no$".format(value)):
+        _config(tmp_path, SERVE_ON + "pairing_key = " + value)
+
+
+def test_p_switched_off_makes_no_code_and_says_so(tmp_path, store):
+    pairing = Pairing(store, BASE_URL, key_off=True)
+    for _ in range(2):  # P again: the same line, never a panel
+        assert pairing.toggle() == "Pairing is switched off (technician)"
+        assert pairing.view is None and pairing.current() is None
+    assert not pairing.available
+    assert pairing.problem == "key P off ([serve] pairing_key = off); on the console: medkiosk serve pair"
+    assert not os.path.exists(os.path.join(str(tmp_path / "state"), SERVE_DIR, PAIRING_FILE))
 
 
 def test_qr_image_and_url():
@@ -186,3 +222,22 @@ def test_the_panel_is_redrawn_when_its_countdown_changes_and_reused_in_between(s
     status = views.drawn["pairing"].status
     assert not np.array_equal(status.crop(first), status.crop(later))  # 4:59 -> 4:58
     assert _decode_opencv(later) == BASE_URL + "#code=" + pairing.view.code
+
+
+def test_p_switched_off_in_the_kiosk_loop_status_line_box_and_journal(tmp_path, slot, two_class_folder,
+                                                                      spy, capsys):  # noqa: F811
+    """The real loop with the shipped default (pairing_key off, the service on): P draws no panel and
+    stores no code, says one line; T's box says the key is off; the journal names the press."""
+    pairing = pairing_from_config(_config(tmp_path, SERVE_ON))
+    sink = ScreenSink(spy)
+    kiosk, _lines, _frames = run_kiosk(tmp_path, open_source(str(two_class_folder) + "/"), [slot],
+                                       keys="WAIT1,P,WAIT1,T,WAIT1", max_frames=6, sink=sink, pairing=pairing)
+    journal = capsys.readouterr().err
+    texts = [" | ".join(t) for _canvas, t in sink.screens]
+    assert kiosk.messages.last == "Pairing is switched off (technician)"
+    assert "Pairing is switched off (technician)" in texts[2] and kiosk.views.pairing.view is None
+    assert all(cv2.QRCodeDetector().detectAndDecode(canvas)[0] == "" for canvas, _t in sink.screens)
+    assert "LAN pairing: key P off ([serve] pairing_key = off)" in texts[-1]
+    pressed = "medkiosk: pairing: key P pressed while switched off ([serve] pairing_key = off); no code made"
+    assert journal.count(pressed) == 1
+    assert not os.path.exists(os.path.join(str(tmp_path / "state"), SERVE_DIR, PAIRING_FILE))

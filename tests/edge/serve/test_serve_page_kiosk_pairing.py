@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 
-server = server_fixture("kiosk-pairing")
+server = server_fixture("kiosk-pairing", pairing_key="on")  # key P: off unless switched on
 
 
 def test_the_kiosks_qr_code_pairs_a_phone(server, browser):  # noqa: F811
