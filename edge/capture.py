@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import uuid
 
 from edge import __version__
@@ -117,6 +118,24 @@ def read_labels_file(path):
     return parse_labels([line for line in lines if line], "[capture] labels_file {}".format(path))
 
 
+def loose_paths(root):
+    """[(path, mode)] under ``root`` (itself included) more open than 0700 (folders) or 0600 (files);
+    links are skipped. An OSError when a folder cannot be read (never silently skipped)."""
+    def refuse(exc):
+        raise exc
+
+    found = []
+    for folder, _dirs, files in os.walk(root, onerror=refuse):
+        mode = stat.S_IMODE(os.lstat(folder).st_mode)
+        if mode & 0o077:
+            found.append((folder, mode))
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o077:
+                found.append((os.path.join(folder, name), stat.S_IMODE(info.st_mode)))
+    return found
+
+
 def new_subject_id(now=None):
     """A random id for one person's session: ``S<UTC date>T<time>-<6 hex>``; no name, no number."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -199,7 +218,7 @@ class CaptureStore(object):
             private_dir(os.path.dirname(os.path.dirname(self.root)))
             private_dir(os.path.dirname(self.root))
             private_dir(self.root)
-            tighten_tree(self.root)
+            tighten_tree(os.path.dirname(self.root))  # every module's photos, as the case log does its own
             self.cleaned = self._clean()
         except OSError as exc:
             raise CaptureError("capture store {}: cannot be created ({}). Fix: make the state folder "

@@ -109,6 +109,7 @@ def load_settings(args):
         set_default_trust(settings["trust"])
         checks.append(Check("config", PASS, config.path or "no config file: built-in defaults"))
         checks.append(language_check(config.kiosk["language"], static=getattr(args, "static", False)))
+        checks.extend(capture_checks(config))
     except ConfigError as exc:
         checks.append(Check("config", FAIL, str(exc)))
     settings["trust"].require_library = not getattr(args, "static", False)
@@ -139,6 +140,47 @@ def language_check(language, static=False):
     if notes:  # English without a font: drawn, ASCII only
         return Check("language", WARN, "{}: {}".format(name, notes[0].replace("medkiosk: ", "", 1)))
     return Check("language", PASS, "{}, font {}".format(name, engine.fonts[0]))
+
+
+def capture_checks(config):
+    """Capture mode: its staff id when it is on (WARN without one: key C refuses to start), and the
+    photos stored under ``state_dir/capture`` private (WARN for anything looser than 0700/0600: the
+    kiosk tightens them when capture mode or ``medkiosk capture`` next opens the store). No line at all
+    when capture mode is off and has never stored anything."""
+    from edge.capture import CAPTURE_DIR
+    from edge.verify import PASS, WARN, Check
+
+    capture = config.capture
+    root = os.path.join(config.kiosk["state_dir"], CAPTURE_DIR)
+    checks = []
+    if capture["enabled"] and not capture["captured_by"]:
+        checks.append(Check("capture mode", WARN, _(
+            "on, but [capture] captured_by is empty: key C refuses to start (it is recorded with every "
+            "photo). Fix: set captured_by = a staff id (never a patient's name)")))
+    elif capture["enabled"]:
+        checks.append(Check("capture mode", PASS, _("on, module {}, photos recorded as taken by {}").format(
+            capture["module"], capture["captured_by"])))
+    if os.path.isdir(root):
+        checks.append(_capture_privacy_check(root))
+    return checks
+
+
+def _capture_privacy_check(root):
+    from edge.capture import loose_paths
+    from edge.verify import PASS, WARN, Check
+
+    try:
+        loose = loose_paths(root)
+    except OSError as exc:
+        return Check("capture photos", WARN, _("{} cannot be read ({}). Fix: run the selftest as the kiosk "
+                                               "user (sudo -u medkiosk)").format(root, exc.strerror))
+    if not loose:
+        return Check("capture photos", PASS, _("{}: private (folders 0700, files 0600)").format(root))
+    path, mode = loose[0]
+    return Check("capture photos", WARN, _(
+        "{} path(s) under {} are open to other users (e.g. {} is {:04o}; folders must be 0700, files "
+        "0600). Fix: the kiosk tightens them when capture mode next opens (key C, or medkiosk capture "
+        "list); or now: chmod -R go= {}").format(len(loose), root, path, mode, root))
 
 
 def trust_check(trust):

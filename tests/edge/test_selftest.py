@@ -6,19 +6,24 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from edge.commands.selftest import display_check, library_checks
-from edge.verify import FAIL, PASS, SKIP
+from edge.verify import FAIL, PASS, SKIP, WARN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _selftest(*args):
+    return _medkiosk("selftest", *args)
+
+
+def _medkiosk(*args):
     env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
-    process = subprocess.Popen([sys.executable, "-m", "edge", "selftest"] + list(args), cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "edge"] + list(args), cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     out, err = process.communicate(timeout=180)
     return process.returncode, out, err
@@ -160,3 +165,54 @@ def test_a_module_id_claimed_twice_fails(tmp_path, tiny_bundle):
                for line in lines), out
     assert ("  [FAIL] module synth-test: configured but no working bundle in {}. Fix: install its "
             "bundle".format(models)) in lines
+
+
+def _capture_config(tmp_path, models, capture):
+    path = str(tmp_path / "capture.conf")
+    with open(path, "w") as handle:
+        handle.write("[kiosk]\nmodels_dir = {}\nmodules = synth-test\nstate_dir = {}\n[capture]\n{}\n".format(
+            models, tmp_path / "state", capture))
+    return path
+
+
+def _capture_lines(out):
+    return {c["name"]: (c["status"], c["detail"]) for s in json.loads(out)["sections"] for c in s["checks"]
+            if c["name"].startswith("capture")}
+
+
+def test_capture_mode_without_a_staff_id_and_loose_photo_modes_are_warned(tmp_path, tiny_bundle):
+    """A real capture store with a real photo, its folder and file opened up as an older version (or a
+    hand-made copy) might leave them: both reported (WARN: the unit still works), then tightened when
+    the store is next opened (``medkiosk capture list`` here, key C on the kiosk), and the staff id set."""
+    from edge.capture import CaptureStore
+
+    models = str(tmp_path / "models")
+    shutil.copytree(tiny_bundle, os.path.join(models, "synth"))
+    assert _capture_lines(_selftest("--static", "--json", "--config",
+                                    _capture_config(tmp_path, models, "enabled = no"))[1]) == {}
+    store = CaptureStore(str(tmp_path / "state"), "skin").open()
+    session = store.start_session(True, "tech-07")
+    record = store.save(session, np.full((32, 48, 3), 120, np.uint8), "Acne")
+    photo = os.path.join(session.folder, record["file"])
+    root = os.path.join(str(tmp_path / "state"), "capture")
+    os.chmod(session.folder, 0o750)
+    os.chmod(photo, 0o644)
+    config = _capture_config(tmp_path, models, "enabled = yes\nlabels = Acne, Scabies")
+    code, out, err = _selftest("--static", "--json", "--config", config)
+    assert code == 0, out + err  # warnings: the unit still works
+    lines = _capture_lines(out)
+    assert lines["capture mode"] == (WARN, "on, but [capture] captured_by is empty: key C refuses to "
+                                           "start (it is recorded with every photo). Fix: set captured_by "
+                                           "= a staff id (never a patient's name)")
+    assert lines["capture photos"] == (WARN, (
+        "2 path(s) under {} are open to other users (e.g. {} is 0750; folders must be 0700, files 0600). "
+        "Fix: the kiosk tightens them when capture mode next opens (key C, or medkiosk capture list); or "
+        "now: chmod -R go= {}").format(root, session.folder, root))
+    code, out, err = _medkiosk("capture", "list", "--config", config)
+    assert code == 0 and out.startswith("Acne "), out + err
+    config = _capture_config(tmp_path, models, "enabled = yes\nlabels = Acne, Scabies\ncaptured_by = tech-07")
+    lines = _capture_lines(_selftest("--static", "--json", "--config", config)[1])
+    assert lines == {"capture mode": (PASS, "on, module skin, photos recorded as taken by tech-07"),
+                     "capture photos": (PASS, "{}: private (folders 0700, files 0600)".format(root))}
+    os.chmod(photo, 0o604)  # one bit for others is enough
+    assert _capture_lines(_selftest("--static", "--json", "--config", config)[1])["capture photos"][0] == WARN
