@@ -11,9 +11,12 @@ Layout under ``state_dir`` (folders 0700, files 0600, every file written atomica
     capture/<module>/<subject>/consent.json            the consent of this session
     capture/<module>/<subject>/<subject>_001.png       a photo
     capture/<module>/<subject>/<subject>_001.json      its record (label, times, consent, quality, sha256)
+    capture/<module>/exported.json                     the capture index: photos on a USB stick
 
 A photo counts once its record exists (image first, then record); an image without a record (a
 crash between the two) and ``.tmp`` leftovers are removed at the next open once older than a minute.
+Photos stay on the unit after an export; ``purge`` deletes only those the index records as on a
+stick (the root helper's OK received: ``edge.capture_usb``), record first, then image.
 
 ``export`` writes ``medkiosk-capture-<module>-<stamp>/`` under the destination: one folder per label
 (``fungal_infection/``: matched to the class "Fungal infection" by the trainer), ``capture.csv`` (the
@@ -52,6 +55,8 @@ CAPTURE_DIR = "capture"
 CONSENT_FILE = "consent.json"
 EXPORT_PREFIX = "medkiosk-capture-"
 MANIFEST_NAME = "capture.csv"
+EXPORTED_INDEX = "exported.json"  # the capture index: which photos the root helper put on a stick
+MAX_EXPORT_NAMES = 5  # the last stick folders a photo went to, kept in the index
 README_NAME = "README.txt"
 ORPHAN_MIN_AGE_S = 60.0
 # The statement the person (or guardian) agreed to; its id is recorded with every photo.
@@ -235,6 +240,11 @@ class CaptureStore(object):
         import time
 
         limit, removed = time.time() - min_age_s, 0
+        for name in os.listdir(self.root):  # a write of the capture index cut short
+            path = os.path.join(self.root, name)
+            if name.endswith(TMP_SUFFIX) and os.path.isfile(path) and os.path.getmtime(path) < limit:
+                os.unlink(path)
+                removed += 1
         for subject in self._subjects():
             folder = os.path.join(self.root, subject)
             names = set(os.listdir(folder))
@@ -340,28 +350,139 @@ class CaptureStore(object):
         return counts
 
     def export(self, destination, labels=(), now=None):
-        """Copy every photo, by label folder, into a new private folder under ``destination``;
-        return (folder, photos). ``labels``: the module's classes (an empty folder for each not yet
-        photographed, so the trainer finds every class). All or nothing."""
+        """Copy every photo, by label folder, into a new private folder under ``destination`` (a
+        technician's folder: ``medkiosk capture export --to``); return (folder, photos). ``labels``: the
+        module's classes (an empty folder for each not yet photographed, so the trainer finds every
+        class). All or nothing. Not recorded as exported: only a copy on the stick counts (``export_usb``)."""
         destination = str(destination)
         if not os.path.isdir(destination):
-            raise CaptureError("export target {} is not a folder. Fix: insert and mount the USB stick, or "
-                               "pass an existing folder with --to".format(destination))
+            raise CaptureError("export target {} is not a folder. Fix: pass an existing folder with --to, "
+                               "or --usb for the unit's USB stick".format(destination))
         records = self.records()
         if not records:
             raise CaptureError("no photos to export for module {}. Fix: capture photos first (key C in "
                                "the kiosk)".format(self.module))
-        stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
-        folder = publish_folder(
-            destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp), EXPORT_PREFIX,
-            lambda tmp: _write_export(tmp, records, list(labels), self.module),
+        folder = self.publish(
+            destination, records, labels, now,
             refused=lambda exc: CaptureError(
-                "export to {} failed: not writable ({}). Fix: mount the USB stick writable (or pass a "
-                "writable folder with --to)".format(destination, exc.strerror)),
+                "export to {} failed: not writable ({}). Fix: pass a writable folder with --to, or --usb for "
+                "the unit's USB stick".format(destination, exc.strerror)),
             failed=lambda exc: CaptureError(
-                "export to {} failed ({}); nothing was written. Fix: check the USB stick has space and is "
+                "export to {} failed ({}); nothing was written. Fix: check the folder has space and is "
                 "writable".format(destination, exc.strerror)))
         return folder, len(records)
+
+    def publish(self, destination, records, labels, now, refused, failed):
+        """``medkiosk-capture-<module>-<time>`` with ``records`` under ``destination``, all or nothing;
+        its path. ``refused``/``failed``: OSError -> the caller's error (private_files.publish_folder)."""
+        stamp = (now or utc_now()).replace(":", "").replace("-", "")[:15]
+        return publish_folder(destination, "{}{}-{}".format(EXPORT_PREFIX, self.module, stamp), EXPORT_PREFIX,
+                              lambda tmp: _write_export(tmp, records, list(labels), self.module),
+                              refused=refused, failed=failed)
+
+    # ---- photos exported to a USB stick, and their purge ----
+    @property
+    def index_path(self):
+        return os.path.join(self.root, EXPORTED_INDEX)
+
+    def exported(self):
+        """{"<subject>/<file>": {"sha256", "first_utc", "last_utc", "to"}}: photos the root helper put
+        on a USB stick (its OK received), from the capture index."""
+        try:
+            with open(self.index_path, encoding="utf-8") as handle:
+                photos = json.load(handle)["photos"]
+            if not isinstance(photos, dict) or not all(isinstance(v, dict) for v in photos.values()):
+                raise ValueError("'photos' is not a table of photos")
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CaptureError("capture index {} is damaged ({}). Fix: move it aside; its photos then count "
+                               "as not exported until exported again (nothing was deleted)".format(
+                                   self.index_path, exc)) from exc
+        return photos
+
+    def mark_exported(self, records, name, now=None):
+        """Record ``records`` as on the stick in folder ``name``: one atomic write of the capture index
+        (entries of photos deleted since are dropped)."""
+        now = now or utc_now()
+        index = self._live(self.exported())
+        for record in records:
+            entry = index.get(_photo_key(record))
+            if entry is None or entry.get("sha256") != record["sha256"]:
+                entry = {"sha256": record["sha256"], "first_utc": now, "to": []}
+            entry["last_utc"] = now
+            entry["to"] = (list(entry.get("to") or []) + [name])[-MAX_EXPORT_NAMES:]
+            index[_photo_key(record)] = entry
+        self._write_index(index)
+
+    def _live(self, index):
+        present = {_photo_key(record) for record in self.records()}
+        return {key: entry for key, entry in index.items() if key in present}
+
+    def _write_index(self, index):
+        write_file_atomic(self.index_path, _json_bytes({"schema": 1, "module": self.module, "photos": index}))
+
+    def purgeable(self, older_than_days=None, now=None):
+        """Records of the photos on a stick and unchanged since (same sha256), first exported at least
+        ``older_than_days`` days before ``now`` (any time when None)."""
+        index = self.exported()
+        limit = None
+        if older_than_days is not None:
+            limit = _utc(now or utc_now()) - datetime.timedelta(days=float(older_than_days))
+        chosen = []
+        for record in self.records():
+            entry = index.get(_photo_key(record))
+            if entry is None or entry.get("sha256") != record["sha256"]:
+                continue
+            if limit is None or _utc(entry["first_utc"]) <= limit:
+                chosen.append(record)
+        return chosen
+
+    def purge(self, records):
+        """Delete the photos of ``records`` (each: its record, then its image, so a cut leaves at most an
+        image without a record, removed at the next open), a person's folder with its consent record
+        once no photo is left, then the index without them (atomically); return how many."""
+        folders, deleted = set(), 0
+        try:
+            for record in records:
+                folder = os.path.dirname(record["path"])
+                os.unlink(os.path.join(folder, record["file"][:-4] + ".json"))
+                os.unlink(record["path"])
+                folders.add(folder)
+                deleted += 1
+            for folder in sorted(folders):
+                if any(n.endswith(".json") and n != CONSENT_FILE for n in os.listdir(folder)):
+                    fsync_dir(folder)
+                else:
+                    shutil.rmtree(folder)
+            fsync_dir(self.root)
+            self._write_index(self._live(self.exported()))
+        except OSError as exc:
+            raise CaptureError("purge stopped after {} photo(s) ({}: {}). Fix: check that {} is writable by "
+                               "the kiosk user and run the purge again".format(
+                                   deleted, exc.strerror, exc.filename, self.root)) from exc
+        return deleted
+
+
+def _photo_key(record):
+    return "{}/{}".format(record["subject"], record["file"])
+
+
+def _utc(text):
+    """A naive UTC datetime from the ISO time the store writes (``2026-12-03T10:00:00+00:00``)."""
+    return datetime.datetime.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")
+
+
+def parse_days(text):
+    """``--older-than DAYS``: a number of days, 0 or more."""
+    try:
+        days = float(text)
+    except (TypeError, ValueError):
+        days = -1.0
+    if not 0 <= days <= 36500:
+        raise CaptureError("--older-than {!r} is not a number of days. Fix: e.g. --older-than 30 (photos "
+                           "first exported 30 or more days ago)".format(text))
+    return days
 
 
 def _verified(record):

@@ -171,10 +171,13 @@ class UsbExporter(object):
         self.trigger = trigger
         self.referral = referral
 
-    def _clear_outbox(self):
-        """Leftovers of an export cut short (a power cut): the outbox only ever holds the current one."""
+    def clear_outbox(self, prefix=""):
+        """Leftovers of an export cut short (a power cut): the outbox only ever holds the current one.
+        ``prefix``: only the leftovers of one kind of export (its folders and hidden temporary ones)."""
         private_dir(self.outbox)
         for name in os.listdir(self.outbox):
+            if not name.startswith(prefix) and not name.startswith("." + prefix):
+                continue
             path = os.path.join(self.outbox, name)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
@@ -182,8 +185,10 @@ class UsbExporter(object):
                 os.unlink(path)
 
     def _check_room(self, records):
-        """The outbox is on the unit's own disk: refuse before writing when the copy cannot fit."""
-        needed = sum(os.path.getsize(record.image) + SHEET_ALLOWANCE_BYTES for record in records)
+        self.check_room(sum(os.path.getsize(record.image) + SHEET_ALLOWANCE_BYTES for record in records))
+
+    def check_room(self, needed):
+        """The outbox is on the unit's own disk: refuse before writing when ``needed`` bytes cannot fit."""
         stats = os.statvfs(self.outbox)
         free = stats.f_bavail * stats.f_frsize
         if free < needed:
@@ -197,15 +202,20 @@ class UsbExporter(object):
         if not records:
             return ExportDone(0, None)
         try:
-            self._clear_outbox()
+            self.clear_outbox()
             self._check_room(records)
         except OSError as exc:
             raise UsbExportError("cannot prepare the export in {} ({}). Fix: check free space on the "
                                  "unit".format(self.outbox, exc.strerror)) from exc
         staged = caselog.export_records(self.outbox, records, now=now, referral=self.referral)
-        try:
-            name = parse_reply(self.trigger.request("EXPORT " + os.path.basename(staged)))
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
+        name = self.send(staged)
         caselog.mark_exported([record.uid for record in records])
         return ExportDone(len(records), name)
+
+    def send(self, staged):
+        """Have the root helper copy ``staged`` (a complete folder in the outbox) to the stick; return
+        its name there. The outbox copy is removed either way; UsbExportError when it was not copied."""
+        try:
+            return parse_reply(self.trigger.request("EXPORT " + os.path.basename(staged)))
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)

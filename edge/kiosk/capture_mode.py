@@ -7,10 +7,15 @@ Two screens, each with its own keys (tables, no if/elif chain):
   back to the kiosk, nothing stored. No other key gives consent (SPACE, the photo key, does nothing).
 * capture: the live camera, the label list with a counter per class, the quality warning of the
   frame (edge.quality), and the keys: SPACE photo, M/F next/previous label, E export to the USB
-  folder, C next person (consent again), ESC done (back to the kiosk).
+  stick, C next person (consent again), ESC done (back to the kiosk).
 
 The mode runs its own loop over the kiosk's source, sink and keys until it is left, so the kiosk's
 loop and inference thread are untouched meanwhile; photos go to ``edge.capture.CaptureStore``.
+
+E exports as the kiosk's E does: through the root helper (the kiosk's own USB exporter, the stick
+read-only but for the copy, all or nothing), in a thread of its own (``PhotoExportJob``) with the
+same lines: "Exporting to the USB stick...", then "Safe to remove the USB stick - N photo(s)
+exported to NAME" or the one-line failure. ESC (or C, ESC) during an export leaves once it is done.
 """
 
 import time
@@ -23,6 +28,9 @@ from edge.lazy import require
 from edge.overlay import AMBER, BAR, DARK, GREY, IMAGE_BG, RED, WHITE, YELLOW, Layout
 from edge.overlay_text import engine, fit, min_px, wrap
 
+# How long an export under way may still run when the kiosk's run ends (as edge.kiosk.keys does).
+EXPORT_WAIT_S = 15.0
+
 NOT_CONFIGURED = N_("Capture mode is not configured. Fix: set [capture] in the config")
 CONSENT_TITLE = N_("Photos for training - consent")
 CONSENT_TEXT = N_("The person photographed, or their guardian, agrees that photos of their skin are stored "
@@ -32,6 +40,7 @@ CONSENT_YES = N_("ENTER = consent given")
 CONSENT_NO = N_("ESC = no consent: nothing is stored")
 CAPTURE_BANNER = N_("CAPTURE - photos for training")
 CAPTURE_KEYS = (N_("SPACE photo   M/F label   E export"), N_("C next person   ESC done"))
+CLOSES_AFTER_EXPORT = N_("Capture mode closes when the export is done")
 NO_FRAME = N_("No camera image")
 SELECTED_BG = (60, 60, 60)
 
@@ -178,29 +187,48 @@ class CaptureMode(object):
         self.photos = 0  # stored during this visit
         self.leaving = False
         self.leave_message = None
+        self.export_job = None  # the USB export started with E (edge.kiosk.export_job.PhotoExportJob)
+        self.leave_after_export = False  # ESC during an export: leave with its outcome line
 
     @property
     def label(self):
         return self.settings.labels[self.selected]
 
     def run(self):
-        """Until ESC: read, draw, take a key. False when the kiosk's run must end meanwhile."""
+        """Until ESC (and an export under way is done): read, draw, take a key. False when the kiosk's
+        run must end meanwhile."""
         try:
-            while not self.leaving:
+            while not self.leaving or self.exporting():
                 if self.kiosk.finished:
                     return False
                 frame = self._read()
                 if frame is False:
                     return False
+                if self.export_job is not None:
+                    self.export_job.keep_saying()
                 self._show(frame)
                 key = self._key()
-                if key:
-                    handler = STAGE_KEYS[self.stage].get(key)
-                    if handler is not None:
-                        handler(self)
+                handler = STAGE_KEYS[self.stage].get(key) if key and not self.leaving else None
+                if handler is not None:
+                    handler(self)
         finally:
             self.end_session()
+            if self.exporting():
+                self.export_job.wait(EXPORT_WAIT_S)
+        if self.leave_after_export:
+            self.leave_message = self.export_job.line
         return True
+
+    def exporting(self):
+        return self.export_job is not None and not self.export_job.done
+
+    def leave(self, message):
+        """Back to the kiosk with ``message``; during an export, once it is done, with its outcome."""
+        self.leaving = True
+        self.leave_message = message
+        if self.exporting():
+            self.leave_after_export = True
+            self.say(_(CLOSES_AFTER_EXPORT))
 
     def _read(self):
         """The next camera frame (None when there is none now), False at the end of a file source."""
@@ -281,8 +309,7 @@ def consent_given(mode):
 
 
 def consent_refused(mode):
-    mode.leaving = True
-    mode.leave_message = _("No consent - nothing stored")
+    mode.leave(_("No consent - nothing stored"))
     mode.kiosk.reporter.log("capture: consent not given, nothing stored")
 
 
@@ -317,13 +344,27 @@ def previous_label(mode):
 
 
 def export_photos(mode):
-    try:
-        folder, count = mode.store.export(mode.settings.export_dir, mode.settings.labels)
-    except CaptureError as exc:
-        mode.fail(exc)
+    """E: every photo onto the USB stick through the root helper, as the kiosk's E does (its exporter:
+    the outbox and the helper's trigger), in a thread of its own; one export at a time, cases or photos."""
+    from edge.kiosk.export_job import BUSY, NOT_CONFIGURED, PhotoExportJob, failure_line
+
+    kiosk = mode.kiosk
+    desk = kiosk.desk
+    if mode.exporting() or (desk.export_job is not None and not desk.export_job.done):
+        mode.say(_(BUSY))
         return
-    mode.say(_("Exported {} photo(s) to {}").format(count, folder))
-    mode.kiosk.reporter.log("capture: exported {} photo(s) to {}".format(count, folder))
+    if desk.exporter_factory is None:
+        mode.say(_(NOT_CONFIGURED))
+        return
+    try:
+        if desk.exporter is None:
+            desk.exporter = desk.exporter_factory(kiosk)
+    except MedkioskError as exc:
+        mode.say(failure_line(exc))
+        kiosk.reporter.log("capture: USB export failed: {}".format(exc))
+        return
+    mode.export_job = PhotoExportJob(desk.exporter, mode.store, mode.settings.labels, mode.messages,
+                                     kiosk.reporter.log).start()
 
 
 def next_person(mode):
@@ -333,8 +374,7 @@ def next_person(mode):
 
 
 def done(mode):
-    mode.leaving = True
-    mode.leave_message = _("Capture mode closed")
+    mode.leave(_("Capture mode closed"))
 
 
 STAGE_KEYS = {

@@ -1,5 +1,6 @@
 """E on the kiosk: the USB export in its own thread, so the screen (and the systemd watchdog) keep
-running while the referral sheets are made and the helper copies them to the stick.
+running while the referral sheets are made and the helper copies them to the stick. E in capture
+mode runs the photos' export the same way (``PhotoExportJob``).
 
 The thread opens its own case log connection (SQLite connections stay in their thread); while it
 runs, "Exporting to the USB stick..." stays on screen (said again whenever it fades), then its one
@@ -14,6 +15,7 @@ from edge.i18n import N_, _
 
 EXPORTING = N_("Exporting to the USB stick...")
 BUSY = N_("Export running - wait for 'Safe to remove the USB stick'")
+NOT_CONFIGURED = N_("USB export is not configured")  # the same words as edge.kiosk.keys says for E
 UNEXPECTED = N_("USB export failed - the reason is in the journal")
 # The helper's failure codes -> the line on the worker's screen (in the worker's language); the
 # helper's own message, with its numbers and fix, goes to the journal.
@@ -56,24 +58,31 @@ class ExportJob(object):
         self._thread.start()
         return self
 
+    JOURNAL = "USB export"  # how its journal lines start
+    WHAT = "case(s)"
+
+    def _export(self):
+        """The export itself, in the job's thread: an object with ``count``, ``name``, ``message()``."""
+        caselog = self.caselog_factory()
+        caselog.open()
+        try:
+            return self.exporter.export_new(caselog)
+        finally:
+            caselog.close()
+
     def _run(self):
         try:
-            caselog = self.caselog_factory()
-            caselog.open()
-            try:
-                done = self.exporter.export_new(caselog)
-            finally:
-                caselog.close()
+            done = self._export()
         except MedkioskError as exc:
             self.outcome, self.line = "failed", failure_line(exc)
-            self.log("USB export failed: {}".format(exc))
+            self.log("{} failed: {}".format(self.JOURNAL, exc))
         except Exception as exc:  # a bug, not a stick problem: said on screen, named in the journal
             self.outcome, self.line = "failed", _(UNEXPECTED)
-            self.log("USB export failed: {}: {}. Fix: report this with the journal".format(
-                type(exc).__name__, exc))
+            self.log("{} failed: {}: {}. Fix: report this with the journal".format(
+                self.JOURNAL, type(exc).__name__, exc))
         else:
             self.outcome, self.line = "ok", done.message()
-            self.log("USB export: {} case(s) to {}".format(done.count, done.name or "-"))
+            self.log("{}: {} {} to {}".format(self.JOURNAL, done.count, self.WHAT, done.name or "-"))
         finally:
             self._finished.set()
         self.messages.say(self.line)
@@ -86,3 +95,21 @@ class ExportJob(object):
     def wait(self, timeout=None):
         self._thread.join(timeout)
         return self.done
+
+
+class PhotoExportJob(ExportJob):
+    """E in capture mode: every photo of the capture store onto the stick (edge.capture_usb), with the
+    same screen lines; the photos are recorded as exported only after the root helper's OK."""
+
+    JOURNAL = "capture: USB export"
+    WHAT = "photo(s)"
+
+    def __init__(self, exporter, store, labels, messages, log):
+        super().__init__(exporter, None, messages, log)
+        self.store = store
+        self.labels = list(labels)
+
+    def _export(self):
+        from edge.capture_usb import export_usb
+
+        return export_usb(self.store, self.exporter, self.labels)
