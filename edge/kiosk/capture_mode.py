@@ -15,7 +15,8 @@ loop and inference thread are untouched meanwhile; photos go to ``edge.capture.C
 E exports as the kiosk's E does: through the root helper (the kiosk's own USB exporter, the stick
 read-only but for the copy, all or nothing), in a thread of its own (``PhotoExportJob``) with the
 same lines: "Exporting to the USB stick...", then "Safe to remove the USB stick - N photo(s)
-exported to NAME" or the one-line failure. ESC (or C, ESC) during an export leaves once it is done.
+exported to NAME" or the one-line failure. ESC during an export leaves once it is done (with its
+outcome line; keys pressed meanwhile are ignored).
 """
 
 import time
@@ -195,28 +196,33 @@ class CaptureMode(object):
         return self.settings.labels[self.selected]
 
     def run(self):
-        """Until ESC (and an export under way is done): read, draw, take a key. False when the kiosk's
-        run must end meanwhile."""
+        """Until ESC (and an export under way is done). False when the kiosk's run must end meanwhile
+        (an export under way then gets EXPORT_WAIT_S to finish)."""
         try:
-            while not self.leaving or self.exporting():
-                if self.kiosk.finished:
-                    return False
-                frame = self._read()
-                if frame is False:
-                    return False
-                if self.export_job is not None:
-                    self.export_job.keep_saying()
-                self._show(frame)
-                key = self._key()
-                handler = STAGE_KEYS[self.stage].get(key) if key and not self.leaving else None
-                if handler is not None:
-                    handler(self)
+            carry_on = self._loop()
         finally:
             self.end_session()
             if self.exporting():
                 self.export_job.wait(EXPORT_WAIT_S)
         if self.leave_after_export:
             self.leave_message = self.export_job.line
+        return carry_on
+
+    def _loop(self):
+        """Read, draw, take a key; no key is taken once leaving (only the export is waited for)."""
+        while not self.leaving or self.exporting():
+            if self.kiosk.finished:
+                return False
+            frame = self._read()
+            if frame is False:
+                return False
+            if self.export_job is not None:
+                self.export_job.keep_saying()
+            self._show(frame)
+            key = self._key()
+            handler = STAGE_KEYS[self.stage].get(key) if key and not self.leaving else None
+            if handler is not None:
+                handler(self)
         return True
 
     def exporting(self):

@@ -28,6 +28,7 @@ from edge.config import load_config
 from edge.errors import ConfigError
 from edge.quality import assess_quality
 from tests.conftest import ROOT, SHARED_DATA
+from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
 
 LABELS = ["Acne", "Scabies", "Fungal infection"]
 
@@ -205,7 +206,8 @@ def test_export_refusals_name_the_fix(tmp_path, photos):
     with pytest.raises(CaptureError, match="no photos to export .* Fix: capture photos first"):
         store.export(str(tmp_path), labels=LABELS)
     store, _first, _second = filled_store(tmp_path, photos)
-    with pytest.raises(CaptureError, match="is not a folder. Fix: insert and mount the USB stick"):
+    with pytest.raises(CaptureError, match="is not a folder. Fix: pass an existing folder with --to, or "
+                                           "--usb for the unit's USB stick"):
         store.export(str(tmp_path / "missing"), labels=LABELS)
     damaged = store.records()[0]["path"][:-4] + ".json"
     with open(damaged, "w") as handle:
@@ -215,15 +217,15 @@ def test_export_refusals_name_the_fix(tmp_path, photos):
 
 
 def test_a_destination_that_is_not_writable_is_refused_with_the_fix(tmp_path, photos):
-    """A folder that refuses new entries, as a USB stick mounted read-only does. Root writes through
-    permission bits and this machine cannot mount a read-only stick, so the folder is /sys, which
-    refuses a new entry from anyone (root included)."""
+    """``--to`` a folder that refuses new entries. Root writes through permission bits, so the folder
+    is /sys, which refuses a new entry from anyone (root included). (The unit's read-only stick is
+    --usb's: tests/edge/test_capture_usb.py.)"""
     if not os.path.isdir("/sys"):
         pytest.skip("no /sys on this system")
     store, _first, _second = filled_store(tmp_path, photos)
     before = sorted(os.listdir("/sys"))
-    with pytest.raises(CaptureError, match="export to /sys failed: not writable .* Fix: mount the USB stick "
-                                           "writable"):
+    with pytest.raises(CaptureError, match="export to /sys failed: not writable .* Fix: pass a writable "
+                                           "folder with --to, or --usb for the unit's USB stick"):
         store.export("/sys", labels=LABELS)
     assert sorted(os.listdir("/sys")) == before
 
@@ -275,10 +277,10 @@ class Ran(object):
         self.returncode = process.returncode
 
 
-def _cli(*args):
+def _cli(*args, env=None):
     return Ran(subprocess.Popen([sys.executable, "-m", "edge"] + list(args), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
-                                env=dict(os.environ, PYTHONPATH=ROOT)))
+                                env=dict(env or os.environ, PYTHONPATH=ROOT)))
 
 
 def test_cli_lists_and_exports(tmp_path, photos):
@@ -315,21 +317,30 @@ def test_the_guide_gives_the_split_pattern_the_export_uses():
     assert "--patient-pattern '{}'".format(SUBJECT_PATTERN) in guide
 
 
+@pytest.mark.skipif(not loop_mounts_possible()[0], reason=loop_mounts_possible()[1])
 def test_medkiosk_run_takes_capture_mode_from_the_config(tmp_path, photos):
-    """The real command: config [capture] on, scripted keys over a folder of real images, headless."""
-    source, models, usb = tmp_path / "src", tmp_path / "models", tmp_path / "usb"
-    for folder in (source, models, usb):
+    """The real command: config [capture] on, scripted keys over a folder of real images, headless; E
+    goes through the root helper named by usb_export (run directly here) to the read-only stick."""
+    source, models = tmp_path / "src", tmp_path / "models"
+    for folder in (source, models):
         folder.mkdir()
-    cv2.imwrite(str(source / "a.png"), photos[0])
+    cv2.imwrite(str(source / "a.png"), cv2.resize(photos[0], (320, 240)))
+    stick = Stick(tmp_path / "stick")
+    state = tmp_path / "state"
     conf = tmp_path / "medkiosk.conf"
     conf.write_text("[kiosk]\nmodels_dir = {}\nmodules = skin\noptional_modules =\nstate_dir = {}\n"
-                    "kiosk_mode = no\n[capture]\nenabled = yes\ncaptured_by = tech-07\n"
-                    "labels = Acne, Scabies\nexport_dir = {}\n".format(models, tmp_path / "state", usb))
-    result = _cli("run", "--config", str(conf), "--source", str(source), "--output", "null://",
-                  "--keys", "WAIT1,C,ENTER,SPACE,M,SPACE,E,ESC,WAIT1,Q")
+                    "kiosk_mode = no\nusb_export = command:{}\n[capture]\nenabled = yes\n"
+                    "captured_by = tech-07\nlabels = Acne, Scabies\n".format(models, state, HELPER))
+    env = helper_env(stick.mountpoint, str(state / "usb-outbox"), str(tmp_path / "lock"))
+    try:
+        result = _cli("run", "--config", str(conf), "--source", str(source), "--output", "null://",
+                      "--keys", "WAIT1,C,ENTER,SPACE,M,SPACE,E,ESC", "--max-frames", "12", env=env)
+        exports = stick.entries()
+        read_only = stick.read_only()
+    finally:
+        stick.close()
     assert result.returncode == 0, result.stderr
     photo_lines = [line for line in result.stdout.splitlines() if "capture photo" in line]
     assert len(photo_lines) == 2 and "label Acne" in photo_lines[0] and "label Scabies" in photo_lines[1]
-    assert "capture: exported 2 photo(s)" in result.stderr
-    (export,) = os.listdir(str(usb))
-    assert sorted(os.listdir(str(usb / export))) == ["README.txt", "acne", "capture.csv", "scabies"]
+    (export,) = exports
+    assert "capture: USB export: 2 photo(s) to {}".format(export) in result.stderr and read_only

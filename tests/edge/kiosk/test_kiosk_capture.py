@@ -11,6 +11,8 @@ import io
 import json
 import os
 import stat
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -22,11 +24,16 @@ from edge.kiosk.capture_mode import draw_capture, draw_consent
 from edge.outputs import ImageDirSink, KeyScript
 from edge.overlay import Layout
 from edge.sources import open_source
+from edge.usb_export import CommandTrigger, UsbExporter
 from tests.conftest import SHARED_DATA
 from tests.edge.kiosk.kiosk_helpers import AMBER, BAR, SIZE, frames_in, has_colour
+from tests.edge.kiosk.test_kiosk_screen import spy  # noqa: F401
 from tests.edge.kiosk_media import CaptureFactory, blurred
+from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
 
 LABELS = ["Acne", "Scabies", "Fungal infection"]
+POSSIBLE, WHY = loop_mounts_possible()
+needs_stick = pytest.mark.skipif(not POSSIBLE, reason=WHY)
 RED = (40, 40, 220)
 
 
@@ -45,16 +52,18 @@ def settings_for(tmp_path, **overrides):
     return CaptureSettings(str(tmp_path / "state"), **values)
 
 
-def run_capture_kiosk(tmp_path, frames, keys, settings):
-    """The kiosk over a fake camera with ``keys`` scripted; (kiosk, stdout lines, stderr, screens)."""
+def run_capture_kiosk(tmp_path, frames, keys, settings, exporter_factory=None, until_stopped=False):
+    """The kiosk over a fake camera with ``keys`` scripted; (kiosk, stdout lines, stderr, screens).
+    It ends two frames after the last key, or (``until_stopped``) when the test calls kiosk.stop()."""
     factory = CaptureFactory(frames, period=0.01)
     source = open_source("v4l2:///dev/fake", capture_factory=factory, backoff=(0.1,), idle_s=0.02,
                          frame_timeout_s=1.0, max_read_failures=2)
     sink = ImageDirSink(str(tmp_path / "frames"))
     stdout, stderr = io.StringIO(), io.StringIO()
     kiosk = Kiosk(source, sink, [ModuleSlot("skin", problem="Module not installed")], stdout=stdout,
-                  stderr=stderr, size=SIZE, keys=KeyScript(keys), max_frames=len(keys.split(",")) + 2,
-                  capture=settings)
+                  stderr=stderr, size=SIZE, keys=KeyScript(keys),
+                  max_frames=None if until_stopped else len(KeyScript(keys).tokens) + 2,
+                  capture=settings, exporter_factory=exporter_factory)
     with source, sink:
         assert kiosk.run() == 0
     return kiosk, stdout.getvalue().splitlines(), stderr.getvalue(), frames_in(tmp_path / "frames")
@@ -66,7 +75,8 @@ def stored(settings):
 
 def subjects(settings):
     root = os.path.join(settings.state_dir, "capture", settings.module)
-    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    return sorted(name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))) \
+        if os.path.isdir(root) else []  # one folder per person (beside them: the capture index)
 
 
 def test_consent_refused_stores_nothing_and_space_never_gives_consent(tmp_path, camera_frames):
@@ -85,11 +95,56 @@ def test_consent_refused_stores_nothing_and_space_never_gives_consent(tmp_path, 
         assert np.array_equal(later, consent)
 
 
-def test_photos_labels_counters_and_export_through_the_loop(tmp_path, camera_frames):
+class AfterTheKeys(object):
+    """The real root helper, asked only once every scripted key was pressed (ESC last): so ESC always
+    comes while the export runs, and the mode must wait for it before it leaves. Once the kiosk says
+    the outcome (capture mode left), three more kiosk screens, then the run is stopped."""
+
+    def __init__(self, trigger, kiosk):
+        self.trigger = trigger
+        self.kiosk = kiosk
+
+    def request(self, line):
+        self._wait_for(lambda: self.kiosk.keys.exhausted)
+        reply = self.trigger.request(line)
+        threading.Thread(target=self._stop_after_leaving, daemon=True).start()
+        return reply
+
+    def _stop_after_leaving(self):
+        self._wait_for(lambda: (self.kiosk.messages.last or "").startswith("Safe to remove"))
+        shown = self.kiosk.frames
+        self._wait_for(lambda: self.kiosk.frames >= shown + 3)
+        self.kiosk.stop()
+
+    @staticmethod
+    def _wait_for(condition, timeout_s=60.0):
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+def helper_exporter(tmp_path, mountpoint, gate=False):
+    """The kiosk's exporter_factory with the real helper working on the stick at ``mountpoint``."""
+    outbox = str(tmp_path / "state" / "usb-outbox")
+    trigger = CommandTrigger(HELPER, env=helper_env(mountpoint, outbox, str(tmp_path / "export.lock")))
+    return lambda kiosk: UsbExporter(outbox, AfterTheKeys(trigger, kiosk) if gate else trigger)
+
+
+@needs_stick
+def test_photos_labels_counters_and_export_through_the_loop(tmp_path, camera_frames, spy):  # noqa: F811
+    """E in capture mode goes through the root helper to the read-only stick, as the kiosk's E does;
+    ESC during the export leaves once it is done, with its outcome line."""
     settings = settings_for(tmp_path)
-    (tmp_path / "usb").mkdir()
-    keys = "WAIT1,C,ENTER,SPACE,M,SPACE,WAIT1,SPACE,F,F,SPACE,E,ESC,WAIT2"
-    kiosk, out, err, screens = run_capture_kiosk(tmp_path, camera_frames, keys, settings)
+    stick = Stick(tmp_path / "stick")
+    try:
+        keys = "WAIT1,C,ENTER,SPACE,M,SPACE,WAIT1,SPACE,F,F,SPACE,E,WAIT1,ESC"
+        kiosk, out, err, screens = run_capture_kiosk(tmp_path, camera_frames, keys, settings,
+                                                     helper_exporter(tmp_path, stick.mountpoint, gate=True),
+                                                     until_stopped=True)
+        exports = stick.entries()
+        read_only = stick.read_only()
+    finally:
+        stick.close()
     records = stored(settings)
     assert [r["label"] for r in records] == ["Acne", "Scabies", "Scabies", "Fungal infection"]
     assert len({r["subject"] for r in records}) == 1 and len(subjects(settings)) == 1
@@ -99,13 +154,14 @@ def test_photos_labels_counters_and_export_through_the_loop(tmp_path, camera_fra
         photo = cv2.imread(record["path"])
         assert any(np.array_equal(photo, frame) for frame in camera_frames)  # the camera frame, unaltered
     assert sum("capture photo" in line for line in out) == 4
-    exports = os.listdir(str(tmp_path / "usb"))
-    assert len(exports) == 1 and exports[0].startswith("medkiosk-capture-skin-")
-    folder = os.path.join(str(tmp_path / "usb"), exports[0])
-    assert sorted(os.listdir(folder)) == ["README.txt", "acne", "capture.csv", "fungal_infection", "scabies"]
-    assert len(os.listdir(os.path.join(folder, "scabies"))) == 2
-    assert "exported 4 photo(s)" in err and "person {} done, 4 photo(s)".format(records[0]["subject"]) in err
-    assert kiosk.messages.last == "Capture mode closed"
+    assert len(exports) == 1 and exports[0].startswith("medkiosk-capture-skin-") and read_only
+    assert "capture: USB export: 4 photo(s) to {}".format(exports[0]) in err
+    assert "person {} done, 4 photo(s)".format(records[0]["subject"]) in err
+    assert kiosk.messages.last == "Safe to remove the USB stick - 4 photo(s) exported to " + exports[0]
+    drawn = _drawn(spy)  # the capture screen said the export's states while it ran
+    assert "Exporting to the USB stick..." in drawn and "Capture mode closes when the export is done" in drawn
+    assert len(CaptureStore(settings.state_dir, settings.module).open().exported()) == 4
+    assert os.listdir(str(tmp_path / "state" / "usb-outbox")) == []
     # Capture screens: the red CAPTURE banner over the camera image; the kiosk screen after ESC has none.
     assert has_colour(screens[3], RED, minimum=500) and not has_colour(screens[-1], RED, minimum=500)
 
@@ -167,11 +223,27 @@ def test_stored_photos_are_private(tmp_path, camera_frames):
     assert consent["given"] is True and consent["captured_by"] == "tech-07" and consent["subject"] == subject
 
 
-def test_an_export_that_fails_is_said_on_screen_and_the_mode_goes_on(tmp_path, camera_frames):
-    settings = settings_for(tmp_path, export_dir=str(tmp_path / "no-usb"))
-    kiosk, out, err, _screens = run_capture_kiosk(tmp_path, camera_frames, "C,ENTER,E,SPACE,ESC", settings)
-    assert "export target {} is not a folder".format(tmp_path / "no-usb") in err
-    assert len(stored(settings)) == 1  # the photo after the failed export was still taken
+@needs_stick
+def test_an_export_that_fails_is_one_journal_line_and_the_mode_goes_on(tmp_path, camera_frames):
+    (tmp_path / "usb").mkdir()  # the mount point with no stick on it
+    settings = settings_for(tmp_path)
+    kiosk, out, err, _screens = run_capture_kiosk(tmp_path, camera_frames, "C,ENTER,SPACE,E,WAIT1,SPACE,ESC",
+                                                  settings, helper_exporter(tmp_path, str(tmp_path / "usb")))
+    assert "capture: USB export failed: No USB stick found. Fix: insert the USB stick" in err
+    assert len(stored(settings)) == 2  # the photo after the failed export was still taken
+    assert CaptureStore(settings.state_dir, settings.module).open().exported() == {}
+    assert os.listdir(str(tmp_path / "usb")) == []
+
+
+def test_e_without_usb_export_configured_says_so(tmp_path, camera_frames, spy):  # noqa: F811
+    settings = settings_for(tmp_path)
+    run_capture_kiosk(tmp_path, camera_frames, "C,ENTER,SPACE,E,WAIT1", settings)
+    assert "USB export is not configured" in _drawn(spy) and len(stored(settings)) == 1
+
+
+def _drawn(recorder):
+    """Every text drawn, in order, one space between (a wrapped message reads as one)."""
+    return " ".join(text for text, _box, _cap in recorder.drawn)
 
 
 def test_enter_still_freezes_in_the_kiosk(tmp_path, camera_frames):
