@@ -160,7 +160,7 @@ class CaptureSettings(object):
         self.labels = parse_labels(labels)
         self.module = module
         self.captured_by = parse_captured_by(captured_by)
-        self.export_dir = str(export_dir)
+        self.export_dir = str(export_dir)  # unused: E exports through the root helper (edge.capture_usb)
         self.enabled = bool(enabled)
         self.min_free_mb = float(min_free_mb)
         self.quality = quality  # edge.quality.QualityThresholds (None: its defaults)

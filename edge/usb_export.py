@@ -15,6 +15,10 @@ so the work is split in two:
 Only after ``OK`` are the cases marked exported (the next E skips them); the outbox copy is removed
 either way. Every failure is one UsbExportError line (shown on screen and written to the journal).
 
+Capture mode's photos (E in capture mode, ``medkiosk capture export --usb``) take the same path with
+``EXPORT medkiosk-capture-<module>-<time>`` (``edge.capture_usb``: ``clear_outbox``, ``check_room``,
+``send``).
+
 How the request reaches the helper is a trigger named in the config (``usb_export``):
 ``socket:/run/medkiosk-usb-export.sock`` on the unit; ``command:/path/to/helper`` runs the helper
 directly (a PC, the tests).
