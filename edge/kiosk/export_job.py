@@ -39,6 +39,9 @@ def failure_line(exc):
 class ExportJob(object):
     """One export: ``start()``, then ``outcome`` ("ok"/"failed") and ``line`` once ``done``."""
 
+    JOURNAL = "USB export"  # how its journal lines start
+    WHAT = "case(s)"
+
     def __init__(self, exporter, caselog_factory, messages, log):
         self.exporter = exporter
         self.caselog_factory = caselog_factory
@@ -57,9 +60,6 @@ class ExportJob(object):
         self.messages.say(_(EXPORTING))
         self._thread.start()
         return self
-
-    JOURNAL = "USB export"  # how its journal lines start
-    WHAT = "case(s)"
 
     def _export(self):
         """The export itself, in the job's thread: an object with ``count``, ``name``, ``message()``."""

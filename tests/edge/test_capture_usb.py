@@ -26,7 +26,7 @@ from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
 
 POSSIBLE, WHY = loop_mounts_possible()
 needs_stick = pytest.mark.skipif(not POSSIBLE, reason=WHY)
-LABELS = ["Acne", "Scabies", "Fungal infection"]
+LABELS = ["Acne", "Scabies", "Fungal infection", "Warts"]  # no photo of Warts: an empty class folder
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,9 @@ def test_photos_go_to_the_stick_private_complete_then_read_only_and_are_recorded
     assert done.message() == "Safe to remove the USB stick - 4 photo(s) exported to " + done.name
     assert stick.read_only() and stick.entries() == [done.name]  # no hidden temporary folder left
     folder = os.path.join(stick.mountpoint, done.name)
-    assert sorted(os.listdir(folder)) == ["README.txt", "acne", "capture.csv", "fungal_infection", "scabies"]
+    assert sorted(os.listdir(folder)) == ["README.txt", "acne", "capture.csv", "fungal_infection", "scabies",
+                                          "warts"]
+    assert os.listdir(os.path.join(folder, "warts")) == []  # copied by the helper, empty
     with open(os.path.join(folder, "capture.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((r["label"], r["consent"], r["captured_by"]) for r in rows) == [  # two people: random ids

@@ -251,3 +251,42 @@ def test_enter_still_freezes_in_the_kiosk(tmp_path, camera_frames):
     kiosk, _out, _err, _screens = run_capture_kiosk(tmp_path, camera_frames, "WAIT1,ENTER,WAIT1",
                                                     settings_for(tmp_path))
     assert kiosk.freeze.active
+
+
+def test_one_export_at_a_time_cases_or_photos(tmp_path):
+    """E in capture mode while the kiosk's case export (a real ExportJob thread, held on a gate) or a
+    photo export still runs: the busy line, and no second export is started."""
+    from types import SimpleNamespace
+
+    from edge.caselog import CaseLog
+    from edge.kiosk.capture_mode import CaptureMode, export_photos
+    from edge.kiosk.export_job import ExportJob
+    from edge.kiosk.keys import Desk
+    from edge.kiosk.screen import Messages
+    from edge.usb_export import ExportDone
+
+    gate = threading.Event()
+
+    class Held(object):
+        def export_new(self, caselog):
+            gate.wait(30)
+            return ExportDone(0, None)
+
+    def never(_kiosk):
+        raise AssertionError("no exporter may be made while an export runs")
+
+    settings = settings_for(tmp_path)
+    desk = Desk(caselog_factory=lambda: CaseLog(settings.state_dir, min_free_mb=0), exporter_factory=never)
+    desk.export_job = ExportJob(Held(), desk.caselog_factory, Messages(), lambda line: None).start()
+    kiosk = SimpleNamespace(desk=desk, reporter=SimpleNamespace(log=lambda line: None))
+    mode = CaptureMode(kiosk, settings, CaptureStore(settings.state_dir, settings.module).open())
+    try:
+        export_photos(mode)
+        assert mode.messages.last == "Export running - wait for 'Safe to remove the USB stick'"
+        assert mode.export_job is None
+        mode.export_job, desk.export_job = desk.export_job, None  # now a photo export of its own runs
+        export_photos(mode)
+        assert mode.messages.last == "Export running - wait for 'Safe to remove the USB stick'"
+    finally:
+        gate.set()
+    assert mode.export_job.wait(30)
