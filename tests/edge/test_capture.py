@@ -344,3 +344,20 @@ def test_medkiosk_run_takes_capture_mode_from_the_config(tmp_path, photos):
     assert len(photo_lines) == 2 and "label Acne" in photo_lines[0] and "label Scabies" in photo_lines[1]
     (export,) = exports
     assert "capture: USB export: 2 photo(s) to {}".format(export) in result.stderr and read_only
+
+
+def test_opening_the_store_tightens_every_modules_photos(tmp_path, photos):
+    """As the case log does for its folder when it opens: loose modes (an older version, a copy by
+    hand) are made 0700/0600 again, for the photos of a module no longer configured too."""
+    from edge.capture import loose_paths
+
+    old = CaptureStore(str(tmp_path / "state"), "wounds", min_free_mb=0).open()
+    session = old.start_session(True, "tech-07")
+    record = old.save(session, photos[0], "Acne")
+    os.chmod(session.folder, 0o755)
+    os.chmod(os.path.join(session.folder, record["file"]), 0o644)
+    root = str(tmp_path / "state" / "capture")
+    assert sorted(mode for _path, mode in loose_paths(root)) == [0o644, 0o755]
+    open_store(tmp_path)  # the configured module is skin now
+    assert loose_paths(root) == []
+    assert stat.S_IMODE(os.stat(os.path.join(session.folder, record["file"])).st_mode) == 0o600
