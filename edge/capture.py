@@ -391,11 +391,13 @@ class CaptureStore(object):
         try:
             with open(self.index_path, encoding="utf-8") as handle:
                 photos = json.load(handle)["photos"]
-            if not isinstance(photos, dict) or not all(isinstance(v, dict) for v in photos.values()):
-                raise ValueError("'photos' is not a table of photos")
+            for entry in photos.values():  # each: a sha256 and a time it first went to a stick
+                if not isinstance(entry.get("sha256"), str):
+                    raise ValueError("a photo without its sha256")
+                _utc(entry["first_utc"])
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CaptureError("capture index {} is damaged ({}). Fix: move it aside; its photos then count "
                                "as not exported until exported again (nothing was deleted)".format(
                                    self.index_path, exc)) from exc
@@ -423,8 +425,9 @@ class CaptureStore(object):
         write_file_atomic(self.index_path, _json_bytes({"schema": 1, "module": self.module, "photos": index}))
 
     def purgeable(self, older_than_days=None, now=None):
-        """Records of the photos on a stick and unchanged since (same sha256), first exported at least
-        ``older_than_days`` days before ``now`` (any time when None)."""
+        """Records of the photos on a stick, first exported at least ``older_than_days`` days before
+        ``now`` (any time when None), and still the photo that went there: its record's sha256 and its
+        bytes' are the index's (a photo changed since is not the one on the stick: kept)."""
         index = self.exported()
         limit = None
         if older_than_days is not None:
@@ -432,9 +435,9 @@ class CaptureStore(object):
         chosen = []
         for record in self.records():
             entry = index.get(_photo_key(record))
-            if entry is None or entry.get("sha256") != record["sha256"]:
+            if entry is None or entry["sha256"] != record["sha256"]:
                 continue
-            if limit is None or _utc(entry["first_utc"]) <= limit:
+            if (limit is None or _utc(entry["first_utc"]) <= limit) and _unchanged(record["path"], entry):
                 chosen.append(record)
         return chosen
 
@@ -462,6 +465,14 @@ class CaptureStore(object):
                                "the kiosk user and run the purge again".format(
                                    deleted, exc.strerror, exc.filename, self.root)) from exc
         return deleted
+
+
+def _unchanged(path, entry):
+    """Whether the photo at ``path`` is still the one the index says went to a stick."""
+    try:
+        return _sha256_of(path) == entry["sha256"]
+    except OSError:  # gone meanwhile: nothing to delete
+        return False
 
 
 def _photo_key(record):
