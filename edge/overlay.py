@@ -232,8 +232,12 @@ def _place_image(cv2, np, canvas, frame, rect):
     _fill(cv2, canvas, rect.x, rect.y + y0, x0, new_h, IMAGE_BG)
     _fill(cv2, canvas, rect.x + x0 + new_w, rect.y + y0, rect.w - x0 - new_w, new_h, IMAGE_BG)
     # Linear, not area: area resampling costs ~10 ms a frame at 720p and the screen needs no better.
-    np.copyto(region[y0:y0 + new_h, x0:x0 + new_w],
-              cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
+    # Resized straight into the canvas (no intermediate image to copy); an OpenCV that cannot write
+    # into the view returns a new image instead, which is copied.
+    target = region[y0:y0 + new_h, x0:x0 + new_w]
+    resized = cv2.resize(frame, (new_w, new_h), dst=target, interpolation=cv2.INTER_LINEAR)
+    if resized is not target:
+        np.copyto(target, resized)
     return new_w / float(width), rect.x + x0, rect.y + y0
 
 
