@@ -151,7 +151,7 @@ def _live_table(result, live):
     age, beyond = live["result_age"], live["age_beyond_inference"]
     busy = live.get("worker_busy_fraction")
     rows = [
-        ("displayed frames/s", common.fmt(live["display_fps"], 1)),
+        (_displayed_label(live), common.fmt(live["display_fps"], 1)),
         ("results/s (inferences completed)", common.fmt(live["results_fps"], 1)),
         ("ceiling: min(raw inference/s just before and after this run, camera fps)",
          common.fmt(live["results_ceiling_fps"], 1)),
@@ -174,6 +174,15 @@ def _live_table(result, live):
                  "frame ({})".format(common.fmt(live["age_bound_ms"], 1)),
                  "{} (**{}**)".format(spread, _verdict(live["age_ok"]))))
     return lines + common.table(("measure", "value"), rows) + [""]
+
+
+def _displayed_label(live):
+    """What displayed frames/s is capped to: the display's pace, plus a screen for each new result."""
+    cap = live.get("display_cap_fps")
+    if not cap:
+        return "displayed frames/s"
+    return ("displayed frames/s (the display is paced: at most {:g} screens/s plus one at once for each new "
+            "result; camera frames posted but not drawn: {})".format(cap, live.get("frames_not_drawn")))
 
 
 def _pair(summary, first, second, digits):

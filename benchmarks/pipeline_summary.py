@@ -177,6 +177,10 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
         "frames_displayed": kiosk.frames,
         "wall_s": wall,
         "display_fps": display_fps,
+        # The display is paced (edge.kiosk.screen.DisplayPacer): at most this many frame-only screens a
+        # second, plus one at once for each new result; camera frames past that are posted, not drawn.
+        "display_cap_fps": _display_cap(kiosk),
+        "frames_not_drawn": getattr(getattr(kiosk, "pacer", None), "skipped", None),
         "display_frame": display_frame,
         "results_fps": results_fps,
         "results_ceiling_fps": ceiling,
@@ -194,6 +198,12 @@ def summarize_live(kiosk, times, wall, camera_fps, skip, raw_fps):
         "thread_cpu": thread_cpu(times, wall),
         "dropped_frames": getattr(getattr(kiosk, "worker", None), "dropped", None),
     }
+
+
+def _display_cap(kiosk):
+    """The kiosk's display pace in screens a second (None: unpaced, or a kiosk without a pacer)."""
+    interval = getattr(getattr(kiosk, "pacer", None), "interval", None)
+    return 1.0 / interval if interval else None
 
 
 def profile_rows(profiler, top):

@@ -166,6 +166,8 @@ SCHEMA = {
     "display": {
         "width": ("1280", _number(320, 7680, integer=True)),
         "height": ("720", _number(240, 4320, integer=True)),
+        # live: the most screens a second the kiosk draws (the panel's refresh rate); results at once
+        "fps": ("60", _number(1, 240)),
     },
     "quality": {
         "blur_threshold": (QUALITY_DEFAULTS["blur_threshold"], _number(0, 100000)),

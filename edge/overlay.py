@@ -232,8 +232,12 @@ def _place_image(cv2, np, canvas, frame, rect):
     _fill(cv2, canvas, rect.x, rect.y + y0, x0, new_h, IMAGE_BG)
     _fill(cv2, canvas, rect.x + x0 + new_w, rect.y + y0, rect.w - x0 - new_w, new_h, IMAGE_BG)
     # Linear, not area: area resampling costs ~10 ms a frame at 720p and the screen needs no better.
-    np.copyto(region[y0:y0 + new_h, x0:x0 + new_w],
-              cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
+    # Resized straight into the canvas (no intermediate image to copy); an OpenCV that cannot write
+    # into the view returns a new image instead, which is copied.
+    target = region[y0:y0 + new_h, x0:x0 + new_w]
+    resized = cv2.resize(frame, (new_w, new_h), dst=target, interpolation=cv2.INTER_LINEAR)
+    if resized is not target:
+        np.copyto(target, resized)
     return new_w / float(width), rect.x + x0, rect.y + y0
 
 
@@ -340,11 +344,29 @@ def _draw_refusal(canvas, layout, result):
 
 def _draw_panel(cv2, canvas, layout, result, state, kind):
     """The right-hand panel: title, findings or state banner, keys, disclaimer."""
-    unit = layout.unit
+    _panel_header(cv2, canvas, layout, state)
+    _panel_result(cv2, canvas, layout, result, state, kind)
+    _panel_footer(canvas, layout, state)
+
+
+def _panel_header(cv2, canvas, layout, state):
+    """The panel's background and the module's title (the same for every result)."""
     panel = layout.panel
     _fill(cv2, canvas, panel.x, panel.y, panel.w, panel.h, DARK)
     title = _(state.module_title) if state.module_title else "medkiosk"
-    text_block(canvas, title, layout.title, unit * 1.25, WHITE, bold=True)
+    text_block(canvas, title, layout.title, layout.unit * 1.25, WHITE, bold=True)
+
+
+def _panel_footer(canvas, layout, state):
+    """The key legend and the disclaimer (the same for every result)."""
+    if state.show_keys:
+        _draw_legend(canvas, layout.keys, layout.unit * 0.6)
+    text_block(canvas, _(DISCLAIMER), layout.footer, layout.unit * 0.75, YELLOW, bold=True, max_lines=2)
+
+
+def _panel_result(cv2, canvas, layout, result, state, kind):
+    """What the panel shows of this result or state: thumbnail, subtitle, findings or banner."""
+    unit = layout.unit
     if result is not None:
         _draw_thumbnail(cv2, require("numpy"), canvas, layout, result)
     if kind in ("ok", "uncertain"):
@@ -372,10 +394,6 @@ def _draw_panel(cv2, canvas, layout, result, state, kind):
         if kind == "uncertain":
             _banner(cv2, canvas, layout.banner, _(UNCERTAIN_TEXT), YELLOW, BLACK, banner_px)
         _rows(cv2, canvas, layout, result, dim=(kind == "uncertain"))
-
-    if state.show_keys:
-        _draw_legend(canvas, layout.keys, unit * 0.6)
-    text_block(canvas, _(DISCLAIMER), layout.footer, unit * 0.75, YELLOW, bold=True, max_lines=2)
 
 
 def alerts_bottom(layout, state):
@@ -496,18 +514,41 @@ def _panel_key(result, state, kind, layout):
             tuple(state.size))
 
 
+def _static_key(state):
+    """What the panel's unchanging part (background, title, legend, disclaimer) depends on."""
+    return (engine(), i18n.language(), state.module_title, state.show_keys, tuple(state.size))
+
+
 class OverlayRenderer(object):
     """``draw_overlay`` with a reused canvas that redraws the panel only when what it shows changed.
 
     Text is most of the drawing time; the panel's text changes a few times a second at most while
     the image under the overlays changes every frame. The result is pixel-identical to
-    ``draw_overlay``: the panel is keyed by the text and bar lengths it shows.
+    ``draw_overlay``: the panel is keyed by the text and bar lengths it shows. A new result redraws
+    only its own part of the panel (thumbnail, subtitle, findings or banner) over a copy of the
+    unchanging part (background, title, key legend, disclaimer), rendered once per language, title
+    and size: the two parts never overlap, so the order they are drawn in does not show.
     """
 
     def __init__(self):
         self.canvas = None
         self._key = None
         self.panel_draws = 0
+        self.static_draws = 0
+        self._static = None  # the panel's pixels with only its unchanging part drawn
+        self._static_key = None
+
+    def _draw_panel(self, cv2, np, canvas, layout, result, state, kind):
+        panel = layout.panel.crop(canvas)
+        key = _static_key(state)
+        if key != self._static_key or self._static is None or self._static.shape != panel.shape:
+            _panel_header(cv2, canvas, layout, state)
+            _panel_footer(canvas, layout, state)
+            self._static, self._static_key = panel.copy(), key
+            self.static_draws += 1
+        else:
+            np.copyto(panel, self._static)
+        _panel_result(cv2, canvas, layout, result, state, kind)
 
     def draw(self, frame, result, state):
         cv2, np = require("cv2"), require("numpy")
@@ -519,7 +560,7 @@ class OverlayRenderer(object):
         _draw_image_area(cv2, np, canvas, layout, frame, result, state, kind)
         key = _panel_key(result, state, kind, layout)
         if key != self._key:
-            _draw_panel(cv2, canvas, layout, result, state, kind)
+            self._draw_panel(cv2, np, canvas, layout, result, state, kind)
             self.panel_draws += 1
             self._key = key
         self.canvas = canvas

@@ -9,8 +9,9 @@ CUDA context discipline: the runner creates its own context (never ``pycuda.auto
 right after loading, and every later use (infer, close) pushes it and pops it again in
 ``try/finally`` under a lock, so any one thread may call ``infer`` and the context stack is left
 as it was found even when TensorRT raises ("invalid device context" / "context stack not empty"
-cannot happen). Host buffers are page-locked and, with the device buffers, allocated once at
-load; copies and inference run asynchronously on one CUDA stream.
+cannot happen). Buffers, copies and execution are ``edge.tensorrt.runner.EngineBuffers`` (the one
+home of that code): host buffers page-locked and, with the device buffers, allocated once at load;
+copies and inference run asynchronously on one CUDA stream.
 """
 
 import json
@@ -19,11 +20,10 @@ import threading
 
 from edge.backends.base import Runner
 from edge.errors import BackendError, MedkioskError
-from edge.lazy import require
 from edge.tensorrt import cache
 from edge.tensorrt.gpu import detect_gpu
 from edge.tensorrt.manage import ensure_engine
-from edge.tensorrt.runner import import_pycuda
+from edge.tensorrt.runner import EngineBuffers, import_pycuda
 from edge.tensorrt.trt_compat import TensorRT, import_tensorrt
 
 BUILD_HINT = "build it on this device: `medkiosk export engine {bundle}`"
@@ -72,10 +72,7 @@ class TensorRTRunner(Runner):
         self._ctx = None
         self._engine = None
         self._context = None
-        self._stream = None
-        self._host = {}
-        self._device = {}
-        self._dynamic_inputs = []
+        self._buffers = None  # edge.tensorrt.runner.EngineBuffers: host/device memory, stream, copies
         self._engine_precision = None
         self._provider_name = None
 
@@ -122,7 +119,7 @@ class TensorRTRunner(Runner):
         self._ctx.pop()
 
     def _setup(self, data):
-        cuda, compat, np = self._cuda, self._compat, require("numpy")
+        cuda, compat = self._cuda, self._compat
         logger = compat.logger("WARNING")
         self._runtime = compat.runtime(logger)
         self._engine = compat.deserialize(self._runtime, data)
@@ -135,21 +132,13 @@ class TensorRTRunner(Runner):
             raise BackendError("TensorRT engine {} has no tensor {} (has {}); it was built from another "
                                "model. Fix: {}".format(self.engine_path, missing, names,
                                                 BUILD_HINT.format(bundle=self.bundle.path)))
-        self._stream = cuda.Stream()
-        for tensor in tensors:
-            shape = list(tensor.shape)
-            if shape and shape[0] < 0:
-                shape[0] = self._max_batch
-                if tensor.is_input:
-                    self._dynamic_inputs.append(tensor.name)
-            if any(d < 0 for d in shape):
-                raise BackendError("TensorRT engine {}: tensor {!r} has dynamic dimensions {} besides the "
-                                   "batch. Fix: re-export with a fixed image size".format(
-                                       self.engine_path, tensor.name, tensor.shape))
-            host = cuda.pagelocked_empty(tuple(shape), dtype=np.dtype(tensor.dtype))
-            self._host[tensor.name] = host
-            self._device[tensor.name] = cuda.mem_alloc(host.nbytes)
-        self._tensors = tensors
+        self._buffers = EngineBuffers(compat, cuda, self._engine, self._context, self._max_batch,
+                                      error=self._dynamic_dimension_error)
+
+    def _dynamic_dimension_error(self, tensor):
+        return BackendError("TensorRT engine {}: tensor {!r} has dynamic dimensions {} besides the batch. "
+                            "Fix: re-export with a fixed image size".format(self.engine_path, tensor.name,
+                                                                           tensor.shape))
 
     # ---- inference ----
     def _infer(self, batch):
@@ -166,31 +155,16 @@ class TensorRTRunner(Runner):
                 self._ctx.pop()
 
     def _run(self, batch):
-        cuda, np = self._cuda, require("numpy")
-        count = batch.shape[0]
-        name = self.bundle.input_name
-        for dynamic in self._dynamic_inputs:
-            self._compat.set_input_shape(self._context, dynamic, (count,) + tuple(batch.shape[1:]))
-        host_in = self._host[name]
-        np.copyto(host_in[:count], batch, casting="same_kind")
-        cuda.memcpy_htod_async(self._device[name], host_in, self._stream)
-        bindings = {t.name: int(self._device[t.name]) for t in self._tensors}
-        self._compat.execute(self._context, self._stream.handle, bindings)
-        for output in self.output_names:
-            cuda.memcpy_dtoh_async(self._host[output], self._device[output], self._stream)
-        self._stream.synchronize()
-        return {key: np.array(self._host[name][:count], dtype=np.float32)
-                for key, name in zip(self.output_keys, self.output_names)}
+        outputs = self._buffers.run(self.bundle.input_name, batch, self.output_names)
+        return {key: outputs[name] for key, name in zip(self.output_keys, self.output_names)}
 
     # ---- release ----
     def _release_in_context(self):
-        for allocation in self._device.values():
-            allocation.free()
-        self._device = {}
-        self._host = {}
+        if self._buffers is not None:
+            self._buffers.free()
+        self._buffers = None
         self._context = None
         self._engine = None
-        self._stream = None
 
     def _close(self):
         if self._ctx is None:

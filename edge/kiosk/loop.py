@@ -13,7 +13,10 @@
   wakes when a result lands (within the frame's time), so a result shown is never older than one
   inference plus one frame (``Kiosk.result_ages``, beside each its own work ``result_work_s``). Files
   and image folders run as the depth-1 ``pipeline.FilePipeline``: every frame drawn with its own result.
-* Overlay and render: ``OverlayRenderer.draw`` then ``sink.write``; keys (``keys``) are polled once a frame.
+* Overlay and render: ``OverlayRenderer.draw`` then ``sink.write``; keys (``keys``) are polled once a
+  screen. Live, a screen is drawn when a result lands (at once) or when the display's next slot has
+  come (``screen.DisplayPacer``, ``[display] fps``, 60 by default): a camera faster than the screen
+  refreshes has every frame posted for inference but not every frame drawn.
 
 A camera that disappears never stops the loop; per-frame errors are counted and too many in a row
 end the run with a non-zero status so systemd restarts it (``health``).
@@ -32,7 +35,7 @@ from edge.kiosk.keys import Desk, on_key
 from edge.kiosk.modules import ModuleSet, default_classifier_opener
 from edge.kiosk.pipeline import FilePipeline
 from edge.kiosk.report import Reporter
-from edge.kiosk.screen import FrameClock, Freeze, Messages, Screen
+from edge.kiosk.screen import DisplayPacer, FrameClock, Freeze, Messages, Screen
 from edge.kiosk.views import KioskViews
 from edge.kiosk.worker import InferenceWorker
 from edge.locate import OutlineTracker
@@ -63,7 +66,7 @@ class Kiosk(object):
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
                  exporter_factory=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
-                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None):
+                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None, display_fps=60.0):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
@@ -86,6 +89,7 @@ class Kiosk(object):
         self.freeze = Freeze()
         self.messages = Messages()
         self.clock = FrameClock()
+        self.pacer = DisplayPacer(display_fps)  # live: camera frames drawn at most display_fps a second
         self.pipeline = FilePipeline(self._keepalive, self._stop_requested)
         self.frames = 0
         self.show_heatmap = False  # H: the result's class-activation map over the analysed image
@@ -169,6 +173,8 @@ class Kiosk(object):
         advance = self._advance_live if live else self._advance_sequential
         if not advance(slot):
             return False
+        if live and self.screen.frame is not None and not self.pacer.due(self.screen.result_seq):
+            return True  # posted for inference, not drawn: the display's slot has not come, no new result
         return self._render(slot)
 
     # ---- capture ----
@@ -364,6 +370,7 @@ class Kiosk(object):
             canvas = self.desk.mode.draw(canvas)  # the patient-reference prompt (edge.kiosk.entry)
         self.desk.tick()
         self.sink.write(canvas)
+        self.pacer.drawn(self.screen.result_seq)
         if self.frames == 0:
             self._report_window()
         self.frames += 1

@@ -1,4 +1,5 @@
-"""What the display thread shows: the frame and its result, the frozen image, messages, the frame clock."""
+"""What the display thread shows: the frame and its result, the frozen image, messages, the frame clock
+and the display's pace (``DisplayPacer``)."""
 
 import time
 
@@ -108,3 +109,47 @@ class FrameClock(object):
         remaining = self.last_tick + 1.0 / (source_fps or 15.0) - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
+
+
+class DisplayPacer(object):
+    """Live: a camera frame is drawn only when the display's next slot has come (at most ``fps``
+    screens a second: a screen shows no more), a new result at once, whatever the slot.
+
+    Slots are ``1 / fps`` apart on a steady grid; a frame up to a quarter of a slot early is drawn in
+    it (a camera at twice the display's rate then fills every slot, not every other one). ``fps`` 0 or None:
+    every frame is drawn. ``clock`` is ``time.monotonic`` (tests give a fake one).
+    """
+
+    EARLY = 0.25  # of a slot: a frame this early is drawn in the coming slot
+
+    def __init__(self, fps=60.0, clock=time.monotonic):
+        self.interval = 1.0 / fps if fps else 0.0
+        self.clock = clock
+        self.next_slot = None
+        self.drawn_seq = None  # the result on the last screen drawn (its job's sequence number)
+        self.skipped = 0  # camera frames not drawn (the display's slot had not come)
+
+    def due(self, result_seq):
+        """True when a screen should be drawn now: a new result, or the display's slot has come."""
+        if result_seq != self.drawn_seq or self.next_slot is None:
+            return True
+        if self.clock() >= self.next_slot - self.EARLY * self.interval:
+            return True
+        self.skipped += 1
+        return False
+
+    def drawn(self, result_seq):
+        """A screen was drawn now with the result ``result_seq``: when the next slot is.
+
+        Drawn in its slot: the next one is a slot on, on the grid (or a slot from now when the loop
+        fell more than a slot behind). Drawn early, for a result: the next frame-only screen is a
+        whole slot later (results landing meanwhile are still drawn at once).
+        """
+        now = self.clock()
+        self.drawn_seq = result_seq
+        if self.next_slot is not None and now >= self.next_slot - self.EARLY * self.interval:
+            self.next_slot += self.interval
+            if self.next_slot <= now:
+                self.next_slot = now + self.interval
+        else:
+            self.next_slot = now + self.interval

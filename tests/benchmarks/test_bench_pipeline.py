@@ -97,6 +97,9 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert cpu["display_share_of_wall"] == pytest.approx(cpu["display_cpu_s"] / cpu["wall_s"])
     assert 0 < cpu["display_share_of_process"] < 1 and cpu["cores_allowed"] >= 1
     assert live["dropped_frames"] >= 0
+    # The display is paced (the kiosk's [display] fps, 60 by default): the cap is reported with the rate.
+    assert live["display_cap_fps"] == pytest.approx(60.0) and live["frames_not_drawn"] >= 0
+    assert "at most 60 screens/s plus one at once for each new result" in _doc
 
 
 def test_profile_names_the_functions_where_time_goes(outcome):

@@ -450,6 +450,26 @@ def test_dynamic_batch_sets_the_input_shape(bundle, engine_file, engine_class):
     assert len(cuda.allocations) == 2  # sized once for max_batch
 
 
+def test_the_backend_runs_through_the_one_buffer_home_and_refuses_dynamic_image_sizes(bundle, engine_file):
+    """Buffers, copies and execution are edge.tensorrt.runner.EngineBuffers (shared with EngineRunner);
+    an engine with a dynamic image size is refused with its file named, and nothing is left allocated."""
+    from edge.tensorrt.runner import EngineBuffers
+
+    runner, cuda, _trt = _runner(bundle, engine_file)
+    with runner:
+        assert isinstance(runner._buffers, EngineBuffers)
+        runner.infer(_images(bundle))
+    assert runner._buffers is None and not any(not a.freed for a in cuda.allocations)
+    cuda = FakeCuda()
+    trt = fake_tensorrt(cuda, EngineV3, [("image", True, [1, 3, -1, -1]), ("probabilities", False, [1, 4])],
+                        "10.0")
+    runner = TensorRTRunner(bundle, engine_file, trt_module=trt, cuda_module=cuda)
+    with pytest.raises(MedkioskError, match="model.fp16.engine: tensor 'image' has dynamic dimensions .* "
+                                            "besides the batch. Fix: re-export with a fixed image size"):
+        runner.load()
+    assert _balanced(cuda) and cuda.contexts[0].detached
+
+
 def test_engine_missing_an_output_is_refused(bundle, engine_file):
     cuda = FakeCuda()
     trt = fake_tensorrt(cuda, EngineV3, [("image", True, [1, 3, 64, 64]), ("logits", False, [1, 4])], "10.0")

@@ -271,3 +271,28 @@ def test_run_locates_live_frames_by_default_and_not_with_no_locate(tmp_path, tin
     for extra, expected in (([], locate), (["--no-locate"], locate_whole_frame)):
         kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv + extra))
         assert kiosk.locate is expected
+
+
+def test_the_display_pace_comes_from_the_config(tmp_path, tiny_bundle, synth_images):
+    """[display] fps (default 60, the panel's refresh) paces the live screens; out of range is refused."""
+    import argparse
+
+    from edge.commands import run as run_command
+    from edge.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    config = _config(tmp_path, tiny_bundle)
+    argv = ["--config", config, "--source", _folder(tmp_path, synth_images)]
+    kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv))
+    assert kiosk.pacer.interval == pytest.approx(1.0 / 60)
+    with open(config, "a") as handle:
+        handle.write("fps = 25\n")
+    kiosk, _source, _sink = run_command.build_kiosk(parser.parse_args(argv))
+    assert kiosk.pacer.interval == pytest.approx(1.0 / 25)
+    with open(config) as handle:
+        text = handle.read()
+    with open(config, "w") as handle:
+        handle.write(text.replace("fps = 25\n", "fps = 0\n"))
+    with pytest.raises(ConfigError, match="fps"):
+        run_command.build_kiosk(parser.parse_args(argv))

@@ -262,3 +262,39 @@ def test_result_panel_shows_a_thumbnail_of_the_analysed_image_and_the_cache_foll
     renderer.draw(textured(), second, _state(size))
     assert renderer.panel_draws == 2  # a new thumbnail redraws the panel
     assert np.array_equal(renderer.canvas, draw_overlay(textured(), second, _state(size)))
+
+
+class _CopyingCv2(object):
+    """OpenCV as an older build that cannot write into a view: resize returns a new image."""
+
+    def __init__(self, cv2):
+        self.cv2 = cv2
+
+    def __getattr__(self, name):
+        return getattr(self.cv2, name)
+
+    def resize(self, image, size, dst=None, interpolation=None):
+        return self.cv2.resize(image, size, interpolation=interpolation)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_camera_image_is_resized_straight_into_the_canvas_with_the_same_pixels(size):
+    """The letterboxed image is OpenCV's linear resize of the frame, written into the canvas in place
+    (or copied there when OpenCV returns a new image instead); the margins keep the background."""
+    import cv2
+
+    from edge.overlay import IMAGE_BG, _place_image
+
+    frame = textured(3)
+    layout = Layout(size)
+    expected = None
+    for module in (cv2, _CopyingCv2(cv2)):
+        canvas = np.zeros((size[1], size[0], 3), np.uint8)
+        scale, x, y = _place_image(module, np, canvas, frame, layout.image)
+        w, h = int(frame.shape[1] * scale), int(frame.shape[0] * scale)
+        resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(canvas[y:y + h, x:x + w], resized)
+        margin = canvas[layout.image.y:y, layout.image.x:layout.image.x + layout.image.w].reshape(-1, 3)
+        assert y > layout.image.y and (margin == IMAGE_BG).all()  # the letterbox band above the image
+        expected = canvas if expected is None else expected
+        assert np.array_equal(canvas, expected)

@@ -334,3 +334,20 @@ def test_the_capture_screens_are_readable_in_each_language(spy):
     texts = check_screen(spy.drawn)
     if spy.language != "en":
         assert any(ord(c) > 0x900 for t in texts for c in t)  # drawn in the script, not folded to ASCII
+
+
+def test_the_cached_panel_is_pixel_identical_to_drawing_it_whole_in_each_language(spy):
+    """The kiosk's renderer draws a new result over a copy of the panel's unchanging part (title,
+    legend, disclaimer) rendered once: every state, one after the other through one renderer, gives
+    the very pixels of ``draw_overlay`` drawing the whole panel in its own order."""
+    renderer = overlay.OverlayRenderer()
+    names = sorted(STATES) + sorted(STATES)[::-1]  # each state after another one, both ways
+    for name in names:
+        make, options = STATES[name]
+        frame = None if options.get("disconnected") else textured()
+        result, state = make(), _state(**options)
+        assert np.array_equal(renderer.draw(frame, result, state), draw_overlay(frame, result, state)), name
+    titles = [STATES[name][1].get("module_title", _state().module_title) for name in names]
+    changes = 1 + sum(1 for before, after in zip(titles, titles[1:]) if before != after)
+    assert renderer.static_draws == changes  # the unchanging part is drawn again only for a new title
+    assert renderer.panel_draws > renderer.static_draws  # results over the unchanging part, not redrawn
