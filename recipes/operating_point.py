@@ -24,7 +24,7 @@ import torch
 
 from edge.errors import ConfigError
 from recipes.config import log
-from recipes.cv import _cat, _select, at_prevalence, fold_of_patients, mean_ci
+from recipes.cv import at_prevalence, fold_of_patients, mean_ci
 from recipes.evaluation import probs_of
 from recipes.stages import train_head
 from training.calibration import abstain_threshold, fit_temperature
@@ -32,7 +32,12 @@ from training.metrics import expected_calibration_error
 
 
 def _part(files, photos, folds_of, wanted):
-    return _cat(_select(files, folds_of, wanted), _select(photos, folds_of, wanted) if photos else None)
+    """(embeddings, targets) of the files and crops whose patients are in the ``wanted`` folds."""
+    pairs = []
+    for samples, embeddings, targets in (files, photos) if photos else (files,):
+        index = [i for i, s in enumerate(samples) if folds_of[s.patient_id] in wanted]
+        pairs.append((embeddings[index], targets[index]))
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
 def out_of_fold(recipe, head, initial, files, photos, classes, task):
