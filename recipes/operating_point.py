@@ -40,13 +40,18 @@ def _part(files, photos, folds_of, wanted):
     return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
-def out_of_fold(recipe, head, initial, files, photos, classes, task):
+def out_of_fold(recipe, head, initial, files, photos, classes, task, also=None):
     """(probabilities [N, C], targets [N], fold [N]) of every file, each scored by the fold model that
-    never saw its patient (trained on k-2 folds + their crops, temperature on the next fold)."""
+    never saw its patient (trained on k-2 folds + their crops, temperature on the next fold).
+
+    ``also`` = (samples, embeddings) of other renderings of those patients' images (e.g. degraded):
+    scored by the same fold models, their probabilities are returned as a fourth item."""
     k = recipe.cv_folds
     folds_of = fold_of_patients(files[0], classes, k, recipe.seed)
     fold = np.array([folds_of[s.patient_id] for s in files[0]])
     probs = np.zeros((len(files[0]), len(classes)))
+    also_fold = np.array([folds_of[s.patient_id] for s in also[0]]) if also else None
+    also_probs = np.zeros((len(also[0]), len(classes))) if also else None
     saved = {name: value.clone() for name, value in head.state_dict().items()}
     try:
         for test_fold in range(k):
@@ -60,8 +65,13 @@ def out_of_fold(recipe, head, initial, files, photos, classes, task):
                 temperature = fit_temperature(head(val[0]), val[1], task)
                 probs[fold == test_fold] = probs_of(head(files[1][torch.from_numpy(fold == test_fold)]), task,
                                                     temperature)
+                if also:
+                    mine = torch.from_numpy(also_fold == test_fold)
+                    also_probs[also_fold == test_fold] = probs_of(head(also[1][mine]), task, temperature)
     finally:
         head.load_state_dict(saved)
+    if also:
+        return probs, files[2].numpy(), fold, also_probs
     return probs, files[2].numpy(), fold
 
 

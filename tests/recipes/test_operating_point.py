@@ -63,7 +63,9 @@ def test_out_of_fold_scores_every_file_once_and_leaves_the_head_as_it_was():
     initial = {k: v.clone() for k, v in head.state_dict().items()}
     shipped = {k: v.clone() + 1.0 for k, v in initial.items()}
     head.load_state_dict(shipped)
-    probs, targets, fold = op.out_of_fold(recipe, head, initial, files, None, classes, "multiclass")
+    probs, targets, fold, again = op.out_of_fold(recipe, head, initial, files, None, classes, "multiclass",
+                                                 also=(files[0][::7], files[1][::7]))
+    np.testing.assert_allclose(again, probs[::7], atol=1e-6)  # each scored by its own patient's fold model
     assert probs.shape == (160, 2) and np.allclose(probs.sum(1), 1.0)
     assert set(fold.tolist()) == set(range(5))
     for patient in {s.patient_id for s in files[0]}:  # a patient's images share one fold

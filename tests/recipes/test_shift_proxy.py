@@ -1,0 +1,39 @@
+"""recipes.shift_proxy: the re-exposure family on a real X-ray, and the per-fold rates at a threshold."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from edge.preprocess import load_image
+from recipes.config import DEFAULT_DATA_ROOT
+from recipes.shift_proxy import CONTRAST, _fold_rates, exposure
+
+CHILD = os.path.join(DEFAULT_DATA_ROOT, "chest-pediatric", "train", "NORMAL", "*.jpeg")
+
+
+@pytest.fixture(scope="module")
+def xray():
+    paths = sorted(glob.glob(CHILD))
+    if not paths:
+        pytest.skip("no pediatric X-rays under {}".format(CHILD))
+    return load_image(paths[0])
+
+
+def test_exposure_darkens_then_brightens_lowers_contrast_and_keeps_the_shape(xray):
+    dark, bright = exposure(xray, 0), exposure(xray, 1)  # gamma 0.6 brightens, 1.6 darkens
+    assert dark.shape == bright.shape == xray.shape and dark.dtype == np.uint8
+    assert dark.mean() > xray.mean() + 10 > bright.mean() + 20
+    assert dark.std() < CONTRAST * xray.std() * 1.05
+    assert np.array_equal(exposure(xray, 2), dark)  # deterministic, alternating
+
+
+def test_fold_rates_at_a_threshold():
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.05, 0.95]])
+    targets = np.array([0, 0, 1, 0, 1, 1])
+    fold = np.array([0, 0, 0, 1, 1, 1])
+    rates = _fold_rates(probs, targets, fold, 0.75, 1)
+    assert rates["specificity"]["folds"] == [1.0, 1.0] and rates["sensitivity"]["folds"] == [1.0, 1.0]
+    rates = _fold_rates(probs, targets, fold, 0.5, 1)
+    assert rates["specificity"]["folds"] == [0.5, 1.0] and rates["accuracy"]["mean"] == pytest.approx(5 / 6)
