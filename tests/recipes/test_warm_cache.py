@@ -13,9 +13,12 @@ from recipes.warm_cache import main, onnx_trunk, part_names, warm
 
 def test_onnx_trunk_matches_pytorch(tmp_path):
     torch.manual_seed(0)
-    trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    body[1].running_mean.fill_(5.0)  # batch statistics would differ from these
+    trunk = torch.nn.Sequential(body)  # a fresh wrapper: training mode, as training.registry.FrozenNet
     forward = onnx_trunk(trunk, InputSpec(32, 32), str(tmp_path))
+    assert not trunk.training
     x = torch.rand(5, 3, 32, 32) * 255
     with torch.no_grad():
         assert torch.allclose(forward(x), trunk(x), atol=1e-4)
