@@ -152,9 +152,14 @@ def sweep(probs, targets, positive_index, targets_tried=(0.9, 0.93, 0.95, 0.97, 
 
 
 def offset_head(head, positive_index, threshold, temperature):
-    """Subtract ``T * logit(t)`` from the positive class's bias: top-1 then means P >= t."""
+    """Subtract ``T * logit(t)`` from the positive class's bias (the head's last linear layer): top-1 then
+    means P >= t."""
+    linear = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    if not linear or linear[-1].bias is None:
+        raise ConfigError("the head has no linear layer with a bias to offset. Fix: use a head ending in "
+                          "nn.Linear(bias=True) or no operating point")
     with torch.no_grad():
-        head.bias[positive_index] -= float(temperature * math.log(threshold / (1.0 - threshold)))
+        linear[-1].bias[positive_index] -= float(temperature * math.log(threshold / (1.0 - threshold)))
 
 
 def _pooled(run, outputs, parts):

@@ -26,6 +26,11 @@ def test_threshold_reaches_the_target_at_its_boundary_and_not_below():
     assert op.threshold_for(scores, positive, 1.0) > negatives[-1]
 
 
+def test_offset_refuses_a_head_without_a_linear_bias():
+    with pytest.raises(ConfigError, match="no linear layer with a bias.*Fix"):
+        op.offset_head(torch.nn.Sequential(torch.nn.Linear(4, 2, bias=False)), 1, 0.8, 1.0)
+
+
 def test_threshold_refuses_a_set_without_negatives():
     with pytest.raises(ConfigError, match="no negative cases.*Fix"):
         op.threshold_for(np.array([0.3, 0.8]), np.array([True, True]), 0.95)
@@ -33,7 +38,7 @@ def test_threshold_refuses_a_set_without_negatives():
 
 def test_logit_offset_makes_top1_the_threshold_and_matches_shifted_probabilities():
     torch.manual_seed(0)
-    head = torch.nn.Linear(16, 2)
+    head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(16, 2)).eval()  # as the zoo's heads
     embeddings = torch.randn(400, 16) * 2
     temperature, threshold = 1.3, 0.8
     with torch.no_grad():
