@@ -269,4 +269,6 @@ def card_lines(metrics):
                   "| normal share | PPV ({}) | NPV | accuracy |".format(name), "|---|---|---|---|"]
         lines += ["| {} | {} | {} | {} |".format(pct(row["negative_share"]), pct(row["ppv"]), pct(row["npv"]),
                                                  pct(row["accuracy"])) for row in point["class_mix"]]
-    return lines
+    from recipes.card_shift import card_lines as proxy_lines
+
+    return lines + proxy_lines(metrics.get("module"))

@@ -76,6 +76,7 @@ def measure(every=3, threads=2):
 
     torch.set_num_threads(threads)
     recipe = recipe_for("pediatric-pneumonia")
+    torch.manual_seed(recipe.seed)  # the same untrained head as the recipe's (recipes.run.train_recipe)
     module, split, _info = resolve_split(recipe, DEFAULT_DATA_ROOT, ROOT + "/splits")
     classes, spec = list(module.classes), build_description(recipe, module).input
     net = build_net(build_description(recipe, module), pretrained=True).eval()

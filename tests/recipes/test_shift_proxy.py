@@ -37,3 +37,19 @@ def test_fold_rates_at_a_threshold():
     assert rates["specificity"]["folds"] == [1.0, 1.0] and rates["sensitivity"]["folds"] == [1.0, 1.0]
     rates = _fold_rates(probs, targets, fold, 0.5, 1)
     assert rates["specificity"]["folds"] == [0.5, 1.0] and rates["accuracy"]["mean"] == pytest.approx(5 / 6)
+
+
+def test_card_table_from_the_proxy_json(tmp_path):
+    import json
+
+    from recipes.card_shift import card_lines
+
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.05, 0.95]])
+    targets, fold = np.array([0, 0, 1, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
+    path = tmp_path / "shift-proxy.json"
+    path.write_text(json.dumps({"family": "exposure", "threshold": 0.5, "images": 6, "every": 3,
+                                "clean": _fold_rates(probs, targets, fold, 0.5, 1),
+                                "degraded": _fold_rates(probs, targets, fold, 0.75, 1)}))
+    text = "\n".join(card_lines("pediatric-pneumonia", str(path)))
+    assert "| as stored | 83.3%" in text and "| re-exposed | 100.0%" in text and "(0.500)" in text
+    assert card_lines("pediatric-pneumonia", str(tmp_path / "absent.json")) == []
