@@ -51,7 +51,7 @@ def degraded_inputs(samples, spec):
     return torch.from_numpy(batch)
 
 
-def _fold_rates(probs, targets, fold, threshold, positive):
+def fold_rates(probs, targets, fold, threshold, positive):
     from recipes.operating_point import rates
 
     rows = []
@@ -104,8 +104,8 @@ def measure(every=3, threads=2):
     return {"family": "exposure: gamma {} alternating, contrast x{}, resolution 1/{}".format(
                 GAMMAS, CONTRAST, RESOLUTION),
             "threshold": threshold, "images": len(chosen), "every": every,
-            "clean": _fold_rates(probs[pick], targets[pick], fold[pick], threshold, positive),
-            "degraded": _fold_rates(also, targets[pick], fold[pick], threshold, positive)}
+            "clean": fold_rates(probs[pick], targets[pick], fold[pick], threshold, positive),
+            "degraded": fold_rates(also, targets[pick], fold[pick], threshold, positive)}
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ import pytest
 
 from edge.preprocess import load_image
 from recipes.config import DEFAULT_DATA_ROOT
-from recipes.shift_proxy import CONTRAST, _fold_rates, exposure
+from recipes.shift_proxy import CONTRAST, exposure, fold_rates
 
 CHILD = os.path.join(DEFAULT_DATA_ROOT, "chest-pediatric", "train", "NORMAL", "*.jpeg")
 
@@ -29,13 +29,13 @@ def test_exposure_darkens_then_brightens_lowers_contrast_and_keeps_the_shape(xra
     assert np.array_equal(exposure(xray, 2), dark)  # deterministic, alternating
 
 
-def test_fold_rates_at_a_threshold():
+def testfold_rates_at_a_threshold():
     probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.05, 0.95]])
     targets = np.array([0, 0, 1, 0, 1, 1])
     fold = np.array([0, 0, 0, 1, 1, 1])
-    rates = _fold_rates(probs, targets, fold, 0.75, 1)
+    rates = fold_rates(probs, targets, fold, 0.75, 1)
     assert rates["specificity"]["folds"] == [1.0, 1.0] and rates["sensitivity"]["folds"] == [1.0, 1.0]
-    rates = _fold_rates(probs, targets, fold, 0.5, 1)
+    rates = fold_rates(probs, targets, fold, 0.5, 1)
     assert rates["specificity"]["folds"] == [0.5, 1.0] and rates["accuracy"]["mean"] == pytest.approx(5 / 6)
 
 
@@ -48,8 +48,8 @@ def test_card_table_from_the_proxy_json(tmp_path):
     targets, fold = np.array([0, 0, 1, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     path = tmp_path / "shift-proxy.json"
     path.write_text(json.dumps({"family": "exposure", "threshold": 0.5, "images": 6, "every": 3,
-                                "clean": _fold_rates(probs, targets, fold, 0.5, 1),
-                                "degraded": _fold_rates(probs, targets, fold, 0.75, 1)}))
+                                "clean": fold_rates(probs, targets, fold, 0.5, 1),
+                                "degraded": fold_rates(probs, targets, fold, 0.75, 1)}))
     text = "\n".join(card_lines("pediatric-pneumonia", str(path)))
     assert "| as stored | 83.3%" in text and "| re-exposed | 100.0%" in text and "(0.500)" in text
     assert card_lines("pediatric-pneumonia", str(tmp_path / "absent.json")) == []
