@@ -5,6 +5,8 @@ import os
 
 from recipes.config import ROOT
 
+TRIAL_FILE = "intensity-trial.json"
+
 
 def results_path(module_id):
     return os.path.join(ROOT, "docs", "models", module_id, "shift-proxy.json")
@@ -35,4 +37,21 @@ def card_lines(module_id, path=None):
         lines.append("| {} | {} | {} | {} | {} |".format(
             "as stored" if key == "clean" else "re-exposed", cell(row["accuracy"]), cell(row["sensitivity"]),
             cell(row["specificity"]), cell(row["auroc"], False)))
-    return lines
+    return lines + trial_lines(os.path.join(os.path.dirname(path), TRIAL_FILE), cell)
+
+
+def trial_lines(path, cell):
+    """Rows of ``recipes.intensity_trial``'s JSON (absent: none): both variants on the processing proxy."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        trial = json.load(handle)
+    keys = ("accuracy", "sensitivity", "specificity", "auroc")
+    shipped = [cell(trial["shipped"]["processing"][k], k != "auroc") for k in keys]
+    tried = [cell(trial["intensity"]["processing"][k], k != "auroc") for k in keys]
+    return [
+        "| processed: CLAHE + unsharp mask (`python -m recipes.intensity_trial`, {} images) | {} | {} | {} "
+        "| {} |".format(trial["proxy_images"], *shipped),
+        "| processed, head also trained on {} intensity renders (gamma, contrast, blur, resolution; "
+        "threshold {:.3f}): not kept | {} | {} | {} | {} |".format(
+            trial["augmented_images"], trial["intensity"]["threshold"], *tried)]

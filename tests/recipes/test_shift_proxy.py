@@ -52,4 +52,12 @@ def test_card_table_from_the_proxy_json(tmp_path):
                                 "degraded": fold_rates(probs, targets, fold, 0.75, 1)}))
     text = "\n".join(card_lines("pediatric-pneumonia", str(path)))
     assert "| as stored | 83.3%" in text and "| re-exposed | 100.0%" in text and "(0.500)" in text
+    assert "intensity" not in text  # no trial JSON beside it
+    rates = fold_rates(probs, targets, fold, 0.5, 1)
+    (tmp_path / "intensity-trial.json").write_text(json.dumps({
+        "proxy_images": 6, "augmented_images": 4, "shipped": {"processing": rates},
+        "intensity": {"threshold": 0.6, "processing": fold_rates(probs, targets, fold, 0.75, 1)}}))
+    rows = card_lines("pediatric-pneumonia", str(path))[-2:]
+    assert rows[0].startswith("| processed: CLAHE") and "| 83.3%" in rows[0]
+    assert "4 intensity renders" in rows[1] and "0.600" in rows[1] and "| 100.0%" in rows[1]
     assert card_lines("pediatric-pneumonia", str(tmp_path / "absent.json")) == []
