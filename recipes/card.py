@@ -9,7 +9,7 @@ import os
 from edge.errors import ConfigError
 from edge.signing import SIGNATURE_FILE, SIGNING_KEY_ENV, SigningError, sign_bundle, signing_key_from_env
 from export.card import export_record, render_card
-from recipes import card_cv
+from recipes import card_cv, operating_point
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 from recipes.report import input_check_markdown, metrics_markdown, num, pct, split_table
 from training.modules import get_module
@@ -294,6 +294,7 @@ def card_record(manifest, recipe, module, run):
             ("Data and provenance", _data_lines(recipe, run["counts"], run["split_info"])),
             ("Test metrics (95% confidence intervals)", _metrics_lines(module, metrics, recipe)),
             ("Cross-validation (patient-level k-fold)", card_cv.cv_lines(metrics, classes)),
+            ("Operating point (when the kiosk names the finding)", operating_point.card_lines(metrics)),
             ("Percentages or words on screen", card_cv.calibration_lines(metrics)),
             ("Photographed X-rays (the camera path)", card_cv.photo_lines(module.id)),
             ('Input check: "Not a chest X-ray"', _input_check_lines(

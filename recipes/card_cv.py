@@ -30,10 +30,12 @@ def cv_lines(metrics, classes):
     if not results:
         return []
     main = results["shipped_recipe"]
+    point = ("the top-1 class before the operating point's offset (below)" if metrics.get("operating_point")
+             else "the top-1 class (the kiosk's first finding)")
     lines = ["{} folds by patient over all {} images ({} patients) the module keeps; each fold trained on "
              "3 folds (+ their photographed crops), stopped and temperature-scaled on the next, tested on "
-             "its own. Mean over folds [95% t-interval]. Operating point: the top-1 class (the kiosk's "
-             "first finding).".format(main["k"], main["images"], main["patients"]), "",
+             "its own. Mean over folds [95% t-interval]. Operating point: {}.".format(
+                 main["k"], main["images"], main["patients"], point), "",
              "| class | AUROC | sensitivity | specificity |", "|---|---|---|---|"]
     for name in classes:
         row = main["summary"]["per_class"][name]
@@ -58,11 +60,12 @@ def cv_lines(metrics, classes):
 
 
 def prevalence_lines(metrics):
-    """PPV/NPV/accuracy of the CV operating point recomputed at other class mixes (Bayes)."""
+    """PPV/NPV/accuracy of the CV operating point recomputed at other class mixes (Bayes); a recipe with
+    its own operating point has its table in ``recipes.operating_point.card_lines`` instead."""
     from recipes.cv import at_prevalence
 
     module = metrics.get("module")
-    if module not in PREVALENCE_MIXES or not metrics.get("cv"):
+    if module not in PREVALENCE_MIXES or not metrics.get("cv") or metrics.get("operating_point"):
         return []
     positive, mixes = PREVALENCE_MIXES[module]
     row = metrics["cv"]["shipped_recipe"]["summary"]["per_class"][positive]

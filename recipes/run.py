@@ -13,7 +13,7 @@ import torch
 from edge.description import InputSpec, ModelDescription
 from edge.errors import ConfigError
 from export.onnx_export import ExportSource, export_bundle
-from recipes import cv, evaluation, photo_data
+from recipes import cv, evaluation, operating_point, photo_data
 from recipes.card import write_model_card
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log
 from recipes.data import cache_images, counts_of, limit_samples, resolve_split, targets_of
@@ -337,10 +337,13 @@ def train_recipe(recipe, out, data_root=DEFAULT_DATA_ROOT, split_dir=None, model
     trunk, tail = split_network(net, recipe.arch, recipe.tune_blocks)
     cached = _train(run, net, trunk, tail)
     outputs, ood_head = _calibrate(run, net, tail, cached)
+    point = operating_point.apply(run, net, outputs) if run.recipe.operating_point else None
     deploy = DeployModel(net, run.description, ood_head=ood_head).eval()
     test = _test(run, net, outputs, deploy, ood_head, with_skimage)
     if run.recipe.cv_folds and hasattr(run, "initial_head"):
         _cross_validate(run, net, outputs)
+    if point is not None:
+        operating_point.finish(run, point)
     data, checkpoint = _checkpoint(run, net, ood_head)
     result = RunResult(run.run_dir, checkpoint, run.metrics, timings=run.timings)
     _publish(run, result, deploy, data, test, models_dir, docs_dir)

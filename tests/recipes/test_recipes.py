@@ -86,6 +86,11 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
     assert calibration["display"] == ("percent" if calibration["ece_cv"] <= 0.05 else "words")
     assert metrics["cv"]["shipped_recipe"]["k"] == 5 and len(metrics["cv"]["shipped_recipe"]["folds"]) == 5
     assert metrics["input_check"]["scope"]["other_test"]["n"] > 0
+    # The child recipe's operating point: chosen on the CV, in the graph (abstain refitted), on the card.
+    point = metrics["operating_point"]
+    assert point["class"] == "Pneumonia" and point["pooled"]["specificity"] >= 0.95
+    assert description.abstain_threshold == pytest.approx(point["abstain_threshold"], abs=1e-6)
+    assert "## Operating point" in again and "{:.3f}**".format(point["threshold"]) in again
     # The ONNX graph's ood_score equals the PyTorch head's (export parity only checks probabilities).
     session = ort.InferenceSession(os.path.join(result.bundle, "model.onnx"),
                                    providers=["CPUExecutionProvider"])
