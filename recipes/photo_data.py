@@ -66,21 +66,27 @@ def train_subset(recipe, split):
 
 
 def photo_part(recipe, split, part, spec, workers=1):
-    """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val)."""
+    """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val):
+    ``recipe.photo_renders`` sets of one crop per image; set ``k`` uses seed ``PHOTO_SEED + 100 k``
+    and is stored apart, so set 0 is exactly the 1-render recipe's crops whatever the renders."""
     limit = photo_limit(recipe, part)
-    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, recipe.photo_renders, PHOTO_SEED,
-                                         limit or "all", spec.height)
-
-    def make():
-        log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, recipe.photo_renders,
-                                                             len(strided(split[part], limit)), part))
-        samples, crops, methods = render_crops(split[part], part, recipe.photo_renders, limit=limit,
-                                               workers=workers)
-        return {"paths": [s.path for s in samples], "images": _batch(crops, spec), "methods": methods}
-
-    data = _stored(name, make)
     by_path = {s.path: s for s in split[part]}
-    return [by_path[p] for p in data["paths"]], data["images"]
+    samples, images = [], []
+    for k in range(int(recipe.photo_renders)):
+        name = "{}-{}-r1-s{}-l{}-{}{}".format(recipe.module, part, PHOTO_SEED, limit or "all", spec.height,
+                                               "-extra{}".format(k) if k else "")
+
+        def make(k=k):
+            log("{}: rendering crop set {} of {} {} images".format(
+                recipe.module, k, len(strided(split[part], limit)), part))
+            kept, crops, methods = render_crops(split[part], part, 1, seed=PHOTO_SEED + 100 * k, limit=limit,
+                                                workers=workers)
+            return {"paths": [s.path for s in kept], "images": _batch(crops, spec), "methods": methods}
+
+        data = _stored(name, make)
+        samples += [by_path[p] for p in data["paths"]]
+        images.append(data["images"])
+    return samples, torch.cat(images)
 
 
 def negatives(spec, seed=1):
