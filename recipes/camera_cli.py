@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from edge.errors import MedkioskError
+from edge.errors import ConfigError, MedkioskError
 from recipes.camera_cv import THRESHOLDS
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 
@@ -20,12 +20,35 @@ def build_parser():
                         help="how the input check's thresholds are set (recipes.camera_cv)")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     parser.add_argument("--out", help="JSON result (default runs/camera-cv-<module>-r<R>-<threshold>.json)")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="only write the Markdown table of these results to --doc")
+    parser.add_argument("--doc", help="Markdown file written by --report")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering camera frames")
     parser.add_argument("--threads", type=int, default=2)
     return parser
 
 
+def _report(args):
+    from recipes.camera_cv import markdown
+
+    if not args.doc:
+        raise ConfigError("--report needs --doc. Fix: name the Markdown file to write")
+    results = []
+    for path in args.report:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                results.append(json.load(handle))
+        except (OSError, ValueError) as exc:
+            message = "{} cannot be read ({}). Fix: run the evaluation first".format(path, exc)
+            raise ConfigError(message) from exc
+    with open(args.doc, "w", encoding="utf-8") as handle:
+        handle.write(markdown(results))
+    return "{} result(s) written to {}".format(len(results), args.doc)
+
+
 def _run(args):
+    if args.report:
+        return _report(args)
     import torch
 
     from recipes.camera_cv import camera_cross_validate

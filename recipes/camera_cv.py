@@ -25,7 +25,7 @@ from recipes.evaluation import fit_input_check, probs_of
 from recipes.stages import train_head
 from training import ood
 from training.calibration import fit_temperature
-from training.photo_eval import BOOTSTRAP, _rate
+from training.photo_eval import BOOTSTRAP, rate_of
 
 
 def _mask(samples, folds_of, wanted):
@@ -149,15 +149,15 @@ def summarise(rows, parts, classes, task):
                                for kind in ("files", "frames")})
     result = {
         "images": count, "folds": len(rows),
-        "refused": {"files": _rate(_pool(rows, "refused_files", count)),
-                    "frames": _rate(_pool(rows, "refused_frames", count))},
+        "refused": {"files": rate_of(_pool(rows, "refused_files", count)),
+                    "frames": rate_of(_pool(rows, "refused_frames", count))},
         "auroc": auroc_table(classes, labels, files, frames),
         "macro_auroc_over_folds": {kind: _mean_ci([m[kind] for m in per_fold_macro])
                                    for kind in ("files", "frames")},
     }
     for name in ("non_xray", "other_test"):
         flags = np.concatenate([row["out_of_scope"][name] for row in rows])
-        result["refused"][name] = _rate(flags)
+        result["refused"][name] = rate_of(flags)
         result["refused"][name]["lowest_fold"] = float(min(row["out_of_scope"][name].mean() for row in rows))
     return result
 
@@ -202,3 +202,42 @@ def auroc_table(classes, labels, files, frames, seed=0, draws=BOOTSTRAP):
 def _mean_ci(values):
     mean, (low, high) = cv.mean_ci(values)
     return [round(mean, 4), round(low, 4), round(high, 4)]
+
+
+def _pct(entry):
+    return "{:.1f}% [{:.1f}, {:.1f}] ({}/{})".format(100 * entry["rate"], 100 * entry["ci95"][0],
+                                                    100 * entry["ci95"][1], entry["count"], entry["of"])
+
+
+def _triple(values, signed=False):
+    text = "{:+.3f} [{:+.3f}, {:+.3f}]" if signed else "{:.3f} [{:.3f}, {:.3f}]"
+    return text.format(*values)
+
+
+def _variant(result):
+    settings = result["settings"]
+    return "{} render(s), `{}` threshold".format(settings["renders"], settings["threshold"])
+
+
+def markdown(results):
+    """The Markdown section of one or more camera-CV results (``camera_cli`` JSON files)."""
+    first = results[0]
+    lines = ["| training crops, input-check threshold | refused: files | refused: camera frames | "
+             "non-X-ray frames refused | child X-rays refused (lowest fold) |", "|---|---|---|---|---|"]
+    for result in results:
+        refused = result["refused"]
+        lines.append("| {} | {} | {} | {} | {} ({:.1f}%) |".format(
+            _variant(result), _pct(refused["files"]), _pct(refused["frames"]), _pct(refused["non_xray"]),
+            _pct(refused["other_test"]), 100 * refused["other_test"]["lowest_fold"]))
+    for result in results:
+        lines += ["", "{}: macro AUROC over folds files {}, frames {}".format(
+            _variant(result), _triple(result["macro_auroc_over_folds"]["files"]),
+            _triple(result["macro_auroc_over_folds"]["frames"])), "",
+            "| class (positives) | AUROC files | AUROC frames | frames - files |", "|---|---|---|---|"]
+        for name, row in sorted(result["auroc"].items()):
+            lines.append("| {} ({}) | {} | {} | {} |".format(name, row["positives"], _triple(row["files"]),
+                                                             _triple(row["frames"]),
+                                                             _triple(row["difference"], signed=True)))
+    header = ("{} images ({} patient folds): every image's file and its camera crop scored by the fold "
+              "that never trained on it.".format(first["images"], first["folds"]))
+    return "\n".join([header, ""] + lines) + "\n"

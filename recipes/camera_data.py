@@ -21,7 +21,7 @@ import torch
 
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log
 from recipes.data import cache_images, resolve_split, targets_of
-from recipes.photo_data import _batch, _stored, embedding_cache, negatives, other_group, photo_part
+from recipes.photo_data import embedding_cache, input_batch, negatives, other_group, photo_part, stored
 from recipes.stages import run_module
 from training.photo_crops import camera_crop
 
@@ -39,9 +39,9 @@ class Part:
 
 
 def _render_job(job):
-    from training.photo_crops import _render_one
+    from training.photo_crops import render_one
 
-    return _render_one(job)[0]
+    return render_one(job)[0]
 
 
 def _render(jobs, workers):
@@ -64,9 +64,9 @@ def eval_frames(recipe, split, spec, workers=1):
             log("{}: rendering {} {} images as evaluation camera frames".format(recipe.module, len(samples),
                                                                                part))
             crops = _render([(s.path, seed, i) for i, s in enumerate(samples)], workers)
-            return {"paths": [s.path for s in samples], "images": _batch(crops, spec)}
+            return {"paths": [s.path for s in samples], "images": input_batch(crops, spec)}
 
-        data = _stored(name, make)
+        data = stored(name, make)
         parts[part] = Part(samples, data["images"])
     return parts
 
@@ -93,9 +93,9 @@ def non_xray_frames(spec, seed=0):
             for variant, frame in (("frame", full), ("on-lightbox", on_film)):
                 names.append("{}:{}".format(kind, variant))
                 crops.append(camera_crop(frame)[0])
-        return {"names": names, "images": _batch(crops, spec)}
+        return {"names": names, "images": input_batch(crops, spec)}
 
-    data = _stored("non-xray-eval-s{}-{}".format(seed, spec.height), make)
+    data = stored("non-xray-eval-s{}-{}".format(seed, spec.height), make)
     return Part(data["names"], data["images"])
 
 

@@ -29,7 +29,7 @@ def embedding_cache(recipe):
     return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size))
 
 
-def _stored(name, make):
+def stored(name, make):
     """uint8 tensor stored as ``CROPS_DIR/name.pt`` (made once by ``make``) and its extra data."""
     path = os.path.join(CROPS_DIR, name + ".pt")
     if os.path.isfile(path):
@@ -41,7 +41,7 @@ def _stored(name, make):
     return data
 
 
-def _batch(images, spec):
+def input_batch(images, spec):
     batch = np.empty(spec.shape(len(images)), dtype=np.uint8)
     for index, image in enumerate(images):
         batch[index] = preprocess(image, spec)[0].astype(np.uint8)
@@ -81,9 +81,9 @@ def photo_part(recipe, split, part, spec, workers=1):
                 recipe.module, k, len(strided(split[part], limit)), part))
             kept, crops, methods = render_crops(split[part], part, 1, seed=PHOTO_SEED + 100 * k, limit=limit,
                                                 workers=workers)
-            return {"paths": [s.path for s in kept], "images": _batch(crops, spec), "methods": methods}
+            return {"paths": [s.path for s in kept], "images": input_batch(crops, spec), "methods": methods}
 
-        data = _stored(name, make)
+        data = stored(name, make)
         samples += [by_path[p] for p in data["paths"]]
         images.append(data["images"])
     return samples, torch.cat(images)
@@ -91,13 +91,13 @@ def photo_part(recipe, split, part, spec, workers=1):
 
 def negatives(spec, seed=1):
     """(names, uint8 inputs) of generated non-X-rays as the device analyses them (seed != evaluation's)."""
-    data = _stored("negatives-s{}-{}".format(seed, spec.height), lambda: dict(zip(
+    data = stored("negatives-s{}-{}".format(seed, spec.height), lambda: dict(zip(
         ("names", "images"), _unzip_images(negative_images(seed), spec))))
     return data["names"], data["images"]
 
 
 def _unzip_images(pairs, spec):
-    return [name for name, _image in pairs], _batch([image for _name, image in pairs], spec)
+    return [name for name, _image in pairs], input_batch([image for _name, image in pairs], spec)
 
 
 def nih_adults(data_root, split, part):

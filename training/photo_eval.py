@@ -71,7 +71,8 @@ def auroc_table(classes, labels, files, frames, seed=0):
     return table
 
 
-def _rate(flags):
+def rate_of(flags):
+    """{"rate", "ci95" (Wilson), "count", "of"} of a list of booleans."""
     rate, low, high = wilson(int(sum(flags)), len(flags))
     return {"rate": None if rate is None else round(rate, 4), "ci95": [round(low, 4), round(high, 4)]
             if rate is not None else None, "count": int(sum(flags)), "of": len(flags)}
@@ -111,14 +112,14 @@ def _summarise(bundle, rows, seed):
     ious = np.array([r["iou"] for r in rows])
     threshold = float((bundle.description.input_check or {}).get("threshold", float("nan")))
     result = {"bundle": bundle.bundle_id, "module": bundle.module_id, "images": len(rows), "seed": seed,
-              "refused_files": _rate([r["file"].out_of_scope for r in rows]),
-              "refused_frames": _rate([r["frame"].out_of_scope for r in rows]),
-              "quality_flagged_files": _rate([not r["file"].quality.ok for r in rows]),
-              "quality_flagged_frames": _rate([not r["frame"].quality.ok for r in rows]),
+              "refused_files": rate_of([r["file"].out_of_scope for r in rows]),
+              "refused_frames": rate_of([r["frame"].out_of_scope for r in rows]),
+              "quality_flagged_files": rate_of([not r["file"].quality.ok for r in rows]),
+              "quality_flagged_frames": rate_of([not r["frame"].quality.ok for r in rows]),
               "auroc": auroc_table(classes, [r["labels"] for r in rows], files, frames, seed=seed),
               "iou": {"mean": round(float(ious.mean()), 4), "median": round(float(np.median(ious)), 4),
-                      "min": round(float(ious.min()), 4), "at_least_0_9": _rate(list(ious >= 0.9))},
-              "found": _rate([r["found"] for r in rows]),
+                      "min": round(float(ious.min()), 4), "at_least_0_9": rate_of(list(ious >= 0.9))},
+              "found": rate_of([r["found"] for r in rows]),
               "ood_threshold": threshold}
     scores = [(r["file"].ood_score, r["frame"].ood_score) for r in rows if r["file"].ood_score is not None]
     if scores:
@@ -128,7 +129,7 @@ def _summarise(bundle, rows, seed):
     result["per_scene"] = {}
     for scene in sorted({r["scene"] for r in rows}):
         part = [r for r in rows if r["scene"] == scene]
-        result["per_scene"][scene] = {"refused": _rate([r["frame"].out_of_scope for r in part]),
+        result["per_scene"][scene] = {"refused": rate_of([r["frame"].out_of_scope for r in part]),
                                       "iou_mean": round(float(np.mean([r["iou"] for r in part])), 4)}
     return result
 
@@ -222,8 +223,8 @@ def score_non_xrays(classifier, seed=0):
             rows.append({"kind": kind, "variant": variant, "refused": prediction.out_of_scope,
                          "no_result": prediction.out_of_scope or not prediction.quality.ok,
                          "method": prediction.localisation.method})
-    return {"refused": _rate([r["refused"] for r in rows]),
-            "no_result_shown": _rate([r["no_result"] for r in rows]),
+    return {"refused": rate_of([r["refused"] for r in rows]),
+            "no_result_shown": rate_of([r["no_result"] for r in rows]),
             "accepted": sorted("{} ({}, {})".format(r["kind"], r["variant"], r["method"])
                                for r in rows if not r["refused"])}
 

@@ -89,6 +89,27 @@ def test_test_split_eval_frames_are_photo_evals_frames(tmp_path, monkeypatch):
     assert frames["test"].samples == samples and len(frames["train"].samples) == 0
     for index, path in enumerate(paths):
         crop = camera_crop(photograph_file(path, 0, index).frame)[0]
-        expected = photo_data._batch([crop], spec)[0]
+        expected = photo_data.input_batch([crop], spec)[0]
         assert torch.equal(frames["test"].images[index], expected)
     assert os.path.isfile(os.path.join(str(tmp_path), "tiny-eval-test-s0-224.pt"))
+
+
+def test_report_renders_the_results_and_refuses_a_missing_file(tmp_path, capsys):
+    import json
+
+    from recipes.camera_cli import main
+
+    result = _run(_parts(), "val")
+    result["settings"] = {"renders": 1, "threshold": "val"}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    doc = tmp_path / "r.md"
+    assert main(["--report", str(path), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "60 images (5 patient folds)" in text and "| 1 render(s), `val` threshold |" in text
+    assert "| Pneumonia (30) | " in text and "+0.000 [+0.000, +0.000]" in text
+    capsys.readouterr()
+    assert main(["--report", str(tmp_path / "missing.json"), "--doc", str(doc)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.json cannot be read" in err and "Fix:" in err
+    assert main(["--report", str(path)]) == 2
