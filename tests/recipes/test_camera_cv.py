@@ -113,3 +113,18 @@ def test_report_renders_the_results_and_refuses_a_missing_file(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.json cannot be read" in err and "Fix:" in err
     assert main(["--report", str(path)]) == 2
+
+
+def test_model_card_lines_come_from_the_committed_result(tmp_path):
+    import json
+
+    from recipes.card_cv import camera_cv_lines
+
+    assert camera_cv_lines("chest", folder=str(tmp_path)) == []
+    result = _run(_parts(), "val")
+    (tmp_path / "chest").mkdir()
+    (tmp_path / "chest" / "camera-cv.json").write_text(json.dumps(result))
+    text = "\n".join(camera_cv_lines("chest", folder=str(tmp_path)))
+    assert "Cross-validated over all 60 images (5 patient folds" in text
+    assert "| AUROC Pneumonia (30 positives) |" in text and "| refused as out of scope | " in text
+    assert "lowest fold 100.0%" in text
