@@ -238,6 +238,14 @@ def markdown(results):
             lines.append("| {} ({}) | {} | {} | {} |".format(name, row["positives"], _triple(row["files"]),
                                                              _triple(row["frames"]),
                                                              _triple(row["difference"], signed=True)))
-    header = ("{} images ({} patient folds): every image's file and its camera crop scored by the fold "
-              "that never trained on it.".format(first["images"], first["folds"]))
+    header = ("{} images ({} patient folds; `python -m recipes.camera_cli`, recipes/camera_cv.py): every "
+              "image's file and its camera crop (one 1280x720 frame, `edge.locate` + `normalise_crop`; "
+              "test split: the frames of the table above, seed 0; train/val images: seeds 2000/2001, never "
+              "the training crops' 1000/1001) scored by the fold's head and input check, which never trained "
+              "on it. Refused: the input check's score > 1 (the quality gate is not part of it). Training "
+              "crops: sets of one render per TRAIN/VAL image (set k: seed 1000 + 100 k). Threshold `val`: "
+              "the shipped rule (99% acceptance of the validation fold's files + crops); `oof`: 99% of "
+              "out-of-fold scores of every train and validation image (files + crops). Intervals: Wilson "
+              "for rates, paired bootstrap over images ({} draws) for AUROC, t-interval over folds for the "
+              "macro AUROC.".format(first["images"], first["folds"], BOOTSTRAP))
     return "\n".join([header, ""] + lines) + "\n"

@@ -258,8 +258,20 @@ def _ci(values):
     return "{:.3f} [{:.3f}, {:.3f}]".format(*values)
 
 
-def markdown(results):
-    """The report ``docs/models/photographed.md`` from the per-module results."""
+def cross_validated(doc, module):
+    """The module's cross-validated camera-path table (``<doc folder>/<module>/camera-cv.md``, written by
+    ``python -m recipes.camera_cli --report``), or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(doc)), module, "camera-cv.md")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def markdown(results, extra=None):
+    """The report ``docs/models/photographed.md`` from the per-module results; ``extra``: {module:
+    Markdown of its cross-validated camera path}, shown under the module's section."""
+    extra = extra or {}
     lines = ["# Photographed X-rays: the camera path, measured", "",
              "Made by `python -m training.photo_eval` (training/photo_eval.py). Each module's TEST split",
              "is classified as files and as 1280x720 camera frames rendered by `training/photograph.py`",
@@ -302,6 +314,9 @@ def markdown(results):
                   "(refused or quality warning): {}.".format(_pct(non["refused"]),
                                                              _pct(non["no_result_shown"])),
                   "Accepted: {}.".format(", ".join(non["accepted"]) or "none"), ""]
+        if extra.get(result["module"]):
+            title = "### `{}`: the camera path cross-validated over all its images".format(result["module"])
+            lines += [title, "", extra[result["module"]], ""]
     lines += ["## Rules", "",
               "- The photographed TEST frames scored here are never trained or fitted on (training renders",
               "  TRAIN/VAL images only, with other seeds).",
@@ -344,7 +359,8 @@ def main(argv=None):
         results = [_scored(bundle_dir, args) for bundle_dir in args.bundles]
         if args.doc:
             with open(args.doc, "w", encoding="utf-8") as handle:
-                handle.write(markdown(results))
+                handle.write(markdown(results, {r["module"]: cross_validated(args.doc, r["module"])
+                                                for r in results}))
     except (MedkioskError, ConfigError) as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 2
