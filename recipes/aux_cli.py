@@ -13,6 +13,7 @@ from recipes.config import DEFAULT_DATA_ROOT, ROOT
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.aux_cli", description=__doc__.split("\n")[0])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    parser.add_argument("--hidden", type=int, default=256, help="shared hidden units (0: linear head)")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "aux-cv-chest.json"))
     parser.add_argument("--threads", type=int, default=2)
@@ -66,11 +67,11 @@ def _run(args):
     recipe = recipe_for("chest")
     module = get_module(recipe.module)
     data, names = _data(recipe, module, args.data_root)
-    results = {"findings": names, "extra_images": len(data["extra"][0]), "weights": {}}
+    results = {"findings": names, "extra_images": len(data["extra"][0]), "hidden": args.hidden, "weights": {}}
     for weight in args.weights:
         summary, per_fold = aux_cv.aux_cross_validate(
             data["files"], data["crops"], data["extra"], list(module.classes), recipe.cv_folds, recipe.seed,
-            weight)
+            weight, hidden=args.hidden)
         results["weights"][str(weight)] = {"summary": aux_cv.as_numpy_summary(summary),
                                            "fold_macro_auroc": per_fold}
     with open(args.out, "w", encoding="utf-8") as handle:

@@ -1,12 +1,13 @@
 """Issue 13 item 1 on CPU: all 14 NIH findings as auxiliary multi-label targets of the chest head,
 cross-validated against the shipped head on the same folds.
 
-The head is one linear layer on the frozen embedding with ``C + L`` outputs: the module's ``C`` classes
-(softmax, cross-entropy; what the kiosk shows) and the ``L`` NIH findings (sigmoid, binary cross-entropy
-weighted by ``weight``). The auxiliary task also sees the NIH images the module drops (two of its
-findings, or findings outside its classes): each joins the folds of its patient, and an image whose
-patient the module does not keep is training data only (never tested). Photographed crops join as in
-the shipped recipe. Early stopping on the validation fold's module loss; temperature on its logits.
+The head (``make_head``: linear, or one shared hidden layer) on the frozen embedding has ``C + L``
+outputs: the module's ``C`` classes (softmax, cross-entropy; what the kiosk shows) and the ``L`` NIH
+findings (sigmoid, binary cross-entropy weighted by ``weight``). The auxiliary task also sees the NIH
+images the module drops (two of its findings, or findings outside its classes): each joins the folds
+of its patient, and an image whose patient the module does not keep is training data only (never
+tested). Photographed crops join as in the shipped recipe. Early stopping on the validation fold's
+module loss; temperature on its logits.
 """
 
 import csv
@@ -103,7 +104,15 @@ def _cat(*parts):
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
-def aux_cross_validate(files, crops, extra, classes, folds, seed, weight):
+def make_head(features, outputs, hidden=0):
+    """A linear head (``hidden`` 0) or one hidden ReLU layer shared by every output: only a shared layer
+    lets the auxiliary targets change the module's outputs (a linear head's outputs share no weights)."""
+    if not hidden:
+        return nn.Linear(features, outputs)
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+def aux_cross_validate(files, crops, extra, classes, folds, seed, weight, hidden=0):
     """k-fold CV of the auxiliary-target head. Each of ``files`` (the module's images), ``crops`` (their
     photographed crops) and ``extra`` (the dropped NIH images, class index -1) is (samples, embeddings,
     class index, multi-hot). Returns ``cv.summarise``'s summary and the per-fold macro AUROC."""
@@ -117,7 +126,7 @@ def aux_cross_validate(files, crops, extra, classes, folds, seed, weight):
         val = _cat(_take(files, folds_of, {val_fold}), _take(crops, folds_of, {val_fold}))
         test = _take(files, folds_of, {fold})
         torch.manual_seed(seed)
-        head = nn.Linear(files[1].shape[1], len(classes) + files[3].shape[1])
+        head = make_head(files[1].shape[1], len(classes) + files[3].shape[1], hidden)
         train_aux_head(head, train, val, len(classes), weight, seed=seed)
         with torch.no_grad():
             temperature = fit_temperature(head(val[0])[:, :len(classes)], val[1], "multiclass")
@@ -125,8 +134,8 @@ def aux_cross_validate(files, crops, extra, classes, folds, seed, weight):
         probs = probs_of(logits, "multiclass", temperature)
         metrics = classification_metrics(probs, test[1].numpy(), classes, "multiclass")
         rows.append(metrics)
-        log("aux CV (weight {}) fold {}/{}: macro AUROC {:.3f}, ECE {:.3f}".format(
-            weight, fold + 1, folds, metrics["macro_auroc"], metrics["ece"]))
+        log("aux CV (weight {}, hidden {}) fold {}/{}: macro AUROC {:.3f}, ECE {:.3f}".format(
+            weight, hidden, fold + 1, folds, metrics["macro_auroc"], metrics["ece"]))
     return cv.summarise(rows, classes), [float(r["macro_auroc"]) for r in rows]
 
 

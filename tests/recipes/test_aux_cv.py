@@ -54,7 +54,13 @@ def test_cross_validation_tests_every_image_once_and_learns():
     extra_samples_ = [Sample("e{}.png".format(i), ("Other",), "e{}".format(i)) for i in range(10)]
     extra = (extra_samples_, torch.tensor(rng.normal(0, 1, (10, 8)), dtype=torch.float32),
              torch.full((10,), -1, dtype=torch.long), torch.zeros(10, 2))
-    for weight in (0.0, 1.0):
-        summary, per_fold = aux_cross_validate(files, crops, extra, CLASSES, 5, 0, weight)
-        assert len(per_fold) == 5 and min(per_fold) > 0.8
-        assert summary["per_class"]["Pneumonia"]["auroc"]["mean"] > 0.9
+    runs = {}
+    for hidden in (0, 16):
+        for weight in (0.0, 1.0):
+            summary, per_fold = aux_cross_validate(files, crops, extra, CLASSES, 5, 0, weight, hidden=hidden)
+            assert len(per_fold) == 5 and min(per_fold) > 0.8
+            assert summary["per_class"]["Pneumonia"]["auroc"]["mean"] > 0.9
+            runs[hidden, weight] = (per_fold, summary["ece"]["mean"])
+    # A linear head's outputs share no weights: the auxiliary targets cannot move the module's outputs.
+    assert runs[0, 0.0] == runs[0, 1.0]
+    assert runs[16, 0.0] != runs[16, 1.0]
