@@ -8,6 +8,7 @@ from recipes.config import ROOT
 from recipes.report import num, pct
 
 PHOTO_RESULTS = os.path.join(ROOT, "docs", "models", "photographed")
+MODEL_DOCS = os.path.join(ROOT, "docs", "models")  # <module>/camera-cv.json: recipes.camera_cli's result
 # The child module's outside test set (Kermany's official test split) has 37.5% normals; its
 # training data 25.7% (issue 13): the numbers at both mixes.
 PREVALENCE_MIXES = {"pediatric-pneumonia": ("Pneumonia", (1 - 0.257, 1 - 0.375))}
@@ -132,4 +133,34 @@ def photo_lines(module_id, folder=PHOTO_RESULTS):
     non = result["non_xray"]["refused"]
     lines += ["", "Non-X-ray camera frames (scikit-image photos and generated scenes, seed 0) refused: "
               "{}.".format(rate(non))]
+    return lines + camera_cv_lines(module_id)
+
+
+def camera_cv_lines(module_id, folder=MODEL_DOCS):
+    """The camera path cross-validated over every image (``docs/models/<module>/camera-cv.json``)."""
+    path = os.path.join(folder, module_id, "camera-cv.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        result = json.load(handle)
+
+    def rate(entry):
+        return pct(entry["rate"], entry["ci95"]) + " ({}/{})".format(entry["count"], entry["of"])
+
+    refused = result["refused"]
+    lines = ["", "Cross-validated over all {} images ({} patient folds; `python -m recipes.camera_cli`, "
+             "`docs/models/{}/camera-cv.md`): each image's file and its camera crop (test split: the frames "
+             "above; train/val images: seeds 2000/2001) scored by the fold's head and input check, which "
+             "never trained on it:".format(result["images"], result["folds"], module_id), "",
+             "| | files | camera frames | frames - files |", "|---|---|---|---|",
+             "| refused as out of scope | {} | {} | |".format(rate(refused["files"]),
+                                                              rate(refused["frames"]))]
+    for name, row in sorted(result["auroc"].items()):
+        lines.append("| AUROC {} ({} positives) | {} | {} | {} |".format(
+            name, row["positives"], num(row["files"][0], row["files"][1:]),
+            num(row["frames"][0], row["frames"][1:]), num(row["difference"][0], row["difference"][1:])))
+    lines += ["", "Each fold's input check on the non-X-ray frames: {} refused; on the other patient group's "
+              "test X-rays: {} (lowest fold {}).".format(
+                  rate(refused["non_xray"]), rate(refused["other_test"]),
+                  pct(refused["other_test"]["lowest_fold"]))]
     return lines

@@ -29,7 +29,7 @@ def embedding_cache(recipe):
     return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size))
 
 
-def _stored(name, make):
+def stored(name, make):
     """uint8 tensor stored as ``CROPS_DIR/name.pt`` (made once by ``make``) and its extra data."""
     path = os.path.join(CROPS_DIR, name + ".pt")
     if os.path.isfile(path):
@@ -41,7 +41,7 @@ def _stored(name, make):
     return data
 
 
-def _batch(images, spec):
+def input_batch(images, spec):
     batch = np.empty(spec.shape(len(images)), dtype=np.uint8)
     for index, image in enumerate(images):
         batch[index] = preprocess(image, spec)[0].astype(np.uint8)
@@ -66,32 +66,38 @@ def train_subset(recipe, split):
 
 
 def photo_part(recipe, split, part, spec, workers=1):
-    """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val)."""
+    """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val):
+    ``recipe.photo_renders`` sets of one crop per image; set ``k`` uses seed ``PHOTO_SEED + 100 k``
+    and is stored apart, so set 0 is exactly the 1-render recipe's crops whatever the renders."""
     limit = photo_limit(recipe, part)
-    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, recipe.photo_renders, PHOTO_SEED,
-                                         limit or "all", spec.height)
-
-    def make():
-        log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, recipe.photo_renders,
-                                                             len(strided(split[part], limit)), part))
-        samples, crops, methods = render_crops(split[part], part, recipe.photo_renders, limit=limit,
-                                               workers=workers)
-        return {"paths": [s.path for s in samples], "images": _batch(crops, spec), "methods": methods}
-
-    data = _stored(name, make)
     by_path = {s.path: s for s in split[part]}
-    return [by_path[p] for p in data["paths"]], data["images"]
+    samples, images = [], []
+    for k in range(int(recipe.photo_renders)):
+        name = "{}-{}-r1-s{}-l{}-{}{}".format(recipe.module, part, PHOTO_SEED, limit or "all", spec.height,
+                                               "-extra{}".format(k) if k else "")
+
+        def make(k=k):
+            log("{}: rendering crop set {} of {} {} images".format(
+                recipe.module, k, len(strided(split[part], limit)), part))
+            kept, crops, methods = render_crops(split[part], part, 1, seed=PHOTO_SEED + 100 * k, limit=limit,
+                                                workers=workers)
+            return {"paths": [s.path for s in kept], "images": input_batch(crops, spec), "methods": methods}
+
+        data = stored(name, make)
+        samples += [by_path[p] for p in data["paths"]]
+        images.append(data["images"])
+    return samples, torch.cat(images)
 
 
 def negatives(spec, seed=1):
     """(names, uint8 inputs) of generated non-X-rays as the device analyses them (seed != evaluation's)."""
-    data = _stored("negatives-s{}-{}".format(seed, spec.height), lambda: dict(zip(
+    data = stored("negatives-s{}-{}".format(seed, spec.height), lambda: dict(zip(
         ("names", "images"), _unzip_images(negative_images(seed), spec))))
     return data["names"], data["images"]
 
 
 def _unzip_images(pairs, spec):
-    return [name for name, _image in pairs], _batch([image for _name, image in pairs], spec)
+    return [name for name, _image in pairs], input_batch([image for _name, image in pairs], spec)
 
 
 def nih_adults(data_root, split, part):

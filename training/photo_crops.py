@@ -26,7 +26,7 @@ def camera_crop(frame_bgr):
     return analysed_image(localisation), localisation.method
 
 
-def _render_one(job):
+def render_one(job):
     from training.photograph import SCENES, photograph_file
 
     path, seed, index = job
@@ -48,9 +48,9 @@ def render_crops(samples, part, renders=1, seed=PHOTO_SEED, limit=None, workers=
         import multiprocessing
 
         with multiprocessing.get_context("fork").Pool(int(workers)) as pool:
-            results = pool.map(_render_one, jobs, chunksize=8)
+            results = pool.map(render_one, jobs, chunksize=8)
     else:
-        results = [_render_one(job) for job in jobs]
+        results = [render_one(job) for job in jobs]
     return kept, [crop for crop, _m in results], [method for _c, method in results]
 
 

@@ -71,7 +71,8 @@ def auroc_table(classes, labels, files, frames, seed=0):
     return table
 
 
-def _rate(flags):
+def rate_of(flags):
+    """{"rate", "ci95" (Wilson), "count", "of"} of a list of booleans."""
     rate, low, high = wilson(int(sum(flags)), len(flags))
     return {"rate": None if rate is None else round(rate, 4), "ci95": [round(low, 4), round(high, 4)]
             if rate is not None else None, "count": int(sum(flags)), "of": len(flags)}
@@ -111,14 +112,14 @@ def _summarise(bundle, rows, seed):
     ious = np.array([r["iou"] for r in rows])
     threshold = float((bundle.description.input_check or {}).get("threshold", float("nan")))
     result = {"bundle": bundle.bundle_id, "module": bundle.module_id, "images": len(rows), "seed": seed,
-              "refused_files": _rate([r["file"].out_of_scope for r in rows]),
-              "refused_frames": _rate([r["frame"].out_of_scope for r in rows]),
-              "quality_flagged_files": _rate([not r["file"].quality.ok for r in rows]),
-              "quality_flagged_frames": _rate([not r["frame"].quality.ok for r in rows]),
+              "refused_files": rate_of([r["file"].out_of_scope for r in rows]),
+              "refused_frames": rate_of([r["frame"].out_of_scope for r in rows]),
+              "quality_flagged_files": rate_of([not r["file"].quality.ok for r in rows]),
+              "quality_flagged_frames": rate_of([not r["frame"].quality.ok for r in rows]),
               "auroc": auroc_table(classes, [r["labels"] for r in rows], files, frames, seed=seed),
               "iou": {"mean": round(float(ious.mean()), 4), "median": round(float(np.median(ious)), 4),
-                      "min": round(float(ious.min()), 4), "at_least_0_9": _rate(list(ious >= 0.9))},
-              "found": _rate([r["found"] for r in rows]),
+                      "min": round(float(ious.min()), 4), "at_least_0_9": rate_of(list(ious >= 0.9))},
+              "found": rate_of([r["found"] for r in rows]),
               "ood_threshold": threshold}
     scores = [(r["file"].ood_score, r["frame"].ood_score) for r in rows if r["file"].ood_score is not None]
     if scores:
@@ -128,7 +129,7 @@ def _summarise(bundle, rows, seed):
     result["per_scene"] = {}
     for scene in sorted({r["scene"] for r in rows}):
         part = [r for r in rows if r["scene"] == scene]
-        result["per_scene"][scene] = {"refused": _rate([r["frame"].out_of_scope for r in part]),
+        result["per_scene"][scene] = {"refused": rate_of([r["frame"].out_of_scope for r in part]),
                                       "iou_mean": round(float(np.mean([r["iou"] for r in part])), 4)}
     return result
 
@@ -222,8 +223,8 @@ def score_non_xrays(classifier, seed=0):
             rows.append({"kind": kind, "variant": variant, "refused": prediction.out_of_scope,
                          "no_result": prediction.out_of_scope or not prediction.quality.ok,
                          "method": prediction.localisation.method})
-    return {"refused": _rate([r["refused"] for r in rows]),
-            "no_result_shown": _rate([r["no_result"] for r in rows]),
+    return {"refused": rate_of([r["refused"] for r in rows]),
+            "no_result_shown": rate_of([r["no_result"] for r in rows]),
             "accepted": sorted("{} ({}, {})".format(r["kind"], r["variant"], r["method"])
                                for r in rows if not r["refused"])}
 
@@ -257,8 +258,20 @@ def _ci(values):
     return "{:.3f} [{:.3f}, {:.3f}]".format(*values)
 
 
-def markdown(results):
-    """The report ``docs/models/photographed.md`` from the per-module results."""
+def cross_validated(doc, module):
+    """The module's cross-validated camera-path table (``<doc folder>/<module>/camera-cv.md``, written by
+    ``python -m recipes.camera_cli --report``), or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(doc)), module, "camera-cv.md")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def markdown(results, extra=None):
+    """The report ``docs/models/photographed.md`` from the per-module results; ``extra``: {module:
+    Markdown of its cross-validated camera path}, shown under the module's section."""
+    extra = extra or {}
     lines = ["# Photographed X-rays: the camera path, measured", "",
              "Made by `python -m training.photo_eval` (training/photo_eval.py). Each module's TEST split",
              "is classified as files and as 1280x720 camera frames rendered by `training/photograph.py`",
@@ -301,6 +314,9 @@ def markdown(results):
                   "(refused or quality warning): {}.".format(_pct(non["refused"]),
                                                              _pct(non["no_result_shown"])),
                   "Accepted: {}.".format(", ".join(non["accepted"]) or "none"), ""]
+        if extra.get(result["module"]):
+            title = "### `{}`: the camera path cross-validated over all its images".format(result["module"])
+            lines += [title, "", extra[result["module"]], ""]
     lines += ["## Rules", "",
               "- The photographed TEST frames scored here are never trained or fitted on (training renders",
               "  TRAIN/VAL images only, with other seeds).",
@@ -343,7 +359,8 @@ def main(argv=None):
         results = [_scored(bundle_dir, args) for bundle_dir in args.bundles]
         if args.doc:
             with open(args.doc, "w", encoding="utf-8") as handle:
-                handle.write(markdown(results))
+                handle.write(markdown(results, {r["module"]: cross_validated(args.doc, r["module"])
+                                                for r in results}))
     except (MedkioskError, ConfigError) as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from training.photo_eval import auroc_table, main, markdown, wilson
+from training.photo_eval import auroc_table, cross_validated, main, markdown, wilson
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,5 +47,21 @@ def test_committed_results_render_the_committed_report(tmp_path):
     for name in ("chest", "pediatric-pneumonia"):
         with open(os.path.join(folder, name + ".json")) as handle:
             results.append(json.load(handle))
-    with open(os.path.join(ROOT, "docs", "models", "photographed.md")) as handle:
-        assert markdown(results) == handle.read()
+    doc = os.path.join(ROOT, "docs", "models", "photographed.md")
+    extra = {name: cross_validated(doc, name) for name in ("chest", "pediatric-pneumonia")}
+    with open(doc) as handle:
+        assert markdown(results, extra) == handle.read()
+
+
+def test_the_cross_validated_section_is_read_from_beside_the_doc(tmp_path):
+    folder = os.path.join(ROOT, "docs", "models", "photographed")
+    with open(os.path.join(folder, "chest.json")) as handle:
+        result = json.load(handle)
+    doc = str(tmp_path / "photographed.md")
+    assert cross_validated(doc, "chest") is None
+    (tmp_path / "chest").mkdir()
+    (tmp_path / "chest" / "camera-cv.md").write_text("746 images, the table\n")
+    text = markdown([result], {"chest": cross_validated(doc, "chest")})
+    title = "### `chest`: the camera path cross-validated over all its images"
+    assert title + "\n\n746 images, the table\n" in text
+    assert "cross-validated" not in markdown([result])
