@@ -65,17 +65,24 @@ def train_subset(recipe, split):
     return [s for s in split.train if s in keep]
 
 
+def photo_renders(recipe, part):
+    """Crops per source image of ``part``: ``val_photo_renders`` for val when set, else ``photo_renders``."""
+    if part == "val" and recipe.val_photo_renders:
+        return recipe.val_photo_renders
+    return recipe.photo_renders
+
+
 def photo_part(recipe, split, part, spec, workers=1):
     """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val)."""
     limit = photo_limit(recipe, part)
-    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, recipe.photo_renders, PHOTO_SEED,
-                                         limit or "all", spec.height)
+    renders = photo_renders(recipe, part)
+    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, renders, PHOTO_SEED, limit or "all",
+                                         spec.height)
 
     def make():
-        log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, recipe.photo_renders,
+        log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, renders,
                                                              len(strided(split[part], limit)), part))
-        samples, crops, methods = render_crops(split[part], part, recipe.photo_renders, limit=limit,
-                                               workers=workers)
+        samples, crops, methods = render_crops(split[part], part, renders, limit=limit, workers=workers)
         return {"paths": [s.path for s in samples], "images": _batch(crops, spec), "methods": methods}
 
     data = _stored(name, make)
