@@ -104,3 +104,26 @@ def test_pediatric_renders_more_crops_per_val_image_only():
     assert photo_data.photo_renders(recipe, "val") == recipe.val_photo_renders >= 2
     assert photo_data.photo_renders(recipe, "train") == recipe.photo_renders == 1
     assert photo_data.photo_renders(recipe_for("chest"), "val") == recipe_for("chest").photo_renders
+
+
+def test_val_images_are_rendered_val_photo_renders_times_with_distinct_seeded_crops(tmp_path, monkeypatch):
+    """Real X-rays of the committed val split, rendered through the device's crop path (2 per image)."""
+    import os
+
+    from recipes.config import DEFAULT_DATA_ROOT, ROOT
+    from recipes.data import resolve_split
+    from recipes.run import build_description
+    from training.modules import get_module
+
+    recipe = replace(recipe_for("pediatric-pneumonia"), photo_limit=4, val_photo_renders=2)
+    if not os.path.isdir(os.path.join(DEFAULT_DATA_ROOT, recipe.data)):
+        pytest.skip("../shared/data is not beside this checkout")
+    monkeypatch.setattr(photo_data, "CROPS_DIR", str(tmp_path))
+    _module, split, _info = resolve_split(recipe, DEFAULT_DATA_ROOT, os.path.join(ROOT, "splits"))
+    spec = build_description(recipe, get_module(recipe.module)).input
+    samples, crops = photo_data.photo_part(recipe, split, "val", spec)
+    assert len(samples) == len(crops) == 2 and samples[0] is samples[1]  # 4 // 4 = 1 val image, 2 renders
+    assert not torch.equal(crops[0], crops[1])
+    assert os.listdir(str(tmp_path)) == ["pediatric-pneumonia-val-r2-s1000-l1-224.pt"]
+    _samples, cached = photo_data.photo_part(recipe, split, "val", spec)  # stored: the same seeded crops
+    assert torch.equal(cached, crops)
