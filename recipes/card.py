@@ -11,6 +11,7 @@ from edge.signing import SIGNATURE_FILE, SIGNING_KEY_ENV, SigningError, sign_bun
 from export.card import export_record, render_card
 from recipes import card_cv, operating_point
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
+from recipes.photo_data import photo_renders
 from recipes.report import input_check_markdown, metrics_markdown, num, pct, split_table
 from training.modules import get_module
 from training.splits import Split
@@ -245,24 +246,36 @@ def _data_lines(recipe, counts, split_info):
     return lines + split_table(counts)
 
 
+# How ``recipes.evaluation.THRESHOLD_RULES`` sets the input check's thresholds, in words.
+RULE_WORDS = {
+    "pooled": "{accept:.0%} acceptance of validation X-rays (files + photographed crops pooled)",
+    "each": "{accept:.0%} acceptance of validation files AND {accept:.0%} of validation photographed crops "
+            "({renders} per val image), the larger of the two thresholds",
+}
+
+
+def rule_words(recipe):
+    return RULE_WORDS[recipe.ood_rule].format(accept=recipe.ood_accept, renders=photo_renders(recipe, "val"))
+
+
 def _input_check_lines(recipe, check, measured):
     lines = [
         "Computed inside the ONNX graph as output `ood_score` (above 1.0 = out of scope): the largest of "
         "(a) the Mahalanobis distance of the model's pooled embedding to the nearest training-class mean "
-        "(shared covariance shrunk by {}, {} leading directions), divided by its threshold, chosen on "
-        "validation X-rays for {:.0%} acceptance; (b) the image's mean colour saturation divided by {:.2f} "
+        "(shared covariance shrunk by {}, {} leading directions), divided by its threshold, chosen for "
+        "{}; (b) the image's mean colour saturation divided by {:.2f} "
         "(X-rays are grey); (c) 2 - grey-level contrast / {:.1f} (blank or uniform frames; {:.0%} of the "
         "lowest contrast among validation X-rays).".format(
-            recipe.ood_shrinkage, recipe.ood_components, recipe.ood_accept, check["colour_threshold"],
+            recipe.ood_shrinkage, recipe.ood_components, rule_words(recipe), check["colour_threshold"],
             check["contrast_threshold"], recipe.contrast_fraction),
         "",
     ]
     if check.get("scope_threshold") is not None or "+scope" in check.get("method", ""):
         lines[-1:] = ["(d) a linear out-of-scope score on the embedding (logistic regression: this module's "
                       "train X-rays, files and photographed crops, against the other patient group's train "
-                      "X-rays and their crops and generated non-X-rays of seed 1), threshold at {:.0%} "
-                      "acceptance of validation files + crops. When it refuses, the kiosk tries the other "
-                      "installed modules' checks and suggests one that accepts.".format(recipe.ood_accept),
+                      "X-rays and their crops and generated non-X-rays of seed 1), threshold for {}. When it "
+                      "refuses, the kiosk tries the other installed modules' checks and suggests one that "
+                      "accepts.".format(rule_words(recipe)),
                       ""]
     scope = card_cv.scope_lines({"input_check": measured}, recipe.other_group)
     return lines + input_check_markdown(measured) + scope

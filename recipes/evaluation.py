@@ -3,11 +3,13 @@ check's fit and rejection rates, the network's cost; and the JSON-safe summaries
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from edge.errors import ConfigError
 from edge.preprocess import preprocess
 from recipes.stages import run_module
 from training import ood
@@ -83,25 +85,50 @@ def calibrate(recipe, val_logits, val_targets, task):
     return temperature, calibration, threshold
 
 
-def fit_input_check(recipe, embeddings, targets, images, task, n_classes, negatives=()):
+def pooled_threshold(groups, accept):
+    """One quantile of all in-scope validation scores together (files + crops)."""
+    return ood.choose_threshold(np.concatenate([np.asarray(g, dtype=np.float64) for g in groups]), accept)
+
+
+def each_group_threshold(groups, accept):
+    """The larger of the groups' quantiles: each group (val files, val crops) is accepted at ``accept``."""
+    return max(ood.choose_threshold(g, accept) for g in groups if len(g))
+
+
+THRESHOLD_RULES = {"pooled": pooled_threshold, "each": each_group_threshold}
+
+
+def threshold_rule(recipe):
+    """The recipe's ``ood_rule`` as a function (groups of scores, accept) -> threshold."""
+    if recipe.ood_rule not in THRESHOLD_RULES:
+        raise ConfigError("unknown ood_rule {!r}. Fix: use one of {}".format(
+            recipe.ood_rule, ", ".join(sorted(THRESHOLD_RULES))))
+    return THRESHOLD_RULES[recipe.ood_rule]
+
+
+def fit_input_check(recipe, embeddings, targets, images, task, n_classes, negatives=(), val_groups=None):
     """The input-check head: Mahalanobis distance on the training embeddings (threshold on validation
     X-rays) plus image-statistics terms (X-rays are grey and have contrast) and, when ``negatives``
     (embeddings of the other patient group and of non-X-rays) are given, a linear out-of-scope score;
-    ``embeddings``/``targets``/``images`` hold "train" and "val" (files and photographed crops).
-    Returns (head, thresholds)."""
+    ``embeddings``/``targets``/``images`` hold "train" and "val" (files and photographed crops);
+    ``val_groups``: the val embeddings split by group (files, crops) for ``recipe.ood_rule``
+    (default: one group, ``embeddings["val"]``). Returns (head, thresholds)."""
+    rule = threshold_rule(recipe)
+    groups = [g.numpy() for g in val_groups] if val_groups else [embeddings["val"].numpy()]
     train_labels = targets["train"].numpy() if task == "multiclass" else targets["train"].argmax(1).numpy()
     fit = ood.fit_mahalanobis(embeddings["train"].numpy(), train_labels, n_classes, recipe.ood_shrinkage,
                               recipe.ood_components)
-    distance = ood.choose_threshold(fit.distances(embeddings["val"].numpy()), recipe.ood_accept)
+    distance = rule([fit.distances(g) for g in groups], recipe.ood_accept)
     val_contrast = ood.grey_contrast(images["val"].float()).numpy()
     val_chroma = ood.colour_scores(images["val"].float()).numpy()
-    thresholds = {"distance_threshold": distance,
+    thresholds = {"distance_threshold": distance, "threshold_rule": recipe.ood_rule,
                   "colour_threshold": max(recipe.colour_threshold, 2.0 * float(val_chroma.max())),
                   "contrast_threshold": recipe.contrast_fraction * float(val_contrast.min())}
     group = None
     if len(negatives):
         group = ood.fit_group_score(embeddings["train"].numpy(), torch.cat(list(negatives)).numpy(),
                                     embeddings["val"].numpy(), recipe.ood_accept, seed=recipe.seed)
+        group = replace(group, threshold=rule([group.logits(g) for g in groups], recipe.ood_accept))
         thresholds["scope_threshold"] = group.threshold
     head = ood.InputCheckHead(fit, distance, thresholds["colour_threshold"],
                               thresholds["contrast_threshold"], group=group).eval()

@@ -65,12 +65,23 @@ def train_subset(recipe, split):
     return [s for s in split.train if s in keep]
 
 
+def photo_renders(recipe, part):
+    """Crops per source image of ``part``: ``val_photo_renders`` for val when set, else ``photo_renders``."""
+    if part == "val" and recipe.val_photo_renders:
+        return recipe.val_photo_renders
+    return recipe.photo_renders
+
+
 def photo_part(recipe, split, part, spec, workers=1):
     """(samples, uint8 inputs [N, C, H, W]) of the photographed crops of ``part`` (train or val):
     ``recipe.photo_renders`` sets of one crop per image; set ``k`` uses seed ``PHOTO_SEED + 100 k``
-    and is stored apart, so set 0 is exactly the 1-render recipe's crops whatever the renders."""
+    and is stored apart, so set 0 is exactly the 1-render recipe's crops whatever the renders.
+    Validation with ``val_photo_renders`` renders that many crops per image in one pass instead
+    (the child module's input-check threshold rule; its shipped crops)."""
     limit = photo_limit(recipe, part)
     by_path = {s.path: s for s in split[part]}
+    if part == "val" and recipe.val_photo_renders:
+        return _rendered_together(recipe, split, part, spec, limit, by_path, workers)
     samples, images = [], []
     for k in range(int(recipe.photo_renders)):
         name = "{}-{}-r1-s{}-l{}-{}{}".format(recipe.module, part, PHOTO_SEED, limit or "all", spec.height,
@@ -87,6 +98,21 @@ def photo_part(recipe, split, part, spec, workers=1):
         samples += [by_path[p] for p in data["paths"]]
         images.append(data["images"])
     return samples, torch.cat(images)
+
+
+def _rendered_together(recipe, split, part, spec, limit, by_path, workers):
+    """``photo_renders(recipe, part)`` crops per image from one seeded pass, stored under their count."""
+    renders = photo_renders(recipe, part)
+    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, renders, PHOTO_SEED, limit or "all", spec.height)
+
+    def make():
+        log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, renders,
+                                                             len(strided(split[part], limit)), part))
+        samples, crops, methods = render_crops(split[part], part, renders, limit=limit, workers=workers)
+        return {"paths": [s.path for s in samples], "images": input_batch(crops, spec), "methods": methods}
+
+    data = stored(name, make)
+    return [by_path[p] for p in data["paths"]], data["images"]
 
 
 def negatives(spec, seed=1):

@@ -170,7 +170,8 @@ def _calibrate(run, net, tail, cached):
         run.task)
     ood_head, thresholds = evaluation.fit_input_check(
         run.recipe, own({k: v[0] for k, v in outputs.items()}), own(run.targets), own(run.images), run.task,
-        len(run.classes), negatives=[outputs[k][0] for k in ("other_train", "negatives") if k in outputs])
+        len(run.classes), negatives=[outputs[k][0] for k in ("other_train", "negatives") if k in outputs],
+        val_groups=[outputs[k][0] for k in ("val", "val_photo") if k in outputs])
     torch.save({name: {"embeddings": outputs[name][0], "targets": run.targets.get(name)} for name in outputs},
                os.path.join(run.run_dir, "embeddings.pt"))
     run.description = run.description.replace(
