@@ -11,6 +11,10 @@ Usage: python scripts/mutation.py [--only edge/bundle.py ...] [--out build/mutat
 ``--rerun-survivors REPORT`` runs only the mutants that survived in an earlier REPORT (after tests were
 added: a mutant the earlier tests killed stays killed, as tests are only added), and scores the
 module over the earlier run's mutant count.
+
+A mutant whose tests time out (e.g. an ``open`` of a named pipe that now blocks) is counted as
+killed, as mutmut and Stryker count it (the tests did notice), and listed in the report's
+``timeout`` column.
 """
 
 import argparse
@@ -23,6 +27,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DETECTED = ("killed", "timeout")
 
 # module -> the test files that must kill its mutants. One line per module.
 MODULES = {
@@ -106,7 +112,9 @@ def earlier_survivors(report, module):
 
 
 def run_module(module, tests, env, jobs, rerun=None):
-    """Mutate ``module`` against ``tests`` in a scratch copy; return (killed, total, survivors, seconds).
+    """Mutate ``module`` against ``tests`` in a scratch copy.
+
+    Returns (killed, total, survivors, seconds, timeouts); ``timeouts`` are counted in ``killed``.
 
     ``rerun``: (earlier mutant count, names) to run only those mutants, scored over the earlier count.
     """
@@ -126,20 +134,22 @@ def run_module(module, tests, env, jobs, rerun=None):
         if rerun:
             verdicts = [(name, verdict) for name, verdict in verdicts if name in set(names)]
         survivors = [subprocess.check_output([mutmut, "show", name], cwd=tree, env=env).decode()
-                     for name, verdict in verdicts if verdict != "killed"]
+                     for name, verdict in verdicts if verdict not in DETECTED]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     total = rerun[0] if rerun else len(verdicts)
-    return total - len(survivors), total, survivors, seconds
+    timeouts = sum(verdict == "timeout" for _name, verdict in verdicts)
+    return total - len(survivors), total, survivors, seconds, timeouts
 
 
 def write_report(path, rows):
     lines = ["# Mutation run (mutmut 3, scripts/mutation.py)", "",
-             "| module | mutants | killed | survived | score | seconds |", "|---|---|---|---|---|---|"]
-    for module, (killed, total, survivors, seconds) in rows.items():
-        lines.append("| `{}` | {} | {} | {} | {:.1f}% | {:.0f} |".format(
-            module, total, killed, len(survivors), 100.0 * killed / max(total, 1), seconds))
-    for module, (_killed, _total, survivors, _seconds) in rows.items():
+             "| module | mutants | killed | survived | score | seconds | timeout (in killed) |",
+             "|---|---|---|---|---|---|---|"]
+    for module, (killed, total, survivors, seconds, timeouts) in rows.items():
+        lines.append("| `{}` | {} | {} | {} | {:.1f}% | {:.0f} | {} |".format(
+            module, total, killed, len(survivors), 100.0 * killed / max(total, 1), seconds, timeouts))
+    for module, (_killed, _total, survivors, _seconds, _timeouts) in rows.items():
         lines += ["", "## Survivors in `{}`".format(module), ""]
         lines += ["```diff\n{}\n```".format(diff.strip()) for diff in survivors] or ["none"]
     with open(path, "w") as handle:
@@ -162,7 +172,7 @@ def main(argv=None):
         for module in args.only or sorted(MODULES):
             rerun = earlier_survivors(args.rerun_survivors, module) if args.rerun_survivors else None
             rows[module] = run_module(module, MODULES[module], env, args.jobs, rerun)
-            killed, total, survivors, seconds = rows[module]
+            killed, total, survivors, seconds, _timeouts = rows[module]
             print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
                 module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)
             write_report(os.path.join(args.out, "report.md"), rows)
