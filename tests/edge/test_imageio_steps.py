@@ -384,3 +384,55 @@ def test_webp_size_fields_end_where_the_next_bytes_begin():
     bits = (640 - 1) | ((480 - 1) << 14)
     vp8l = _webp(b"VP8L", b"\x2f" + bits.to_bytes(4, "little") + b"\xff\xff")
     assert tuple(read_header(vp8l)) == ("WebP", 640, 480, 8, 4, 1)
+
+
+# --- third round (survivors of the full run on main 4540947) ---
+
+def _tiff_entry(tag, kind, number, value):
+    return struct.pack("<HHII", tag, kind, number, value)
+
+
+def test_tiff_counts_and_offsets_over_the_signed_range():
+    head = b"II" + struct.pack("<HI", 42, 8)
+    # an entry count of 0x8001 (negative as a signed short) with only two entries present: damaged
+    many = head + struct.pack("<H", 0x8001) + _tiff_entry(256, 3, 1, 30) + _tiff_entry(257, 3, 1, 20)
+    with pytest.raises(ImageError, match=r"^t: TIFF header is damaged \(unpack requires"):
+        read_header(many, "t")
+    # BitsPerSample held at an offset past 2 GiB (negative as a signed int): damaged, not the file's start
+    far = (head + struct.pack("<H", 3) + _tiff_entry(256, 3, 1, 30) + _tiff_entry(257, 3, 1, 20)
+           + _tiff_entry(258, 3, 3, 0xFFFFFFF0) + b"\0" * 4)
+    with pytest.raises(ImageError, match=r"^t: TIFF header is damaged \(unpack requires"):
+        read_header(far, "t")
+
+
+def test_tiff_value_count_beyond_the_file_is_refused_without_building_it():
+    """A tag claiming 2**31 values is damaged at once (no 2 GB unpack format is built)."""
+    head = b"II" + struct.pack("<HI", 42, 8)
+    data = (head + struct.pack("<H", 2) + _tiff_entry(256, 3, 0x80000000, 26) + _tiff_entry(257, 3, 1, 20)
+            + b"\0" * 4)
+    with pytest.raises(ImageError) as caught:
+        read_header(data, "t")
+    assert str(caught.value).startswith("t: TIFF header is damaged (tag 256 claims 2147483648 values, "
+                                        "more than the file's {} bytes hold)".format(len(data)))
+
+
+def test_pnm_fields_on_one_line_with_pixels_and_read_from_the_first_2048_bytes():
+    assert tuple(read_header(b"P2\n3 2 255 0 1 2\n3 4 5\n")) == ("PNM", 3, 2, 8, 1, 1)
+    # a comment pushes the maxval's last digit to byte 2048: only "25" is read (8 bits, not 16)
+    head = b"P5\n#" + b"c" * 2037 + b"\n3 2 25"
+    assert len(head) == 2048
+    assert tuple(read_header(head + b"6\n")) == ("PNM", 3, 2, 8, 1, 1)
+
+
+def test_webp_lossy_size_fields_with_data_after_them():
+    vp8 = _webp(b"VP8 ", b"\0" * 6 + struct.pack("<HH", 640, 480) + b"\xff" * 8)
+    assert tuple(read_header(vp8)) == ("WebP", 640, 480, 8, 4, 1)
+
+
+def test_a_read_error_names_the_file():
+    """/proc/self/mem is a regular file of size 0 whose first read fails (EIO): the read refusal."""
+    for read in (imageio.read_regular_file, imageio.read_image):
+        with pytest.raises(ImageError) as caught:
+            read("/proc/self/mem", 100) if read is imageio.read_regular_file else read("/proc/self/mem")
+        assert str(caught.value) == ("/proc/self/mem: cannot be read (Input/output error). Fix: re-insert "
+                                     "the USB stick or copy the file again")
