@@ -436,3 +436,59 @@ def test_a_read_error_names_the_file():
             read("/proc/self/mem", 100) if read is imageio.read_regular_file else read("/proc/self/mem")
         assert str(caught.value) == ("/proc/self/mem: cannot be read (Input/output error). Fix: re-insert "
                                      "the USB stick or copy the file again")
+
+
+def test_png_sizes_over_the_signed_range_and_chunk_walk():
+    assert read_header(_png(2 ** 31, 5, 8, 0)).width == 2 ** 31
+    # a chunk claiming 2 GiB before any sBIT: the walk ends (no sBIT), it does not step backwards
+    huge = struct.pack(">I", 0x80000000) + b"tEXt" + b"a\0b"
+    assert tuple(read_header(_png(3, 2, 16, 0, huge))) == ("PNG", 3, 2, 16, 1, 1)
+    # grey with alpha honours sBIT; nothing after IEND counts
+    assert read_header(_png(3, 2, 16, 4, _chunk(b"sBIT", b"\x0c\x02"))).bits == 12
+    ihdr = _png(3, 2, 16, 0)[:33]
+    assert read_header(ihdr + _chunk(b"IEND", b"") + _chunk(b"sBIT", b"\x09")).bits == 16
+
+
+def _spied_decoders(monkeypatch, reduces):
+    """Where imdecode ignores IMREAD_REDUCED_* (JetPack 4.6's OpenCV 4.1, which is not here):
+    ``imdecode_reduces`` answers ``reduces``; the calls to imread and imdecode are recorded."""
+    calls = []
+    real_imread, real_imdecode = cv2.imread, cv2.imdecode
+
+    def imread(path, flags):
+        calls.append(("imread", path, flags, os.path.exists(path)))
+        return real_imread(path, flags)
+
+    def imdecode(buf, flags):
+        calls.append(("imdecode", flags))
+        return real_imdecode(buf, flags)
+
+    monkeypatch.setattr(imageio, "imdecode_reduces", lambda: reduces)
+    monkeypatch.setattr(cv2, "imread", imread)
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    return calls
+
+
+def test_reduced_decoding_through_imread_of_the_open_file(tmp_path, monkeypatch):
+    pixels = (np.arange(40 * 150) % 251).astype(np.uint8).reshape(40, 150)
+    path = tmp_path / "wide.png"
+    path.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+    want = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    calls = _spied_decoders(monkeypatch, reduces=False)
+    got = imageio.read_image(str(path), LIMITS).image  # 150 wide: reduced by 2
+    assert len(calls) == 1 and calls[0][0] == "imread" and calls[0][2] == cv2.IMREAD_REDUCED_GRAYSCALE_2
+    assert calls[0][3] and calls[0][1].startswith("/proc/self/fd/") and calls[0][1][14:].isdigit()
+    assert got.shape == (20, 75, 3) and (got[:, :, 0] == want).all()
+    # not reduced (factor 1): imdecode, even where imdecode cannot reduce
+    del calls[:]
+    small = tmp_path / "small.png"
+    small.write_bytes(cv2.imencode(".png", pixels[:, :100])[1].tobytes())
+    assert imageio.read_image(str(small), LIMITS).image.shape == (40, 100, 3)
+    assert calls == [("imdecode", cv2.IMREAD_GRAYSCALE)]
+    # bytes without a file (no descriptor) and an OpenCV whose imdecode reduces: imdecode
+    del calls[:]
+    header = read_header(path.read_bytes())
+    imageio._decode_opencv(path.read_bytes(), header, LIMITS, "wide.png")
+    monkeypatch.setattr(imageio, "imdecode_reduces", lambda: True)
+    imageio.read_image(str(path), LIMITS)
+    assert calls == [("imdecode", cv2.IMREAD_REDUCED_GRAYSCALE_2)] * 2
