@@ -492,3 +492,10 @@ def test_reduced_decoding_through_imread_of_the_open_file(tmp_path, monkeypatch)
     monkeypatch.setattr(imageio, "imdecode_reduces", lambda: True)
     imageio.read_image(str(path), LIMITS)
     assert calls == [("imdecode", cv2.IMREAD_REDUCED_GRAYSCALE_2)] * 2
+
+
+def test_check_size_one_pixel_over_and_the_megapixels_rounded_in_the_message():
+    with pytest.raises(ImageError, match=r"\(101x9901 = 1 megapixels, limit 1\)"):
+        imageio.check_size(_h(101, 9901), LIMITS, "a")  # 1 000 001 pixels: one over
+    with pytest.raises(ImageError, match=r"\(1500001x1 = 2 megapixels, limit 1\)"):
+        imageio.check_size(_h(1500001, 1), LIMITS, "a")  # 1.500001 megapixels round to 2
