@@ -499,3 +499,12 @@ def test_check_size_one_pixel_over_and_the_megapixels_rounded_in_the_message():
         imageio.check_size(_h(101, 9901), LIMITS, "a")  # 1 000 001 pixels: one over
     with pytest.raises(ImageError, match=r"\(1500001x1 = 2 megapixels, limit 1\)"):
         imageio.check_size(_h(1500001, 1), LIMITS, "a")  # 1.500001 megapixels round to 2
+
+
+def test_read_image_names_the_file_in_the_size_refusal(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png(2000, 2000, 8, 0))  # the header alone is refused: nothing is decoded
+    with pytest.raises(ImageError) as caught:
+        imageio.read_image(str(path), LIMITS)
+    want = "{}: image is too large to open safely (2000x2000 = 4 megapixels".format(path)
+    assert str(caught.value).startswith(want)
