@@ -508,3 +508,12 @@ def test_read_image_names_the_file_in_the_size_refusal(tmp_path):
         imageio.read_image(str(path), LIMITS)
     want = "{}: image is too large to open safely (2000x2000 = 4 megapixels".format(path)
     assert str(caught.value).startswith(want)
+
+
+def test_a_file_that_cannot_be_opened(tmp_path):
+    loop = tmp_path / "loop.png"
+    os.symlink(str(loop), str(loop))  # ELOOP: an OSError that is not "no such file", even as root
+    with pytest.raises(ImageError) as caught:
+        imageio.read_image(str(loop))
+    assert str(caught.value) == ("{}: cannot be read (Too many levels of symbolic links). Fix: check the "
+                                 "file's permissions or copy it again".format(loop))
