@@ -517,3 +517,19 @@ def test_a_file_that_cannot_be_opened(tmp_path):
         imageio.read_image(str(loop))
     assert str(caught.value) == ("{}: cannot be read (Too many levels of symbolic links). Fix: check the "
                                  "file's permissions or copy it again".format(loop))
+
+
+def test_sizes_in_messages_are_rounded_megabytes(tmp_path):
+    path = tmp_path / "f.png"
+    path.write_bytes(b"x" * 1500001)
+    with pytest.raises(ImageError, match=r"f\.png: file is too large \(2 MB, limit 2 MB\)"):
+        imageio.read_regular_file(str(path), 1500000)  # 1.500001 and 1.5 MB (rounded half to even)
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        with pytest.raises(ImageError) as caught:
+            imageio._read_bounded(fd, "f.png", 1500000)
+    finally:
+        os.close(fd)
+    assert str(caught.value) == "f.png: file is too large (over 2 MB)"
+    with pytest.raises(ImageError, match=r"^image: PNM header is damaged"):
+        read_header(b"P5\n4 x\n255\n")  # the default name
