@@ -10,7 +10,9 @@ Usage: python scripts/mutation.py [--only edge/bundle.py ...] [--out build/mutat
 
 ``--rerun-survivors REPORT`` runs only the mutants that survived in an earlier REPORT (after tests were
 added: a mutant the earlier tests killed stays killed, as tests are only added), and scores the
-module over the earlier run's mutant count.
+module over the earlier run's mutant count. ``--also GLOB`` (with it) runs every mutant whose name
+matches GLOB as well, e.g. ``'edge.imageio.x__tiff_header__*'`` for a function changed since that run
+(its mutants are renumbered); the score is then over the module's current mutant count.
 
 A mutant whose tests time out (e.g. an ``open`` of a named pipe that now blocks) is counted as
 killed, as mutmut and Stryker count it (the tests did notice), and listed in the report's
@@ -18,6 +20,7 @@ killed, as mutmut and Stryker count it (the tests did notice), and listed in the
 """
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
@@ -111,19 +114,20 @@ def earlier_survivors(report, module):
     return int(row.group(1)), names
 
 
-def run_module(module, tests, env, jobs, rerun=None):
+def run_module(module, tests, env, jobs, rerun=None, also=()):
     """Mutate ``module`` against ``tests`` in a scratch copy.
 
     Returns (killed, total, survivors, seconds, timeouts); ``timeouts`` are counted in ``killed``.
 
-    ``rerun``: (earlier mutant count, names) to run only those mutants, scored over the earlier count.
+    ``rerun``: (earlier mutant count, names) to run only those mutants, scored over the earlier count;
+    ``also``: name patterns run in full as well, scored over the current count.
     """
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
     base = tempfile.mkdtemp(prefix="medkiosk-mutation-")
     try:
         tree = scratch_copy(base, module, tests)
         start = time.time()
-        names = list(rerun[1]) if rerun else []
+        names = list(rerun[1]) + list(also) if rerun else []
         run = subprocess.run([mutmut, "run", "--max-children", str(jobs)] + names, cwd=tree, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         seconds = time.time() - start
@@ -131,13 +135,15 @@ def run_module(module, tests, env, jobs, rerun=None):
             raise MutationError("mutmut run on {} failed: {}".format(module, run.stderr.decode()[-2000:]))
         results = subprocess.check_output([mutmut, "results", "--all", "true"], cwd=tree, env=env).decode()
         verdicts = [line.strip().rsplit(": ", 1) for line in results.splitlines() if ": " in line]
+        current = len(verdicts)
         if rerun:
-            verdicts = [(name, verdict) for name, verdict in verdicts if name in set(names)]
+            verdicts = [(name, verdict) for name, verdict in verdicts
+                        if name in set(names) or any(fnmatch.fnmatch(name, glob) for glob in also)]
         survivors = [subprocess.check_output([mutmut, "show", name], cwd=tree, env=env).decode()
                      for name, verdict in verdicts if verdict not in DETECTED]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    total = rerun[0] if rerun else len(verdicts)
+    total = rerun[0] if rerun and not also else current
     timeouts = sum(verdict == "timeout" for _name, verdict in verdicts)
     return total - len(survivors), total, survivors, seconds, timeouts
 
@@ -163,6 +169,8 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants run in parallel")
     parser.add_argument("--rerun-survivors", metavar="REPORT",
                         help="run only the mutants that survived in this earlier report.md")
+    parser.add_argument("--also", nargs="+", default=[], metavar="GLOB",
+                        help="with --rerun-survivors: also run every mutant matching GLOB (changed code)")
     args = parser.parse_args(argv)
     rows = {}
     try:
@@ -171,7 +179,7 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         for module in args.only or sorted(MODULES):
             rerun = earlier_survivors(args.rerun_survivors, module) if args.rerun_survivors else None
-            rows[module] = run_module(module, MODULES[module], env, args.jobs, rerun)
+            rows[module] = run_module(module, MODULES[module], env, args.jobs, rerun, args.also)
             killed, total, survivors, seconds, _timeouts = rows[module]
             print("{}: {}/{} killed ({:.1f}%), {} survived, {:.0f} s".format(
                 module, killed, total, 100.0 * killed / max(total, 1), len(survivors), seconds), flush=True)
