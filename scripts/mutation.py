@@ -110,7 +110,7 @@ def earlier_survivors(report, module):
     if row is None or len(section) < 2:
         raise MutationError("{} has no result for {}. Fix: pass the report of a run of {}".format(
             report, module, module))
-    names = re.findall(r"^# (\S+): (?!killed)", section[1].split("\n## ", 1)[0], re.M)
+    names = re.findall(r"^# (\S+): (?!killed|timeout)", section[1].split("\n## ", 1)[0], re.M)
     return int(row.group(1)), names
 
 
