@@ -41,7 +41,7 @@ MODULES = {
                         "tests/edge/test_caselog_reference.py"],
     "edge/private_files.py": ["tests/edge/test_private_files.py", "tests/edge/test_caselog_durability.py"],
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py",
-                           "tests/edge/test_preprocess_normalise.py"],
+                           "tests/edge/test_preprocess_steps.py"],
     "edge/quality.py": ["tests/edge/test_quality.py", "tests/edge/test_quality_calibration.py",
                         "tests/edge/test_quality_rules.py"],
     "edge/signing.py": ["tests/edge/test_signing.py", "tests/edge/test_signing_contract.py",

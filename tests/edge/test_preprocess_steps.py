@@ -1,4 +1,5 @@
-"""edge.preprocess.normalise_crop step by step (mutation survivors, issue 18): the documented recipe
+"""edge.preprocess step by step (mutation survivors, issue 18): the caller's image limits reach the
+reader; normalise_crop's documented recipe
 (grey, Gaussian blur sigma 1, the 0.5/99.5 percentiles of every second pixel, a gain of at most 3
 about mid-grey 127.5, clipped, truncated to uint8, grey-as-BGR) written out here with its constants,
 on images with known answers and on noise where every step shows."""
@@ -7,7 +8,27 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess import NORMALISE_BLUR_SIGMA, NORMALISE_MAX_GAIN, NORMALISE_PERCENTILES, normalise_crop
+from edge.errors import ImageError
+from edge.imageio import ImageLimits
+from edge.preprocess import (
+    NORMALISE_BLUR_SIGMA,
+    NORMALISE_MAX_GAIN,
+    NORMALISE_PERCENTILES,
+    load_image,
+    normalise_crop,
+    read_image,
+)
+
+
+def test_the_callers_limits_are_used(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(cv2.imencode(".png", np.full((30, 40), 9, np.uint8))[1].tobytes())
+    assert load_image(str(path)).shape == (30, 40, 3)  # the default limits
+    small = ImageLimits(max_file_mb=1, max_megapixels=0.001, max_side=100)  # 1000 pixels
+    for read in (load_image, read_image):
+        with pytest.raises(ImageError, match=r"x\.png: image is too large to open safely \(40x30 = 0 "):
+            read(str(path), small)
+    assert read_image(str(path), ImageLimits(1, 1, 20)).image.shape == (15, 20, 3)  # reduced to max_side
 
 
 def _recipe(grey):
