@@ -533,3 +533,18 @@ def test_sizes_in_messages_are_rounded_megabytes(tmp_path):
     assert str(caught.value) == "f.png: file is too large (over 2 MB)"
     with pytest.raises(ImageError, match=r"^image: PNM header is damaged"):
         read_header(b"P5\n4 x\n255\n")  # the default name
+
+
+def test_tiff_value_count_at_the_file_size():
+    head = b"II" + struct.pack("<HI", 42, 8)
+
+    def tiff(count):
+        entries = _tiff_entry(256, 3, count, 0) + _tiff_entry(257, 3, 1, 20)
+        return head + struct.pack("<H", 2) + entries + b"\0" * 4
+
+    size = len(tiff(0))
+    assert read_header(tiff(size // 2)).width == 0x4949  # exactly the file's bytes (from offset 0): read
+    with pytest.raises(ImageError) as caught:
+        read_header(tiff(size // 2 + 1), "t")
+    want = "(tag 256 claims {} values, more than the file's {} bytes hold)".format(size // 2 + 1, size)
+    assert want in str(caught.value)
