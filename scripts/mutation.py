@@ -36,7 +36,8 @@ DETECTED = ("killed", "timeout")
 # module -> the test files that must kill its mutants. One line per module.
 MODULES = {
     "edge/bundle.py": ["tests/edge/test_bundle.py", "tests/edge/test_bundle_refusals.py"],
-    "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py"],
+    "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py",
+                         "tests/edge/test_classify_steps.py"],
     "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py",
                         "tests/edge/test_caselog_reference.py"],
     "edge/private_files.py": ["tests/edge/test_private_files.py", "tests/edge/test_caselog_durability.py"],
