@@ -73,3 +73,13 @@ def test_noise_follows_the_recipe_exactly(spread):
     out = normalise_crop(colour)
     assert np.array_equal(out[:, :, 0], _recipe(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)))
     assert np.array_equal(out[:, :, 0], out[:, :, 2])
+
+
+def test_a_wide_grey_range_is_stretched_by_less_than_the_cap_in_float32():
+    rng = np.random.RandomState(0)
+    ramp = np.tile(np.linspace(20, 230, 97), (121, 1))
+    grey = np.clip(ramp + rng.normal(0, 6, (121, 97)), 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    low, high = np.percentile(blurred[::2, ::2], (0.5, 99.5))
+    assert 1.0 < 255.0 / (high - low) < NORMALISE_MAX_GAIN  # this crop is not capped
+    assert np.array_equal(normalise_crop(grey)[:, :, 0], _recipe(grey))  # float32 arithmetic, to the pixel
