@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.classify import Prediction, likelihood_word
+from edge.bundle import load_bundle
+from edge.classify import FramePreparer, Prediction, likelihood_word, thumbnail
 from edge.locate import Localisation
 from edge.quality import Quality
 
@@ -101,3 +102,26 @@ def test_to_dict_localisation_and_thumbnail():
     assert np.array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), thumbnail)
     no_thumbnail = _prediction(localisation=located).to_dict()["localisation"]
     assert "thumbnail_png_base64" not in no_thumbnail
+
+
+def test_thumbnail_size_floor_interpolation_and_grey():
+    assert thumbnail(np.zeros((40, 50, 3), np.uint8)).shape == (40, 50, 3)  # never enlarged
+    assert thumbnail(np.zeros((1000, 5, 3), np.uint8)).shape == (96, 1, 3)  # the one-pixel floor
+    assert thumbnail(np.zeros((5, 1000, 3), np.uint8)).shape == (1, 96, 3)
+    stripes = np.zeros((96, 960, 3), np.uint8)
+    stripes[:, ::2] = 255
+    small = thumbnail(stripes, size=96)
+    assert small.shape == (10, 96, 3) and np.array_equal(small, cv2.resize(stripes, (96, 10),
+                                                                            interpolation=cv2.INTER_AREA))
+    assert abs(int(small[5, 5, 0]) - 128) <= 1  # averaged by area, not sampled
+    grey = thumbnail(np.full((30, 20), 9, np.uint8))
+    assert grey.shape == (30, 20, 3) and (grey == 9).all()
+
+
+def test_frame_preparer_uses_the_given_localisation(tiny_bundle):
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[10:50, 20:60] = 200
+    given = Localisation(True, np.zeros((4, 2), np.float32), "letterbox", frame, box=(20, 10, 60, 50))
+    prepared = FramePreparer(load_bundle(tiny_bundle))(frame, localisation=given)
+    assert prepared.localisation is given
+    assert prepared.thumbnail.shape == (40, 40, 3) and (prepared.thumbnail == 200).all()
