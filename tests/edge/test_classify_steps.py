@@ -9,8 +9,18 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bundle import load_bundle
-from edge.classify import FramePreparer, Prediction, likelihood_word, thumbnail
+from edge.bundle import Bundle, load_bundle, make_manifest
+from edge.classify import (
+    Classifier,
+    FramePreparer,
+    Prediction,
+    classify,
+    likelihood_word,
+    localises,
+    postprocess,
+    thumbnail,
+)
+from edge.description import InputSpec, ModelDescription
 from edge.locate import Localisation
 from edge.quality import Quality
 
@@ -125,3 +135,58 @@ def test_frame_preparer_uses_the_given_localisation(tiny_bundle):
     prepared = FramePreparer(load_bundle(tiny_bundle))(frame, localisation=given)
     assert prepared.localisation is given
     assert prepared.thumbnail.shape == (40, 40, 3) and (prepared.thumbnail == 200).all()
+
+
+def _bundle(module="unit", extra=None, calibration=None):
+    description = ModelDescription("tiny", "multiclass", ["a", "b", "c"], InputSpec(16, 16),
+                                   display_names=["A", "B", "C"], extra=extra)
+    manifest = make_manifest(description, module, "Unit", "0" * 64)
+    if calibration:
+        manifest["calibration"] = calibration
+    return Bundle("/nonexistent", manifest, description, None)
+
+
+class _NoDisplay(object):
+    """A bundle object from before ``display`` existed: percentages."""
+
+    def __init__(self, bundle):
+        self._bundle = bundle
+
+    def __getattr__(self, name):
+        if name == "display":
+            raise AttributeError(name)
+        return getattr(self._bundle, name)
+
+
+def test_postprocess_heatmap_row_and_display_mode():
+    heatmaps = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
+    outputs = {"probabilities": np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], np.float32), "heatmap": heatmaps}
+    result = postprocess(outputs, _bundle(), index=1)
+    assert np.array_equal(result.heatmap, heatmaps[1]) and result.top1 == "a"
+    assert postprocess({"probabilities": outputs["probabilities"]}, _bundle()).heatmap is None
+    words = _bundle()
+    assert words.display == "words" and postprocess(outputs, words).display == "words"
+    percent = _bundle(calibration={"display": "percent", "ece_cv": 0.01})
+    assert percent.display == "percent" and postprocess(outputs, percent).display == "percent"
+    assert postprocess(outputs, _NoDisplay(words)).display == "percent"
+
+
+def test_camera_localisation_opt_in_and_opt_out():
+    assert localises(_bundle("chest")) and not localises(_bundle("skin"))
+    assert localises(_bundle("skin", extra={"camera_localisation": True}))
+    assert not localises(_bundle("chest", extra={"camera_localisation": False}))
+    assert localises(_bundle("skin", extra={"camera_localisation": 1}))
+
+
+def test_classify_and_the_classifier_use_the_given_localisation(tiny_bundle):
+    pytest.importorskip("onnxruntime")
+    from edge.backends import open_runner
+
+    bundle = load_bundle(tiny_bundle)
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[10:50, 20:60] = 200
+    given = Localisation(True, np.zeros((4, 2), np.float32), "letterbox", frame, box=(20, 10, 60, 50))
+    with open_runner(bundle, backend="onnxruntime", precision="fp32") as runner:
+        for result in (classify(frame, runner, bundle, localisation=given),
+                       Classifier(runner).classify(frame, localisation=given)):
+            assert result.localisation is given and result.thumbnail.shape == (40, 40, 3)
