@@ -190,3 +190,23 @@ def test_classify_and_the_classifier_use_the_given_localisation(tiny_bundle):
         for result in (classify(frame, runner, bundle, localisation=given),
                        Classifier(runner).classify(frame, localisation=given)):
             assert result.localisation is given and result.thumbnail.shape == (40, 40, 3)
+
+
+def test_classifier_open_passes_the_engine_cache_to_the_backend(tiny_bundle, monkeypatch, tmp_path):
+    """Only the TensorRT backend reads the engine cache (no TensorRT GPU here): the call is recorded
+    on its way to the real ONNX Runtime runner."""
+    pytest.importorskip("onnxruntime")
+    import edge.backends
+
+    calls, real = [], edge.backends.open_runner
+
+    def recording(bundle, **kwargs):
+        calls.append(kwargs)
+        return real(bundle, backend="onnxruntime", precision="fp32")
+
+    monkeypatch.setattr(edge.backends, "open_runner", recording)
+    with Classifier.open(load_bundle(tiny_bundle), backend="tensorrt", precision="fp16",
+                         engine_cache=str(tmp_path), trt_module="t") as classifier:
+        assert classifier.classify(np.full((20, 20, 3), 99, np.uint8)).bundle_id
+    assert calls == [{"backend": "tensorrt", "precision": "fp16", "engine_cache": str(tmp_path),
+                      "trt_module": "t"}]
