@@ -35,7 +35,8 @@ DETECTED = ("killed", "timeout")
 
 # module -> the test files that must kill its mutants. One line per module.
 MODULES = {
-    "edge/bundle.py": ["tests/edge/test_bundle.py", "tests/edge/test_bundle_refusals.py"],
+    "edge/bundle.py": ["tests/edge/test_bundle.py", "tests/edge/test_bundle_refusals.py",
+                       "tests/edge/test_bundle_steps.py", "tests/edge/test_display.py"],
     "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py",
                          "tests/edge/test_classify_steps.py"],
     "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py",
