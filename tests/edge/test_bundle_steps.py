@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from edge.bundle import load_bundle, load_lab_bundle
+from edge.bundle import RE_EXPORT, load_bundle, load_lab_bundle
 from edge.errors import BundleError
 
 
@@ -46,3 +46,27 @@ def test_the_lab_checks_the_model_hash_unless_told_not_to(lab_copy):
     text = str(caught.value)
     assert "model_sha256" in text and "but the manifest expects 000000000000" in text
     assert load_lab_bundle(lab_copy, check_hash=False).manifest["model_sha256"] == "0" * 64
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"samples": {"file": "a.png"}}', '{"samples": [1]}'])
+def test_golden_expected_without_a_list_of_samples_is_refused(tiny_bundle, tmp_path, text):
+    path = str(tmp_path / "bundle")
+    shutil.copytree(tiny_bundle, path)
+    bundle = load_lab_bundle(path)
+    with open(os.path.join(path, "golden", "expected.json"), "w") as handle:
+        handle.write(text)
+    with pytest.raises(BundleError) as caught:
+        bundle.golden_samples()
+    assert str(caught.value) == "bundle {}: golden/expected.json: has no list of samples. Fix: {}".format(
+        path, RE_EXPORT)
+
+
+def test_golden_expected_that_is_not_json_names_the_file(tiny_bundle, tmp_path):
+    path = str(tmp_path / "bundle")
+    shutil.copytree(tiny_bundle, path)
+    bundle = load_lab_bundle(path)
+    with open(os.path.join(path, "golden", "expected.json"), "w") as handle:
+        handle.write("{")
+    with pytest.raises(BundleError) as caught:
+        bundle.golden_samples()
+    assert str(caught.value).startswith("bundle {}: golden/expected.json: is not valid JSON (".format(path))
