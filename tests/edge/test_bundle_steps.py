@@ -70,3 +70,8 @@ def test_golden_expected_that_is_not_json_names_the_file(tiny_bundle, tmp_path):
     with pytest.raises(BundleError) as caught:
         bundle.golden_samples()
     assert str(caught.value).startswith("bundle {}: golden/expected.json: is not valid JSON (".format(path))
+
+
+def test_a_signed_bundle_records_its_signer(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    assert isinstance(bundle.signer, str) and bundle.signer and bundle.signature_problem is None
