@@ -40,7 +40,7 @@ MODULES = {
     "edge/classify.py": ["tests/edge/test_classify.py", "tests/edge/test_classify_boundaries.py",
                          "tests/edge/test_classify_steps.py"],
     "edge/caselog.py": ["tests/edge/test_caselog.py", "tests/edge/test_caselog_durability.py",
-                        "tests/edge/test_caselog_reference.py"],
+                        "tests/edge/test_caselog_reference.py", "tests/edge/test_caselog_steps.py"],
     "edge/private_files.py": ["tests/edge/test_private_files.py", "tests/edge/test_caselog_durability.py"],
     "edge/preprocess.py": ["tests/edge/test_preprocess.py", "tests/edge/test_preprocess_truncated.py",
                            "tests/edge/test_preprocess_steps.py"],
