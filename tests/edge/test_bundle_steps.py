@@ -8,8 +8,10 @@ import shutil
 
 import pytest
 
-from edge.bundle import RE_EXPORT, load_bundle, load_lab_bundle
+from edge.bundle import RE_EXPORT, _check_heatmap, load_bundle, load_lab_bundle
+from edge.description import InputSpec, ModelDescription
 from edge.errors import BundleError
+from edge.onnx_info import OnnxInfo
 
 
 @pytest.fixture()
@@ -75,3 +77,57 @@ def test_golden_expected_that_is_not_json_names_the_file(tiny_bundle, tmp_path):
 def test_a_signed_bundle_records_its_signer(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     assert isinstance(bundle.signer, str) and bundle.signer and bundle.signature_problem is None
+
+
+def _heatmap_case(section, outputs=None, input_check=None):
+    """``_check_heatmap`` on its own: an OnnxInfo as parse_onnx builds it (a model with a heatmap output
+    comes only from the torch export, tested in tests/export/test_export_heatmap.py)."""
+    description = ModelDescription("tiny", "multiclass", ["a", "b", "c"], InputSpec(16, 16),
+                                   input_check=input_check)
+    default = [{"name": "probabilities", "shape": [1, 3]}, {"name": "cam", "shape": [1, 3, 4, 5]},
+               {"name": "ood_score", "shape": [1]}]
+    info = OnnxInfo([{"name": "input", "shape": [1, 3, 16, 16]}], outputs or default, 17, {}, "test")
+    return _check_heatmap("B", section, description, info)
+
+
+GOOD = {"method": "cam", "shape": [3, 4, 5], "output": "cam"}
+
+
+def test_a_heatmap_section_that_matches_is_accepted():
+    assert _heatmap_case(None) is None and _heatmap_case(dict(GOOD)) is None
+    assert _heatmap_case(dict(GOOD), [{"name": "probabilities", "shape": [1, 3]},
+                                      {"name": "cam", "shape": ["N", 3, 4, 5]}]) is None  # symbolic batch
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    ({"shape": None}, "heatmap.shape", "must be [classes, height, width], got None"),
+    ({"shape": [3, 4]}, "heatmap.shape", "must be [classes, height, width], got [3, 4]"),
+    ({"shape": [3, 4, 0]}, "heatmap.shape", "must be [classes, height, width], got [3, 4, 0]"),
+    ({"shape": [3, True, 5]}, "heatmap.shape", "must be [classes, height, width], got [3, True, 5]"),
+    ({"shape": [3, 4.0, 5]}, "heatmap.shape", "must be [classes, height, width], got [3, 4.0, 5]"),
+    ({"shape": [2, 4, 5]}, "heatmap.shape", "has 2 maps for 3 classes"),
+    ({"method": "gradcam"}, "heatmap.method", "must be one of cam, got 'gradcam'"),
+    ({"method": None}, "heatmap.method", "must be one of cam, got None"),
+    ({"output": "nope"}, "heatmap.output",
+     "model.onnx has no separate output 'nope' (has ['cam', 'ood_score', 'probabilities'])"),
+    ({"output": "probabilities"}, "heatmap.output",
+     "model.onnx has no separate output 'probabilities' (has ['cam', 'ood_score', 'probabilities'])"),
+    ({"shape": [3, 4, 6]}, "heatmap.shape", "manifest says [3, 4, 6] but model.onnx outputs [1, 3, 4, 5]"),
+    ({"shape": [3, 5, 5]}, "heatmap.shape", "manifest says [3, 5, 5] but model.onnx outputs [1, 3, 4, 5]"),
+])
+def test_heatmap_section_refusals(change, field, problem):
+    section = dict(GOOD, **change)
+    with pytest.raises(BundleError) as caught:
+        _heatmap_case(section)
+    assert str(caught.value) == "bundle B: {}: {}. Fix: {}".format(field, problem, RE_EXPORT)
+
+
+def test_heatmap_output_must_not_be_the_input_check_and_must_be_four_dimensional():
+    check = {"output": "ood_score", "threshold": 0.5, "method": "mahalanobis", "message": "m"}
+    with pytest.raises(BundleError, match=r"heatmap.output: model.onnx has no separate output 'ood_score'"):
+        _heatmap_case(dict(GOOD, output="ood_score", shape=[3, 4, 5]), input_check=check)
+    flat = [{"name": "probabilities", "shape": [1, 3]}, {"name": "cam", "shape": [1, 3, 20]}]
+    with pytest.raises(BundleError, match=r"manifest says \[3, 4, 5\] but model.onnx outputs \[1, 3, 20\]"):
+        _heatmap_case(dict(GOOD), flat)
+    with pytest.raises(BundleError, match="must be \\[classes, height, width\\], got None"):
+        _heatmap_case(["not", "an", "object"])
