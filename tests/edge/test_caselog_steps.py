@@ -56,3 +56,14 @@ def test_export_takes_every_case_unless_new_only(tmp_path):
     with open(os.path.join(folder, "cases.csv"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["referral"] for row in rows] == ["", ""]  # no referral sheets: an empty column
+
+
+def test_an_export_target_that_refuses_a_new_folder(tmp_path):
+    """/sys refuses mkdir even to root (EPERM): the stick mounted read-only, as the worker sees it."""
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        log.save(textured(0), RESULT, "chest")
+        with pytest.raises(CaseLogError) as caught:
+            log.export("/sys")
+    assert str(caught.value) == ("export to /sys failed (Operation not permitted). Fix: check the USB stick "
+                                 "is mounted writable and has space")
