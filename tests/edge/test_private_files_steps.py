@@ -50,3 +50,15 @@ def test_a_vanished_temporary_folder_does_not_hide_the_write_error(tmp_path):
 def test_a_published_folder(tmp_path):
     folder = _publish(str(tmp_path), lambda tmp: open(os.path.join(tmp, "a.csv"), "w").close())
     assert folder == os.path.join(str(tmp_path), "export") and os.listdir(folder) == ["a.csv"]
+
+
+def test_tighten_tree_never_loosens_a_stricter_file(tmp_path):
+    from edge.private_files import tighten_tree
+
+    strict, loose = tmp_path / "strict", tmp_path / "loose"
+    strict.write_bytes(b"a")
+    loose.write_bytes(b"b")
+    os.chmod(str(strict), 0o400)
+    os.chmod(str(loose), 0o644)
+    tighten_tree(str(tmp_path))
+    assert (os.stat(str(strict)).st_mode & 0o777, os.stat(str(loose)).st_mode & 0o777) == (0o400, 0o600)
