@@ -8,7 +8,16 @@ import shutil
 
 import pytest
 
-from edge.bundle import RE_EXPORT, _check_heatmap, load_bundle, load_lab_bundle
+from edge.bundle import (
+    RE_EXPORT,
+    _check_calibration,
+    _check_heatmap,
+    chance_level_warnings,
+    display_mode,
+    load_bundle,
+    load_lab_bundle,
+    make_manifest,
+)
 from edge.description import InputSpec, ModelDescription
 from edge.errors import BundleError
 from edge.onnx_info import OnnxInfo
@@ -131,3 +140,63 @@ def test_heatmap_output_must_not_be_the_input_check_and_must_be_four_dimensional
         _heatmap_case(dict(GOOD), flat)
     with pytest.raises(BundleError, match="must be \\[classes, height, width\\], got None"):
         _heatmap_case(["not", "an", "object"])
+
+
+def _metrics_manifest(metrics=None, calibration=None):
+    description = ModelDescription("tiny", "multiclass", ["a", "b", "c", "d"], InputSpec(16, 16))
+    manifest = make_manifest(description, "unit", "Unit", "0" * 64, training={"data": {}, "metrics": metrics})
+    if calibration is not None:
+        manifest["calibration"] = calibration
+    return manifest
+
+
+@pytest.mark.parametrize("metrics, calibration, want", [
+    ({}, {"ece_cv": 0.01, "display": "words"},
+     ("words", "the manifest asks for words (cross-validated ECE 0.01)")),
+    ({}, {"ece_cv": 0.06, "display": "percent"}, ("words", "cross-validated ECE 0.060 > 0.05")),
+    ({}, {"ece_cv": 0.04, "display": "percent"}, ("percent", "cross-validated ECE 0.040 <= 0.05")),
+    ({}, None, ("words", "no ECE recorded: calibration unknown")),
+    ([1], None, ("words", "no ECE recorded: calibration unknown")),
+    ({"test": {"ece": 0.07}}, None, ("words", "test ECE 0.070 > 0.05")),
+    ({"calibration": {"ece_after": 0.02}}, None,
+     ("percent", "validation ECE after temperature 0.020 <= 0.05")),
+])
+def test_display_mode_reasons_word_for_word(metrics, calibration, want):
+    assert display_mode(_metrics_manifest(metrics, calibration)) == want
+
+
+def test_calibration_that_is_not_an_object_is_refused_word_for_word():
+    with pytest.raises(BundleError) as caught:
+        _check_calibration("B", ["ece_cv", 0.01])
+    assert str(caught.value) == "bundle B: calibration: must be an object. Fix: {}".format(RE_EXPORT)
+
+
+def test_chance_level_lines_word_for_word():
+    test = {"accuracy": 0.3, "accuracy_ci95": [0.2, 0.4], "macro_auroc": 0.45,
+            "per_class": {"b": {"auroc": 0.3}, "a": {"auroc": 0.8, "auroc_ci95": [0.4, 0.5]}}}
+    assert chance_level_warnings(_metrics_manifest({"test": test}), 4) == [
+        "test accuracy's 95% CI reaches chance (20.0% <= 1/4)", "macro AUROC 0.450 <= 0.5 (chance)",
+        "a AUROC 95% CI [0.400, 0.500] includes 0.5 (chance)", "b AUROC 0.300 <= 0.5 (chance)"]
+    assert chance_level_warnings(_metrics_manifest({"test": {"accuracy": 0.9}}), 1) == [
+        "test accuracy 90.0% <= chance 1/1 = 100.0%"]
+
+
+def test_golden_file_paths_stay_in_the_bundle(tiny_bundle, tmp_path):
+    path = str(tmp_path / "bundle")
+    shutil.copytree(tiny_bundle, path)
+    bundle = load_lab_bundle(path)
+    expected = os.path.join(path, "golden", "expected.json")
+    with open(expected) as handle:
+        data = json.load(handle)
+    data["samples"] = data["samples"][:1]
+    data["samples"][0]["file"] = "../model_card.md"  # golden/../model_card.md: inside the bundle
+    with open(expected, "w") as handle:
+        json.dump(data, handle)
+    assert bundle.golden_samples()[0].path == os.path.join(path, "golden", "../model_card.md")
+    data["samples"][0]["file"] = "../../x.png"
+    with open(expected, "w") as handle:
+        json.dump(data, handle)
+    with pytest.raises(BundleError) as caught:
+        bundle.golden_samples()
+    assert str(caught.value) == ("bundle {}: golden/expected.json: file: 'golden/../../x.png' points outside "
+                                 "the bundle folder. Fix: {}".format(path, RE_EXPORT))
