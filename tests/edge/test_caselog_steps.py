@@ -67,3 +67,15 @@ def test_an_export_target_that_refuses_a_new_folder(tmp_path):
             log.export("/sys")
     assert str(caught.value) == ("export to /sys failed (Operation not permitted). Fix: check the USB stick "
                                  "is mounted writable and has space")
+
+
+def test_a_refused_patient_reference_is_quoted_up_to_40_characters():
+    from edge.caselog import clean_reference
+
+    with pytest.raises(CaseLogError) as caught:
+        clean_reference(" jane doe ")
+    assert str(caught.value) == ("patient reference 'JANE DOE' is not allowed. Fix: use 1-16 letters A-Z or "
+                                 "digits (a clinic file number, never a name)")
+    with pytest.raises(CaseLogError) as caught:
+        clean_reference("A" * 39 + "-BC")
+    assert "patient reference '{}-' is not allowed".format("A" * 39) in str(caught.value)
