@@ -200,3 +200,32 @@ def test_golden_file_paths_stay_in_the_bundle(tiny_bundle, tmp_path):
         bundle.golden_samples()
     assert str(caught.value) == ("bundle {}: golden/expected.json: file: 'golden/../../x.png' points outside "
                                  "the bundle folder. Fix: {}".format(path, RE_EXPORT))
+
+
+def _edit_manifest(path, **changes):
+    manifest_path = os.path.join(path, "manifest.json")
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    manifest.update(changes)
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+
+
+def test_load_bundle_refusals_word_for_word(lab_copy):
+    with pytest.raises(BundleError) as caught:
+        load_bundle(lab_copy)
+    assert str(caught.value) == (
+        "bundle {}: golden/expected.json: missing: without golden images the model cannot be checked on "
+        "this unit. Fix: re-export it with golden images (medkiosk export onnx CHECKPOINT --out DIR)".format(
+            lab_copy))
+    _edit_manifest(lab_copy, heatmap={"method": "cam", "shape": [4, 2, 2], "output": "cam"})
+    with pytest.raises(BundleError) as caught:
+        load_lab_bundle(lab_copy)
+    assert str(caught.value).startswith("bundle {}: heatmap.output: model.onnx has no separate output "
+                                        "'cam'".format(lab_copy))
+    for bad in ("", 7):
+        _edit_manifest(lab_copy, model_file=bad, heatmap=None)
+        with pytest.raises(BundleError) as caught:
+            load_lab_bundle(lab_copy)
+        assert str(caught.value) == "bundle {}: model_file: must be a file name. Fix: {}".format(
+            lab_copy, RE_EXPORT)
