@@ -229,3 +229,34 @@ def test_load_bundle_refusals_word_for_word(lab_copy):
             load_lab_bundle(lab_copy)
         assert str(caught.value) == "bundle {}: model_file: must be a file name. Fix: {}".format(
             lab_copy, RE_EXPORT)
+
+
+@pytest.mark.parametrize("section", [
+    {"ece_cv": 0.0, "display": "percent"}, {"ece_cv": 1.0, "display": "words"},
+    {"ece_cv": 0, "display": "words"},
+    {"ece_cv": 0.1, "ece_cv_ci95": [0.05, 0.05], "display": "words"},
+    {"ece_cv": 0.1, "ece_cv_ci95": [0, 1], "display": "words"}])
+def test_calibration_sections_at_their_bounds_are_accepted(section):
+    assert _check_calibration("B", section) is None
+
+
+@pytest.mark.parametrize("section, field, problem", [
+    ({"ece_cv": -0.01, "display": "words"}, "calibration.ece_cv", "must be a number in [0, 1], got -0.01"),
+    ({"ece_cv": 1.01, "display": "words"}, "calibration.ece_cv", "must be a number in [0, 1], got 1.01"),
+    ({"ece_cv": True, "display": "words"}, "calibration.ece_cv", "must be a number in [0, 1], got True"),
+    ({"display": "words"}, "calibration.ece_cv", "must be a number in [0, 1], got None"),
+    ({"ece_cv": 0.1, "ece_cv_ci95": [0.2, 0.1], "display": "words"}, "calibration.ece_cv_ci95",
+     "must be [low, high], got [0.2, 0.1]"),
+    ({"ece_cv": 0.1, "ece_cv_ci95": [0.1], "display": "words"}, "calibration.ece_cv_ci95",
+     "must be [low, high], got [0.1]"),
+    ({"ece_cv": 0.1, "ece_cv_ci95": [0.1, "x"], "display": "words"}, "calibration.ece_cv_ci95",
+     "must be [low, high], got [0.1, 'x']"),
+    ({"ece_cv": 0.1, "ece_cv_ci95": (0.1, 0.2), "display": "words"}, "calibration.ece_cv_ci95",
+     "must be [low, high], got (0.1, 0.2)"),
+    ({"ece_cv": 0.1, "display": "bars"}, "calibration.display", "must be one of percent, words, got 'bars'"),
+    ({"ece_cv": 0.1}, "calibration.display", "must be one of percent, words, got None"),
+])
+def test_calibration_refusals_word_for_word(section, field, problem):
+    with pytest.raises(BundleError) as caught:
+        _check_calibration("B", section)
+    assert str(caught.value) == "bundle B: {}: {}. Fix: {}".format(field, problem, RE_EXPORT)
