@@ -104,6 +104,8 @@ GOOD = {"method": "cam", "shape": [3, 4, 5], "output": "cam"}
 
 def test_a_heatmap_section_that_matches_is_accepted():
     assert _heatmap_case(None) is None and _heatmap_case(dict(GOOD)) is None
+    one = [{"name": "probabilities", "shape": [1, 3]}, {"name": "cam", "shape": [1, 3, 1, 1]}]
+    assert _heatmap_case(dict(GOOD, shape=[3, 1, 1]), one) is None  # one cell per map is a size
     assert _heatmap_case(dict(GOOD), [{"name": "probabilities", "shape": [1, 3]},
                                       {"name": "cam", "shape": ["N", 3, 4, 5]}]) is None  # symbolic batch
 
