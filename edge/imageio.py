@@ -164,6 +164,9 @@ def _tiff_header(data, _name):
         tag, kind, number = struct.unpack(order + "HHI", entry[:8])
         if kind in TIFF_TYPES and tag in (256, 257, 258, 277):
             code, size = TIFF_TYPES[kind]
+            if number * size > len(data):  # else a crafted count would build a gigabyte unpack format
+                raise ValueError("tag {} claims {} values, more than the file's {} bytes hold".format(
+                    tag, number, len(data)))
             where = entry[8:12] if number * size <= 4 else data[
                 struct.unpack(order + "I", entry[8:12])[0]:][:number * size]
             tags[tag] = struct.unpack(order + code * number, where[:number * size])

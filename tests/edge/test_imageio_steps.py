@@ -384,3 +384,167 @@ def test_webp_size_fields_end_where_the_next_bytes_begin():
     bits = (640 - 1) | ((480 - 1) << 14)
     vp8l = _webp(b"VP8L", b"\x2f" + bits.to_bytes(4, "little") + b"\xff\xff")
     assert tuple(read_header(vp8l)) == ("WebP", 640, 480, 8, 4, 1)
+
+
+# --- third round (survivors of the full run on main 4540947) ---
+
+def _tiff_entry(tag, kind, number, value):
+    return struct.pack("<HHII", tag, kind, number, value)
+
+
+def test_tiff_counts_and_offsets_over_the_signed_range():
+    head = b"II" + struct.pack("<HI", 42, 8)
+    # an entry count of 0x8001 (negative as a signed short) with only two entries present: damaged
+    many = head + struct.pack("<H", 0x8001) + _tiff_entry(256, 3, 1, 30) + _tiff_entry(257, 3, 1, 20)
+    with pytest.raises(ImageError, match=r"^t: TIFF header is damaged \(unpack requires"):
+        read_header(many, "t")
+    # BitsPerSample held at an offset past 2 GiB (negative as a signed int): damaged, not the file's start
+    far = (head + struct.pack("<H", 3) + _tiff_entry(256, 3, 1, 30) + _tiff_entry(257, 3, 1, 20)
+           + _tiff_entry(258, 3, 3, 0xFFFFFFF0) + b"\0" * 4)
+    with pytest.raises(ImageError, match=r"^t: TIFF header is damaged \(unpack requires"):
+        read_header(far, "t")
+
+
+def test_tiff_value_count_beyond_the_file_is_refused_without_building_it():
+    """A tag claiming 2**31 values is damaged at once (no 2 GB unpack format is built)."""
+    head = b"II" + struct.pack("<HI", 42, 8)
+    data = (head + struct.pack("<H", 2) + _tiff_entry(256, 3, 0x80000000, 26) + _tiff_entry(257, 3, 1, 20)
+            + b"\0" * 4)
+    with pytest.raises(ImageError) as caught:
+        read_header(data, "t")
+    assert str(caught.value).startswith("t: TIFF header is damaged (tag 256 claims 2147483648 values, "
+                                        "more than the file's {} bytes hold)".format(len(data)))
+
+
+def test_pnm_fields_on_one_line_with_pixels_and_read_from_the_first_2048_bytes():
+    assert tuple(read_header(b"P2\n3 2 255 0 1 2\n3 4 5\n")) == ("PNM", 3, 2, 8, 1, 1)
+    # a comment pushes the maxval's last digit to byte 2048: only "25" is read (8 bits, not 16)
+    head = b"P5\n#" + b"c" * 2037 + b"\n3 2 25"
+    assert len(head) == 2048
+    assert tuple(read_header(head + b"6\n")) == ("PNM", 3, 2, 8, 1, 1)
+
+
+def test_webp_lossy_size_fields_with_data_after_them():
+    vp8 = _webp(b"VP8 ", b"\0" * 6 + struct.pack("<HH", 640, 480) + b"\xff" * 8)
+    assert tuple(read_header(vp8)) == ("WebP", 640, 480, 8, 4, 1)
+
+
+def test_a_read_error_names_the_file():
+    """/proc/self/mem is a regular file of size 0 whose first read fails (EIO): the read refusal."""
+    for read in (imageio.read_regular_file, imageio.read_image):
+        with pytest.raises(ImageError) as caught:
+            read("/proc/self/mem", 100) if read is imageio.read_regular_file else read("/proc/self/mem")
+        assert str(caught.value) == ("/proc/self/mem: cannot be read (Input/output error). Fix: re-insert "
+                                     "the USB stick or copy the file again")
+
+
+def test_png_sizes_over_the_signed_range_and_chunk_walk():
+    assert read_header(_png(2 ** 31, 5, 8, 0)).width == 2 ** 31
+    # a chunk claiming 2 GiB before any sBIT: the walk ends (no sBIT), it does not step backwards
+    huge = struct.pack(">I", 0x80000000) + b"tEXt" + b"a\0b"
+    assert tuple(read_header(_png(3, 2, 16, 0, huge))) == ("PNG", 3, 2, 16, 1, 1)
+    # grey with alpha honours sBIT; nothing after IEND counts
+    assert read_header(_png(3, 2, 16, 4, _chunk(b"sBIT", b"\x0c\x02"))).bits == 12
+    ihdr = _png(3, 2, 16, 0)[:33]
+    assert read_header(ihdr + _chunk(b"IEND", b"") + _chunk(b"sBIT", b"\x09")).bits == 16
+
+
+def _spied_decoders(monkeypatch, reduces):
+    """Where imdecode ignores IMREAD_REDUCED_* (JetPack 4.6's OpenCV 4.1, which is not here):
+    ``imdecode_reduces`` answers ``reduces``; the calls to imread and imdecode are recorded."""
+    calls = []
+    real_imread, real_imdecode = cv2.imread, cv2.imdecode
+
+    def imread(path, flags):
+        calls.append(("imread", path, flags, os.path.exists(path)))
+        return real_imread(path, flags)
+
+    def imdecode(buf, flags):
+        calls.append(("imdecode", flags))
+        return real_imdecode(buf, flags)
+
+    monkeypatch.setattr(imageio, "imdecode_reduces", lambda: reduces)
+    monkeypatch.setattr(cv2, "imread", imread)
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    return calls
+
+
+def test_reduced_decoding_through_imread_of_the_open_file(tmp_path, monkeypatch):
+    pixels = (np.arange(40 * 150) % 251).astype(np.uint8).reshape(40, 150)
+    path = tmp_path / "wide.png"
+    path.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+    want = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_2)  # imread reduces in every OpenCV >= 3.2
+    calls = _spied_decoders(monkeypatch, reduces=False)
+    got = imageio.read_image(str(path), LIMITS).image  # 150 wide: reduced by 2
+    assert len(calls) == 1 and calls[0][0] == "imread" and calls[0][2] == cv2.IMREAD_REDUCED_GRAYSCALE_2
+    assert calls[0][3] and calls[0][1].startswith("/proc/self/fd/") and calls[0][1][14:].isdigit()
+    assert got.shape == (20, 75, 3) and (got[:, :, 0] == want).all()
+    # not reduced (factor 1): imdecode, even where imdecode cannot reduce
+    del calls[:]
+    small = tmp_path / "small.png"
+    small.write_bytes(cv2.imencode(".png", pixels[:, :100])[1].tobytes())
+    assert imageio.read_image(str(small), LIMITS).image.shape == (40, 100, 3)
+    assert calls == [("imdecode", cv2.IMREAD_GRAYSCALE)]
+    # bytes without a file (no descriptor) and an OpenCV whose imdecode reduces: imdecode
+    del calls[:]
+    header = read_header(path.read_bytes())
+    imageio._decode_opencv(path.read_bytes(), header, LIMITS, "wide.png")
+    monkeypatch.setattr(imageio, "imdecode_reduces", lambda: True)
+    imageio.read_image(str(path), LIMITS)
+    assert calls == [("imdecode", cv2.IMREAD_REDUCED_GRAYSCALE_2)] * 2
+
+
+def test_check_size_one_pixel_over_and_the_megapixels_rounded_in_the_message():
+    with pytest.raises(ImageError, match=r"\(101x9901 = 1 megapixels, limit 1\)"):
+        imageio.check_size(_h(101, 9901), LIMITS, "a")  # 1 000 001 pixels: one over
+    with pytest.raises(ImageError, match=r"\(1500001x1 = 2 megapixels, limit 1\)"):
+        imageio.check_size(_h(1500001, 1), LIMITS, "a")  # 1.500001 megapixels round to 2
+
+
+def test_read_image_names_the_file_in_the_size_refusal(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png(2000, 2000, 8, 0))  # the header alone is refused: nothing is decoded
+    with pytest.raises(ImageError) as caught:
+        imageio.read_image(str(path), LIMITS)
+    want = "{}: image is too large to open safely (2000x2000 = 4 megapixels".format(path)
+    assert str(caught.value).startswith(want)
+
+
+def test_a_file_that_cannot_be_opened(tmp_path):
+    loop = tmp_path / "loop.png"
+    os.symlink(str(loop), str(loop))  # ELOOP: an OSError that is not "no such file", even as root
+    with pytest.raises(ImageError) as caught:
+        imageio.read_image(str(loop))
+    assert str(caught.value) == ("{}: cannot be read (Too many levels of symbolic links). Fix: check the "
+                                 "file's permissions or copy it again".format(loop))
+
+
+def test_sizes_in_messages_are_rounded_megabytes(tmp_path):
+    path = tmp_path / "f.png"
+    path.write_bytes(b"x" * 1500001)
+    with pytest.raises(ImageError, match=r"f\.png: file is too large \(2 MB, limit 2 MB\)"):
+        imageio.read_regular_file(str(path), 1500000)  # 1.500001 and 1.5 MB (rounded half to even)
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        with pytest.raises(ImageError) as caught:
+            imageio._read_bounded(fd, "f.png", 1500000)
+    finally:
+        os.close(fd)
+    assert str(caught.value) == "f.png: file is too large (over 2 MB)"
+    with pytest.raises(ImageError, match=r"^image: PNM header is damaged"):
+        read_header(b"P5\n4 x\n255\n")  # the default name
+
+
+def test_tiff_value_count_at_the_file_size():
+    head = b"II" + struct.pack("<HI", 42, 8)
+
+    def tiff(count):
+        entries = _tiff_entry(256, 3, count, 0) + _tiff_entry(257, 3, 1, 20)
+        return head + struct.pack("<H", 2) + entries + b"\0" * 4
+
+    size = len(tiff(0))
+    assert read_header(tiff(size // 2)).width == 0x4949  # exactly the file's bytes (from offset 0): read
+    with pytest.raises(ImageError) as caught:
+        read_header(tiff(size // 2 + 1), "t")
+    want = "(tag 256 claims {} values, more than the file's {} bytes hold)".format(size // 2 + 1, size)
+    assert want in str(caught.value)
