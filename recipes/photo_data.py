@@ -103,7 +103,8 @@ def photo_part(recipe, split, part, spec, workers=1):
 def _rendered_together(recipe, split, part, spec, limit, by_path, workers):
     """``photo_renders(recipe, part)`` crops per image from one seeded pass, stored under their count."""
     renders = photo_renders(recipe, part)
-    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, renders, PHOTO_SEED, limit or "all", spec.height)
+    name = "{}-{}-r{}-s{}-l{}-{}".format(recipe.module, part, renders, PHOTO_SEED, limit or "all",
+                                         spec.height)
 
     def make():
         log("{}: rendering {} crop(s) of {} {} images".format(recipe.module, renders,
