@@ -158,7 +158,11 @@ def instrument(kiosk, source, sink, times, profiler=None):
         return classifier
 
     kiosk.open_classifier = open_instrumented
+    # Live: the loop locates each camera frame for the outline (and hands the result on); files and
+    # frames handed on without one: the classifier's own prepare() locates them.
+    kiosk.locate = times.wrap("locate", kiosk.locate)
     patches = [
+        (edge.classify, "locate", times.wrap("locate", edge.classify.locate)),
         (edge.classify, "preprocess", times.wrap("preprocess", edge.classify.preprocess)),
         (edge.classify, "assess_quality", times.wrap("quality", edge.classify.assess_quality)),
         (edge.classify, "postprocess", times.wrap("postprocess", edge.classify.postprocess)),

@@ -160,6 +160,10 @@ def _live_table(result, live):
         ("inference in the loop, median / p90 (ms)", _pair(live["inference"], "median_ms", "p90_ms", 2)),
         ("classify in the loop (preprocess + inference + quality + postprocess), median / max (ms)",
          _pair(live["classify"], "median_ms", "max_ms", 2)),
+        ("locate the X-ray (edge.locate: the outline on the display thread, per camera frame; frames "
+         "handed on without one are located by the prepare thread), median / p90 (ms); calls",
+         "{}; {}".format(_pair(live["stages"].get("locate", {}), "median_ms", "p90_ms", 2),
+                         live["stages"].get("locate", {}).get("n", 0))),
         ("displayed frame interval, median / p90 (ms)",
          _pair(live["display_frame"], "median_ms", "p90_ms", 1)),
         ("inference thread: busy fraction; idle between classifies, median / p90 (ms)",

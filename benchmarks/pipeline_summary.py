@@ -7,8 +7,10 @@ from benchmarks.pipeline_loop import gaps, intervals, steady, throughput
 
 RATIO_GOAL = 0.95
 CLASSIFY_STAGES = ("preprocess", "inference", "quality", "postprocess")
+LOCALISED_STAGES = ("locate",)  # run only for bundles that locate the X-ray (edge.classify.localises)
 STAGES = (
     ("capture", "capture/decode (source.read)"),
+    ("locate", "locate the X-ray (edge.locate; X-ray modules only)"),
     ("preprocess", "preprocess (resize, colour, NCHW)"),
     ("inference", "inference (runner.infer)"),
     ("quality", "quality gate (assess_quality)"),

@@ -6,6 +6,7 @@ is regenerated. The live mode's CSI camera is emulated (no camera exists here).
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 
 from benchmarks import pipeline
 from benchmarks.common import ROOT
+from benchmarks.pipeline_summary import LOCALISED_STAGES
 
 pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
@@ -34,6 +36,9 @@ def test_every_stage_of_the_real_loop_is_timed(outcome):
     stages = result["file_mode"]["stages"]
     steady_frames = (settings["frames"] - settings["skip"]) * settings["blocks"]
     for key, _label in pipeline.STAGES:
+        if key in LOCALISED_STAGES:  # the tiny bundle is no X-ray module: nothing is located
+            assert stages[key]["n"] == 0, key
+            continue
         # The pipeline reads, prepares and submits one frame beyond the last one drawn.
         assert steady_frames <= stages[key]["n"] <= steady_frames + settings["blocks"], key
         assert stages[key]["median_ms"] >= 0
@@ -53,6 +58,21 @@ def test_every_stage_of_the_real_loop_is_timed(outcome):
     assert set(busy) == {"MainThread", "inference"}
     for name, value in busy.items():
         assert 0 < value < fm["mean_frame_ms"] * 1.05, name
+
+
+def test_an_x_ray_module_times_its_localisation_on_the_display_thread(tmp_path):
+    """The shipped chest module locates each frame (edge.locate): its own stage, before preprocess."""
+    out = tmp_path / "pipeline.json"
+    code = pipeline.main(["--quick", "--bundle", os.path.join(ROOT, "models", "chest"), "--live-frames", "0",
+                          "--out-json", str(out), "--doc", str(tmp_path / "benchmarks.md")])
+    assert code == 0
+    result = json.loads(out.read_text())
+    settings, fm = result["settings"], result["file_mode"]
+    steady_frames = (settings["frames"] - settings["skip"]) * settings["blocks"]
+    assert steady_frames <= fm["stages"]["locate"]["n"] <= steady_frames + settings["blocks"]
+    assert fm["stage_threads"]["locate"] == "MainThread"
+    assert 0 < fm["stage_mean_ms"]["locate"] < fm["thread_busy_mean_ms"]["MainThread"]
+    assert "locate the X-ray" in (tmp_path / "benchmarks.md").read_text()
 
 
 def test_ratio_is_end_to_end_over_raw_from_the_same_blocks(outcome):
