@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from edge.errors import MedkioskError
+from edge.cliutil import run_guarded
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 
 
@@ -84,12 +84,7 @@ def _run(args):
 def main(argv=None):
     """Run the comparison; prints one line: the summary or the error."""
     args = build_parser().parse_args(argv)
-    try:
-        print(_run(args))
-    except MedkioskError as exc:
-        sys.stderr.write("medkiosk: error: {}\n".format(exc))
-        return getattr(exc, "exit_code", 2)
-    return 0
+    return run_guarded(lambda: print(_run(args)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from edge.errors import ConfigError, MedkioskError
+from edge.cliutil import run_guarded
+from edge.errors import ConfigError
 from recipes.camera_cv import THRESHOLDS
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 
@@ -88,12 +89,7 @@ def _run(args):
 def main(argv=None):
     """Run the evaluation; prints one line: the summary or the error."""
     args = build_parser().parse_args(argv)
-    try:
-        print(_run(args))
-    except MedkioskError as exc:
-        sys.stderr.write("medkiosk: error: {}\n".format(exc))
-        return getattr(exc, "exit_code", 2)
-    return 0
+    return run_guarded(lambda: print(_run(args)))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,8 @@
 import argparse
 import json
 import os
-import sys
 
-from edge.errors import MedkioskError
+from edge.cliutil import run_guarded
 from recipes.card import rewrite_card
 from recipes.config import BASELINES, DEFAULT_DATA_ROOT, RECIPES, ROOT, recipe_for
 from recipes.evaluation import headline
@@ -78,9 +77,4 @@ def _run(args):
 def main(argv=None):
     """Train (or rewrite the card of) one module; prints one line: the run's summary or the error."""
     args = build_parser().parse_args(argv)
-    try:
-        print(_run(args))
-    except MedkioskError as exc:
-        sys.stderr.write("medkiosk: error: {}\n".format(exc))
-        return getattr(exc, "exit_code", 2)
-    return 0
+    return run_guarded(lambda: print(_run(args)))

@@ -11,17 +11,16 @@ histogram equalisation (CLAHE) and unsharp masking, as another X-ray unit's post
 """
 
 import argparse
-import json
 import sys
 import tempfile
 
 import numpy as np
 import torch
 
-from edge.errors import MedkioskError
+from edge.cliutil import run_guarded
 from edge.preprocess import load_image, preprocess
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log, recipe_for
-from recipes.shift_proxy import fold_rates
+from recipes.shift_proxy import fold_rates, print_summary
 from recipes.warm_cache import onnx_trunk
 
 AUGMENT_SEED = 3000
@@ -130,16 +129,7 @@ def main(argv=None):
     parser.add_argument("--proxy-every", type=int, default=3, help="score every n-th file processed")
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
-    try:
-        result = measure(args.every, args.proxy_every)
-    except MedkioskError as exc:
-        sys.stderr.write("medkiosk: error: {}\n".format(exc))
-        return getattr(exc, "exit_code", 2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=1)
-    print(json.dumps(result))
-    return 0
+    return run_guarded(lambda: print_summary(measure(args.every, args.proxy_every), args.json))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 import torch
 
-from edge.errors import MedkioskError
+from edge.cliutil import run_guarded
 from edge.preprocess import load_image, preprocess
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log, recipe_for
 from recipes.cv import mean_ci
@@ -115,16 +115,15 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
-        result = measure(args.every, args.threads)
-    except MedkioskError as exc:
-        sys.stderr.write("medkiosk: error: {}\n".format(exc))
-        return getattr(exc, "exit_code", 2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+    return run_guarded(lambda: print_summary(measure(args.every, args.threads), args.json))
+
+
+def print_summary(result, path=None):
+    """Print ``result`` as one JSON line; also write it (indented) to ``path`` when given."""
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=1)
     print(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":
