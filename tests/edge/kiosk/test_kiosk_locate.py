@@ -128,7 +128,9 @@ def test_a_film_that_moves_then_settles_locks_and_matches_medkiosk_classify(tmp_
     moving = [i for i, (state, settled, _p, _l, _im) in enumerate(shown) if not settled and state]
     assert moving and all(states[i] != "locked" for i in moving)  # never locked while it moves
     assert states[-1] == "locked" and shown[-1][1]
-    assert len(calls) <= len(shown)  # located once a frame (at most), in the loop only
+    # Located once a camera frame (at most), in the loop only: each located frame is drawn, or passed
+    # over by the display's pacer (a result drawn just before it filled the slot).
+    assert len(calls) <= len(shown) + kiosk.pacer.skipped
     assert given and all(given), given  # ... and the classifier was handed that localisation
     # On screen: amber outline + "Hold still" while moving; green when locked.
     assert has_colour(shown[states.index("hold_still")][4], AMBER)
