@@ -109,6 +109,11 @@ def scope_lines(metrics, other_module):
     return lines
 
 
+def rate(entry):
+    """A stored rate as "p% [low, high] (count/of)"."""
+    return pct(entry["rate"], entry["ci95"]) + " ({}/{})".format(entry["count"], entry["of"])
+
+
 def photo_lines(module_id, folder=PHOTO_RESULTS):
     """Files vs photographed camera frames of the TEST split (``docs/models/photographed/<module>.json``)."""
     path = os.path.join(folder, module_id + ".json")
@@ -116,9 +121,6 @@ def photo_lines(module_id, folder=PHOTO_RESULTS):
         return []
     with open(path, encoding="utf-8") as handle:
         result = json.load(handle)
-
-    def rate(entry):
-        return pct(entry["rate"], entry["ci95"]) + " ({}/{})".format(entry["count"], entry["of"])
 
     lines = ["{} images of the test split as files and as 1280x720 camera frames (film on a lightbox / "
              "monitor, seed {}; never trained on), through the kiosk's camera path (`python -m "
@@ -143,9 +145,6 @@ def camera_cv_lines(module_id, folder=MODEL_DOCS):
         return []
     with open(path, encoding="utf-8") as handle:
         result = json.load(handle)
-
-    def rate(entry):
-        return pct(entry["rate"], entry["ci95"]) + " ({}/{})".format(entry["count"], entry["of"])
 
     refused = result["refused"]
     lines = ["", "Cross-validated over all {} images ({} patient folds; `python -m recipes.camera_cli`, "

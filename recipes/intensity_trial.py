@@ -19,8 +19,8 @@ import torch
 
 from edge.cliutil import run_guarded
 from edge.preprocess import load_image, preprocess
-from recipes.config import DEFAULT_DATA_ROOT, ROOT, log, recipe_for
-from recipes.shift_proxy import fold_rates, print_summary
+from recipes.config import log
+from recipes.shift_proxy import fold_rates, frozen_setup, print_summary
 from recipes.warm_cache import onnx_trunk
 
 AUGMENT_SEED = 3000
@@ -84,22 +84,11 @@ def _variant(recipe, net, data, extra, proxy, positive):
 
 def measure(every=2, proxy_every=3, threads=1):
     """{"shipped": ..., "intensity": ...}: both variants on the same folds, as stored and processed."""
-    from recipes import photo_data
-    from recipes.data import cache_images, resolve_split, targets_of
-    from recipes.run import build_description
-    from training.checkpoint import build_net
-    from training.registry import split_network
+    from recipes.data import cache_images, targets_of
 
-    torch.set_num_threads(threads)
-    recipe = recipe_for("pediatric-pneumonia")
-    torch.manual_seed(recipe.seed)
-    module, split, _info = resolve_split(recipe, DEFAULT_DATA_ROOT, ROOT + "/splits")
-    classes, spec = list(module.classes), build_description(recipe, module).input
-    net = build_net(build_description(recipe, module), pretrained=True).eval()
-    trunk, _tail = split_network(net, recipe.arch, 0)
-    cache = photo_data.embedding_cache(recipe)
-    files = split.train + split.val + split.test
-    photo = [photo_data.photo_part(recipe, split, part, spec) for part in ("train", "val")]
+    setup = frozen_setup(threads)
+    recipe, split, classes, spec, net = setup.recipe, setup.split, setup.classes, setup.spec, setup.net
+    trunk, cache, files, photo = setup.trunk, setup.cache, setup.files, setup.photo
     augmented = (split.train + split.val)[::every]
     chosen = list(range(0, len(files), proxy_every))
     rng = np.random.RandomState(AUGMENT_SEED)

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -65,25 +66,39 @@ def fold_rates(probs, targets, fold, threshold, positive):
             for key in rows[0]}
 
 
-def measure(every=3, threads=2):
-    """{"clean": ..., "degraded": ..., "threshold", "images"}: the same fold models and threshold on every
-    ``every``-th file as stored and as re-exposed."""
-    from recipes import operating_point, photo_data
-    from recipes.data import cache_images, resolve_split, targets_of
+def frozen_setup(threads, module_id="pediatric-pneumonia"):
+    """What the CV proxies share: the module's recipe, split, classes, input spec, the pretrained network and
+    its frozen trunk, the embedding cache, every file and the stored train/val photographed crops."""
+    from recipes import photo_data
+    from recipes.data import resolve_split
     from recipes.run import build_description
     from training.checkpoint import build_net
     from training.registry import split_network
 
     torch.set_num_threads(threads)
-    recipe = recipe_for("pediatric-pneumonia")
+    recipe = recipe_for(module_id)
     torch.manual_seed(recipe.seed)  # the same untrained head as the recipe's (recipes.run.train_recipe)
     module, split, _info = resolve_split(recipe, DEFAULT_DATA_ROOT, ROOT + "/splits")
-    classes, spec = list(module.classes), build_description(recipe, module).input
-    net = build_net(build_description(recipe, module), pretrained=True).eval()
+    description = build_description(recipe, module)
+    net = build_net(description, pretrained=True).eval()
     trunk, _tail = split_network(net, recipe.arch, 0)
-    cache = photo_data.embedding_cache(recipe)
-    files = split.train + split.val + split.test
-    photo = [photo_data.photo_part(recipe, split, part, spec) for part in ("train", "val")]
+    spec = description.input
+    return SimpleNamespace(
+        recipe=recipe, split=split, classes=list(module.classes), spec=spec, net=net, trunk=trunk,
+        cache=photo_data.embedding_cache(recipe), files=split.train + split.val + split.test,
+        photo=[photo_data.photo_part(recipe, split, part, spec) for part in ("train", "val")])
+
+
+def measure(every=3, threads=2):
+    """{"clean": ..., "degraded": ..., "threshold", "images"}: the same fold models and threshold on every
+    ``every``-th file as stored and as re-exposed."""
+    from recipes import operating_point
+    from recipes.data import cache_images, targets_of
+
+    setup = frozen_setup(threads)
+    recipe, classes, spec, net, cache = setup.recipe, setup.classes, setup.spec, setup.net, setup.cache
+    files, photo = setup.files, setup.photo
+    trunk = setup.trunk
     photo_samples = photo[0][0] + photo[1][0]
     with tempfile.TemporaryDirectory() as folder:
         forward = onnx_trunk(trunk, spec, folder)  # what the cache misses: ONNX Runtime (recipes.warm_cache)
