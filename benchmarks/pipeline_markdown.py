@@ -3,7 +3,7 @@
 from benchmarks import common
 from benchmarks.pipeline_summary import STAGES
 
-THREAD_LABELS = {"MainThread": "display thread (MainThread)", "inference": "inference thread"}
+THREAD_LABELS = {"display": "display thread", "inference": "inference thread"}
 
 
 def _verdict(ok):
@@ -64,7 +64,7 @@ def _file_table(fm):
     lines = [
         "### File mode (video file or USB images: every frame drawn with its own result, depth-1 pipeline)",
         "",
-        "The display thread (`MainThread`) decodes and prepares frame N+1 and hands it to the `inference` "
+        "The display thread (`display`) decodes and prepares frame N+1 and hands it to the `inference` "
         "thread before drawing frame N. Each stage is listed under the thread that ran it; a thread's "
         "busy time per frame shown must fit in the frame time, and the busier thread sets the pace.",
         "",

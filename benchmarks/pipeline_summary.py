@@ -29,7 +29,7 @@ def stage_summary(blocks, skip):
 
 
 def stage_threads(blocks):
-    """stage -> the thread that ran most of its calls (file mode: "MainThread" draws, "inference" infers)."""
+    """stage -> the thread that ran most of its calls (file mode: "display" draws, "inference" infers)."""
     counts = {}
     for block in blocks:
         for stage, threads in block["times"].threads.items():

@@ -168,6 +168,8 @@ SCHEMA = {
         "height": ("720", _number(240, 4320, integer=True)),
         # live: the most screens a second the kiosk draws (the panel's refresh rate); results at once
         "fps": ("60", _number(1, 240)),
+        # the display thread's CPU priority below the inference thread's (nice levels; 0: the same)
+        "nice": ("5", _number(0, 19, integer=True)),
     },
     "quality": {
         "blur_threshold": (QUALITY_DEFAULTS["blur_threshold"], _number(0, 100000)),

@@ -16,7 +16,8 @@
 * Overlay and render: ``OverlayRenderer.draw`` then ``sink.write``; keys (``keys``) are polled once a
   screen. Live, a screen is drawn when a result lands (at once) or when the display's next slot has
   come (``screen.DisplayPacer``, ``[display] fps``, 60 by default): a camera faster than the screen
-  refreshes has every frame posted for inference but not every frame drawn.
+  refreshes has every frame posted for inference but not every frame drawn. The display thread runs
+  ``[display] nice`` levels below inference (``priority``): when both want a core, the result wins.
 
 A camera that disappears never stops the loop; per-frame errors are counted and too many in a row
 end the run with a non-zero status so systemd restarts it (``health``).
@@ -30,6 +31,7 @@ import time
 from edge.console import printable
 from edge.errors import SourceError
 from edge.i18n import _
+from edge.kiosk import priority
 from edge.kiosk.health import Health, KioskFailure
 from edge.kiosk.keys import Desk, on_key
 from edge.kiosk.modules import ModuleSet, default_classifier_opener
@@ -66,7 +68,8 @@ class Kiosk(object):
                  max_frames=None, smoothing=0.0, caselog_factory=None, importer_factory=None, notifier=None,
                  exporter_factory=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
-                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None, display_fps=60.0):
+                 size=(1280, 720), locate=None, trust=None, capture=None, pairing=None, display_fps=60.0,
+                 display_nice=0):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
@@ -90,6 +93,7 @@ class Kiosk(object):
         self.messages = Messages()
         self.clock = FrameClock()
         self.pacer = DisplayPacer(display_fps)  # live: camera frames drawn at most display_fps a second
+        self.display_nice = display_nice  # the display's priority below inference's (kiosk.priority)
         self.pipeline = FilePipeline(self._keepalive, self._stop_requested)
         self.frames = 0
         self.show_heatmap = False  # H: the result's class-activation map over the analysed image
@@ -150,6 +154,7 @@ class Kiosk(object):
         if self.developer_notice:
             self.reporter.log(self.developer_notice)
         self.worker = InferenceWorker(self.open_classifier, self.modules.slots).start()
+        lowered = self._yield_to_inference()  # after the worker's threads started: they keep theirs
         stalled = False
         try:
             while not self._stop.is_set():
@@ -163,8 +168,18 @@ class Kiosk(object):
         finally:
             self.worker.stop(timeout=0.5 if stalled else 5.0)  # a hung runner is left to the process exit
             self.desk.close()
+            priority.restore(lowered)
             self.reporter.stopping(self.frames)
         return 0
+
+    def _yield_to_inference(self):
+        """Lower this (the display) thread's priority by ``display_nice`` levels; the levels applied."""
+        try:
+            return priority.lower(self.display_nice)
+        except OSError as exc:
+            self.reporter.log("display priority unchanged ({}): the display and inference share the CPU "
+                              "equally. Fix: allow setpriority, or set [display] nice = 0".format(exc))
+            return 0
 
     def _step(self):
         """One screen: capture (+ locate + classify), then overlay and render."""

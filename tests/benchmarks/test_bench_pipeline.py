@@ -48,14 +48,14 @@ def test_every_stage_of_the_real_loop_is_timed(outcome):
     # draws; the inference thread only infers and postprocesses (the first frame aside).
     fm = result["file_mode"]
     display = ("capture", "preprocess", "quality", "overlay", "sink")
-    expected = dict({stage: "MainThread" for stage in display + ("prepare",)},
+    expected = dict({stage: "display" for stage in display + ("prepare",)},
                     inference="inference", postprocess="inference", classify="inference")
     assert fm["stage_threads"] == expected
     means = fm["stage_mean_ms"]
     assert sorted(means) == sorted(key for key, _ in pipeline.STAGES)
     # Each thread's own work for the frames shown fits in those frames' time.
     busy = fm["thread_busy_mean_ms"]
-    assert set(busy) == {"MainThread", "inference"}
+    assert set(busy) == {"display", "inference"}
     for name, value in busy.items():
         assert 0 < value < fm["mean_frame_ms"] * 1.05, name
 
@@ -70,8 +70,8 @@ def test_an_x_ray_module_times_its_localisation_on_the_display_thread(tmp_path):
     settings, fm = result["settings"], result["file_mode"]
     steady_frames = (settings["frames"] - settings["skip"]) * settings["blocks"]
     assert steady_frames <= fm["stages"]["locate"]["n"] <= steady_frames + settings["blocks"]
-    assert fm["stage_threads"]["locate"] == "MainThread"
-    assert 0 < fm["stage_mean_ms"]["locate"] < fm["thread_busy_mean_ms"]["MainThread"]
+    assert fm["stage_threads"]["locate"] == "display"
+    assert 0 < fm["stage_mean_ms"]["locate"] < fm["thread_busy_mean_ms"]["display"]
     assert "locate the X-ray" in (tmp_path / "benchmarks.md").read_text()
 
 
@@ -193,7 +193,7 @@ def test_py_spy_samples_the_live_run(tiny_bundle, tmp_path):
     assert code == 0
     spy = json.loads(out.read_text())["live_mode"]["py_spy"]
     names = {t["thread"] for t in spy["threads"]}
-    assert "MainThread" in names
+    assert "display" in names
     assert "### Live mode, every thread (py-spy" in (tmp_path / "b.md").read_text()
 
 
