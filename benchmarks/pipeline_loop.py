@@ -158,8 +158,8 @@ def instrument(kiosk, source, sink, times, profiler=None):
         return classifier
 
     kiosk.open_classifier = open_instrumented
-    # Live: the loop locates each camera frame for the outline (and hands the result on); files and
-    # frames handed on without one: the classifier's own prepare() locates them.
+    # Live: the kiosk's locate step, run by the prepare thread on each frame it classifies (the
+    # newest is the outline); files: the classifier's own prepare() locates them.
     kiosk.locate = times.wrap("locate", kiosk.locate)
     patches = [
         (edge.classify, "locate", times.wrap("locate", edge.classify.locate)),

@@ -160,8 +160,8 @@ def _live_table(result, live):
         ("inference in the loop, median / p90 (ms)", _pair(live["inference"], "median_ms", "p90_ms", 2)),
         ("classify in the loop (preprocess + inference + quality + postprocess), median / max (ms)",
          _pair(live["classify"], "median_ms", "max_ms", 2)),
-        ("locate the X-ray (edge.locate: the outline on the display thread, per camera frame; frames "
-         "handed on without one are located by the prepare thread), median / p90 (ms); calls",
+        ("locate the X-ray (edge.locate, on the prepare thread, once per classified frame; the newest "
+         "is the outline on screen), median / p90 (ms); calls",
          "{}; {}".format(_pair(live["stages"].get("locate", {}), "median_ms", "p90_ms", 2),
                          live["stages"].get("locate", {}).get("n", 0))),
         ("displayed frame interval, median / p90 (ms)",

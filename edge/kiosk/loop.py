@@ -4,9 +4,12 @@
   (``edge.sources``); ``source.read()`` blocks until the next frame.
 * Locate (live cameras, X-ray modules only: ``edge.classify.localises``): ``locate(frame)``
   (``edge.locate.locate`` in ``medkiosk run``; identity, None, when not given) finds the film or
-  screen; ``OutlineTracker`` turns it into "searching"/"hold_still"/"locked" for the overlay, and
-  the localisation travels with the frame (``Job.located``, ``Screen.located``) so the classifier
-  does not locate it twice. Files, folders and a frozen image go through classify's own localisation.
+  screen. It travels with the frame (``Job.locate``) and runs on the worker's prepare thread only
+  for the frames that are classified, its result handed to the classifier (never located twice);
+  the newest one is the live outline (``Screen.located``), which ``OutlineTracker`` turns into
+  "searching"/"hold_still"/"locked". A camera faster than inference thus has no frame located that
+  is not classified, and the display thread does not locate at all. Files, folders and a frozen
+  image go through classify's own localisation.
 * Classify: one inference thread (``worker.InferenceWorker``) owns every runner. Live, every new
   frame is posted; the worker's prepare thread prepares the newest just before inference needs it
   (stale ones are dropped, never prepared), so inference never waits for the display; the display
@@ -50,6 +53,13 @@ def locate_whole_frame(_frame):
     return None
 
 
+def guide_localisation(frame):
+    """The guide rectangle as a not-found Localisation of ``frame`` (the outline before any is located)."""
+    from edge.locate import Localisation, guide_quad
+
+    return Localisation(False, guide_quad(frame.shape[1], frame.shape[0]), "guide", frame)
+
+
 def developer_notice(slots, trust=None):
     """DEVELOPER_BANNER when the trust in use allows unsigned bundles or a loaded bundle is not
     properly signed (its ``signature_problem``); else None."""
@@ -76,6 +86,7 @@ class Kiosk(object):
         self.open_classifier = open_classifier or default_classifier_opener()
         self.locate = locate or locate_whole_frame
         self.tracker = OutlineTracker()
+        self._outline_seq = None  # the job whose localisation is the outline now
         self.developer_notice = developer_notice(self.modules.slots, trust)
         self.keys = keys
         self.kiosk_mode = kiosk_mode
@@ -222,31 +233,48 @@ class Kiosk(object):
         frame, stamp = got
         if self.sink.interactive or frame is None:
             self.clock.pace(self.source.fps)
-        located = self._locate_live(frame, slot)
-        self.screen.show(frame, stamp, None, located)
+        self.screen.show(frame, stamp, None, self.screen.located if frame is not None else None)
+        localising = self._localising(slot)
         if frame is not None and slot.usable and self.pipeline.is_new(stamp):
             self.clock.camera_frame(stamp)
-            job = self.pipeline.new_job(frame, stamp, slot, False, located=located, live=True)
+            job = self.pipeline.new_job(frame, stamp, slot, False, live=True,
+                                        locate=self.locate if localising else None)
             self.worker.submit(job)  # always: a stale frame still waiting is replaced by this one
             self._await_live_result(job)
         outcome = self.worker.take()
         if outcome is not None:
             self._apply(outcome, live=True)
+        if frame is not None:
+            self._update_outline(slot, localising)
         return True
 
-    def _locate_live(self, frame, slot):
-        """Locate the X-ray in a live frame and update the outline state (X-ray modules only)."""
+    def _localising(self, slot):
+        """True for a live X-ray module (its frames are located); otherwise the outline is cleared."""
         from edge.classify import localises
 
-        if frame is None:
-            return None
-        if not slot.usable or not localises(slot.bundle):
-            self.tracker.reset()
-            self.screen.outline_state = None
-            return None
-        located = self.locate(frame)
-        self.screen.outline_state = self.tracker.update(located) if located is not None else None
-        return located
+        if slot.usable and localises(slot.bundle):
+            return True
+        self.tracker.reset()
+        self.screen.located = self.screen.outline_state = None
+        self._outline_seq = None
+        return False
+
+    def _update_outline(self, slot, localising):
+        """The newest frame the prepare thread located becomes the outline (once per located frame);
+        until the first one, the guide rectangle while "searching"."""
+        if not localising:
+            return
+        newest = self.worker.newest_outline()
+        if newest is None or newest.slot is not slot:
+            if self._outline_seq is None:
+                self.screen.located = guide_localisation(self.screen.frame)
+                self.screen.outline_state = self.tracker.state
+            return
+        if newest.seq == self._outline_seq:
+            return
+        self._outline_seq = newest.seq
+        self.screen.located = newest.located
+        self.screen.outline_state = self.tracker.update(newest.located)
 
     def _await_live_result(self, job):
         """Wake for each result that lands, until this frame's own; draw before the next frame is due."""

@@ -28,12 +28,13 @@ class FilePipeline(object):
     def is_new(self, stamp):
         return stamp != self.submitted_stamp
 
-    def new_job(self, frame, stamp, slot, frozen, prepared=None, name=None, located=None, live=False):
+    def new_job(self, frame, stamp, slot, frozen, prepared=None, name=None, located=None, live=False,
+                locate=None):
         """Number a job for ``frame`` and remember it as the last submitted one."""
         self.seq += 1
         self.submitted_stamp = stamp
         return Job(self.seq, frame, stamp, slot, frozen, prepared=prepared, generation=self.generation,
-                   name=name, located=located, live=live)
+                   name=name, located=located, live=live, locate=locate)
 
     def current(self, job):
         """False when a key made ``job`` obsolete after it was submitted."""

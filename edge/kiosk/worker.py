@@ -9,10 +9,11 @@ Live frames arrive unprepared (the camera delivers far more frames than are clas
 thread, ``prepare``, prepares the newest waiting frame (locate, rectify, normalise, resize, quality
 gate: ``edge.classify.FramePreparer``, the same steps as ``medkiosk classify``) *just before* the
 inference thread will need it: it starts when the job running is expected to end in about one
-preparation (running estimates of both), so inference runs back to back while the frame it takes
-is as new as it can be, and only frames that will be classified are ever prepared. Jobs already
-prepared (files, by the display thread) and jobs whose runner is not loaded yet (no preparer:
-classified whole) go straight to the inference thread.
+preparation (running estimates of both; a preparation's with its spread), so inference runs back to
+back while the frame it takes is as new as it can be, and only frames that will be classified are
+ever prepared (and, for an X-ray module, located: ``Job.locate``). Jobs already prepared (files, by
+the display thread) and jobs whose runner is not loaded yet (no preparer: classified whole) go
+straight to the inference thread.
 """
 
 import threading
@@ -25,14 +26,15 @@ from edge.kiosk.modules import suggest_in_slots
 class Job(object):
     """One frame handed to the inference thread; ``prepared`` when the display thread prepared it.
 
-    ``located``: the per-frame localisation result (the loop's "locate" step), carried with the
-    frame so that the overlay draws the result with the region it was computed on. ``live``: a
-    camera frame, prepared by the worker's prepare thread (files are prepared by the display thread,
-    or classified whole before their runner is loaded).
+    ``live``: a camera frame, prepared by the worker's prepare thread (files are prepared by the
+    display thread, or classified whole before their runner is loaded). ``locate``: the loop's
+    "locate" step for a live X-ray frame, run by the prepare thread only on the frames it prepares;
+    its result, ``located``, is handed to the classifier and becomes the live outline
+    (``InferenceWorker.newest_outline``).
     """
 
     def __init__(self, seq, frame, stamp, slot, frozen, prepared=None, generation=0, name=None, located=None,
-                 live=False):
+                 live=False, locate=None):
         self.seq = seq
         self.frame = frame
         self.stamp = stamp
@@ -43,6 +45,7 @@ class Job(object):
         self.name = name
         self.located = located
         self.live = live
+        self.locate = locate
         self.prepare_error = None  # set by the prepare thread when this frame could not be prepared
 
 
@@ -65,18 +68,26 @@ def runner_info(classifier):
 
 
 class Estimate(object):
-    """A running estimate of a duration in seconds (exponential moving average; None until measured)."""
+    """A running estimate of a duration in seconds (exponential moving average; None until measured)
+    and of its spread (moving mean absolute deviation), as TCP estimates its round trips."""
 
     WEIGHT = 0.3
+    SPREADS = 2.0  # upper(): the mean plus this many mean deviations
 
     def __init__(self):
         self.seconds = None
+        self.deviation = 0.0
 
     def add(self, seconds):
         if self.seconds is None:
             self.seconds = seconds
         else:
+            self.deviation += self.WEIGHT * (abs(seconds - self.seconds) - self.deviation)
             self.seconds += self.WEIGHT * (seconds - self.seconds)
+
+    def upper(self):
+        """A duration rarely exceeded: the mean plus SPREADS mean deviations (None until measured)."""
+        return None if self.seconds is None else self.seconds + self.SPREADS * self.deviation
 
 
 class InferenceWorker(object):
@@ -97,6 +108,7 @@ class InferenceWorker(object):
         self._pending = None  # the newest job submitted, not yet taken
         self._ready = None  # a live job prepared by the prepare thread, for the inference thread
         self._preparing = False
+        self._outline = None  # the newest live job located by the prepare thread
         self._outcomes = {}  # seq -> Outcome, the last KEEP_OUTCOMES
         self._latest = 0  # seq of the newest outcome
         self._taken = 0
@@ -257,7 +269,8 @@ class InferenceWorker(object):
         job = self._pending
         if job is None or self._ready is not None or not self._needs_preparing(job):
             return None
-        started, infer_s, prepare_s = self.busy_since, self.infer_time.seconds, self.prepare_time.seconds
+        # A preparation that takes longer than usual (locating varies) must not leave inference idle.
+        started, infer_s, prepare_s = self.busy_since, self.infer_time.seconds, self.prepare_time.upper()
         if started is None or infer_s is None or prepare_s is None:
             return 0.0
         return started + infer_s - prepare_s - self.PREPARE_MARGIN_S - time.monotonic()
@@ -276,6 +289,8 @@ class InferenceWorker(object):
                 self._preparing = True
             started = time.monotonic()
             try:
+                if job.locate is not None:
+                    job.located = job.locate(job.frame)
                 job.prepared = preparer(job.frame, localisation=job.located)
             except Exception as exc:  # reported in order by the inference thread, counted like a failure
                 job.prepare_error = "{}: preparing the frame: {}: {}".format(job.slot.module_id,
@@ -286,6 +301,20 @@ class InferenceWorker(object):
                 self._preparing = False
                 self._ready = job
                 self._cond.notify_all()
+            self._keep_outline(job)
+
+    def _keep_outline(self, job):
+        """A live job just located: the newest outline (a later one is never replaced by an earlier)."""
+        if job.located is None or job.prepare_error is not None:
+            return
+        with self._cond:
+            if self._outline is None or self._outline.seq < job.seq:
+                self._outline = job
+
+    def newest_outline(self):
+        """The newest live job the prepare thread located (its ``located`` is the outline), or None."""
+        with self._cond:
+            return self._outline
 
     def _set_phase(self, phase):
         self.phase, self.phase_since = phase, time.monotonic()
@@ -303,10 +332,13 @@ class InferenceWorker(object):
         try:
             if job.prepared is not None:
                 prediction = classifier.infer_prepared(job.prepared)
-            elif job.located is not None:  # live: located once, for the outline and the classifier
-                prediction = classifier.classify(job.frame, localisation=job.located)
-            else:
-                prediction = classifier.classify(job.frame)
+            else:  # classified whole (its runner was loading when it was posted)
+                if job.locate is not None and job.located is None:
+                    job.located = job.locate(job.frame)
+                    self._keep_outline(job)
+                located = job.located
+                prediction = (classifier.classify(job.frame, localisation=located) if located is not None
+                              else classifier.classify(job.frame))
             suggest_in_slots(prediction, job.frame, job.slot, self.slots, self._classifier, job.prepared)
             return Outcome(job, prediction=prediction)
         except Exception as exc:  # reported to the loop, which counts it and stops after too many

@@ -121,6 +121,7 @@ def test_a_live_frame_is_prepared_just_before_inference_needs_it(slot):
         worker.submit(Job(2, images[0], 2, slot, False, live=True))
         time.sleep(0.2)  # job 2: prepared at once (the worker was idle) and blocked at the gate
         worker.infer_time.seconds, worker.prepare_time.seconds = 0.6, 0.1  # "inference takes 0.6 s"
+        worker.prepare_time.deviation = 0.0
         started = worker.busy_since
         worker.submit(Job(3, images[1], 3, slot, False, live=True))  # due at started + 0.6 - 0.1 - margin
         time.sleep(0.1)
@@ -156,11 +157,25 @@ def test_a_live_frame_that_cannot_be_prepared_is_reported_in_order(slot):
 
 def test_estimate_is_a_moving_average():
     estimate = Estimate()
-    assert estimate.seconds is None
+    assert estimate.seconds is None and estimate.upper() is None
     estimate.add(0.010)
-    assert estimate.seconds == 0.010
+    assert estimate.seconds == 0.010 and estimate.upper() == 0.010
     estimate.add(0.020)
     assert abs(estimate.seconds - (0.010 + Estimate.WEIGHT * 0.010)) < 1e-12
+
+
+def test_estimate_upper_adds_the_spread_of_the_durations():
+    """Durations that vary (locating a camera frame) get a margin of two mean deviations; steady ones none."""
+    steady, varying = Estimate(), Estimate()
+    for _ in range(50):
+        steady.add(0.004)
+    for value in [0.002, 0.006] * 25:
+        varying.add(value)
+    assert steady.upper() == 0.004
+    assert abs(varying.seconds - 0.004) < 0.001
+    # The mean deviation of +-2 ms around the mean settles near 2 ms: upper is about 4 ms above it.
+    assert 0.0015 < varying.deviation < 0.0025, varying.deviation
+    assert abs(varying.upper() - (varying.seconds + 2 * varying.deviation)) < 1e-12
 
 
 def test_a_queued_submit_returns_when_the_waiting_job_is_taken_not_when_it_ends(slot):
