@@ -75,6 +75,13 @@ def test_an_x_ray_module_times_its_localisation_on_the_display_thread(tmp_path):
     assert "locate the X-ray" in (tmp_path / "benchmarks.md").read_text()
 
 
+def test_the_median_run_is_the_middle_ratio_and_the_upper_middle_of_an_even_count():
+    runs = [{"ratio": 0.9}, {"ratio": None}, {"ratio": 0.7}, {"ratio": 0.8}]
+    assert pipeline.median_run(runs[:1])["ratio"] == 0.9
+    assert pipeline.median_run([runs[0], runs[2], runs[3]])["ratio"] == 0.8
+    assert pipeline.median_run(runs)["ratio"] == 0.8  # None (no result) ranks lowest: [None, .7, .8, .9]
+
+
 def test_ratio_is_end_to_end_over_raw_from_the_same_blocks(outcome):
     result, _doc = outcome
     fm = result["file_mode"]
@@ -101,6 +108,10 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     assert around["n"] == 2 * result["settings"]["raw_runs"]
     assert live["results_ceiling_fps"] == pytest.approx(min(1000.0 / around["median_ms"], live["camera_fps"]))
     assert live["ratio"] == pytest.approx(live["results_fps"] / live["results_ceiling_fps"])
+    # Several live runs, each between raw blocks; the one reported is the median run.
+    blocks = live["ratio_blocks"]
+    assert len(blocks) == result["settings"]["live_blocks"] == 2 and live["ratio"] in blocks
+    assert live["ratio"] == max(blocks)  # two runs: the upper middle one
     assert live["display_fps"] > 0 and live["results_fps"] > 0
     assert live["result_age"]["n"] > 0
     assert live["age_ok"] == (live["age_beyond_inference"]["max_ms"] <= live["age_bound_ms"])
