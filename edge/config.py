@@ -153,6 +153,8 @@ SCHEMA = {
         "max_consecutive_failures": ("30", _number(1, 10 ** 6, integer=True)),
         "inference_timeout_s": ("30", _number(1, 3600)),
         "cpu_threads": ("auto", _cpu_threads),
+        # a CPU runner's inference thread on all cores but the first, the camera/display loop on that one
+        "cpu_split": ("yes", _bool),
         # the worker's language on the screen, the web page and selftest (edge/locale)
         "language": ("en", _language),
     },

@@ -101,7 +101,7 @@ def build_kiosk(args, stdout=None):
         max_consecutive_failures=kiosk_cfg["max_consecutive_failures"],
         inference_timeout_s=kiosk_cfg["inference_timeout_s"],
         size=(config.display["width"], config.display["height"]), display_fps=config.display["fps"],
-        display_nice=config.display["nice"],
+        display_nice=config.display["nice"], cpu_split=kiosk_cfg["cpu_split"],
         locate=locate if args.locate else None,
         capture=CaptureSettings.from_config(config), pairing=pairing_from_config(config))
     return kiosk, source, sink

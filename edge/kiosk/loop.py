@@ -20,7 +20,8 @@
   screen. Live, a screen is drawn when a result lands (at once) or when the display's next slot has
   come (``screen.DisplayPacer``, ``[display] fps``, 60 by default): a camera faster than the screen
   refreshes has every frame posted for inference but not every frame drawn. The display thread runs
-  ``[display] nice`` levels below inference (``priority``): when both want a core, the result wins.
+  ``[display] nice`` levels below inference (``priority``): when both want a core, the result wins;
+  with ``[kiosk] cpu_split``, a CPU runner's inference thread has cores of its own (``CoreSplit``).
 
 A camera that disappears never stops the loop; per-frame errors are counted and too many in a row
 end the run with a non-zero status so systemd restarts it (``health``).
@@ -79,7 +80,7 @@ class Kiosk(object):
                  exporter_factory=None,
                  stdout=None, stderr=None, max_consecutive_failures=30, inference_timeout_s=30.0,
                  size=(1280, 720), locate=None, trust=None, capture=None, pairing=None, display_fps=60.0,
-                 display_nice=0):
+                 display_nice=0, cpu_split=False):
         self.source = source
         self.sink = sink
         self.modules = ModuleSet(slots, start)
@@ -105,6 +106,7 @@ class Kiosk(object):
         self.clock = FrameClock()
         self.pacer = DisplayPacer(display_fps)  # live: camera frames drawn at most display_fps a second
         self.display_nice = display_nice  # the display's priority below inference's (kiosk.priority)
+        self.cores = priority.CoreSplit(cpu_split)  # a CPU runner's inference thread on cores of its own
         self.pipeline = FilePipeline(self._keepalive, self._stop_requested)
         self.frames = 0
         self.show_heatmap = False  # H: the result's class-activation map over the analysed image
@@ -164,7 +166,7 @@ class Kiosk(object):
         self.reporter.module_problems(self.modules.problems())
         if self.developer_notice:
             self.reporter.log(self.developer_notice)
-        self.worker = InferenceWorker(self.open_classifier, self.modules.slots).start()
+        self.worker = InferenceWorker(self.open_classifier, self.modules.slots, cores=self.cores).start()
         lowered = self._yield_to_inference()  # after the worker's threads started: they keep theirs
         stalled = False
         try:
@@ -180,6 +182,7 @@ class Kiosk(object):
             self.worker.stop(timeout=0.5 if stalled else 5.0)  # a hung runner is left to the process exit
             self.desk.close()
             priority.restore(lowered)
+            self.cores.restore()
             self.reporter.stopping(self.frames)
         return 0
 
@@ -195,6 +198,7 @@ class Kiosk(object):
     def _step(self):
         """One screen: capture (+ locate + classify), then overlay and render."""
         slot = self.slot
+        self.cores.place_loop_thread((slot.runner_info or {}).get("on_cpu"))
         live = self.source.live and not self.freeze.active
         advance = self._advance_live if live else self._advance_sequential
         if not advance(slot):

@@ -21,6 +21,7 @@ import time
 
 from edge.errors import MedkioskError
 from edge.kiosk.modules import suggest_in_slots
+from edge.kiosk.priority import CoreSplit
 
 
 class Job(object):
@@ -101,8 +102,9 @@ class InferenceWorker(object):
     KEEP_OUTCOMES = 4
     PREPARE_MARGIN_S = 0.002  # a live frame is ready this long before the job running should end
 
-    def __init__(self, open_classifier, slots=()):
+    def __init__(self, open_classifier, slots=(), cores=None):
         self.open_classifier = open_classifier
+        self.cores = cores if cores is not None else CoreSplit(enabled=False)  # where its threads run
         self.slots = list(slots)  # every module: a refused image is offered to the others (edge.suggest)
         self._cond = threading.Condition()
         self._pending = None  # the newest job submitted, not yet taken
@@ -206,9 +208,11 @@ class InferenceWorker(object):
     def _classifier(self, slot):
         classifier = self.classifiers.get(slot.module_id)
         if classifier is None:
+            self.cores.before_open()
             classifier = self.open_classifier(slot)
             self.classifiers[slot.module_id] = classifier
             slot.runner_info = runner_info(classifier)
+            self.cores.after_open(slot.runner_info["on_cpu"])
             # Openers may return any object with classify(); those without a preparer are classified whole.
             make_preparer = getattr(classifier, "preparer", None)
             slot.preparer = make_preparer(depth=2) if make_preparer is not None else None
@@ -287,6 +291,7 @@ class InferenceWorker(object):
                 job, self._pending = self._pending, None
                 preparer = self.preparers[job.slot.module_id]
                 self._preparing = True
+            self.cores.place_loop_thread((job.slot.runner_info or {}).get("on_cpu"))
             started = time.monotonic()
             try:
                 if job.locate is not None:

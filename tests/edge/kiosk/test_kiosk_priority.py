@@ -15,6 +15,7 @@ import pytest
 from edge.config import load_config
 from edge.errors import ConfigError
 from edge.kiosk import Kiosk, priority
+from edge.kiosk import worker as worker_module
 from edge.outputs import NullSink
 from tests.edge.kiosk.kiosk_helpers import SIZE, fake_camera, hooked_opener
 
@@ -166,3 +167,98 @@ def test_the_config_default_is_five_and_bounded(tmp_path):
         else:
             with pytest.raises(ConfigError, match="nice"):
                 load_config(str(path))
+
+
+needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                     reason="the core split needs two cores this process may use")
+
+
+class CoreSink(NullSink):
+    """Records the cores of the thread drawing each screen."""
+
+    def __init__(self):
+        super().__init__()
+        self.cores = []
+
+    def write(self, canvas):
+        super().write(canvas)
+        self.cores.append(frozenset(os.sched_getaffinity(0)))
+
+
+def _split_run(slot, synth_images, cpu_split):
+    """The kiosk on the fake camera; the cores of the display, prepare and inference threads as they ran."""
+    source, _factory = fake_camera(synth_images, period=0.01)
+    sink = CoreSink()
+    inferred, prepared = [], []
+    opener = hooked_opener(lambda _how: inferred.append(frozenset(os.sched_getaffinity(0))))
+
+    def open_recording(module_slot):
+        classifier = opener(module_slot)
+        make_preparer = classifier.preparer
+
+        def preparer(depth=2):
+            prepare = make_preparer(depth=depth)
+
+            def recording(image, localisation=None):
+                prepared.append(frozenset(os.sched_getaffinity(0)))
+                return prepare(image, localisation=localisation)
+
+            return recording
+
+        classifier.preparer = preparer
+        return classifier
+
+    kiosk = Kiosk(source, sink, [slot], size=SIZE, stderr=io.StringIO(), max_frames=12, cpu_split=cpu_split,
+                  open_classifier=open_recording)
+
+    def run():
+        before = frozenset(os.sched_getaffinity(0))
+        with source, sink:
+            assert kiosk.run() == 0
+        return before, frozenset(os.sched_getaffinity(0))
+
+    before, after = _in_thread(run)
+    assert kiosk.failures == 0, kiosk.last_error
+    return kiosk, before, after, sink.cores, prepared, inferred
+
+
+@pytest.mark.onnxruntime  # the CPU runner (the JetPack set's stand-in is a TensorRT runner)
+@needs_two_cores
+def test_a_cpu_runner_infers_on_cores_of_its_own_and_the_loop_keeps_the_first(slot, synth_images):
+    kiosk, before, after, drawn, prepared, inferred = _split_run(slot, synth_images, cpu_split=True)
+    first = frozenset(sorted(before)[:1])
+    assert set(inferred) == {before - first}  # every classification off the loop's core
+    assert prepared and set(prepared[1:]) == {first}  # placed once the CPU runner was known
+    assert drawn[-1] == first and set(drawn) <= {first, before}
+    assert after == before  # the display thread has every core again when the kiosk stops
+    assert "inference on cores" in kiosk.cores.describe()
+
+
+@pytest.mark.onnxruntime
+@needs_two_cores
+def test_a_gpu_runner_leaves_every_thread_on_every_core(slot, synth_images, monkeypatch):
+    real = worker_module.runner_info  # a GPU runner (no GPU here): the runner reported as not on the CPU
+    monkeypatch.setattr(worker_module, "runner_info", lambda classifier: dict(real(classifier), on_cpu=False))
+    _kiosk, before, after, drawn, prepared, inferred = _split_run(slot, synth_images, cpu_split=True)
+    assert set(inferred) == {before} and set(prepared) == {before} and set(drawn) == {before}
+    assert after == before
+
+
+@pytest.mark.onnxruntime
+def test_no_split_when_off_or_on_one_core(slot, synth_images):
+    _kiosk, before, after, drawn, prepared, inferred = _split_run(slot, synth_images, cpu_split=False)
+    assert set(inferred) == set(prepared) == set(drawn) == {before} and after == before
+
+    def one_core():
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # as under `taskset -c 0`
+        split = priority.CoreSplit(True)
+        return split.active, split.describe()
+
+    assert _in_thread(one_core) == (False, "off")
+
+
+def test_cpu_split_is_on_by_default(tmp_path):
+    assert load_config(None).kiosk["cpu_split"] is True
+    path = tmp_path / "k.conf"
+    path.write_text("[kiosk]\ncpu_split = no\n")
+    assert load_config(str(path)).kiosk["cpu_split"] is False
