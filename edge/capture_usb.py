@@ -9,7 +9,8 @@ asks the root helper to remount the stick read-write, copy it into a hidden fold
 sync and remount read-only. Only after its ``OK`` are the photos recorded as exported (the capture
 index, one atomic write), which is what ``medkiosk capture purge --exported`` deletes; on any failure
 nothing is on the stick and nothing is recorded. Every failure is one UsbExportError or CaptureError
-line with its fix.
+line with its fix. The outbox is held for the whole export (``UsbExporter.locked``): an export of
+cases (key E) started meanwhile is refused, never clears this one's staged folder.
 """
 
 import errno
@@ -64,6 +65,12 @@ def export_usb(store, exporter, labels=(), now=None):
     records = store.records()
     if not records:
         return PhotosExported(0, None)
+    with exporter.locked():  # one export per outbox at a time: the kiosk's E or this command
+        return _stage_and_send(store, exporter, records, labels, now)
+
+
+def _stage_and_send(store, exporter, records, labels, now):
+    """With the outbox held: the export written complete into it, sent to the stick, then recorded."""
     _prepare(exporter, records)
     staged = store.publish(
         exporter.outbox, records, labels, now,

@@ -86,6 +86,7 @@ EXPORT_COLUMNS = ["case", "number", "created_utc", "module", "bundle", "backend"
                   "finding_2", "percent_2", "finding_3", "percent_3", "uncertain", "out_of_scope",
                   "quality_ok", "image", "patient_ref", "referral"]
 REFERRALS_DIR = "referrals"
+UNENCODABLE = "the frame could not be encoded as PNG. Fix: report this; the camera frame is invalid"
 REFERENCE_MAX = 16
 REFERENCE_PATTERN = re.compile(r"^[A-Z0-9]{1," + str(REFERENCE_MAX) + r"}$")
 
@@ -169,8 +170,11 @@ class CaseLog(object):
     """Open (creating if needed) the case log under ``state_dir``; use as a context manager."""
 
     def __init__(self, state_dir, min_free_mb=200):
-        self.state_dir = str(state_dir)
+        # Absolute once, here: a relative --state-dir would otherwise resolve against whatever the
+        # working directory is at each later call (images in one place, their rows' paths in another).
+        self.state_dir = os.path.abspath(str(state_dir))
         self.root = os.path.join(self.state_dir, CASES_DIR)
+        self.images = os.path.join(self.root, IMAGES_DIR)
         self.db_path = os.path.join(self.root, DB_NAME)
         self.min_free_mb = float(min_free_mb)
         self.cleaned = 0
@@ -183,7 +187,7 @@ class CaseLog(object):
         try:
             private_dir(self.state_dir)
             private_dir(self.root)
-            private_dir(os.path.join(self.root, IMAGES_DIR))
+            private_dir(self.images)
             fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             os.chmod(self.db_path, 0o600)
@@ -199,9 +203,8 @@ class CaseLog(object):
                                "user, or set state_dir / "
                                "--state-dir".format(self.root, exc.strerror)) from exc
         except sqlite3.DatabaseError as exc:
-            images = os.path.join(self.root, IMAGES_DIR)
             raise CaseLogError("case log {}: the database is damaged ({}). Fix: move it aside; the images "
-                               "in {} are intact".format(self.db_path, exc, images)) from exc
+                               "in {} are intact".format(self.db_path, exc, self.images)) from exc
         tighten_tree(self.root)
         self.cleaned = self._clean_temporaries() + self._clean_orphans()
         return self
@@ -244,7 +247,7 @@ class CaseLog(object):
 
         removed = 0
         limit = time.time() - min_age_s
-        for folder, _dirs, files in os.walk(os.path.join(self.root, IMAGES_DIR)):
+        for folder, _dirs, files in os.walk(self.images):
             for name in files:
                 path = os.path.join(folder, name)
                 if name.endswith(TMP_SUFFIX) and os.path.getmtime(path) < limit:
@@ -259,7 +262,7 @@ class CaseLog(object):
         known = {row[0] for row in self._db.execute("SELECT image_path FROM cases")}
         removed = 0
         limit = time.time() - min_age_s
-        for folder, _dirs, files in os.walk(os.path.join(self.root, IMAGES_DIR)):
+        for folder, _dirs, files in os.walk(self.images):
             for name in files:
                 path = os.path.join(folder, name)
                 relative = os.path.relpath(path, self.root)
@@ -285,16 +288,11 @@ class CaseLog(object):
         if self._db is None:
             raise CaseLogError("case log is not open. Fix: use CaseLog as a context manager")
         patient_ref = clean_reference(patient_ref)
-        cv2 = require("cv2")
-        ok, encoded = cv2.imencode(".png", image_bgr)
-        if not ok:
-            raise CaseLogError("the frame could not be encoded as PNG. Fix: report this; the camera frame "
-                               "is invalid")
-        data = encoded.tobytes()
+        data = _png_bytes(image_bgr)
         self.check_space(len(data))
         created = created or utc_now()
         uid = "{}-{}".format(created.replace(":", "").replace("-", "")[:15], uuid.uuid4().hex[:10])
-        day_dir = os.path.join(self.root, IMAGES_DIR, created[:10].replace("-", ""))
+        day_dir = os.path.join(self.images, created[:10].replace("-", ""))
         relative = os.path.relpath(os.path.join(day_dir, uid + ".png"), self.root)
         result_json = json.dumps(result, sort_keys=True)
         summary = result_summary(result)
@@ -359,7 +357,7 @@ class CaseLog(object):
 
     def verified_image(self, record):
         """The bytes of a case's image after checking its path stays in the case folder and its sha256."""
-        images = os.path.realpath(os.path.join(self.root, IMAGES_DIR))
+        images = os.path.realpath(self.images)
         path = os.path.realpath(os.path.join(self.root, record.image_path))
         if os.path.isabs(record.image_path) or os.path.commonpath([images, path]) != images:
             raise CaseLogError("case {} ({}): its image path {!r} points outside the case folder (the case "
@@ -433,6 +431,19 @@ def _write_export(folder, records, read_image, referral=None):
         os.fsync(handle.fileno())
     os.chmod(folder, 0o700)
     fsync_dir(folder)
+
+
+def _png_bytes(image_bgr):
+    """The frame as PNG bytes; CaseLogError when OpenCV refuses it (it returns False for some frames
+    and raises for others, an empty one for instance)."""
+    cv2 = require("cv2")
+    try:
+        ok, encoded = cv2.imencode(".png", image_bgr)
+    except cv2.error as exc:
+        raise CaseLogError(UNENCODABLE) from exc
+    if not ok:
+        raise CaseLogError(UNENCODABLE)
+    return encoded.tobytes()
 
 
 def _pct(probability):

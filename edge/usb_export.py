@@ -19,11 +19,20 @@ Capture mode's photos (E in capture mode, ``medkiosk capture export --usb``) tak
 ``EXPORT medkiosk-capture-<module>-<time>`` (``edge.capture_usb``: ``clear_outbox``, ``check_room``,
 ``send``).
 
+One export at a time per outbox (``UsbExporter.locked``: ``flock`` on the outbox folder itself, held
+from clearing the leftovers to the helper's answer): the kiosk's E and a technician's ``medkiosk
+cases|capture export --usb`` share the outbox, and each starts by clearing it, which would delete the
+other's staged folder while the helper copies it (the helper's own lock only serialises the stick).
+The second is refused (code ``busy``) and nothing of the first is touched.
+
 How the request reaches the helper is a trigger named in the config (``usb_export``):
 ``socket:/run/medkiosk-usb-export.sock`` on the unit; ``command:/path/to/helper`` runs the helper
 directly (a PC, the tests).
 """
 
+import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import socket
@@ -175,6 +184,29 @@ class UsbExporter(object):
         self.trigger = trigger
         self.referral = referral
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the outbox for one export (see the module's docstring); UsbExportError ``busy`` when
+        another process holds it. The lock goes with the process: a killed export leaves none."""
+        try:
+            private_dir(self.outbox)
+            fd = os.open(self.outbox, os.O_RDONLY)
+        except OSError as exc:
+            raise UsbExportError("cannot prepare the export in {} ({}). Fix: check free space on the "
+                                 "unit".format(self.outbox, exc.strerror)) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise UsbExportError("an export is already running (its outbox {} is in use). Fix: wait for "
+                                     "'Safe to remove the USB stick', then export again".format(self.outbox),
+                                     code="busy") from exc
+            yield self
+        finally:
+            os.close(fd)
+
     def clear_outbox(self, prefix=""):
         """Leftovers of an export cut short (a power cut): the outbox only ever holds the current one.
         ``prefix``: only the leftovers of one kind of export (its folders and hidden temporary ones)."""
@@ -205,15 +237,16 @@ class UsbExporter(object):
         records = caselog.cases(new_only=True)
         if not records:
             return ExportDone(0, None)
-        try:
-            self.clear_outbox()
-            self._check_room(records)
-        except OSError as exc:
-            raise UsbExportError("cannot prepare the export in {} ({}). Fix: check free space on the "
-                                 "unit".format(self.outbox, exc.strerror)) from exc
-        staged = caselog.export_records(self.outbox, records, now=now, referral=self.referral)
-        name = self.send(staged)
-        caselog.mark_exported([record.uid for record in records])
+        with self.locked():
+            try:
+                self.clear_outbox()
+                self._check_room(records)
+            except OSError as exc:
+                raise UsbExportError("cannot prepare the export in {} ({}). Fix: check free space on the "
+                                     "unit".format(self.outbox, exc.strerror)) from exc
+            staged = caselog.export_records(self.outbox, records, now=now, referral=self.referral)
+            name = self.send(staged)
+            caselog.mark_exported([record.uid for record in records])  # before another export may start
         return ExportDone(len(records), name)
 
     def send(self, staged):

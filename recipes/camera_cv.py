@@ -25,6 +25,7 @@ from recipes.evaluation import fit_input_check, probs_of
 from recipes.stages import train_head
 from training import ood
 from training.calibration import fit_temperature
+from training.metrics import paired_auroc_table as auroc_table
 from training.photo_eval import BOOTSTRAP, rate_of
 
 
@@ -160,43 +161,6 @@ def summarise(rows, parts, classes, task):
         result["refused"][name] = rate_of(flags)
         result["refused"][name]["lowest_fold"] = float(min(row["out_of_scope"][name].mean() for row in rows))
     return result
-
-
-def fast_auroc(truth, scores):
-    """AUROC by the Mann-Whitney rank sum (ties averaged); None when one class is missing."""
-    from scipy.stats import rankdata
-
-    positives = int(truth.sum())
-    negatives = len(truth) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[truth == 1].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def auroc_table(classes, labels, files, frames, seed=0, draws=BOOTSTRAP):
-    """Per class: AUROC of files, of frames and frames - files, each [point, low, high] (paired
-    bootstrap over images, ``draws`` resamples; 0: point values only) and the positives."""
-    rng = np.random.RandomState(seed)
-    samples = [rng.randint(0, len(labels), len(labels)) for _ in range(draws)]
-    table = {}
-    for index, name in enumerate(classes):
-        truth = np.array([name in sample_labels for sample_labels in labels], dtype=np.int64)
-        if truth.min() == truth.max():
-            continue
-        a, b = files[:, index], frames[:, index]
-        point = {"files": fast_auroc(truth, a), "frames": fast_auroc(truth, b)}
-        point["difference"] = point["frames"] - point["files"]
-        boot = {key: [] for key in point}
-        for draw in samples:
-            fa, fb = fast_auroc(truth[draw], a[draw]), fast_auroc(truth[draw], b[draw])
-            if fa is not None and fb is not None:
-                for key, value in (("files", fa), ("frames", fb), ("difference", fb - fa)):
-                    boot[key].append(value)
-        table[name] = {key: [round(point[key], 4)] + ([round(float(v), 4) for v in np.percentile(
-            boot[key], [2.5, 97.5])] if draws else []) for key in point}
-        table[name]["positives"] = int(truth.sum())
-    return table
 
 
 def _mean_ci(values):

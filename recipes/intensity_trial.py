@@ -20,7 +20,7 @@ import torch
 from edge.cliutil import run_guarded
 from edge.preprocess import load_image, preprocess
 from recipes.config import log
-from recipes.shift_proxy import fold_rates, frozen_setup, print_summary
+from recipes.shift_proxy import at_least_one, fold_rates, frozen_setup, print_summary
 from recipes.warm_cache import onnx_trunk
 
 AUGMENT_SEED = 3000
@@ -118,7 +118,9 @@ def main(argv=None):
     parser.add_argument("--proxy-every", type=int, default=3, help="score every n-th file processed")
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
-    return run_guarded(lambda: print_summary(measure(args.every, args.proxy_every), args.json))
+    return run_guarded(lambda: print_summary(
+        measure(at_least_one("--every", args.every), at_least_one("--proxy-every", args.proxy_every)),
+        args.json))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from edge.cliutil import run_guarded
+from edge.errors import ConfigError
 from edge.preprocess import load_image, preprocess
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log, recipe_for
 from recipes.cv import mean_ci
@@ -130,7 +131,15 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    return run_guarded(lambda: print_summary(measure(args.every, args.threads), args.json))
+    return run_guarded(lambda: print_summary(
+        measure(at_least_one("--every", args.every), at_least_one("--threads", args.threads)), args.json))
+
+
+def at_least_one(option, value):
+    """A command-line count checked before any work starts: ConfigError naming the fix below 1."""
+    if value < 1:
+        raise ConfigError("{} {} is not a count. Fix: pass {} 1 or more".format(option, value, option))
+    return value
 
 
 def print_summary(result, path=None):

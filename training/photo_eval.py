@@ -18,7 +18,6 @@ on) is classified twice with ``edge.classify.Classifier`` -- the one path the ki
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -26,9 +25,9 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, MedkioskError
-from training.metrics import binary_auroc, wilson_interval
+from training.metrics import PAIRED_RESAMPLES, paired_auroc_table, wilson_interval
 
-BOOTSTRAP = 1000
+BOOTSTRAP = PAIRED_RESAMPLES
 
 
 def wilson(successes, total):
@@ -39,36 +38,10 @@ def wilson(successes, total):
     return successes / float(total), low, high
 
 
-def _auroc(labels, scores):
-    value = binary_auroc(labels, scores)
-    return None if math.isnan(value) else value
-
-
 def auroc_table(classes, labels, files, frames, seed=0):
-    """Per class: AUROC of files and frames and of frames - files, each with a bootstrap 95% CI."""
-    rng = np.random.RandomState(seed)
-    count = len(labels)
-    draws = [rng.randint(0, count, count) for _ in range(BOOTSTRAP)]
-    table = {}
-    for index, name in enumerate(classes):
-        truth = np.array([name in sample_labels for sample_labels in labels], dtype=np.int64)
-        if truth.min() == truth.max():
-            continue
-        a, b = files[:, index], frames[:, index]
-        boot = {"files": [], "frames": [], "difference": []}
-        for draw in draws:
-            fa, fb = _auroc(truth[draw], a[draw]), _auroc(truth[draw], b[draw])
-            if fa is None or fb is None:
-                continue
-            boot["files"].append(fa)
-            boot["frames"].append(fb)
-            boot["difference"].append(fb - fa)
-        point = {"files": _auroc(truth, a), "frames": _auroc(truth, b)}
-        point["difference"] = point["frames"] - point["files"]
-        table[name] = {key: [round(point[key], 4)] + [round(float(v), 4) for v in np.percentile(
-            boot[key], [2.5, 97.5])] for key in point}
-        table[name]["positives"] = int(truth.sum())
-    return table
+    """Per class: AUROC of files and frames and of frames - files, each with a paired bootstrap 95% CI
+    (``training.metrics.paired_auroc_table``, BOOTSTRAP draws)."""
+    return paired_auroc_table(classes, labels, files, frames, seed=seed, draws=BOOTSTRAP)
 
 
 def rate_of(flags):

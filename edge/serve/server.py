@@ -54,6 +54,15 @@ def build_server(settings, service, app):
     return server
 
 
+def server_workers(server):
+    """The worker threads of a running cheroot ``server``, found by public means: the live threads
+    that are cheroot's ``WorkerThread`` and serve this server (``WorkerThread.server``), not the
+    pool's private list (tests/edge/serve/test_serve_stop.py fails if cheroot changes either)."""
+    threadpool = require("cheroot.workers.threadpool", SERVE_HINT)
+    return [thread for thread in threading.enumerate()
+            if isinstance(thread, threadpool.WorkerThread) and thread.server is server]
+
+
 def stop_within(server, seconds):
     """``server.stop()`` bounded by ``seconds``: the names of the threads still running ([] when it
     stopped in time).
@@ -61,7 +70,7 @@ def stop_within(server, seconds):
     cheroot's ``ThreadPool.stop`` joins a worker with no timeout once the grace is over, so the stop runs
     in a daemon thread and is abandoned (not waited for) when it overruns.
     """
-    workers = list(getattr(server.requests, "_threads", None) or [])  # stop() empties that list
+    workers = server_workers(server)  # before the stop, which forgets them
     stopper = threading.Thread(target=server.stop, name="medkiosk-serve-stop")
     stopper.daemon = True
     stopper.start()

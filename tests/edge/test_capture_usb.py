@@ -22,7 +22,14 @@ from edge.capture import EXPORTED_INDEX, CaptureError, CaptureStore
 from edge.capture_usb import export_usb
 from edge.usb_export import CommandTrigger, UsbExporter, UsbExportError
 from tests.conftest import ROOT, SHARED_DATA
-from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
+from tests.edge.usb_stick import (
+    HELPER,
+    RecordingHelper,
+    Stick,
+    helper_env,
+    hold_outbox,
+    loop_mounts_possible,
+)
 
 POSSIBLE, WHY = loop_mounts_possible()
 needs_stick = pytest.mark.skipif(not POSSIBLE, reason=WHY)
@@ -321,3 +328,25 @@ def test_purge_needs_exported_and_a_damaged_index_deletes_nothing(tmp_path, phot
         assert "Fix: move it aside" in err
         assert len(unit.store.records()) == 4
     assert os.path.basename(unit.store.index_path) == EXPORTED_INDEX
+
+
+def test_a_capture_export_while_e_exports_the_cases_is_refused_and_touches_nothing(tmp_path, photos):
+    """The other way round: the kiosk's E (a real second process holding the outbox, the cases' folder
+    staged for the helper) while `medkiosk capture export --usb` runs: refused as busy, nothing cleared,
+    asked or recorded; once the other process is gone it proceeds."""
+    unit = Unit(tmp_path, str(tmp_path / "usb"), photos)
+    helper = RecordingHelper()
+    unit.exporter.trigger = helper
+    other = hold_outbox(unit.outbox, "medkiosk-cases-20261203T100000")
+    try:
+        with pytest.raises(UsbExportError) as info:
+            unit.export()
+        assert info.value.code == "busy" and "is in use" in str(info.value)
+        assert os.listdir(unit.outbox) == ["medkiosk-cases-20261203T100000"]
+        assert helper.requests == [] and unit.exported() == []
+    finally:
+        other.stdin.close()
+        assert other.wait(30) == 0
+    with pytest.raises(UsbExportError) as info:
+        unit.export()
+    assert info.value.code == "no-stick" and helper.requests[0].startswith("EXPORT medkiosk-capture-skin-")

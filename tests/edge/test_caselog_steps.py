@@ -5,6 +5,7 @@ import csv
 import os
 import sqlite3
 
+import numpy as np
 import pytest
 
 from edge.caselog import CaseLog, CaseLogError
@@ -79,3 +80,81 @@ def test_a_refused_patient_reference_is_quoted_up_to_40_characters():
     with pytest.raises(CaseLogError) as caught:
         clean_reference("A" * 39 + "-BC")
     assert "patient reference '{}-' is not allowed".format("A" * 39) in str(caught.value)
+
+
+def test_open_makes_the_private_images_folder_in_the_case_log_whatever_the_working_directory(tmp_path,
+                                                                                              monkeypatch):
+    """A relative --state-dir is resolved once, when the log is made: the images folder is created
+    (0700) beside cases.db at open, never in the working directory, and a later chdir moves nothing."""
+    work, other = tmp_path / "work", tmp_path / "other"
+    work.mkdir()
+    other.mkdir()
+    monkeypatch.chdir(str(work))
+    old_umask = os.umask(0o022)
+    try:
+        with CaseLog("state", min_free_mb=0) as log:
+            images = str(work / "state" / "cases" / "images")
+            assert os.stat(images).st_mode & 0o777 == 0o700
+            assert sorted(os.listdir(str(work))) == ["state"]
+            monkeypatch.chdir(str(other))
+            case = log.save(textured(0), RESULT, "chest")
+    finally:
+        os.umask(old_umask)
+    assert case.image.startswith(images + os.sep) and os.path.isfile(case.image)
+    assert os.listdir(str(other)) == []
+    for folder in (images, os.path.dirname(case.image)):
+        assert os.stat(folder).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("frame", [np.zeros((4, 4, 4, 4), np.uint8), np.zeros((0, 0, 3), np.uint8)],
+                         ids=["imencode-returns-false", "imencode-raises"])
+def test_a_frame_opencv_cannot_encode_is_refused_and_nothing_is_saved(tmp_path, frame):
+    state = str(tmp_path / "state")
+    with CaseLog(state, min_free_mb=0) as log:
+        with pytest.raises(CaseLogError) as caught:
+            log.save(frame, RESULT, "chest")
+        assert log.cases() == []
+    assert os.listdir(os.path.join(state, "cases", "images")) == []
+    assert str(caught.value) == ("the frame could not be encoded as PNG. Fix: report this; the camera frame "
+                                 "is invalid")
+
+
+def test_the_free_space_guard_at_its_boundary(tmp_path, monkeypatch):
+    """The disk's free space is fixed here (a shared disk's moves between two calls): exactly the
+    reserve left is accepted, a quarter MB less is refused, and a GiB is 1024 x 1024 x 1024 bytes."""
+    free = {"mb": 100.0}
+    monkeypatch.setattr("edge.caselog.free_mb", lambda path: free["mb"])
+    with CaseLog(str(tmp_path / "state"), min_free_mb=100) as log:
+        log.check_space()  # nothing needed, the reserve exactly left
+        free["mb"] = 100.0 + 1024.0
+        log.check_space(1024 ** 3)
+        free["mb"] = 100.0 + 1024.0 - 0.25
+        with pytest.raises(CaseLogError) as caught:
+            log.check_space(1024 ** 3)
+    assert str(caught.value) == ("Disk nearly full (1124 MB free, 100 MB kept free): case not saved. Fix: "
+                                 "export cases with `medkiosk cases export` and free space")
+
+
+def _aged(path, mtime, data=b"x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    os.utime(path, ns=(int(mtime * 1e9), int(mtime * 1e9)))
+    return path
+
+
+def test_leftovers_are_removed_once_older_than_a_minute_to_the_second(tmp_path, monkeypatch):
+    """The clock is stopped (it would move between setting an age and the open): a leftover exactly
+    a minute old stays, one older goes; every removed file is counted."""
+    state = str(tmp_path / "state")
+    CaseLog(state, min_free_mb=0).open().close()
+    day = os.path.join(state, "cases", "images", "20261203")
+    now = 2000000000.0
+    kept = [_aged(os.path.join(day, name), now - 60.0) for name in ("a.png.1234.tmp", "x.png")]
+    gone = [_aged(os.path.join(day, name), now - age)
+            for name, age in (("b.png.5678.tmp", 60.5), ("y.png", 61.0), ("z.png", 61.0))]
+    monkeypatch.setattr("time.time", lambda: now)
+    with CaseLog(state, min_free_mb=0) as log:
+        assert log.cleaned == 3
+    assert all(os.path.exists(path) for path in kept)
+    assert not any(os.path.exists(path) for path in gone)

@@ -28,7 +28,14 @@ from edge.usb_export import (
     open_trigger,
     parse_reply,
 )
-from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
+from tests.edge.usb_stick import (
+    HELPER,
+    RecordingHelper,
+    Stick,
+    helper_env,
+    hold_outbox,
+    loop_mounts_possible,
+)
 
 POSSIBLE, WHY = loop_mounts_possible()
 needs_stick = pytest.mark.skipif(not POSSIBLE, reason=WHY)
@@ -395,3 +402,29 @@ def test_a_unit_disk_too_full_for_the_outbox_is_refused_before_writing(tmp_path,
             assert os.listdir(str(state / "usb-outbox")) == [] and len(log.cases(new_only=True)) == 3
     finally:
         subprocess.call(["umount", str(state)])
+
+
+def test_e_while_another_process_exports_is_refused_and_leaves_its_staged_folder(tmp_path, xray):
+    """`medkiosk capture export --usb` from a shell (a real second process holding the outbox, its
+    folder staged there for the helper) while E exports the cases: E's clearing of the outbox must not
+    delete that folder mid-copy. E is refused as busy, asks no helper and marks nothing; once the other
+    process is gone (killed or done), E proceeds."""
+    helper = RecordingHelper()
+    unit = Unit(tmp_path, str(tmp_path / "usb"), trigger=helper)
+    unit.save(xray)
+    other = hold_outbox(unit.outbox, "medkiosk-capture-skin-20261203T100000")
+    try:
+        with pytest.raises(UsbExportError) as info:
+            unit.export()
+        assert info.value.code == "busy"
+        assert str(info.value) == ("an export is already running (its outbox {} is in use). Fix: wait for "
+                                   "'Safe to remove the USB stick', then export again".format(unit.outbox))
+        assert os.listdir(unit.outbox) == ["medkiosk-capture-skin-20261203T100000"]
+        assert helper.requests == [] and unit.new_cases() == ["K-0001"]
+    finally:
+        other.stdin.close()
+        assert other.wait(30) == 0
+    with pytest.raises(UsbExportError) as info:
+        unit.export()
+    assert info.value.code == "no-stick" and len(helper.requests) == 1
+    assert helper.requests[0].startswith("EXPORT medkiosk-cases-") and os.listdir(unit.outbox) == []

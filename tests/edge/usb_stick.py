@@ -7,6 +7,7 @@ the reason otherwise. FAT sticks cannot be used here: this kernel has no vfat mo
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +95,38 @@ def helper_env(stick_mountpoint, outbox, lock):
     env.update({"MEDKIOSK_USB_MOUNT": stick_mountpoint, "MEDKIOSK_USB_OUTBOX": outbox,
                 "MEDKIOSK_USB_LOCK": lock})
     return env
+
+
+HOLD_OUTBOX = """
+import os, sys
+from edge.usb_export import UsbExporter
+outbox, staged = sys.argv[1:3]
+with UsbExporter(outbox, None).locked():
+    os.makedirs(os.path.join(outbox, staged, "images"))
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def hold_outbox(outbox, staged):
+    """A second process holding ``outbox`` as an export does from clearing it to the helper's answer
+    (`medkiosk capture export --usb` from a shell, waiting on the helper), its folder ``staged`` in
+    it. Returned once it holds it; close its stdin to let go (the lock goes with the process)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_OUTBOX, outbox, staged], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                               env=dict(os.environ, PYTHONPATH=ROOT))
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+class RecordingHelper(object):
+    """Stands in for the root helper where no stick can be mounted: records each request and answers
+    ``reply`` (the real helper is run against a real stick in the tests marked needs_stick)."""
+
+    def __init__(self, reply="FAIL no-stick No USB stick found. Fix: insert the USB stick"):
+        self.reply = reply
+        self.requests = []
+
+    def request(self, line):
+        self.requests.append(line)
+        return self.reply

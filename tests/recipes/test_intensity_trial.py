@@ -44,3 +44,16 @@ def test_rendered_batches_follow_the_input_contract(paths):
     samples = [Sample(p, ("Normal",), "p{}".format(i)) for i, p in enumerate(paths)]
     batch = rendered(samples, InputSpec(64, 64), processing)
     assert tuple(batch.shape) == (3, 3, 64, 64) and str(batch.dtype) == "torch.uint8"
+
+
+@pytest.mark.parametrize("argv, option", [(["--every", "0"], "--every"),
+                                          (["--proxy-every", "0"], "--proxy-every")])
+def test_a_count_below_one_is_refused_in_one_line_before_any_work(argv, option, capsys, monkeypatch):
+    from recipes import intensity_trial
+
+    monkeypatch.setattr(intensity_trial, "frozen_setup", None)  # any work past the check would fail loudly
+    assert intensity_trial.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "medkiosk: error: {} 0 is not a count. Fix: pass {} 1 or more\n".format(
+        option, option)

@@ -12,10 +12,24 @@ from recipes.card import rewrite_card
 from recipes.config import recipe_for
 from recipes.evaluation import classification_metrics
 from recipes.run import train_recipe
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ARTIFACTS_ENV, ROOT, SHARED_DATA
 from training.metrics import wilson_interval
 
 PEDIATRIC = os.path.join(SHARED_DATA, "chest-pediatric", "train")
+# The recipe's crop and embedding caches for the tests: beside the test bundle ($MEDKIOSK_TEST_ARTIFACTS,
+# default build/test-artifacts), never the checkout's runs/ that real recipe runs fill.
+RECIPE_CACHE = os.path.join(os.environ.get(ARTIFACTS_ENV) or os.path.join(ROOT, "build", "test-artifacts"),
+                            "recipe-cache")
+
+
+def _tree(folder):
+    """{path: (size, mtime)} of every file under ``folder`` (empty when it does not exist)."""
+    found = {}
+    for parent, _dirs, files in os.walk(folder):
+        for name in files:
+            stat = os.stat(os.path.join(parent, name))
+            found[os.path.join(parent, name)] = (stat.st_size, stat.st_mtime)
+    return found
 
 
 def test_wilson_interval_and_metrics_on_known_predictions():
@@ -42,14 +56,20 @@ def test_unknown_recipe_and_baseline_are_config_errors():
 
 @pytest.mark.skipif(not os.path.isdir(PEDIATRIC),
                     reason="../shared/data/chest-pediatric is not beside this checkout")
-def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
+def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path, monkeypatch):
     import onnxruntime as ort
 
     from edge.bundle import load_bundle
     from edge.preprocess import load_image, preprocess
+    from recipes import photo_data
     from training import ood
     from training.checkpoint import load_checkpoint
 
+    # The crop and embedding caches in the tests' own folder (kept between runs like the test bundle, so
+    # the negatives are not rendered again each run), never the checkout's runs/: left as found.
+    runs_before = _tree(os.path.join(ROOT, "runs"))
+    monkeypatch.setattr(photo_data, "CROPS_DIR", os.path.join(RECIPE_CACHE, "photo-crops"))
+    monkeypatch.setattr(photo_data, "EMBED_DIR", os.path.join(RECIPE_CACHE, "embed-cache"))
     recipe = recipe_for("pediatric-pneumonia", image_size=64, limit_per_class=4, tune_epochs=1,
                                 head_epochs=3)
     result = train_recipe(recipe, str(tmp_path / "run"), split_dir=os.path.join(ROOT, "splits"),
@@ -106,3 +126,5 @@ def test_recipe_runs_end_to_end_on_a_tiny_subset(tmp_path):
         assert abs(float(score[0]) - expected) <= 1e-3 * max(1.0, abs(expected))
         assert abs(float(probabilities.sum()) - 1.0) < 1e-5
     assert float(session.run(None, {"image": preprocess(images[0], description.input)})[1][0]) > 1.0  # blank
+    assert _tree(os.path.join(ROOT, "runs")) == runs_before
+    assert os.path.isfile(os.path.join(RECIPE_CACHE, "photo-crops", "negatives-s1-64.pt"))

@@ -61,3 +61,15 @@ def test_card_table_from_the_proxy_json(tmp_path):
     assert rows[0].startswith("| processed: CLAHE") and "| 83.3%" in rows[0]
     assert "4 intensity renders" in rows[1] and "0.600" in rows[1] and "| 100.0%" in rows[1]
     assert card_lines("pediatric-pneumonia", str(tmp_path / "absent.json")) == []
+
+
+@pytest.mark.parametrize("argv, option", [(["--every", "0"], "--every"), (["--threads", "-1"], "--threads")])
+def test_a_count_below_one_is_refused_in_one_line_before_any_work(argv, option, capsys, monkeypatch):
+    from recipes import shift_proxy
+
+    monkeypatch.setattr(shift_proxy, "frozen_setup", None)  # any work past the check would fail loudly
+    assert shift_proxy.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "medkiosk: error: {} {} is not a count. Fix: pass {} 1 or more\n".format(
+        option, argv[1], option)

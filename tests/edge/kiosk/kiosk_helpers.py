@@ -9,6 +9,7 @@ import glob
 import io
 import os
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -36,17 +37,82 @@ def frames_in(folder):
     return [cv2.imread(path) for path in sorted(glob.glob(os.path.join(str(folder), "frame_*.png")))]
 
 
+class KeysAfterResult(KeyScript):
+    """Scripted keys that start once a result is on screen, not after a fixed number of frames (the
+    first result waits for the runner to load and its golden images to be checked: seconds on a
+    loaded machine). Until then each screen gets no key (counted in ``waited``; at most
+    ``timeout_s``, then the test fails); the loop stops after the script's last key, so the run has
+    ``waited + len(tokens)`` screens and the script's n-th key follows screen ``waited + n``."""
+
+    def __init__(self, spec, timeout_s=120.0):
+        super().__init__(spec)
+        self.kiosk = None
+        self.waited = 0
+        self.timeout_s = timeout_s
+        self._deadline = None
+
+    def next_key(self):
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.timeout_s
+        if self._next == 0 and self.kiosk.current_result() is None:
+            assert time.monotonic() < self._deadline, "no result within {:.0f} s".format(self.timeout_s)
+            self.waited += 1
+            return None
+        key = super().next_key()
+        if self.exhausted:
+            self.kiosk.stop()
+        return key
+
+
 def run_kiosk(tmp_path, source, slots, keys=None, sink=None, start=0, **kwargs):
+    """The kiosk over ``source`` into PNG screens; ``keys``: a KeyScript spec or a KeysAfterResult."""
     sink = sink or ImageDirSink(str(tmp_path / "frames"))
     stdout = io.StringIO()
     kwargs.setdefault("caselog_factory", lambda: CaseLog(str(tmp_path / "state"), min_free_mb=0))
     kwargs.setdefault("open_classifier", opener_for_tests(QUALITY))
-    kiosk = Kiosk(source, sink, slots, start=start, stdout=stdout, size=SIZE,
-                  keys=KeyScript(keys) if keys else None, **kwargs)
+    script = keys if isinstance(keys, KeyScript) else KeyScript(keys) if keys else None
+    kiosk = Kiosk(source, sink, slots, start=start, stdout=stdout, size=SIZE, keys=script, **kwargs)
+    for hook in (script, sink):  # the ones that watch the kiosk (KeysAfterResult, UntilBack)
+        if hasattr(hook, "kiosk"):
+            hook.kiosk = kiosk
     with source, sink:
         status = kiosk.run()
     assert status == 0
     return kiosk, stdout.getvalue().splitlines(), frames_in(tmp_path / "frames")
+
+
+class UntilBack(ImageDirSink):
+    """Screens to PNGs; stops the kiosk ``extra`` screens after the first result drawn after the
+    "camera disconnected" banner, the real end of a disconnect test (reconnecting and the next
+    inference take seconds on a loaded machine, not a fixed number of screens); after ``timeout_s``
+    it stops anyway and the test's assertions fail. ``gaps``: seconds between consecutive screens
+    neither of which shows the banner (the loop's own pace, not the wait for the camera)."""
+
+    def __init__(self, folder, extra=5, timeout_s=120.0):
+        super().__init__(folder)
+        self.kiosk = None
+        self.extra = extra
+        self.timeout_s = timeout_s
+        self.gaps = []
+        self._red = False
+        self._back = None
+        self._last = self._deadline = None
+
+    def write(self, canvas):
+        super().write(canvas)
+        now, red = time.monotonic(), has_colour(LAYOUT.banner.crop(canvas), RED, minimum=1000)
+        if self._last is not None and not red and not self._last[1]:
+            self.gaps.append(now - self._last[0])
+        self._last = (now, red)
+        self._deadline = self._deadline or now + self.timeout_s
+        if red:
+            self._red, self._back = True, None
+        elif self._red and self._back is None and has_colour(LAYOUT.top3.crop(canvas), BAR, minimum=50):
+            self._back = 0
+        if self._back is not None:
+            self._back += 1
+        if (self._back or 0) > self.extra or now > self._deadline:
+            self.kiosk.stop()
 
 
 class RecordingSink(NullSink):

@@ -15,11 +15,18 @@ import pytest
 from edge.caselog import REFERENCE_MAX, CaseLog
 from edge.kiosk.entry import TYPED
 from edge.usb_export import CommandTrigger, UsbExporter, kiosk_referral
-from tests.edge.kiosk.kiosk_helpers import BLUE, LAYOUT, YELLOW, fake_camera, has_colour, run_kiosk
+from tests.edge.kiosk.kiosk_helpers import (
+    BLUE,
+    LAYOUT,
+    YELLOW,
+    KeysAfterResult,
+    fake_camera,
+    has_colour,
+    run_kiosk,
+)
 from tests.edge.usb_stick import HELPER, Stick, helper_env, loop_mounts_possible
 
 POSSIBLE, WHY = loop_mounts_possible()
-WAIT = 20  # frames before S: the first result is on screen by then, even on a busy machine
 
 
 def prompt_shown(frame):
@@ -41,17 +48,17 @@ def saved(tmp_path):
 
 def test_s_opens_the_entry_keys_type_and_enter_saves_with_the_reference(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
-    keys = "WAIT{},S,1,2,BACKSPACE,3,M,Q,-,SPACE,WAIT2".format(WAIT)
-    kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys=keys, max_frames=WAIT + 11,
-                                     kiosk_mode=False)
+    keys = KeysAfterResult("S,1,2,BACKSPACE,3,M,Q,-,SPACE,WAIT2")
+    kiosk, lines, frames = run_kiosk(tmp_path, source, [slot], keys=keys, kiosk_mode=False)
+    wait = keys.waited  # screens before the first result: S follows screen `wait`
     # M and Q were typed, not obeyed (the run went on; kiosk_mode is off, so Q would have ended it).
-    assert saved(tmp_path) == [("K-0001", "13MQ")] and kiosk.frames == WAIT + 11
+    assert saved(tmp_path) == [("K-0001", "13MQ")] and kiosk.frames == wait + 11
     assert kiosk.messages.last == "Case saved K-0001 - ref 13MQ"
     assert not any("13MQ" in line for line in lines)  # the journal gets the number, never the reference
     # Drawn from the frame after S to the frame of SPACE (8 keys later), on no other; meanwhile the
     # live view is frozen on the image being saved, and live again after.
     shown = [index for index, frame in enumerate(frames) if prompt_shown(frame)]
-    assert shown == list(range(WAIT + 1, WAIT + 9))
+    assert shown == list(range(wait + 1, wait + 9))
     frozen = [index for index, frame in enumerate(frames) if has_colour(LAYOUT.badge.crop(frame), BLUE, 200)]
     assert frozen == shown and not kiosk.freeze.active
     assert kiosk.screen.frame is not None and saved_image_is(tmp_path, kiosk, frames)
@@ -59,19 +66,19 @@ def test_s_opens_the_entry_keys_type_and_enter_saves_with_the_reference(tmp_path
 
 def test_esc_cancels_and_nothing_is_saved(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
-    kiosk, _lines, frames = run_kiosk(tmp_path, source, [slot], keys="WAIT{},S,5,ESC,WAIT2".format(WAIT),
-                                       max_frames=WAIT + 5)
-    assert kiosk.frames == WAIT + 5 and not kiosk.freeze.active  # back to live
+    keys = KeysAfterResult("S,5,ESC,WAIT2")
+    kiosk, _lines, frames = run_kiosk(tmp_path, source, [slot], keys=keys)
+    assert kiosk.frames == keys.waited + 5 and not kiosk.freeze.active  # back to live
     assert kiosk.cases_saved == 0 and kiosk.messages.last == "Not saved"
-    assert prompt_shown(frames[WAIT + 2]) and not prompt_shown(frames[-1])
+    assert prompt_shown(frames[keys.waited + 2]) and not prompt_shown(frames[-1])
     assert not os.path.exists(str(tmp_path / "state" / "cases" / "cases.db")) or saved(tmp_path) == []
 
 
 def test_the_reference_stops_at_its_limit_and_s_saves(tmp_path, slot, synth_images):
     source, _factory = fake_camera(synth_images, period=0.02)
-    keys = "WAIT{},S,".format(WAIT) + ",".join(["7"] * (REFERENCE_MAX + 3)) + ",S,WAIT1"
-    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys=keys,
-                                       max_frames=WAIT + REFERENCE_MAX + 6)
+    keys = KeysAfterResult("S," + ",".join(["7"] * (REFERENCE_MAX + 3)) + ",S,WAIT1")
+    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys=keys)
+    assert kiosk.frames == keys.waited + REFERENCE_MAX + 6
     assert saved(tmp_path) == [("K-0001", "7" * REFERENCE_MAX)]
     assert "S" not in TYPED  # S saves; it is never typed into a reference
 
@@ -100,8 +107,8 @@ def test_e_exports_the_new_cases_and_says_safe_to_remove(tmp_path, slot, synth_i
     monkeypatch.setattr(sys, "stderr", journal)
     try:
         source, _factory = fake_camera(synth_images, period=0.02)
-        keys = "WAIT{},S,4,2,SPACE,WAIT2,E,WAIT2".format(WAIT)
-        kiosk, _lines, frames = run_kiosk(tmp_path, source, [slot], keys=keys, max_frames=WAIT + 8,
+        keys = KeysAfterResult("S,4,2,SPACE,WAIT2,E,WAIT2")
+        kiosk, _lines, frames = run_kiosk(tmp_path, source, [slot], keys=keys,
                                           exporter_factory=_exporter_factory(tmp_path, stick.mountpoint))
         # run() waits for the export thread when it ends; its line is the last message.
         assert kiosk.messages.last.startswith("Safe to remove the USB stick - 1 case(s) exported to "
@@ -125,8 +132,8 @@ def test_e_with_no_stick_is_one_line_on_screen_and_in_the_journal(tmp_path, slot
     journal = io.StringIO()
     monkeypatch.setattr(sys, "stderr", journal)
     source, _factory = fake_camera(synth_images, period=0.02)
-    keys = "WAIT{},S,SPACE,WAIT1,E,WAIT2".format(WAIT)
-    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys=keys, max_frames=WAIT + 6,
+    keys = KeysAfterResult("S,SPACE,WAIT1,E,WAIT2")
+    kiosk, _lines, _frames = run_kiosk(tmp_path, source, [slot], keys=keys,
                                        exporter_factory=_exporter_factory(tmp_path, str(tmp_path / "usb")))
     assert kiosk.messages.last == "No USB stick found"
     assert "USB export failed: No USB stick found. Fix: insert the USB stick" in journal.getvalue()

@@ -23,7 +23,7 @@ from tests.edge.serve.serve_helpers import PEDIATRIC, ROOT, Server, env, multipa
 pytest.importorskip("flask", reason="pip install 'medkiosk[serve]'")
 pytest.importorskip("cheroot", reason="pip install 'medkiosk[serve]'")
 
-from edge.serve.server import GRACE_SECONDS, STOP_TIMED_OUT, stop_within  # noqa: E402
+from edge.serve.server import GRACE_SECONDS, STOP_TIMED_OUT, server_workers, stop_within  # noqa: E402
 
 # what the stop may take beyond the grace on a loaded 2-core machine (the poll for the signal, the
 # forced close, the interpreter's exit); the old code took at least cheroot's 5 s grace here
@@ -133,6 +133,29 @@ def test_stop_within_gives_up_on_a_worker_that_never_finishes():
         app.release.set()
     client.join(30)
     assert not client.is_alive()
+
+
+def test_the_workers_of_a_running_server_are_found_through_cheroots_public_names():
+    """``stop_within`` names the workers still running from ``server_workers``: cheroot's
+    ``WorkerThread`` class and its ``server`` attribute. If a cheroot release renames either, this
+    fails (and the stuck-worker test above would name the stopper instead of the worker)."""
+    from cheroot import wsgi
+
+    servers = [wsgi.Server(("127.0.0.1", 0), _StuckApp(), numthreads=count, shutdown_timeout=0.5)
+               for count in (2, 3)]
+    loops = []
+    for server in servers:
+        server.prepare()
+        loops.append(threading.Thread(target=server.serve, daemon=True))
+        loops[-1].start()
+    try:
+        found = [server_workers(server) for server in servers]
+        assert [len(workers) for workers in found] == [2, 3]  # each its own, none of the other's
+        assert all(thread.name.startswith("CP Server") and thread.is_alive() for thread in sum(found, []))
+    finally:
+        for server in servers:
+            assert stop_within(server, 10) == []
+    assert server_workers(servers[0]) == [] and server_workers(servers[1]) == []
 
 
 STUCK_SERVICE = textwrap.dedent("""
