@@ -49,7 +49,7 @@ def blank_check(recipe, negatives, val_files, mode):
     spread = _spread(normalise_inputs(images, mode))
     low = [name for name, s in zip(names, spread.tolist()) if s < threshold]
     return {"threshold": threshold, "negatives": len(names), "refused_by_contrast": len(low),
-            "names": sorted(set(n.split("-")[0] for n in low))}
+            "names": sorted(low)}
 
 
 def candidate(setup, raw, mode, forward):
