@@ -118,3 +118,26 @@ def test_blank_check_counts_frames_below_the_contrast_terms_threshold(samples):
         threshold = recipe.contrast_fraction * float(_spread(normalise_inputs(xrays, mode)).min())
         assert result["threshold"] == pytest.approx(threshold)
         assert result["refused_by_contrast"] == 1 and result["names"] == ["blank-wall"], mode
+
+
+def test_card_table_from_the_trial_json(tmp_path):
+    import json
+
+    from recipes.card_shift import card_lines
+    from recipes.shift_proxy import fold_rates
+
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.05, 0.95]])
+    targets, fold = np.array([0, 0, 1, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
+    low, high = fold_rates(probs, targets, fold, 0.5, 1), fold_rates(probs, targets, fold, 0.75, 1)
+    path = tmp_path / "shift-proxy.json"
+    path.write_text(json.dumps({"family": "exposure", "threshold": 0.5, "images": 6, "every": 3,
+                                "clean": low, "degraded": high}))
+    assert "Contrast normalisation" not in "\n".join(card_lines("pediatric-pneumonia", str(path)))
+    ece = {"ece_cv": {"mean": 0.012, "ci95": [0.01, 0.014]}}
+    rows = [{"mode": mode, "clean": low, "operating_point": ece, "exposure": high, "processing": low}
+            for mode in ("none", "clahe")]
+    (tmp_path / "contrast-trial.json").write_text(json.dumps({"proxy_images": 6, "candidates": rows}))
+    text = card_lines("pediatric-pneumonia", str(path))
+    table = [line for line in text if line.startswith("| CLAHE") or line.startswith("| none")]
+    assert len(table) == 2 and "CLAHE (clip 2, 8x8 tiles)" in table[1]
+    assert table[1].endswith("| 0.012 [0.010, 0.014] | 100.0% [100.0, 100.0] | 75.0% [-242.7, 392.7] |")
