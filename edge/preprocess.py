@@ -141,7 +141,8 @@ def normalise_contrast(pixels, mode):
         return CONTRAST_MODES[mode](np.ascontiguousarray(pixels[:, :, 0]))[:, :, None]
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     mapped = CONTRAST_MODES[mode](grey)
-    if np.array_equal(pixels[:, :, 0], pixels[:, :, 1]) and np.array_equal(pixels[:, :, 1], pixels[:, :, 2]):
+    first, second, third = cv2.split(pixels)
+    if not cv2.countNonZero(cv2.absdiff(first, second)) and not cv2.countNonZero(cv2.absdiff(second, third)):
         return cv2.cvtColor(mapped, cv2.COLOR_GRAY2RGB)  # equal channels (an X-ray): the same result, faster
     offset = mapped.astype(np.int16) - grey.astype(np.int16)
     return np.clip(pixels.astype(np.int16) + offset[:, :, None], 0, 255).astype(np.uint8)

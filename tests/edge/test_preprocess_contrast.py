@@ -165,3 +165,15 @@ def test_the_device_path_applies_the_bundles_normalisation(mode, real_xray):
     np.testing.assert_array_equal(prepared.batch, preprocess(image, spec))
     plain = prepare(image, _Bundle(InputSpec(224, 224)))
     assert not np.array_equal(prepared.batch, plain.batch)
+
+
+@pytest.mark.parametrize("mode", MAPPED)
+def test_two_equal_channels_are_not_taken_for_grey(mode):
+    rng = np.random.RandomState(4)
+    grey = np.clip(rng.normal(128, 30, (64, 64)), 0, 255).astype(np.uint8)
+    pixels = np.dstack([grey, grey, np.clip(grey.astype(int) + 20, 0, 255).astype(np.uint8)])
+    out = normalise_contrast(pixels, mode)
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and not np.array_equal(out[:, :, 1], out[:, :, 2])
+    offset = out.astype(int) - pixels.astype(int)
+    unclipped = (out > 0).all(axis=2) & (out < 255).all(axis=2)
+    assert np.array_equal(offset[:, :, 0][unclipped], offset[:, :, 2][unclipped])  # one offset per pixel
