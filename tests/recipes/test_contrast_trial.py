@@ -141,3 +141,38 @@ def test_card_table_from_the_trial_json(tmp_path):
     table = [line for line in text if line.startswith("| CLAHE") or line.startswith("| none")]
     assert len(table) == 2 and "CLAHE (clip 2, 8x8 tiles)" in table[1]
     assert table[1].endswith("| 0.012 [0.010, 0.014] | 100.0% [100.0, 100.0] | 75.0% [-242.7, 392.7] |")
+
+
+@pytest.mark.onnxruntime
+def test_a_recipe_with_a_normalisation_ships_it_and_the_device_applies_it(tmp_path):
+    """A tiny child recipe with CLAHE: the bundle declares it, export parity and the golden images were
+    computed through it, and the kiosk's Classifier (edge.classify) reproduces the golden outputs, which
+    the same graph fed unnormalised pixels does not."""
+    import json
+
+    from edge.backends import open_runner
+    from edge.bundle import load_bundle
+    from edge.classify import Classifier
+    from recipes.config import ROOT, recipe_for
+    from recipes.run import train_recipe
+
+    recipe = recipe_for("pediatric-pneumonia", image_size=64, limit_per_class=4, tune_epochs=1, head_epochs=3,
+                        contrast="clahe")
+    result = train_recipe(recipe, str(tmp_path / "run"), split_dir=os.path.join(ROOT, "splits"),
+                          models_dir=str(tmp_path / "models"), docs_dir=None, with_skimage=False)
+    with open(os.path.join(result.bundle, "manifest.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["model"]["input"]["contrast"] == "clahe"
+    bundle = load_bundle(result.bundle)
+    assert bundle.description.input.contrast == "clahe"
+    golden = bundle.golden_samples()
+    assert len(golden) >= 2
+    plain = InputSpec.from_dict(dict(bundle.description.input.to_dict(), contrast="none"))
+    with Classifier(open_runner(bundle, backend="onnxruntime", precision="fp32")) as classifier:
+        gaps = []
+        for sample in golden:
+            image = load_image(sample.path)
+            np.testing.assert_allclose(classifier.classify(image).probabilities, sample.probabilities,
+                                       atol=sample.tolerance)
+            unnormalised = classifier.runner.infer(preprocess(image, plain))["probabilities"][0]
+            gaps.append(float(np.abs(np.asarray(unnormalised) - sample.probabilities).max()))
+    assert max(gaps) > 1e-3, gaps  # the golden outputs need the normalisation
