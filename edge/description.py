@@ -22,6 +22,9 @@ COLOURS = {"RGB": 3, "GRAY": 1}
 LAYOUTS = ("NCHW",)
 DTYPES = ("float32",)
 RESIZE_MODES = ("area", "linear")
+# Per-image contrast normalisation after the resize (edge.preprocess.CONTRAST_MODES); "none": absent
+# from the dictionary, so descriptions written before the field existed read and write unchanged.
+CONTRAST_MODES = ("none", "equalize", "clahe", "stretch")
 
 DEFAULT_INPUT_NAME = "image"
 DEFAULT_OUTPUT_NAME = "probabilities"
@@ -49,7 +52,7 @@ class InputSpec(object):
     """What the model's input tensor expects: size, colour, layout, dtype, value range, resize."""
 
     def __init__(self, height, width, colour="RGB", layout="NCHW", dtype="float32",
-                 value_range=(0.0, 255.0), resize="area", name=DEFAULT_INPUT_NAME):
+                 value_range=(0.0, 255.0), resize="area", name=DEFAULT_INPUT_NAME, contrast="none"):
         self.height = int(height)
         self.width = int(width)
         self.colour = colour
@@ -58,6 +61,7 @@ class InputSpec(object):
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.resize = resize
         self.name = name
+        self.contrast = contrast
         self.validate()
 
     @property
@@ -84,11 +88,14 @@ class InputSpec(object):
         if self.resize not in RESIZE_MODES:
             raise DescriptionError("input.resize", "must be one of {}, got {!r}".format(
                 RESIZE_MODES, self.resize))
+        if self.contrast not in CONTRAST_MODES:
+            raise DescriptionError("input.contrast", "must be one of {}, got {!r}. Fix: update medkiosk or "
+                                   "retrain with a known mode".format(list(CONTRAST_MODES), self.contrast))
         if not self.value_range[0] < self.value_range[1]:
             raise DescriptionError("input.value_range", "must be [low, high] with low < high")
 
     def to_dict(self):
-        return {
+        data = {
             "name": self.name,
             "height": self.height,
             "width": self.width,
@@ -98,6 +105,9 @@ class InputSpec(object):
             "value_range": list(self.value_range),
             "resize": self.resize,
         }
+        if self.contrast != "none":
+            data["contrast"] = self.contrast
+        return data
 
     @classmethod
     def from_dict(cls, data):
@@ -111,6 +121,7 @@ class InputSpec(object):
             value_range=_need(data, "value_range", prefix),
             resize=data.get("resize", "area"),
             name=data.get("name", DEFAULT_INPUT_NAME),
+            contrast=data.get("contrast", "none"),
         )
 
     def __eq__(self, other):

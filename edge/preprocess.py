@@ -1,9 +1,10 @@
 """Image loading and the one preprocessing function, derived from the model description.
 
 Normalisation lives inside the ONNX graph, so preprocessing is only: resize to the input size,
-convert colour, lay out as NCHW float32 with raw 0-255 values. Training (validation and test
-splits), export parity checks, INT8 calibration and the kiosk all call ``preprocess`` so the
-model sees the same pixels everywhere.
+convert colour, the description's per-image contrast normalisation (``input.contrast``; "none" by
+default), lay out as NCHW float32 with raw 0-255 values. Training (validation and test splits),
+export parity checks, INT8 calibration and the kiosk all call ``preprocess`` so the model sees the
+same pixels everywhere.
 """
 
 import os
@@ -63,6 +64,7 @@ def preprocess(image_bgr, input_spec, out=None):
     """
     np = require("numpy")
     pixels = to_model_colour(resize_to_input(image_bgr, input_spec), input_spec)
+    pixels = normalise_contrast(pixels, getattr(input_spec, "contrast", "none"))
     if out is None:
         out = np.empty(input_spec.shape(1), dtype=np.float32)
     # HWC uint8 -> CHW float32 in one strided copy.
@@ -77,6 +79,73 @@ def preprocess_batch(images_bgr, input_spec):
     for index, image in enumerate(images_bgr):
         preprocess(image, input_spec, out=batch[index:index + 1])
     return batch
+
+
+# Per-image contrast normalisation (``input.contrast`` of the model description), applied after the
+# resize, to the model's HxWxC uint8 input: a unit's exposure and post-processing should no longer
+# move the embedding (issue 13). The grey levels (the channels' mean) are mapped; each channel is
+# shifted by the same per-pixel offset, so an X-ray (equal channels) is exactly its mapped grey and a
+# colour photo keeps its channel differences (the input check's colour term). Every mode is
+# contrast-limited so that a blank wall or an empty lightbox stays blank (its noise is not stretched
+# into an image): the input check's contrast term still refuses it.
+CONTRAST_CLAHE_CLIP = 2.0
+CONTRAST_CLAHE_GRID = 8
+CONTRAST_EQUALIZE_CLIP = 4.0  # global (one tile) contrast-limited equalisation: the mapping's slope <= ~4
+CONTRAST_STRETCH_PERCENTILES = (1.0, 99.0)
+CONTRAST_MAX_GAIN = 3.0  # the stretch's gain limit (as NORMALISE_MAX_GAIN)
+
+
+def _equalize(grey):
+    cv2 = require("cv2")
+    return cv2.createCLAHE(clipLimit=CONTRAST_EQUALIZE_CLIP, tileGridSize=(1, 1)).apply(grey)
+
+
+def _clahe(grey):
+    cv2 = require("cv2")
+    grid = (CONTRAST_CLAHE_GRID, CONTRAST_CLAHE_GRID)
+    return cv2.createCLAHE(clipLimit=CONTRAST_CLAHE_CLIP, tileGridSize=grid).apply(grey)
+
+
+def _stretch(grey):
+    """Percentiles of the grey levels to 0-255 (from the histogram: no sort), the gain at most
+    CONTRAST_MAX_GAIN about the percentiles' middle."""
+    np, cv2 = require("numpy"), require("cv2")
+    cumulative = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().cumsum()
+    low_high = [cumulative[-1] * p / 100.0 for p in CONTRAST_STRETCH_PERCENTILES]
+    low, high = (int(np.searchsorted(cumulative, q, side="left")) for q in low_high)
+    gain = min(CONTRAST_MAX_GAIN, 255.0 / max(1.0, float(high - low)))
+    levels = (np.arange(256, dtype=np.float32) - np.float32((low + high) / 2.0)) * np.float32(gain) + 127.5
+    return cv2.LUT(grey, np.clip(np.round(levels), 0, 255).astype(np.uint8))
+
+
+# Mode -> grey uint8 (HxW) -> mapped grey uint8. "none" is the identity (today's behaviour).
+CONTRAST_MODES = {
+    "equalize": _equalize,
+    "clahe": _clahe,
+    "stretch": _stretch,
+}
+
+
+def normalise_contrast(pixels, mode):
+    """HxWxC uint8 model-colour pixels -> the same with ``mode``'s grey mapping (``CONTRAST_MODES``);
+    "none" returns ``pixels`` itself. An unknown mode raises DescriptionError naming the choices."""
+    if mode == "none":
+        return pixels
+    if mode not in CONTRAST_MODES:
+        from edge.description import DescriptionError
+
+        raise DescriptionError("input.contrast", "must be one of {}, got {!r}".format(
+            ["none"] + sorted(CONTRAST_MODES), mode))
+    np, cv2 = require("numpy"), require("cv2")
+    if pixels.shape[2] == 1:
+        return CONTRAST_MODES[mode](np.ascontiguousarray(pixels[:, :, 0]))[:, :, None]
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    mapped = CONTRAST_MODES[mode](grey)
+    first, second, third = cv2.split(pixels)
+    if not cv2.countNonZero(cv2.absdiff(first, second)) and not cv2.countNonZero(cv2.absdiff(second, third)):
+        return cv2.cvtColor(mapped, cv2.COLOR_GRAY2RGB)  # equal channels (an X-ray): the same result, faster
+    offset = mapped.astype(np.int16) - grey.astype(np.int16)
+    return np.clip(pixels.astype(np.int16) + offset[:, :, None], 0, 255).astype(np.uint8)
 
 
 # A photographed X-ray (film on a lightbox, a screen) comes back from edge.locate as a colour crop

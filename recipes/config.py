@@ -32,6 +32,7 @@ class Recipe:
     csv: Optional[str] = None
     arch: str = "efficientnet_lite0"
     image_size: int = 224
+    contrast: str = "none"  # per-image contrast normalisation of the input (edge.preprocess.CONTRAST_MODES)
     pretrained: bool = True
     tune_blocks: int = 2  # backbone blocks fine-tuned in stage 2 (0: head only; -1: whole network)
     head_epochs: int = 60

@@ -72,6 +72,25 @@ def cache_images(samples, spec):
     return torch.from_numpy(batch)
 
 
+def raw_spec(spec):
+    """``spec`` without its contrast normalisation: what stored renders (crops, negatives) are kept as."""
+    from edge.description import InputSpec
+
+    return InputSpec.from_dict(dict(spec.to_dict(), contrast="none"))
+
+
+def normalise_inputs(images, mode):
+    """uint8 inputs [N, C, H, W] at the model's size -> the same after ``edge.preprocess.normalise_contrast``
+    (which runs after the resize, so this equals preprocessing the source images with ``mode``)."""
+    from edge.preprocess import normalise_contrast
+
+    if mode == "none":
+        return images
+    pixels = images.numpy().transpose(0, 2, 3, 1)
+    out = np.stack([normalise_contrast(np.ascontiguousarray(p), mode) for p in pixels])
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))
+
+
 def targets_of(samples, classes, task):
     index = {c: i for i, c in enumerate(classes)}
     if task == "multilabel":

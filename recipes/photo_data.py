@@ -14,7 +14,7 @@ import torch
 
 from edge.preprocess import preprocess
 from recipes.config import ROOT, log, recipe_for
-from recipes.data import cache_images, resolve_split
+from recipes.data import cache_images, normalise_inputs, raw_spec, resolve_split
 from training.data import Sample, strided
 from training.embed_cache import EmbeddingCache, cache_dir
 from training.photo_crops import PHOTO_SEED, negative_images, render_crops
@@ -26,7 +26,8 @@ ADULT_AGE = 18
 
 
 def embedding_cache(recipe):
-    return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size))
+    """The shared cache of the recipe's frozen network, for its inputs' contrast normalisation."""
+    return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size, contrast=recipe.contrast))
 
 
 def stored(name, make):
@@ -77,11 +78,14 @@ def photo_part(recipe, split, part, spec, workers=1):
     ``recipe.photo_renders`` sets of one crop per image; set ``k`` uses seed ``PHOTO_SEED + 100 k``
     and is stored apart, so set 0 is exactly the 1-render recipe's crops whatever the renders.
     Validation with ``val_photo_renders`` renders that many crops per image in one pass instead
-    (the child module's input-check threshold rule; its shipped crops)."""
+    (the child module's input-check threshold rule; its shipped crops). Stored without the contrast
+    normalisation (``raw_spec``), which is applied after loading."""
+    contrast, spec = spec.contrast, raw_spec(spec)
     limit = photo_limit(recipe, part)
     by_path = {s.path: s for s in split[part]}
     if part == "val" and recipe.val_photo_renders:
-        return _rendered_together(recipe, split, part, spec, limit, by_path, workers)
+        samples, images = _rendered_together(recipe, split, part, spec, limit, by_path, workers)
+        return samples, normalise_inputs(images, contrast)
     samples, images = [], []
     for k in range(int(recipe.photo_renders)):
         name = "{}-{}-r1-s{}-l{}-{}{}".format(recipe.module, part, PHOTO_SEED, limit or "all", spec.height,
@@ -97,7 +101,7 @@ def photo_part(recipe, split, part, spec, workers=1):
         data = stored(name, make)
         samples += [by_path[p] for p in data["paths"]]
         images.append(data["images"])
-    return samples, torch.cat(images)
+    return samples, normalise_inputs(torch.cat(images), contrast)
 
 
 def _rendered_together(recipe, split, part, spec, limit, by_path, workers):
@@ -117,10 +121,12 @@ def _rendered_together(recipe, split, part, spec, limit, by_path, workers):
 
 
 def negatives(spec, seed=1):
-    """(names, uint8 inputs) of generated non-X-rays as the device analyses them (seed != evaluation's)."""
-    data = stored("negatives-s{}-{}".format(seed, spec.height), lambda: dict(zip(
-        ("names", "images"), _unzip_images(negative_images(seed), spec))))
-    return data["names"], data["images"]
+    """(names, uint8 inputs) of generated non-X-rays as the device analyses them (seed != evaluation's);
+    stored without the contrast normalisation, applied after loading."""
+    raw = raw_spec(spec)
+    data = stored("negatives-s{}-{}".format(seed, raw.height), lambda: dict(zip(
+        ("names", "images"), _unzip_images(negative_images(seed), raw))))
+    return data["names"], normalise_inputs(data["images"], spec.contrast)
 
 
 def _unzip_images(pairs, spec):

@@ -6,8 +6,9 @@ convolutions; the same trunk exported to ONNX (TorchScript exporter, opset 13) a
 (one thread) was 6x faster on a batch of 32 (27.1 s vs 4.4 s under load 12), with embeddings equal to
 9.1e-06. The cache's key is the input's content, so the recipe reads these rows as its own.
 
-``python -m recipes.warm_cache MODULE [--parts train,val,...] [--shard NAME]`` prints one line; two
-processes with disjoint ``--parts`` share the work.
+``python -m recipes.warm_cache MODULE [--parts train,val,...] [--shard NAME] [--contrast MODE]`` prints one
+line; two processes with disjoint ``--parts`` share the work. The cache is per input normalisation
+(``training.embed_cache.cache_dir``): ``--contrast`` warms a candidate's before the recipe names it.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from edge.description import CONTRAST_MODES
 from edge.errors import ConfigError, MedkioskError
 from recipes.config import DEFAULT_DATA_ROOT, RECIPES, ROOT, log, recipe_for
 
@@ -79,8 +81,9 @@ def recipe_inputs(recipe, spec):
     return images
 
 
-def warm(module, parts=None, shard=None):
-    """Embed the recipe's inputs (all parts, or ``parts``); returns {part: {images, seconds}}."""
+def warm(module, parts=None, shard=None, contrast=None):
+    """Embed the recipe's inputs (all parts, or ``parts``; normalised with ``contrast`` instead of the
+    recipe's own when given); returns {part: {images, seconds}}."""
     from recipes import photo_data
     from recipes.run import build_description
     from training.checkpoint import build_net
@@ -88,7 +91,7 @@ def warm(module, parts=None, shard=None):
     from training.registry import split_network
 
     torch.set_num_threads(1)
-    recipe = recipe_for(module)
+    recipe = recipe_for(module, contrast=contrast)
     if recipe.tune_blocks != 0:
         raise ConfigError("{} fine-tunes the network: its trunk outputs are not cached embeddings. Fix: warm "
                           "only a head-on-frozen-network recipe (tune_blocks 0)".format(module))
@@ -117,9 +120,11 @@ def main(argv=None):
     parser.add_argument("module", choices=sorted(RECIPES))
     parser.add_argument("--parts", help="comma-separated parts (default: all), e.g. train,val,test")
     parser.add_argument("--shard", help="a name for this process's shard files")
+    parser.add_argument("--contrast", choices=CONTRAST_MODES,
+                        help="warm for this input normalisation instead of the recipe's (a candidate)")
     args = parser.parse_args(argv)
     try:
-        done = warm(args.module, args.parts.split(",") if args.parts else None, args.shard)
+        done = warm(args.module, args.parts.split(",") if args.parts else None, args.shard, args.contrast)
     except MedkioskError as exc:
         sys.stderr.write("medkiosk: error: {}\n".format(exc))
         return getattr(exc, "exit_code", 2)

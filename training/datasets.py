@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from edge.description import TASKS
 from edge.errors import ConfigError
-from edge.preprocess import load_image, resize_to_input, to_model_colour
+from edge.preprocess import load_image, normalise_contrast, resize_to_input, to_model_colour
 
 
 class ImageDataset(Dataset):
@@ -54,12 +54,14 @@ class ImageDataset(Dataset):
         return len(self.samples)
 
     def pixels(self, index):
-        """The resized image in the model's colour: HxWxC uint8 (cached when enabled)."""
+        """The resized image in the model's colour, contrast-normalised as the description says: HxWxC
+        uint8 (cached when enabled), the pixels ``edge.preprocess.preprocess`` gives."""
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         image = load_image(self.samples[index].path)
         resized = resize_to_input(image, self.input_spec)
-        pixels = np.ascontiguousarray(to_model_colour(resized, self.input_spec))
+        pixels = np.ascontiguousarray(normalise_contrast(to_model_colour(resized, self.input_spec),
+                                                         self.input_spec.contrast))
         if self.cache is not None:
             self.cache[index] = pixels
         return pixels

@@ -4,7 +4,8 @@ Key: SHA-1 of the uint8 input tensor exactly as ``edge.preprocess`` feeds the ne
 photographed crop or a negative image hits the cache whatever the caller called it). The cache is a
 folder of shard files (``<name>.pt``: keys + float32 embeddings [N, F]); every process writes its own
 shards, and loading merges them all. Valid only for one frozen network: the folder name carries the
-architecture, input size and weights (``cache_dir``).
+architecture, input size, weights and the input's contrast normalisation (``cache_dir``; the key is
+of the normalised input, and a separate folder per normalisation keeps each cache's size honest).
 """
 
 import glob
@@ -21,9 +22,11 @@ from edge.errors import ConfigError
 SHARD_EVERY = 256
 
 
-def cache_dir(root, arch, image_size, weights="imagenet"):
-    """The cache folder for one frozen network."""
-    return os.path.join(root, "{}-{}-{}".format(arch, int(image_size), weights))
+def cache_dir(root, arch, image_size, weights="imagenet", contrast="none"):
+    """The cache folder for one frozen network fed inputs normalised with ``contrast`` ("none": the
+    folder used before normalisation existed)."""
+    name = "{}-{}-{}".format(arch, int(image_size), weights)
+    return os.path.join(root, name if contrast == "none" else "{}-contrast-{}".format(name, contrast))
 
 
 def key_of(image_chw_uint8):

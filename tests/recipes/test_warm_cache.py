@@ -48,3 +48,22 @@ def test_unknown_part_is_refused_before_any_work(capsys):
         warm("pediatric-pneumonia", ["tests"])
     assert main(["pediatric-pneumonia", "--parts", "tests"]) == 2
     assert "unknown part" in capsys.readouterr().err
+
+
+def test_contrast_warms_that_normalisations_cache(monkeypatch):
+    """``--contrast`` overrides the recipe's normalisation (checked before any work, like the parts)."""
+    from recipes import warm_cache
+
+    seen = []
+
+    def stop(recipe):
+        seen.append(recipe.contrast)
+        raise ConfigError("stop")
+
+    monkeypatch.setattr(warm_cache, "part_names", stop)
+    for contrast in (None, "clahe"):
+        with pytest.raises(ConfigError, match="stop"):
+            warm("pediatric-pneumonia", None, None, contrast)
+    assert seen == [recipe_for("pediatric-pneumonia").contrast, "clahe"]
+    with pytest.raises(SystemExit):
+        main(["pediatric-pneumonia", "--contrast", "gamma"])

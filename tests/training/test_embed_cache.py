@@ -55,3 +55,14 @@ def test_unreadable_shard_is_a_config_error_naming_the_fix(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="Fix: delete it"):
         EmbeddingCache(str(tmp_path))
+
+
+def test_cache_folder_keys_on_the_contrast_normalisation(tmp_path):
+    plain = cache_dir(str(tmp_path), "toy", 8)
+    assert plain == cache_dir(str(tmp_path), "toy", 8, contrast="none")  # the folder made before the field
+    folders = {mode: cache_dir(str(tmp_path), "toy", 8, contrast=mode) for mode in ("equalize", "clahe")}
+    assert len({plain, *folders.values()}) == 3 and folders["clahe"].endswith("contrast-clahe")
+    trunk = Counting()
+    EmbeddingCache(plain, shard_name="one").embed(trunk, _images(4))
+    EmbeddingCache(folders["clahe"], shard_name="one").embed(trunk, _images(4))
+    assert trunk.seen == 8  # the same raw pixels are embedded again for another normalisation's cache
