@@ -191,8 +191,8 @@ class Kiosk(object):
         try:
             return priority.lower(self.display_nice)
         except OSError as exc:
-            self.reporter.log("display priority unchanged ({}): the display and inference share the CPU "
-                              "equally. Fix: allow setpriority, or set [display] nice = 0".format(exc))
+            self.reporter.log(_("display priority unchanged ({}): the display and inference share the CPU "
+                                "equally. Fix: allow setpriority, or set [display] nice = 0").format(exc))
             return 0
 
     def _step(self):
