@@ -66,6 +66,7 @@ class Recipe:
     cv_folds: int = 0  # patient-level k-fold cross-validation of the head recipe (0: none)
     heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
     operating_point: tuple = ()  # (class, CV specificity target): recipes.operating_point
+    tail_pretrain: str = ""  # "pediatric": tuned blocks first trained on child X-rays (recipes.tail_recipe)
 
     def to_dict(self):
         data = asdict(self)

@@ -30,6 +30,10 @@ def run_module(module, inputs, batch_size=64, to_float=True):
 
 
 def loss_of(logits, targets, task):
+    """The training loss; ``task`` is "multilabel", "multiclass" or a loss object (called as
+    ``task(logits, targets)``; e.g. ``recipes.tail_cv.AuxLoss``)."""
+    if callable(task):
+        return task(logits, targets)
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)
@@ -40,6 +44,8 @@ def batched(forward, x, size=128):
 
 
 def accuracy_of(logits, targets, task):
+    if callable(task):
+        return task.accuracy(logits, targets)
     if task == "multilabel":
         return float(((logits > 0).float() == targets).float().mean())
     return float((logits.argmax(1) == targets).float().mean())
@@ -109,8 +115,9 @@ def fit(model, settings, train, val, task):
         return []
     optimizer = torch.optim.AdamW(model.params, lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
+    checked = getattr(task, "validation", task)  # a loss object may stop early on another loss
     with torch.no_grad():
-        start_loss = loss_of(batched(model.forward, val[0]), val[1], task).item()
+        start_loss = loss_of(batched(model.forward, val[0]), val[1], checked).item()
     best, best_state, stale = start_loss, model.state_of(), 0
     history = [{"epoch": 0, "val_loss": round(start_loss, 5)}]
     for epoch in range(settings.epochs):
@@ -123,7 +130,7 @@ def fit(model, settings, train, val, task):
             model.train_mode(False)
         with torch.no_grad():
             val_logits = batched(model.forward, val[0])
-            val_loss = loss_of(val_logits, val[1], task).item()
+            val_loss = loss_of(val_logits, val[1], checked).item()
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5),
                         "val_loss": round(val_loss, 5),
                         "val_accuracy": round(accuracy_of(val_logits, val[1], task), 5),
