@@ -21,7 +21,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.tail_cli", description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default="head,tail2", help="comma-separated: recipes.tail_cv.VARIANTS")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
-    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "tail-cv"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "tail-cv-adult"),
+                        help="where each variant's record goes (the recipe reads its own from the default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws of the paired differences")
     parser.add_argument("--folds", type=int, help="cross-validation folds (default: the recipe's)")

@@ -9,11 +9,12 @@ import os
 import tempfile
 
 from recipes.config import ROOT, log
-from recipes.tail_cv import BLOCKS, VARIANTS, Variant, prefix, pretrain_pediatric, run_variant
+from recipes.tail_cv import BLOCKS, Variant, prefix, pretrain_pediatric, run_variant
 from recipes.tail_data import CUT
 
 PRETRAINING = ("", "pediatric")
-PRETRAINED = os.path.join(ROOT, "runs", "tail-cv-adult", "pretrained-tail.pt")  # shared with tail_cli
+STORED = os.path.join(ROOT, "runs", "tail-cv-adult")  # recipes.tail_cli's default --out
+PRETRAINED = os.path.join(STORED, "pretrained-tail.pt")  # its paediatric-pretrained tail
 
 
 def applies(recipe):
@@ -50,22 +51,41 @@ def pretrain(recipe, net, description, data_root):
     return seconds
 
 
-def cross_validate(recipe, description, data_root):
+def stored_result(recipe, folder=STORED):
+    """The ``recipes.tail_cli`` record of this very recipe (same variant, stage settings, folds, seed) in
+    ``folder``, or None: the CV is deterministic, so the recipe reads it instead of repeating it."""
+    from dataclasses import asdict
+
+    from recipes.tail_report import RECIPE_FIELDS, load_dir
+
+    if not os.path.isdir(folder):
+        return None
+    wanted = {k: getattr(recipe, k) for k in RECIPE_FIELDS}
+    for record in load_dir(folder).values():
+        if record["settings"] == asdict(variant_of(recipe)) and record["recipe"] == wanted:
+            return record
+    return None
+
+
+def cross_validate(recipe, description, data_root, folder=STORED):
     """The recipe's k-fold CV by patient with the tail re-tuned per fold, in ``recipes.cv.cross_validate``'s
-    format (``run.metrics["cv"]["shipped_recipe"]``), plus the out-of-fold probabilities."""
+    format (``run.metrics["cv"]["shipped_recipe"]``); a stored ``tail_cli`` run of the same recipe is read."""
     from recipes import tail_data
 
     sets = ("chest", "crops") + (("pediatric",) if recipe.tail_pretrain else ())
     data = tail_data.load(description, sets, data_root)
-    data.recipe = recipe
-    classes = list(data.description.classes)
-    body = None
-    if recipe.tail_pretrain:
-        body = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=PRETRAINED)[0]
-    result = run_variant(data, variant_of(recipe), classes, body)
     files = data.sets["chest"][0]
-    return {"summary": result["summary"], "k": recipe.cv_folds, "with_photos": True,
+    record = stored_result(recipe, folder)
+    if record is not None and record["paths"] == [s.path for s in files]:
+        log("cross-validation of this recipe read from {} ({})".format(folder, record["variant"]))
+        summary, per_fold, seconds = record["summary"], record["fold_macro_auroc"], record["seconds"]
+    else:
+        data.recipe = recipe
+        body = None
+        if recipe.tail_pretrain:
+            body = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=PRETRAINED)[0]
+        result = run_variant(data, variant_of(recipe), list(description.classes), body)
+        summary, per_fold, seconds = result["summary"], result["fold_macro_auroc"], result["seconds"]
+    return {"summary": summary, "k": recipe.cv_folds, "with_photos": True,
             "patients": len({s.patient_id for s in files}), "images": len(files),
-            "folds": [{"macro_auroc": v} for v in result["fold_macro_auroc"]], "seconds": result["seconds"],
-            "variant": [name for name, v in VARIANTS.items() if v == variant_of(recipe)]
-            or [str(variant_of(recipe))]}
+            "folds": [{"macro_auroc": v} for v in per_fold], "seconds": seconds}

@@ -15,6 +15,8 @@ from recipes.aux_cv import as_numpy_summary
 from recipes.tail_cv import paired_difference
 
 SKIP = ("summary.json",)
+RECIPE_FIELDS = ("cv_folds", "seed", "head_epochs", "head_lr", "tune_epochs", "tune_lr", "patience",
+                 "batch_size", "weight_decay")
 
 
 def store(path, name, variant, result, data):
@@ -22,9 +24,7 @@ def store(path, name, variant, result, data):
     recipe = data.recipe
     record = {
         "variant": name, "settings": asdict(variant),
-        "recipe": {k: getattr(recipe, k) for k in ("cv_folds", "seed", "head_epochs", "head_lr",
-                                                   "tune_epochs", "tune_lr", "patience", "batch_size",
-                                                   "weight_decay")},
+        "recipe": {k: getattr(recipe, k) for k in RECIPE_FIELDS},
         "summary": as_numpy_summary(result["summary"]), "fold_macro_auroc": result["fold_macro_auroc"],
         "seconds": result["seconds"], "pretrain_s": result.get("pretrain_s"),
         "paths": [s.path for s in data.sets["chest"][0]],

@@ -133,7 +133,7 @@ def test_train_stages_tunes_only_the_tail_and_the_head(real):
     with torch.no_grad():
         maps = prefix(net, trunk(images.float()), 15)
     before = copy.deepcopy(net.state_dict())
-    recipe = replace(recipe_for("chest"), tune_epochs=2, patience=5, head_epochs=2, tune_lr=1e-2)
+    recipe = replace(recipe_for("chest"), tune_epochs=3, patience=5, head_epochs=2, tune_lr=1e-4)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     train_stages(recipe, net, 15, (maps, y), (maps, y), "multiclass")
     after = net.state_dict()
