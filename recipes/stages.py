@@ -71,6 +71,7 @@ class Settings:
     patience: int
     seed: int
     label: str = "stage"
+    keep_last: bool = False  # keep the last epoch's state (a fixed schedule) instead of the best one
 
 
 @dataclass
@@ -139,7 +140,7 @@ def fit(model, settings, train, val, task):
             best, best_state, stale = val_loss, model.state_of(), 0
         else:
             stale += 1
-        stop = stale >= settings.patience
+        stop = stale >= settings.patience and not settings.keep_last
         if settings.epochs <= 20 or stop or (epoch + 1) % 10 == 0:
             row = history[-1]
             log("{} epoch {}: train {:.4f} val {:.4f} acc {:.3f} ({:.0f}s){}".format(
@@ -147,7 +148,8 @@ def fit(model, settings, train, val, task):
                 time.time() - started, " best" if stale == 0 else ""))
         if stop:
             break
-    model.load_state(best_state)
+    if not settings.keep_last:
+        model.load_state(best_state)
     return history
 
 
@@ -163,8 +165,9 @@ def train_head(recipe, head, embeddings, targets, task):
                (embeddings["val"], targets["val"]), task)
 
 
-def fine_tune(recipe, net, tail, cached, targets, task, augment=None):
-    """Stage 2: the tail's trainable blocks and the head on the cached trunk outputs ([] if none)."""
+def fine_tune(recipe, net, tail, cached, targets, task, augment=None, keep_last=False):
+    """Stage 2: the tail's trainable blocks and the head on the cached trunk outputs ([] if none);
+    ``keep_last``: all ``tune_epochs`` epochs and their last state (no early stopping)."""
     tail_params = tail.trainable() if hasattr(tail, "trainable") else []
     if not tail_params or recipe.tune_epochs <= 0:
         return None
@@ -181,5 +184,5 @@ def fine_tune(recipe, net, tail, cached, targets, task, augment=None):
     model = Trainable(params, lambda x: head(tail(x)), lambda: snapshot([net]), lambda s: restore([net], s),
                       train_mode=train_mode, augment=augment)
     settings = Settings(recipe.tune_epochs, recipe.tune_lr, recipe.weight_decay, recipe.batch_size,
-                        recipe.patience, recipe.seed + 1, label="stage 2 (tune)")
+                        recipe.patience, recipe.seed + 1, label="stage 2 (tune)", keep_last=keep_last)
     return fit(model, settings, (cached["train"], targets["train"]), (cached["val"], targets["val"]), task)

@@ -49,6 +49,7 @@ class Variant:
     pretrain: str = ""
     aux_weight: float = 0.0
     flip: bool = False
+    keep_last: bool = False  # stage 2 runs all its epochs and keeps the last state (no early stopping)
 
 
 VARIANTS = {
@@ -57,6 +58,10 @@ VARIANTS = {
     "tail2": Variant(tune_blocks=2),
     "tail4": Variant(tune_blocks=4),
     "tail2-flip": Variant(tune_blocks=2, flip=True),
+    "tail2-last": Variant(tune_blocks=2, keep_last=True),
+    "tail1-last": Variant(tune_blocks=1, keep_last=True),
+    "tail2-last-flip": Variant(tune_blocks=2, keep_last=True, flip=True),
+    "ped-tail2-last": Variant(tune_blocks=2, pretrain="pediatric", keep_last=True),
     "tail2-aux": Variant(tune_blocks=2, aux_weight=0.5),
     "ped-head": Variant(pretrain="pediatric"),
     "ped-tail2": Variant(tune_blocks=2, pretrain="pediatric"),
@@ -114,7 +119,7 @@ def _new_head(features, outputs, seed):
     return nn.Sequential(nn.Dropout(0.2), nn.Linear(features, outputs)).eval()
 
 
-def train_stages(recipe, net, start, train, val, loss, augment=None):
+def train_stages(recipe, net, start, train, val, loss, augment=None, keep_last=False):
     """Stage 1 (head on the frozen tail's embeddings), then stage 2 (blocks ``start``.. + head) when
     ``start`` < ``BLOCKS``. ``train``/``val``: (maps after the frozen prefix, targets[, embeddings of the
     untrained tail: computed when absent]). Returns the tail."""
@@ -126,7 +131,7 @@ def train_stages(recipe, net, start, train, val, loss, augment=None):
     train_head(recipe, head, emb, {"train": train[1], "val": val[1]}, loss)
     if start < BLOCKS:
         fine_tune(recipe, net, tail, {"train": train[0], "val": val[0]}, {"train": train[1], "val": val[1]},
-                  loss, augment)
+                  loss, augment, keep_last)
     for p in net.parameters():
         p.requires_grad_(False)
     net.eval()
@@ -250,7 +255,7 @@ def run_variant(data, variant, classes, body_state=None, seed=0):
         net = copy.deepcopy(net0)
         net.backbone.head = _new_head(net.num_features, outputs, recipe.seed)
         augment = flip_map(torch.Generator().manual_seed(seed + fold)) if variant.flip else None
-        tail = train_stages(recipe, net, start, train, val, loss, augment)
+        tail = train_stages(recipe, net, start, train, val, loss, augment, variant.keep_last)
         with torch.no_grad():  # an untouched tail's embeddings are the cached ones
             val_emb, test_emb = (run_module(tail, x[0], batch_size=128) if start < BLOCKS else x[2]
                                  for x in (val, test))

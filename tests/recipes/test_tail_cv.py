@@ -174,3 +174,58 @@ def test_unknown_variants_and_too_few_folds_are_refused_by_the_cli(capsys):
     assert tail_cli.main(["--variants", "head", "--folds", "2"]) != 0
     assert "--folds 2" in capsys.readouterr().err
     assert set(tail_cv.VARIANTS["ped-tail2"].__dict__) == set(Variant().__dict__)
+
+
+def _record(folder, name, oof, files, variant=None, **recipe_fields):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from recipes.config import recipe_for
+    from recipes.tail_report import store
+
+    recipe = replace(recipe_for("chest"), **recipe_fields)
+    result = {"summary": tail_cv.cv.summarise([tail_cv.fold_metrics(oof, np.array(
+        [CLASSES.index(s.labels[0]) for s in files]), 4, CLASSES)] * 2, CLASSES),
+        "fold_macro_auroc": [0.7, 0.7], "seconds": 1.0, "oof": oof}
+    data = SimpleNamespace(recipe=recipe, sets={"chest": (files, None)})
+    store(os.path.join(str(folder), name + ".json"), name, variant or Variant(), result, data)
+
+
+def test_the_report_compares_every_stored_variant_with_the_shipped_head(tmp_path):
+    from edge.errors import ConfigError
+    from recipes.tail_report import summarise_dir
+
+    rng = np.random.RandomState(1)
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i // 2)) for i in range(120)]
+    truth = np.array([i % 4 for i in range(120)])
+    base = rng.rand(120, 4)
+    _record(tmp_path, "tail2", base + 0.4 * np.eye(4)[truth], files, Variant(tune_blocks=2))
+    with pytest.raises(ConfigError, match="no head.json"):
+        summarise_dir(str(tmp_path), CLASSES, files, draws=20)
+    _record(tmp_path, "head", base, files)
+    summary = summarise_dir(str(tmp_path), CLASSES, files, draws=50)
+    assert set(summary["variants"]) == {"head", "tail2"} and list(summary["differences"]) == ["tail2"]
+    assert summary["differences"]["tail2"]["macro"][1] > 0
+    text = (tmp_path / "summary.md").read_text()
+    assert "| tail2 |" in text and "Paired difference" in text
+    with pytest.raises(ConfigError, match="other images"):
+        summarise_dir(str(tmp_path), CLASSES, files[::-1], draws=20)
+
+
+def test_the_recipe_reads_only_its_own_stored_cross_validation(tmp_path):
+    from dataclasses import replace
+
+    from recipes.config import recipe_for
+    from recipes.tail_recipe import applies, stored_result
+
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i)) for i in range(40)]
+    oof = np.random.RandomState(0).rand(40, 4)
+    _record(tmp_path, "tail2", oof, files, Variant(tune_blocks=2), tune_blocks=2)
+    recipe = replace(recipe_for("chest"), tune_blocks=2)
+    assert applies(recipe) and not applies(replace(recipe, tune_blocks=0))
+    assert not applies(replace(recipe, tune_blocks=5)) and not applies(replace(recipe, arch="resnet18"))
+    assert stored_result(recipe, str(tmp_path))["variant"] == "tail2"
+    assert stored_result(replace(recipe, tune_lr=1e-5), str(tmp_path)) is None
+    assert stored_result(replace(recipe, tune_blocks=1), str(tmp_path)) is None
+    assert stored_result(replace(recipe, tail_pretrain="pediatric"), str(tmp_path)) is None
+    assert stored_result(recipe, str(tmp_path / "missing")) is None
