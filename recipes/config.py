@@ -67,6 +67,7 @@ class Recipe:
     heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
     operating_point: tuple = ()  # (class, CV specificity target): recipes.operating_point
     tail_pretrain: str = ""  # "pediatric": tuned blocks first trained on child X-rays (recipes.tail_recipe)
+    tune_keep_last: bool = False  # stage 2 runs all tune_epochs and keeps the last state (no early stopping)
 
     def to_dict(self):
         data = asdict(self)

@@ -152,7 +152,7 @@ def _train(run, net, trunk, tail):
         run.history["stage1_test"] = {k: stage1[k] for k in ("accuracy", "macro_auroc") if k in stage1}
     mark = time.time()
     augment = build_transform(run.module.augmentation, run.description.input) if recipe.augment else None
-    tune = fine_tune(recipe, net, tail, own(cached), own(run.targets), task, augment)
+    tune = fine_tune(recipe, net, tail, own(cached), own(run.targets), task, augment, recipe.tune_keep_last)
     if tune is not None:
         run.history["tune"] = tune
         run.lap("stage2_s", mark)

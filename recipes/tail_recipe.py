@@ -24,7 +24,8 @@ def applies(recipe):
 
 def variant_of(recipe):
     """The ``recipes.tail_cv.Variant`` this recipe is (same blocks, same pretraining)."""
-    return Variant(tune_blocks=recipe.tune_blocks, pretrain=recipe.tail_pretrain)
+    return Variant(tune_blocks=recipe.tune_blocks, pretrain=recipe.tail_pretrain,
+                   keep_last=recipe.tune_keep_last)
 
 
 def trunk_outputs(recipe, net, images, spec):
