@@ -141,7 +141,8 @@ def train_stages(recipe, net, start, train, val, loss, augment=None, keep_last=F
 def pretrain_pediatric(data, recipe, blocks=PRETRAIN_BLOCKS, epochs=PRETRAIN_EPOCHS, store=None):
     """The backbone body's state after fine-tuning its last ``blocks`` blocks (and a 2-class head) on the
     paediatric TRAIN files for ``epochs`` epochs (the last state: the aim is chest features, not the
-    best paediatric classifier; its VAL loss is logged); and the seconds it took. ``store``: a file that keeps the state (read when present: the same settings)."""
+    best paediatric classifier; its VAL loss is logged); and the seconds it took. ``store``: a file
+    that keeps the state (read when present with the same settings)."""
     if store and os.path.isfile(store):
         saved = torch.load(store)
         if saved["settings"] == [blocks, epochs, PRETRAIN_LR, recipe.seed, "last"]:
