@@ -215,6 +215,15 @@ def _model_lines(recipe, module, metrics, timings, history):
                     "own `edge.locate` + `normalise_crop`), early stopping on validation files + crops. "
                     "Time on 2 shared CPU cores: {:.0f} s (embeddings from the shared cache).".format(
                         module.id, recipe.photo_renders, timings.get("total_train_s", 0)))
+    elif recipe.tune_keep_last:
+        training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on the frozen "
+                    "network's embeddings of the train split's files and {} photographed crop(s) per train "
+                    "image; stage 2 fine-tunes the last {} blocks + the 1x1 head convolution + head "
+                    "(BatchNorm frozen) on cached feature maps (`recipes/tail_recipe.py`) for a fixed {} "
+                    "epochs at learning rate {:g}, keeping the last state (validation loss logged, not used "
+                    "to stop). Time on 2 shared CPU cores: {:.0f} s.".format(
+                        module.id, recipe.photo_renders, recipe.tune_blocks, recipe.tune_epochs,
+                        recipe.tune_lr, timings.get("total_train_s", 0)))
     else:
         training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on frozen "
                     "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early "
