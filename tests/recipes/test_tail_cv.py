@@ -216,16 +216,20 @@ def test_the_recipe_reads_only_its_own_stored_cross_validation(tmp_path):
     from dataclasses import replace
 
     from recipes.config import recipe_for
-    from recipes.tail_recipe import applies, stored_result
+    from recipes.tail_recipe import applies, stored_result, variant_of
 
     files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i)) for i in range(40)]
     oof = np.random.RandomState(0).rand(40, 4)
-    _record(tmp_path, "tail2", oof, files, Variant(tune_blocks=2), tune_blocks=2)
     recipe = replace(recipe_for("chest"), tune_blocks=2)
+    _record(tmp_path, "tail2", oof, files, variant_of(recipe), tune_blocks=2)
+    _record(tmp_path, "other", oof, files, replace(variant_of(recipe), keep_last=not recipe.tune_keep_last),
+            tune_blocks=2)
     assert applies(recipe) and not applies(replace(recipe, tune_blocks=0))
     assert not applies(replace(recipe, tune_blocks=5)) and not applies(replace(recipe, arch="resnet18"))
     assert stored_result(recipe, str(tmp_path))["variant"] == "tail2"
     assert stored_result(replace(recipe, tune_lr=1e-5), str(tmp_path)) is None
     assert stored_result(replace(recipe, tune_blocks=1), str(tmp_path)) is None
     assert stored_result(replace(recipe, tail_pretrain="pediatric"), str(tmp_path)) is None
+    flipped = replace(recipe, tune_keep_last=not recipe.tune_keep_last)
+    assert stored_result(flipped, str(tmp_path))["variant"] == "other"
     assert stored_result(recipe, str(tmp_path / "missing")) is None
