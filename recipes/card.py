@@ -34,8 +34,8 @@ MODEL_CARD_NOTES = {
         "called 'No Finding' or one of the three.",
         "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain (the input check "
         "refuses them and the kiosk suggests the child module).",
-        "The heatmap (H key) is not a localisation: its peak fell inside the radiologists' boxes no more "
-        "often than a random point (pointing game, `docs/models/chest/pointing.json`).",
+        "The heatmap (H key) is not a localisation: its peak falls inside the radiologists' boxes rarely, "
+        "near the rate of a random point (pointing game, `docs/models/chest/pointing.json`).",
     ],
 }
 COMMON_FAILURES = [
