@@ -229,7 +229,8 @@ def test_the_recipe_reads_only_its_own_stored_cross_validation(tmp_path):
     assert stored_result(recipe, str(tmp_path))["variant"] == "tail2"
     assert stored_result(replace(recipe, tune_lr=1e-5), str(tmp_path)) is None
     assert stored_result(replace(recipe, tune_blocks=1), str(tmp_path)) is None
-    assert stored_result(replace(recipe, tail_pretrain="pediatric"), str(tmp_path)) is None
+    other_pretraining = "" if recipe.tail_pretrain else "pediatric"
+    assert stored_result(replace(recipe, tail_pretrain=other_pretraining), str(tmp_path)) is None
     flipped = replace(recipe, tune_keep_last=not recipe.tune_keep_last)
     assert stored_result(flipped, str(tmp_path))["variant"] == "other"
     assert stored_result(recipe, str(tmp_path / "missing")) is None
