@@ -62,6 +62,8 @@ VARIANTS = {
     "tail1-last": Variant(tune_blocks=1, keep_last=True),
     "tail2-last-flip": Variant(tune_blocks=2, keep_last=True, flip=True),
     "ped-tail2-last": Variant(tune_blocks=2, pretrain="pediatric", keep_last=True),
+    "ped-tail2-last-aux": Variant(tune_blocks=2, pretrain="pediatric", aux_weight=0.5, keep_last=True),
+    "ped-tail2-last-flip": Variant(tune_blocks=2, pretrain="pediatric", flip=True, keep_last=True),
     "tail2-aux": Variant(tune_blocks=2, aux_weight=0.5),
     "ped-head": Variant(pretrain="pediatric"),
     "ped-tail2": Variant(tune_blocks=2, pretrain="pediatric"),
