@@ -198,6 +198,11 @@ def failure_notes(metrics, classes):
     return notes
 
 
+PRETRAINING_WORDS = {  # recipe.tail_pretrain: what the tuned blocks learnt first (recipes/tail_recipe.py)
+    "pediatric": " Before that, the same blocks (and a 2-class head) were trained on the paediatric module's "
+                 "TRAIN-split X-rays, Normal vs Pneumonia (Kermany et al.; its test split never read), a "
+                 "chest-pretrained start.",
+}
 MODEL_CARD_TASK_NOTE = {
     "chest": [
         "- Multiclass rather than multilabel: on the same frozen embeddings and the same 92 test images the "
@@ -221,9 +226,10 @@ def _model_lines(recipe, module, metrics, timings, history):
                     "image; stage 2 fine-tunes the last {} blocks + the 1x1 head convolution + head "
                     "(BatchNorm frozen) on cached feature maps (`recipes/tail_recipe.py`) for a fixed {} "
                     "epochs at learning rate {:g}, keeping the last state (validation loss logged, not used "
-                    "to stop). Time on 2 shared CPU cores: {:.0f} s.".format(
+                    "to stop).{} Time on 2 shared CPU cores: {:.0f} s.".format(
                         module.id, recipe.photo_renders, recipe.tune_blocks, recipe.tune_epochs,
-                        recipe.tune_lr, timings.get("total_train_s", 0)))
+                        recipe.tune_lr, PRETRAINING_WORDS.get(recipe.tail_pretrain, ""),
+                        timings.get("total_train_s", 0)))
     else:
         training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on frozen "
                     "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early "
@@ -310,7 +316,7 @@ def card_record(manifest, recipe, module, run):
         "intro": ["**Decision support only — not a diagnosis.** For trained health workers, who decide. "
                   "The kiosk shows {}, an *uncertain* state below the abstain threshold and \"Not a chest "
                   'X-ray" when the input check fails.'.format(_shown(metrics))],
-        "sections": [
+        "sections": [section for section in [
             ("Intended use", [module.description]),
             ("Model", _model_lines(recipe, module, metrics, run["timings"], run.get("history"))),
             ("Data and provenance", _data_lines(recipe, run["counts"], run["split_info"])),
@@ -322,7 +328,7 @@ def card_record(manifest, recipe, module, run):
             ('Input check: "Not a chest X-ray"', _input_check_lines(
                 recipe, manifest["model"]["input_check"], metrics["input_check"])),
             ("Known failure modes and limitations", ["- " + note for note in notes]),
-        ],
+        ] if section[1]],  # a recipe without an operating point has no such section
     }
 
 
