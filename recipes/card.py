@@ -34,8 +34,8 @@ MODEL_CARD_NOTES = {
         "called 'No Finding' or one of the three.",
         "Adult frontal (PA/AP) X-rays only: paediatric films are out of its domain (the input check "
         "refuses them and the kiosk suggests the child module).",
-        "The heatmap (H key) is not a localisation: its peak fell inside the radiologists' boxes no more "
-        "often than a random point (pointing game, `docs/models/chest/pointing.json`).",
+        "The heatmap (H key) is not a localisation: its peak falls inside the radiologists' boxes rarely, "
+        "near the rate of a random point (pointing game, `docs/models/chest/pointing.json`).",
     ],
 }
 COMMON_FAILURES = [
@@ -198,6 +198,11 @@ def failure_notes(metrics, classes):
     return notes
 
 
+PRETRAINING_WORDS = {  # recipe.tail_pretrain: what the tuned blocks learnt first (recipes/tail_recipe.py)
+    "pediatric": " Before that, the same blocks (and a 2-class head) were trained on the paediatric module's "
+                 "TRAIN-split X-rays, Normal vs Pneumonia (Kermany et al.; its test split never read), a "
+                 "chest-pretrained start.",
+}
 MODEL_CARD_TASK_NOTE = {
     "chest": [
         "- Multiclass rather than multilabel: on the same frozen embeddings and the same 92 test images the "
@@ -215,6 +220,16 @@ def _model_lines(recipe, module, metrics, timings, history):
                     "own `edge.locate` + `normalise_crop`), early stopping on validation files + crops. "
                     "Time on 2 shared CPU cores: {:.0f} s (embeddings from the shared cache).".format(
                         module.id, recipe.photo_renders, timings.get("total_train_s", 0)))
+    elif recipe.tune_keep_last:
+        training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on the frozen "
+                    "network's embeddings of the train split's files and {} photographed crop(s) per train "
+                    "image; stage 2 fine-tunes the last {} blocks + the 1x1 head convolution + head "
+                    "(BatchNorm frozen) on cached feature maps (`recipes/tail_recipe.py`) for a fixed {} "
+                    "epochs at learning rate {:g}, keeping the last state (validation loss logged, not used "
+                    "to stop).{} Time on 2 shared CPU cores: {:.0f} s.".format(
+                        module.id, recipe.photo_renders, recipe.tune_blocks, recipe.tune_epochs,
+                        recipe.tune_lr, PRETRAINING_WORDS.get(recipe.tail_pretrain, ""),
+                        timings.get("total_train_s", 0)))
     else:
         training = ("- Training (CPU recipe `python -m recipes {}`): stage 1 trains the head on frozen "
                     "embeddings; stage 2 fine-tunes the last {} blocks + head (BatchNorm frozen) with early "
@@ -301,7 +316,7 @@ def card_record(manifest, recipe, module, run):
         "intro": ["**Decision support only — not a diagnosis.** For trained health workers, who decide. "
                   "The kiosk shows {}, an *uncertain* state below the abstain threshold and \"Not a chest "
                   'X-ray" when the input check fails.'.format(_shown(metrics))],
-        "sections": [
+        "sections": [section for section in [
             ("Intended use", [module.description]),
             ("Model", _model_lines(recipe, module, metrics, run["timings"], run.get("history"))),
             ("Data and provenance", _data_lines(recipe, run["counts"], run["split_info"])),
@@ -313,7 +328,7 @@ def card_record(manifest, recipe, module, run):
             ('Input check: "Not a chest X-ray"', _input_check_lines(
                 recipe, manifest["model"]["input_check"], metrics["input_check"])),
             ("Known failure modes and limitations", ["- " + note for note in notes]),
-        ],
+        ] if section[1]],  # a recipe without an operating point has no such section
     }
 
 

@@ -147,10 +147,11 @@ def camera_cv_lines(module_id, folder=MODEL_DOCS):
         result = json.load(handle)
 
     refused = result["refused"]
+    note = " ({})".format(result["note"]) if result.get("note") else ""
     lines = ["", "Cross-validated over all {} images ({} patient folds; `python -m recipes.camera_cli`, "
              "`docs/models/{}/camera-cv.md`): each image's file and its camera crop (test split: the frames "
              "above; train/val images: seeds 2000/2001) scored by the fold's head and input check, which "
-             "never trained on it:".format(result["images"], result["folds"], module_id), "",
+             "never trained on it{}:".format(result["images"], result["folds"], module_id, note), "",
              "| | files | camera frames | frames - files |", "|---|---|---|---|",
              "| refused as out of scope | {} | {} | |".format(rate(refused["files"]),
                                                               rate(refused["frames"]))]

@@ -67,6 +67,8 @@ class Recipe:
     cv_folds: int = 0  # patient-level k-fold cross-validation of the head recipe (0: none)
     heatmap: bool = False  # export the class-activation heatmap output (export.heatmap), when available
     operating_point: tuple = ()  # (class, CV specificity target): recipes.operating_point
+    tail_pretrain: str = ""  # "pediatric": tuned blocks first trained on child X-rays (recipes.tail_recipe)
+    tune_keep_last: bool = False  # stage 2 runs all tune_epochs and keeps the last state (no early stopping)
 
     def to_dict(self):
         data = asdict(self)
@@ -100,9 +102,16 @@ RECIPES = {
         module="chest",
         data="chest-nih/images",
         csv="chest-nih/labels.csv",
-        tune_epochs=10,
         abstain_coverage=0.8,
-        tune_blocks=0,
+        # The last 2 blocks (7x7) first trained on the child X-rays (TRAIN/VAL split), then fine-tuned with
+        # the head on cached block-14 inputs, 3 epochs at 5e-5, last state kept: 5-fold CV macro AUROC +0.015
+        # [+0.004, +0.026] over the head alone, ECE 0.068 vs 0.091 (recipes.tail_cli; docs/models/README.md).
+        # Early stopping on the validation loss never kept stage 2.
+        tune_blocks=2,
+        tune_epochs=3,
+        tune_lr=5e-5,
+        tune_keep_last=True,
+        tail_pretrain="pediatric",
         photo_renders=1,
         other_group="pediatric-pneumonia",
         other_limit=800,

@@ -13,7 +13,7 @@ import torch
 from edge.description import InputSpec, ModelDescription
 from edge.errors import ConfigError
 from export.onnx_export import ExportSource, export_bundle
-from recipes import cv, evaluation, operating_point, photo_data
+from recipes import cv, evaluation, operating_point, photo_data, tail_recipe
 from recipes.card import write_model_card
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log
 from recipes.data import cache_images, counts_of, limit_samples, resolve_split, targets_of
@@ -80,6 +80,7 @@ def _prepare(recipe, out, data_root, split_dir):
     if recipe.train_limit:
         parts["train"] = photo_data.train_subset(recipe, split)
     run = RunRecord(recipe, run_dir, module, split, split_info, parts)
+    run.data_root = data_root
     log("{}: train {} / val {} / test {} images ({} patients in all)".format(
         module.id, len(parts["train"]), len(parts["val"]), len(parts["test"]),
         len({s.patient_id for p in parts.values() for s in p})))
@@ -131,6 +132,9 @@ def _train(run, net, trunk, tail):
     if recipe.tune_blocks == 0:  # the frozen network's embeddings: shared cache, computed once
         cache = photo_data.embedding_cache(recipe)
         cached = {name: cache.embed(trunk, x, log=log) for name, x in run.images.items()}
+    elif tail_recipe.applies(recipe):  # the last blocks' input maps: shared cache, computed once
+        cached = tail_recipe.trunk_outputs(recipe, net, run.images, run.description.input)
+        run.timings["tail_pretrain_s"] = tail_recipe.pretrain(recipe, net, run.description, run.data_root)
     else:
         cached = {name: run_module(trunk, x, batch_size=32) for name, x in run.images.items()}
     log("trunk outputs cached in {:.0f}s: {}".format(run.lap("trunk_features_s", mark),
@@ -149,7 +153,7 @@ def _train(run, net, trunk, tail):
         run.history["stage1_test"] = {k: stage1[k] for k in ("accuracy", "macro_auroc") if k in stage1}
     mark = time.time()
     augment = build_transform(run.module.augmentation, run.description.input) if recipe.augment else None
-    tune = fine_tune(recipe, net, tail, own(cached), own(run.targets), task, augment)
+    tune = fine_tune(recipe, net, tail, own(cached), own(run.targets), task, augment, recipe.tune_keep_last)
     if tune is not None:
         run.history["tune"] = tune
         run.lap("stage2_s", mark)
@@ -219,9 +223,12 @@ def _cross_validate(run, net, outputs):
                   torch.cat([outputs[p][0] for p in ("train_photo", "val_photo")]),
                   torch.cat([run.targets[p] for p in ("train_photo", "val_photo")]))
     head = net.backbone.head
-    results = {"shipped_recipe": cv.cross_validate(run.recipe, head, run.initial_head, files, photos,
-                                                   run.classes, run.task, with_photos=True)}
-    if photos is not None:
+    if tail_recipe.applies(run.recipe):  # the tail is re-tuned in every fold (recipes.tail_recipe)
+        results = {"shipped_recipe": tail_recipe.cross_validate(run.recipe, run.description, run.data_root)}
+    else:
+        results = {"shipped_recipe": cv.cross_validate(run.recipe, head, run.initial_head, files, photos,
+                                                       run.classes, run.task, with_photos=True)}
+    if photos is not None and not tail_recipe.applies(run.recipe):
         results["files_only"] = cv.cross_validate(run.recipe, head, run.initial_head, files, photos,
                                                   run.classes, run.task, with_photos=False)
     ece = results["shipped_recipe"]["summary"]["ece"]

@@ -30,6 +30,10 @@ def run_module(module, inputs, batch_size=64, to_float=True):
 
 
 def loss_of(logits, targets, task):
+    """The training loss; ``task`` is "multilabel", "multiclass" or a loss object (called as
+    ``task(logits, targets)``; e.g. ``recipes.tail_cv.AuxLoss``)."""
+    if callable(task):
+        return task(logits, targets)
     if task == "multilabel":
         return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)
@@ -40,6 +44,8 @@ def batched(forward, x, size=128):
 
 
 def accuracy_of(logits, targets, task):
+    if callable(task):
+        return task.accuracy(logits, targets)
     if task == "multilabel":
         return float(((logits > 0).float() == targets).float().mean())
     return float((logits.argmax(1) == targets).float().mean())
@@ -65,6 +71,7 @@ class Settings:
     patience: int
     seed: int
     label: str = "stage"
+    keep_last: bool = False  # keep the last epoch's state (a fixed schedule) instead of the best one
 
 
 @dataclass
@@ -109,8 +116,9 @@ def fit(model, settings, train, val, task):
         return []
     optimizer = torch.optim.AdamW(model.params, lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
+    checked = getattr(task, "validation", task)  # a loss object may stop early on another loss
     with torch.no_grad():
-        start_loss = loss_of(batched(model.forward, val[0]), val[1], task).item()
+        start_loss = loss_of(batched(model.forward, val[0]), val[1], checked).item()
     best, best_state, stale = start_loss, model.state_of(), 0
     history = [{"epoch": 0, "val_loss": round(start_loss, 5)}]
     for epoch in range(settings.epochs):
@@ -123,7 +131,7 @@ def fit(model, settings, train, val, task):
             model.train_mode(False)
         with torch.no_grad():
             val_logits = batched(model.forward, val[0])
-            val_loss = loss_of(val_logits, val[1], task).item()
+            val_loss = loss_of(val_logits, val[1], checked).item()
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5),
                         "val_loss": round(val_loss, 5),
                         "val_accuracy": round(accuracy_of(val_logits, val[1], task), 5),
@@ -132,7 +140,7 @@ def fit(model, settings, train, val, task):
             best, best_state, stale = val_loss, model.state_of(), 0
         else:
             stale += 1
-        stop = stale >= settings.patience
+        stop = stale >= settings.patience and not settings.keep_last
         if settings.epochs <= 20 or stop or (epoch + 1) % 10 == 0:
             row = history[-1]
             log("{} epoch {}: train {:.4f} val {:.4f} acc {:.3f} ({:.0f}s){}".format(
@@ -140,7 +148,8 @@ def fit(model, settings, train, val, task):
                 time.time() - started, " best" if stale == 0 else ""))
         if stop:
             break
-    model.load_state(best_state)
+    if not settings.keep_last:
+        model.load_state(best_state)
     return history
 
 
@@ -156,8 +165,9 @@ def train_head(recipe, head, embeddings, targets, task):
                (embeddings["val"], targets["val"]), task)
 
 
-def fine_tune(recipe, net, tail, cached, targets, task, augment=None):
-    """Stage 2: the tail's trainable blocks and the head on the cached trunk outputs ([] if none)."""
+def fine_tune(recipe, net, tail, cached, targets, task, augment=None, keep_last=False):
+    """Stage 2: the tail's trainable blocks and the head on the cached trunk outputs ([] if none);
+    ``keep_last``: all ``tune_epochs`` epochs and their last state (no early stopping)."""
     tail_params = tail.trainable() if hasattr(tail, "trainable") else []
     if not tail_params or recipe.tune_epochs <= 0:
         return None
@@ -174,5 +184,5 @@ def fine_tune(recipe, net, tail, cached, targets, task, augment=None):
     model = Trainable(params, lambda x: head(tail(x)), lambda: snapshot([net]), lambda s: restore([net], s),
                       train_mode=train_mode, augment=augment)
     settings = Settings(recipe.tune_epochs, recipe.tune_lr, recipe.weight_decay, recipe.batch_size,
-                        recipe.patience, recipe.seed + 1, label="stage 2 (tune)")
+                        recipe.patience, recipe.seed + 1, label="stage 2 (tune)", keep_last=keep_last)
     return fit(model, settings, (cached["train"], targets["train"]), (cached["val"], targets["val"]), task)
