@@ -46,7 +46,12 @@ from edge.i18n import N_, _
 from edge.onnx_info import OnnxFormatError, read_onnx_info
 from edge.signing import UNCHECKED, default_trust, signature_status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # a bundle whose input is prepared as every medkiosk prepares it
+# A bundle whose input needs a per-image contrast normalisation (``input.contrast``) is written as
+# schema 2: a medkiosk older than the normalisation reads only schema 1 and refuses it, instead of
+# feeding the model pixels it was not trained on.
+CONTRAST_SCHEMA = 2
+READ_SCHEMAS = (SCHEMA_VERSION, CONTRAST_SCHEMA)
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 MODEL_CARD = "model_card.md"
@@ -68,11 +73,17 @@ def utc_now_iso():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def schema_for(description):
+    """The manifest schema a bundle of ``description`` is written as (see CONTRAST_SCHEMA)."""
+    return CONTRAST_SCHEMA if description.input.contrast != "none" else SCHEMA_VERSION
+
+
 def make_manifest(description, module_id, title, model_sha256, training=None, version="1.0.0",
                   opset=None, created=None, extra=None):
-    """Build a schema-1 manifest dictionary (shared by export and tests)."""
+    """Build a manifest dictionary (shared by export and tests): schema 1, or 2 when the input needs a
+    contrast normalisation (``schema_for``)."""
     manifest = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_for(description),
         "module": {"id": module_id, "title": title},
         "model": description.to_dict(),
         "model_file": MODEL_FILE,
@@ -355,9 +366,9 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
     if not isinstance(manifest, dict):
         raise BundleError(path, MANIFEST, "is not a JSON object", RE_EXPORT)
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READ_SCHEMAS:
         raise BundleError(path, "schema_version", "is {!r}; this medkiosk {} reads schema {}".format(
-            version, __version__, SCHEMA_VERSION),
+            version, __version__, " or ".join(str(known) for known in READ_SCHEMAS)),
             "update medkiosk on this device, or re-export the bundle with this medkiosk version")
     for field in REQUIRED_FIELDS:
         if field not in manifest:
@@ -370,6 +381,10 @@ def load_bundle(path, check_hash=True, trust=None, require_golden=True):
         description = ModelDescription.from_dict(manifest["model"])
     except DescriptionError as exc:
         raise BundleError(path, "model." + exc.field, exc.problem, RE_EXPORT) from exc
+    if version != schema_for(description):  # e.g. a contrast normalisation hidden in a schema-1 manifest
+        raise BundleError(path, "schema_version", "is {}, but model.input.contrast {!r} is written as "
+                          "schema {}".format(version, description.input.contrast, schema_for(description)),
+                          RE_EXPORT)
     if not isinstance(manifest["model_file"], str) or not manifest["model_file"]:
         raise BundleError(path, "model_file", "must be a file name", RE_EXPORT)
     model_path = inside(path, manifest["model_file"], "model_file")

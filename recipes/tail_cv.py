@@ -29,13 +29,12 @@ from torch.nn import functional as F
 
 from edge.errors import ConfigError
 from recipes import cv
-from recipes.camera_cv import fast_auroc
 from recipes.config import log
 from recipes.evaluation import probs_of
 from recipes.stages import fine_tune, run_module, train_head
 from recipes.tail_data import CUT
 from training.calibration import fit_temperature
-from training.metrics import expected_calibration_error
+from training.metrics import expected_calibration_error, rank_auroc
 from training.registry import Lite0Tail
 
 BLOCKS = 16  # EfficientNet-Lite0's MBConv blocks
@@ -220,7 +219,7 @@ def fold_metrics(probs, truth, count, classes):
     per_class = {}
     for c, name in enumerate(classes):
         pos = truth == c
-        per_class[name] = {"auroc": fast_auroc(pos.astype(np.int64), probs[:, c]),
+        per_class[name] = {"auroc": rank_auroc(pos.astype(np.int64), probs[:, c]),
                            "sensitivity": float((predicted[pos] == c).mean()) if pos.any() else float("nan"),
                            "specificity": float((predicted[~pos] != c).mean())
                            if (~pos).any() else float("nan")}
@@ -285,7 +284,7 @@ def pooled_aurocs(truth, probs, index=None):
     """Per-class AUROC (one vs rest) of pooled out-of-fold probabilities (rows ``index``)."""
     if index is not None:
         truth, probs = truth[index], probs[index]
-    return [fast_auroc((truth == c).astype(np.int64), probs[:, c]) for c in range(probs.shape[1])]
+    return [rank_auroc((truth == c).astype(np.int64), probs[:, c]) for c in range(probs.shape[1])]
 
 
 def paired_difference(files, classes, baseline, other, draws=1000, seed=0):

@@ -209,8 +209,30 @@ def test_each_required_field(tmp_path, field):
 def test_schema_version_names_both_versions(tmp_path):
     error = _refusal(_write_bundle(tmp_path / "b", change=lambda m: m.pop("schema_version")))
     assert error.field == "schema_version"
-    assert error.problem == "is None; this medkiosk {} reads schema 1".format(__version__)
+    assert error.problem == "is None; this medkiosk {} reads schema 1 or 2".format(__version__)
     assert error.fix == "update medkiosk on this device, or re-export the bundle with this medkiosk version"
+    error = _refusal(_write_bundle(tmp_path / "c", change=lambda m: m.update(schema_version=3)))
+    assert error.problem == "is 3; this medkiosk {} reads schema 1 or 2".format(__version__)
+
+
+def _with_contrast(manifest, mode="equalize"):
+    manifest["model"]["input"]["contrast"] = mode
+
+
+def test_a_contrast_normalised_bundle_is_schema_2_so_older_kiosks_refuse_it(tmp_path):
+    """An older medkiosk reads only schema 1: a bundle whose input needs a contrast normalisation it
+    does not know is refused there, never fed un-normalised pixels."""
+    description = ModelDescription("tiny", "multiclass", list(CLASSES), InputSpec(16, 16, contrast="clahe"))
+    assert make_manifest(description, "unit", "Unit", "0" * 64)["schema_version"] == 2
+    plain = ModelDescription("tiny", "multiclass", list(CLASSES), InputSpec(16, 16))
+    assert make_manifest(plain, "unit", "Unit", "0" * 64)["schema_version"] == 1
+    bundle = load_bundle(_write_bundle(tmp_path / "ok", change=lambda m: (_with_contrast(m),
+                                                                          m.update(schema_version=2))))
+    assert bundle.description.input.contrast == "equalize"
+    error = _refusal(_write_bundle(tmp_path / "hidden", change=_with_contrast))  # schema 1 + contrast
+    assert error.field == "schema_version" and "contrast 'equalize' is written as schema 2" in error.problem
+    error = _refusal(_write_bundle(tmp_path / "plain2", change=lambda m: m.update(schema_version=2)))
+    assert error.field == "schema_version" and "'none' is written as schema 1" in error.problem
 
 
 @pytest.mark.parametrize("module, field", [
