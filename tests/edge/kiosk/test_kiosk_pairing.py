@@ -1,18 +1,16 @@
 """P on the kiosk: a pairing code of the LAN service with its QR code (edge.kiosk.pairing, edge.pairing_view).
 
 Real: the service's DeviceStore in a temporary state directory (the files the service reads), segno's
-QR code drawn on an 800x480 kiosk screen, read back by OpenCV's QRCodeDetector and by zbarimg
-(zbar-tools; skipped where absent), and the code redeemed through the store as the service does.
+QR code drawn on an 800x480 kiosk screen, read back by zbarimg (tests/edge/qr_read.py says why not by
+OpenCV's detector; skipped where zbar-tools is absent), and the code redeemed through the store as the
+service does.
 Time is the store's and the panel's injectable clock (expiry without waiting five minutes).
 """
 
 import os
 import re
-import shutil
 import stat
-import subprocess
 
-import cv2
 import numpy as np
 import pytest
 
@@ -26,6 +24,7 @@ from edge.serve.auth import CODE_TRIES, PAIRING_FILE, SERVE_DIR, DeviceStore
 from edge.sources import open_source
 from tests.edge.kiosk.kiosk_helpers import run_kiosk
 from tests.edge.kiosk.test_kiosk_screen import ScreenSink, spy  # noqa: F401
+from tests.edge.qr_read import read_qr
 
 SIZE = (800, 480)
 BASE_URL = "https://192.168.4.1:8443/"
@@ -57,21 +56,7 @@ def _screen(views, state=None):
     return canvas
 
 
-def _decode_opencv(canvas):
-    text, _points, _straight = cv2.QRCodeDetector().detectAndDecode(canvas)
-    return text
-
-
-def _decode_zbar(canvas, tmp_path):
-    if shutil.which("zbarimg") is None:
-        pytest.skip("zbarimg is not installed (apt-get install zbar-tools); OpenCV's detector still checked")
-    path = str(tmp_path / "screen.png")
-    cv2.imwrite(path, canvas)
-    out = subprocess.run(["zbarimg", "--quiet", "--raw", path], stdout=subprocess.PIPE, timeout=30)
-    return out.stdout.decode().strip()
-
-
-def test_p_shows_a_code_whose_qr_reads_back_and_that_the_service_accepts(store, clock, tmp_path):
+def test_p_shows_a_code_whose_qr_reads_back_and_that_the_service_accepts(store, clock):
     pairing = Pairing(store, BASE_URL, clock=clock)
     views = KioskViews(pairing, clock=clock)
     assert pairing.toggle() is None
@@ -79,8 +64,7 @@ def test_p_shows_a_code_whose_qr_reads_back_and_that_the_service_accepts(store, 
     assert re.match(r"^\d{6}$", view.code) and view.status == "active"
     canvas = _screen(views)
     url = BASE_URL + "#code=" + view.code
-    assert _decode_opencv(canvas) == url
-    assert _decode_zbar(canvas, tmp_path) == url
+    assert read_qr(canvas) == url
     qr = views.drawn["pairing"].qr
     assert qr.x >= 0 and qr.x + qr.w <= Layout(SIZE).image.w  # on the image area, not over the findings
     # the service redeems the very code on screen (same store files), once
@@ -89,7 +73,7 @@ def test_p_shows_a_code_whose_qr_reads_back_and_that_the_service_accepts(store, 
     clock.now += POLL_S
     assert pairing.current().status == "paired" and pairing.current().device == "Clinic phone"
     paired = _screen(views)
-    assert _decode_opencv(paired) == ""  # a used code is never drawn as something to scan
+    assert read_qr(paired) == ""  # a used code is never drawn as something to scan
     clock.now += LINGER_S
     assert pairing.current() is None  # the outcome lingers, then the panel closes
 
@@ -114,7 +98,7 @@ def test_the_code_expires_on_screen_and_in_the_store(store, clock):
     clock.now += 2  # 301 s: past pair_seconds
     assert pairing.current().status == "expired"
     canvas = _screen(KioskViews(pairing, clock=clock))
-    assert _decode_opencv(canvas) == ""
+    assert read_qr(canvas) == ""
     with pytest.raises(MedkioskError, match="expired"):
         store.redeem(code, "late phone")
 
@@ -221,7 +205,7 @@ def test_the_panel_is_redrawn_when_its_countdown_changes_and_reused_in_between(s
     later = _screen(views)
     status = views.drawn["pairing"].status
     assert not np.array_equal(status.crop(first), status.crop(later))  # 4:59 -> 4:58
-    assert _decode_opencv(later) == BASE_URL + "#code=" + pairing.view.code
+    assert read_qr(later) == BASE_URL + "#code=" + pairing.view.code
 
 
 def test_p_switched_off_in_the_kiosk_loop_status_line_box_and_journal(tmp_path, slot, two_class_folder,
@@ -236,7 +220,7 @@ def test_p_switched_off_in_the_kiosk_loop_status_line_box_and_journal(tmp_path, 
     texts = [" | ".join(t) for _canvas, t in sink.screens]
     assert kiosk.messages.last == "Pairing is switched off (technician)"
     assert "Pairing is switched off (technician)" in texts[2] and kiosk.views.pairing.view is None
-    assert all(cv2.QRCodeDetector().detectAndDecode(canvas)[0] == "" for canvas, _t in sink.screens)
+    assert all(read_qr(canvas) == "" for canvas, _t in sink.screens)
     assert "LAN pairing: key P off ([serve] pairing_key = off)" in texts[-1]
     pressed = "medkiosk: pairing: key P pressed while switched off ([serve] pairing_key = off); no code made"
     assert journal.count(pressed) == 1

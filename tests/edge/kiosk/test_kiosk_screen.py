@@ -6,7 +6,6 @@ is recorded per frame (the text engine's draw passed through, tests/edge/test_ov
 the written screens are read back (the QR code with OpenCV's detector).
 """
 
-import cv2
 import pytest
 
 from edge import text as text_engine
@@ -16,6 +15,7 @@ from edge.outputs import NullSink
 from edge.serve.auth import DeviceStore
 from edge.sources import open_source
 from tests.edge.kiosk.kiosk_helpers import fake_camera, run_kiosk
+from tests.edge.qr_read import read_qr
 from tests.edge.test_overlay_800x480 import TextSpy
 
 BASE_URL = "https://192.168.4.1:8443/"
@@ -73,19 +73,13 @@ def test_technician_key_file_name_and_module_count(tmp_path, slot, synth_images,
     assert "Technician" not in _joined(texts[11])
 
 
-OLD_QR_READER = tuple(int(part) for part in cv2.__version__.split(".")[:2]) < (4, 5)
-
-
-@pytest.mark.skipif(OLD_QR_READER, reason="OpenCV < 4.5's QRCodeDetector cannot read these codes (the kiosk "
-                    "never reads QR codes, phones do); read back under OpenCV >= 4.5 and with zbarimg")
 def test_pairing_key_shows_a_scannable_code_and_closes(tmp_path, slot, two_class_folder, spy):
     store = DeviceStore(str(tmp_path / "state"))
     sink = ScreenSink(spy)
     kiosk, _lines, _frames = run_kiosk(tmp_path, open_source(str(two_class_folder) + "/"), [slot],
                                        keys="WAIT2,P,WAIT2,P,WAIT1", max_frames=7, sink=sink,
                                        pairing=Pairing(store, BASE_URL))
-    detector = cv2.QRCodeDetector()
-    decoded = [detector.detectAndDecode(canvas)[0] for canvas, _texts in sink.screens]
+    decoded = [read_qr(canvas) for canvas, _texts in sink.screens]
     shown = [text for text in decoded if text]
     assert len(shown) == 3 and len(set(shown)) == 1  # P's frame and the two after it
     code = shown[0].split("#code=")[1]

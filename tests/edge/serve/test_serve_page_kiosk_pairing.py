@@ -2,14 +2,14 @@
 
 A real `medkiosk serve` (subprocess, TLS on loopback) and the kiosk's Pairing on the same state
 directory, as the two units share it on the appliance; the kiosk's screen is rendered at 800x480 and
-its QR code decoded (OpenCV); Debian's chromium opens the decoded address: the code is filled in from
-the address's fragment, the fragment is gone from the address bar, and pairing succeeds. The kiosk
-then shows the device as paired. Skipped where chromium, its driver, selenium or flask is absent.
+its QR code read back (zbarimg: tests/edge/qr_read.py); Debian's chromium opens the decoded address: the
+code is filled in from the address's fragment, the fragment is gone from the address bar, and pairing
+succeeds. The kiosk then shows the device as paired. Skipped where chromium, its driver, selenium or
+flask is absent.
 """
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -17,6 +17,7 @@ from edge.config import load_config
 from edge.kiosk.pairing import POLL_S, pairing_from_config
 from edge.kiosk.views import KioskViews
 from edge.overlay import OverlayState, draw_overlay
+from tests.edge.qr_read import read_qr
 from tests.edge.serve.serve_helpers import server_fixture
 from tests.edge.serve.test_serve_page import CHROMEDRIVER, CHROMIUM, browser, wait_for  # noqa: F401
 
@@ -40,7 +41,7 @@ def test_the_kiosks_qr_code_pairs_a_phone(server, browser):  # noqa: F811
     state = OverlayState(module_title="Chest X-ray (adult) - 1/2", size=(800, 480))
     canvas = draw_overlay(np.full((720, 1280, 3), 90, np.uint8), None, state)
     views.draw(canvas, state)
-    url = cv2.QRCodeDetector().detectAndDecode(canvas)[0]
+    url = read_qr(canvas)
     assert url == pairing.base_url + "#code=" + pairing.view.code
 
     browser.get(url)
