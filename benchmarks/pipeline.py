@@ -206,12 +206,20 @@ def measure_live(args, frames, runner, tensors, log, file_mode):
         kiosk, times, wall = run_live_mode(args, frames, log)
         raw_blocks.append(common.time_calls(cycler(runner, tensors), args.raw_runs, warmup=3))
         raw = raw_blocks[-2] + raw_blocks[-1]
-        raw_fps = 1000.0 / common.summarize(raw)["median_ms"]
+        # Raw inferences per second back to back (count / their total time), the rate file mode's
+        # blocks use too: the live loop's results/s is such a rate, so a raw tail lowers both alike.
+        raw_fps = len(raw) / sum(raw)
         run = summarize_live(kiosk, times, wall, args.camera_fps, args.skip, raw_fps)
         run["raw_inference_around"] = common.summarize(raw)
+        # Against 1 / the raw median instead (how sessions 4-6 reported it): a ceiling no back-to-back
+        # loop reaches when raw inference has any tail; kept so that the figures stay comparable.
+        median_ceiling = min(1000.0 / run["raw_inference_around"]["median_ms"], args.camera_fps)
+        results = run["results_fps"]
+        run["ratio_vs_raw_median"] = None if results is None else results / median_ceiling
         runs.append(run)
     live = median_run(runs)
     live["ratio_blocks"] = [run["ratio"] for run in runs]
+    live["ratio_vs_raw_median_blocks"] = [run["ratio_vs_raw_median"] for run in runs]
     live["raw_inference_fps_file_mode"] = file_mode["raw_inference_fps_median"]
     if args.py_spy:
         # A separate run: sampling perturbs the loop, so it never shares a run with the numbers.

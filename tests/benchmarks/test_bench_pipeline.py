@@ -106,8 +106,13 @@ def test_live_mode_reports_rates_and_result_ages(outcome):
     # The ceiling's raw rate is measured just before and after the live run (same machine load).
     around = live["raw_inference_around"]
     assert around["n"] == 2 * result["settings"]["raw_runs"]
-    assert live["results_ceiling_fps"] == pytest.approx(min(1000.0 / around["median_ms"], live["camera_fps"]))
+    # ... as a back-to-back rate (count / total time = 1 / the mean), as file mode's blocks measure it
+    assert live["results_ceiling_fps"] == pytest.approx(min(1000.0 / around["mean_ms"], live["camera_fps"]))
     assert live["ratio"] == pytest.approx(live["results_fps"] / live["results_ceiling_fps"])
+    by_median = live["results_fps"] / min(1000.0 / around["median_ms"], live["camera_fps"])
+    assert live["ratio_vs_raw_median"] == pytest.approx(by_median)
+    reported = live["ratio_blocks"].index(live["ratio"])
+    assert live["ratio_vs_raw_median_blocks"][reported] == pytest.approx(by_median)
     # Several live runs, each between raw blocks; the one reported is the median run.
     blocks = live["ratio_blocks"]
     assert len(blocks) == result["settings"]["live_blocks"] == 2 and live["ratio"] in blocks
