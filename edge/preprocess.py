@@ -118,11 +118,18 @@ def _stretch(grey):
     return cv2.LUT(grey, np.clip(np.round(levels), 0, 255).astype(np.uint8))
 
 
+def _equalize_clahe(grey):
+    """Global equalisation, then CLAHE: the first removes a monotone grey mapping (a unit's exposure or
+    look-up table), the second then sets the local contrast the same way whatever the unit did to it."""
+    return _clahe(_equalize(grey))
+
+
 # Mode -> grey uint8 (HxW) -> mapped grey uint8. "none" is the identity (today's behaviour).
 CONTRAST_MODES = {
     "equalize": _equalize,
     "clahe": _clahe,
     "stretch": _stretch,
+    "equalize-clahe": _equalize_clahe,
 }
 
 
