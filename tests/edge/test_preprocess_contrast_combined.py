@@ -23,7 +23,7 @@ def _sigmoid(gain):
     return lambda x: (1.0 / (1.0 + np.exp(-gain * (x - 0.5))) - ends[0]) / (ends[1] - ends[0])
 
 
-# Monotone grey mappings a unit's exposure or look-up table applies: gamma, contrast about mid-grey, an S curve.
+# Monotone grey mappings a unit's exposure or look-up table applies: gamma, contrast, an S curve.
 MAPPINGS = {
     "gamma 0.6": _lut(lambda x: x ** 0.6),
     "gamma 1.6": _lut(lambda x: x ** 1.6),

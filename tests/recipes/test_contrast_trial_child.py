@@ -69,17 +69,15 @@ def test_with_proxies_extends_the_trial_for_the_block_and_restores_it():
     with with_proxies({"vendor": vendor}) as proxies:
         assert list(proxies) == list(before) + ["vendor"]
         assert contrast_trial.PROXIES["vendor"] is vendor
-    assert contrast_trial.PROXIES == before
-    with pytest.raises(RuntimeError):
-        with with_proxies({"vendor": vendor}):
-            raise RuntimeError("a failed trial")
-    assert contrast_trial.PROXIES == before
+    assert before == contrast_trial.PROXIES
+    with pytest.raises(RuntimeError), with_proxies({"vendor": vendor}):
+        raise RuntimeError("a failed trial")
+    assert before == contrast_trial.PROXIES
 
 
 def test_with_proxies_refuses_a_name_the_trial_already_has():
-    with pytest.raises(ConfigError) as info:
-        with with_proxies({"exposure": vendor}):
-            pass
+    with pytest.raises(ConfigError) as info, with_proxies({"exposure": vendor}):
+        pass
     assert "'exposure'" in str(info.value) and "Fix:" in str(info.value)
     assert contrast_trial.PROXIES["exposure"] is not vendor
 
