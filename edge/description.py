@@ -24,7 +24,7 @@ DTYPES = ("float32",)
 RESIZE_MODES = ("area", "linear")
 # Per-image contrast normalisation after the resize (edge.preprocess.CONTRAST_MODES); "none": absent
 # from the dictionary, so descriptions written before the field existed read and write unchanged.
-CONTRAST_MODES = ("none", "equalize", "clahe", "stretch")
+CONTRAST_MODES = ("none", "equalize", "clahe", "stretch", "equalize-clahe")
 
 DEFAULT_INPUT_NAME = "image"
 DEFAULT_OUTPUT_NAME = "probabilities"

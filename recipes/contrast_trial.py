@@ -65,7 +65,7 @@ def candidate(setup, raw, mode, forward):
     seconds = round(time.time() - started, 1)
     files, classes, photos = setup.files, setup.classes, setup.photo_samples
     chosen = [files[i] for i in setup.chosen]
-    also = (chosen + chosen, torch.cat([embed[name] for name in PROXIES]))
+    also = (chosen * len(PROXIES), torch.cat([embed[name] for name in PROXIES]))
     torch.manual_seed(recipe.seed)
     head = setup.net.backbone.head
     initial = {k: v.clone() for k, v in head.state_dict().items()}
