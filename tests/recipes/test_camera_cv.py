@@ -108,6 +108,10 @@ def test_report_renders_the_results_and_refuses_a_missing_file(tmp_path, capsys)
     text = doc.read_text()
     assert "60 images (5 patient folds;" in text and "| 1 render(s), `val` threshold |" in text
     assert "| Pneumonia (30) | " in text and "+0.000 [+0.000, +0.000]" in text
+    result["settings"]["contrast"] = "stretch"
+    path.write_text(json.dumps(result))
+    assert main(["--report", str(path), "--doc", str(doc)]) == 0
+    assert "| 1 render(s), `val` threshold, contrast `stretch` |" in doc.read_text()
     capsys.readouterr()
     assert main(["--report", str(tmp_path / "missing.json"), "--doc", str(doc)]) == 2
     err = capsys.readouterr().err
