@@ -93,8 +93,8 @@ def _run(args):
     for name in names:
         variant = tail_cv.VARIANTS[name]
         if variant.pretrain and body is None:
-            store = os.path.join(args.out, "pretrained-tail{}.pt".format(suffix))
-            body, pretrain_s = tail_cv.pretrain_pediatric(data, data.recipe, store=store)
+            kept = os.path.join(args.out, "pretrained-tail{}.pt".format(suffix))
+            body, pretrain_s = tail_cv.pretrain_pediatric(data, data.recipe, store=kept)
         result = tail_cv.run_variant(data, variant, classes, body if variant.pretrain else None)
         result["pretrain_s"] = pretrain_s if variant.pretrain else None
         label = name + ("-lr{:g}".format(args.tune_lr) if args.tune_lr and variant.tune_blocks else "")

@@ -307,3 +307,50 @@ def test_the_cli_refuses_an_unknown_normalisation():
     assert tail_cli.build_parser().parse_args(["--contrast", "stretch"]).contrast == "stretch"
     assert tail_cli.chest_description("stretch").input.contrast == "stretch"
     assert tail_cli.chest_description().input.contrast == "none"
+
+
+def test_a_variant_run_with_another_normalisation_is_stored_under_its_own_names(monkeypatch, tmp_path):
+    """tail_cli end to end with the data, the pretraining and the CV replaced by records of their calls:
+    ``--contrast stretch --dicom`` loads the stretched set, keeps its pretrained tail and its record apart
+    and compares it with the stored head."""
+    import json
+    from types import SimpleNamespace
+
+    from recipes import tail_cli, tail_data
+    from recipes.config import recipe_for
+
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i // 2)) for i in range(40)]
+    oof = np.random.RandomState(0).rand(40, 4)
+    calls = {}
+
+    def load(description, sets, data_root, threads):
+        calls["sets"], calls["contrast"] = tuple(sets), description.input.contrast
+        return SimpleNamespace(recipe=recipe_for("chest", contrast=description.input.contrast),
+                               description=description, sets={"chest": (files, None)})
+
+    def pretrain(data, recipe, store=None):
+        calls["pretrained"] = store
+        return {}, 1.0
+
+    def run_variant(data, variant, classes, body=None):
+        summary = tail_cv.cv.summarise([tail_cv.fold_metrics(oof, np.array([i % 4 for i in range(40)]), 4,
+                                                             CLASSES)] * 2, CLASSES)
+        return {"summary": summary, "fold_macro_auroc": [0.7, 0.7], "seconds": 1.0, "oof": oof,
+                "dicom_stretch": {"over_tolerance": 0.25}}
+
+    monkeypatch.setattr(tail_data, "load", load)
+    monkeypatch.setattr(tail_cv, "pretrain_pediatric", pretrain)
+    monkeypatch.setattr(tail_cv, "run_variant", run_variant)
+    _record(tmp_path, "head", oof, files)
+    argv = ["--variants", "ped-tail2-last", "--tune-lr", "5e-5", "--contrast", "stretch", "--dicom",
+            "--out", str(tmp_path), "--draws", "10"]
+    assert tail_cli.main(argv) == 0
+    assert calls["contrast"] == "stretch" and calls["sets"][-1] == "dicom"
+    assert calls["pretrained"] == str(tmp_path / "pretrained-tail-contrast-stretch.pt")
+    with open(str(tmp_path / "ped-tail2-last-lr5e-05-contrast-stretch.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record["recipe"]["contrast"] == "stretch" and record["dicom_stretch"] == {"over_tolerance": 0.25}
+    assert tail_cli.main(argv[:4] + ["--out", str(tmp_path), "--draws", "10"]) == 0  # the recipe's own
+    assert calls["contrast"] == "none" and "dicom" not in calls["sets"]
+    assert calls["pretrained"] == str(tmp_path / "pretrained-tail.pt")
+    assert (tmp_path / "ped-tail2-last-lr5e-05.json").exists()
