@@ -7,6 +7,7 @@ import sys
 
 from edge.cliutil import run_guarded
 from edge.errors import ConfigError
+from edge.preprocess import CONTRAST_MODES
 from recipes.camera_cv import THRESHOLDS
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 
@@ -16,6 +17,8 @@ def build_parser():
         "Cross-validate the chest head recipe on the camera path: every image's file and camera crop "
         "scored by the fold that never trained on it."))
     parser.add_argument("--module", default="chest")
+    parser.add_argument("--contrast", choices=["none"] + sorted(CONTRAST_MODES),
+                        help="the input's contrast normalisation (default: the recipe's input.contrast)")
     parser.add_argument("--renders", type=int, default=1, help="photographed training crops per image")
     parser.add_argument("--threshold", choices=sorted(THRESHOLDS), default="val",
                         help="how the input check's thresholds are set (recipes.camera_cv)")
@@ -61,7 +64,7 @@ def _run(args):
     from training.registry import split_network
 
     torch.set_num_threads(args.threads)
-    recipe = recipe_for(args.module)
+    recipe = recipe_for(args.module, contrast=args.contrast)
     torch.manual_seed(recipe.seed)
     module = get_module(recipe.module)
     net = build_net(build_description(recipe, module), pretrained=True).eval()
@@ -75,9 +78,10 @@ def _run(args):
     result = camera_cross_validate(recipe, head, initial, parts, list(module.classes), module.task,
                                    threshold=args.threshold)
     result["settings"] = {"module": recipe.module, "renders": args.renders, "threshold": args.threshold,
-                          "folds": recipe.cv_folds, "seed": recipe.seed}
-    out = args.out or os.path.join(ROOT, "runs", "camera-cv-{}-r{}-{}.json".format(
-        recipe.module, args.renders, args.threshold))
+                          "folds": recipe.cv_folds, "seed": recipe.seed, "contrast": recipe.contrast}
+    out = args.out or os.path.join(ROOT, "runs", "camera-cv-{}-r{}-{}{}.json".format(
+        recipe.module, args.renders, args.threshold,
+        "" if recipe.contrast == "none" else "-contrast-" + recipe.contrast))
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=1)
     refused = result["refused"]

@@ -180,7 +180,9 @@ def _triple(values, signed=False):
 
 def _variant(result):
     settings = result["settings"]
-    return "{} render(s), `{}` threshold".format(settings["renders"], settings["threshold"])
+    contrast = settings.get("contrast", "none")  # results made before the field: none
+    mode = "" if contrast == "none" else ", contrast `{}`".format(contrast)
+    return "{} render(s), `{}` threshold{}".format(settings["renders"], settings["threshold"], mode)
 
 
 def markdown(results):

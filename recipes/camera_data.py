@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from recipes.config import DEFAULT_DATA_ROOT, ROOT, log
-from recipes.data import cache_images, resolve_split, targets_of
+from recipes.data import cache_images, normalise_inputs, raw_spec, resolve_split, targets_of
 from recipes.photo_data import embedding_cache, input_batch, negatives, other_group, photo_part, stored
 from recipes.stages import run_module
 from training.photo_crops import camera_crop
@@ -54,7 +54,9 @@ def _render(jobs, workers):
 
 
 def eval_frames(recipe, split, spec, workers=1):
-    """{part: Part} of every split image's evaluation camera crop (one render each, ``EVAL_SEEDS``)."""
+    """{part: Part} of every split image's evaluation camera crop (one render each, ``EVAL_SEEDS``);
+    stored without the contrast normalisation, applied after loading (``recipes.data.raw_spec``)."""
+    contrast, spec = spec.contrast, raw_spec(spec)
     parts = {}
     for part, seed in sorted(EVAL_SEEDS.items()):
         samples = list(split[part])
@@ -67,7 +69,7 @@ def eval_frames(recipe, split, spec, workers=1):
             return {"paths": [s.path for s in samples], "images": input_batch(crops, spec)}
 
         data = stored(name, make)
-        parts[part] = Part(samples, data["images"])
+        parts[part] = Part(samples, normalise_inputs(data["images"], contrast))
     return parts
 
 
@@ -79,7 +81,8 @@ def train_crops(recipe, split, spec, renders, workers=1):
 
 def non_xray_frames(spec, seed=0):
     """Part of ``training.photo_eval``'s non-X-ray set (seed 0: the evaluation's, never fitted on), each
-    as a full frame and photographed on a lightbox, cut out as the device does."""
+    as a full frame and photographed on a lightbox, cut out as the device does (stored raw, normalised
+    after loading)."""
     import cv2
 
     from training import photo_eval
@@ -95,8 +98,9 @@ def non_xray_frames(spec, seed=0):
                 crops.append(camera_crop(frame)[0])
         return {"names": names, "images": input_batch(crops, spec)}
 
+    contrast, spec = spec.contrast, raw_spec(spec)
     data = stored("non-xray-eval-s{}-{}".format(seed, spec.height), make)
-    return Part(data["names"], data["images"])
+    return Part(data["names"], normalise_inputs(data["images"], contrast))
 
 
 def embed_parts(recipe, trunk, parts):
@@ -139,5 +143,6 @@ def _spec(recipe):
     from edge.description import InputSpec
     from training.modules import get_module
 
-    return InputSpec(recipe.image_size, recipe.image_size, colour=get_module(recipe.module).colour)
+    return InputSpec(recipe.image_size, recipe.image_size, colour=get_module(recipe.module).colour,
+                     contrast=recipe.contrast)
 

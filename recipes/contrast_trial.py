@@ -27,6 +27,7 @@ import torch
 from edge.cliutil import run_guarded
 from edge.description import CONTRAST_MODES
 from edge.errors import ConfigError
+from recipes import contrast_chest
 from recipes.config import log
 from recipes.data import cache_images, normalise_inputs, targets_of
 from recipes.intensity_trial import processing, rendered
@@ -52,32 +53,47 @@ def blank_check(recipe, negatives, val_files, mode):
             "names": sorted(low)}
 
 
-def candidate(setup, raw, mode, forward):
-    """One normalisation: out-of-fold scores of the files and of each proxy -> its record."""
-    from recipes import operating_point, photo_data
-    from recipes.card_cv import PREVALENCE_MIXES
+def _embedded(setup, raw, mode, forward):
+    """(recipe with ``mode``, {part: embeddings of its normalised inputs}, seconds)."""
+    from recipes import photo_data
 
     recipe = replace(setup.recipe, contrast=mode)
     cache = photo_data.embedding_cache(recipe)
     started = time.time()
     embed = {name: cache.embed(forward, normalise_inputs(images, mode), log=log)
              for name, images in raw.items() if name not in ("negatives", "val_files")}
-    seconds = round(time.time() - started, 1)
+    return recipe, embed, round(time.time() - started, 1)
+
+
+def _out_of_fold(setup, recipe, embed, proxies):
+    """``operating_point.out_of_fold`` of the files, also scoring each proxy's renders of the chosen files."""
+    from recipes import operating_point
+
     files, classes, photos = setup.files, setup.classes, setup.photo_samples
     chosen = [files[i] for i in setup.chosen]
-    also = (chosen * len(PROXIES), torch.cat([embed[name] for name in PROXIES]))
+    also = (chosen * len(proxies), torch.cat([embed[name] for name in proxies]))
     torch.manual_seed(recipe.seed)
     head = setup.net.backbone.head
     initial = {k: v.clone() for k, v in head.state_dict().items()}
-    probs, targets, fold, also_probs = operating_point.out_of_fold(
+    return operating_point.out_of_fold(
         recipe, head, initial, (files, embed["files"], targets_of(files, classes, "multiclass")),
         (photos, embed["photo"], targets_of(photos, classes, "multiclass")), classes, "multiclass", also=also)
+
+
+def candidate(setup, raw, mode, forward):
+    """One normalisation of a module with an operating point (the child's): its record."""
+    from recipes import operating_point
+    from recipes.card_cv import PREVALENCE_MIXES
+
+    recipe, embed, seconds = _embedded(setup, raw, mode, forward)
+    classes = setup.classes
+    probs, targets, fold, also_probs = _out_of_fold(setup, recipe, embed, PROXIES)
     name, specificity = recipe.operating_point
     positive = classes.index(name)
     mixes = PREVALENCE_MIXES.get(recipe.module, (None, ()))[1]
     summary = operating_point.summarise(probs, targets, fold, positive, specificity, mixes)
     threshold = summary["threshold"]
-    pick, count = np.array(setup.chosen), len(chosen)
+    pick, count = np.array(setup.chosen), len(setup.chosen)
     record = {"mode": mode, "embed_seconds": seconds, "operating_point": summary,
               "clean": fold_rates(probs, targets, fold, threshold, positive),
               "blank": blank_check(recipe, raw["negatives"], raw["val_files"], mode)}
@@ -87,7 +103,30 @@ def candidate(setup, raw, mode, forward):
     return record
 
 
-def raw_inputs(setup, proxy_every):
+def auroc_candidate(setup, raw, mode, forward):
+    """One normalisation of a module judged by AUROC (the adult ``chest``): its record
+    (``recipes.contrast_chest``)."""
+    recipe, embed, seconds = _embedded(setup, raw, mode, forward)
+    oof = _out_of_fold(setup, recipe, embed, contrast_chest.PROXIES)
+    record = {"mode": mode, "embed_seconds": seconds}
+    record.update(contrast_chest.score(oof, setup.files, np.array(setup.chosen), setup.classes))
+    record["blank"] = blank_check(recipe, raw["negatives"], raw["val_files"], mode)
+    return record
+
+
+def _no_comparison(rows, _samples, _classes):
+    return rows
+
+
+# module -> (its proxies, one candidate's record, the rows' comparison): the child by its operating point
+# (output unchanged since the child's trial), the adult by AUROC and the DICOM-stretch change.
+TRIALS = {
+    "pediatric-pneumonia": (PROXIES, candidate, _no_comparison),
+    "chest": (contrast_chest.PROXIES, auroc_candidate, contrast_chest.compare),
+}
+
+
+def raw_inputs(setup, proxy_every, proxies=PROXIES):
     """{part: uint8 inputs without normalisation}: files, crops, each proxy's renders, negatives."""
     from recipes import photo_data
 
@@ -96,7 +135,7 @@ def raw_inputs(setup, proxy_every):
     chosen = [files[i] for i in setup.chosen]
     setup.photo_samples = setup.photo[0][0] + setup.photo[1][0]
     raw = {"files": cache_images(files, spec), "photo": torch.cat([setup.photo[0][1], setup.photo[1][1]])}
-    for name, degrade in PROXIES.items():
+    for name, degrade in proxies.items():
         raw[name] = rendered(chosen, spec, degrade)
     raw["negatives"] = photo_data.negatives(spec)
     val = [files.index(s) for s in setup.split.val]
@@ -104,16 +143,29 @@ def raw_inputs(setup, proxy_every):
     return raw
 
 
-def measure(modes, proxy_every=3, threads=1):
+def measure(modes, proxy_every=3, threads=1, module="pediatric-pneumonia"):
     """{"candidates": [...]} on the same folds, the same proxies' images and the same untrained head."""
-    setup = frozen_setup(threads)
-    raw = raw_inputs(setup, proxy_every)
+    proxies, scorer, comparison = trial_for(module)
+    setup = frozen_setup(threads, module)
+    raw = raw_inputs(setup, proxy_every, proxies)
     log("inputs ready: {}".format({k: len(v) for k, v in raw.items() if k != "negatives"}))
     with tempfile.TemporaryDirectory() as folder:
         forward = onnx_trunk(setup.trunk, setup.spec, folder)
-        rows = [candidate(setup, raw, mode, forward) for mode in modes]
-    return {"proxy_images": len(setup.chosen), "proxy_every": proxy_every, "files": len(setup.files),
-            "crops": len(setup.photo_samples), "candidates": rows}
+        rows = [scorer(setup, raw, mode, forward) for mode in modes]
+    result = {"proxy_images": len(setup.chosen), "proxy_every": proxy_every, "files": len(setup.files),
+              "crops": len(setup.photo_samples),
+              "candidates": comparison(rows, setup.files, setup.classes)}
+    if module != "pediatric-pneumonia":  # the child's summary keeps its fields (its contrast-trial.json)
+        result["module"] = module
+    return result
+
+
+def trial_for(module):
+    """``TRIALS[module]``; ConfigError naming the modules the trial knows."""
+    if module not in TRIALS:
+        raise ConfigError("the contrast trial has no scoring for module {!r}. Fix: use one of {}".format(
+            module, sorted(TRIALS)))
+    return TRIALS[module]
 
 
 def main(argv=None):
@@ -123,10 +175,11 @@ def main(argv=None):
     parser.add_argument("--modes", default=",".join(CONTRAST_MODES), help="comma-separated candidates")
     parser.add_argument("--proxy-every", type=int, default=3, help="score every n-th file degraded")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--module", default="pediatric-pneumonia", help="one of {}".format(sorted(TRIALS)))
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
     return run_guarded(lambda: print_summary(
-        measure(checked_modes(args.modes), args.proxy_every, args.threads), args.json))
+        measure(checked_modes(args.modes), args.proxy_every, args.threads, args.module), args.json))
 
 
 def checked_modes(text):

@@ -12,6 +12,7 @@ import os
 import sys
 
 from edge.cliutil import run_guarded
+from edge.preprocess import CONTRAST_MODES
 from recipes.config import DEFAULT_DATA_ROOT, ROOT
 
 SUMMARY = ("summary.json", "summary.md")
@@ -29,30 +30,37 @@ def build_parser():
     parser.add_argument("--tune-epochs", type=int, help="stage-2 epochs (default: the recipe's)")
     parser.add_argument("--tune-lr", type=float, help="stage-2 learning rate (default: the recipe's); stored "
                         "as <variant>-lr<value>")
+    parser.add_argument("--contrast", choices=["none"] + sorted(CONTRAST_MODES),
+                        help="the input's contrast normalisation (default: the recipe's); a variant run with "
+                        "another than the recipe's is stored as <variant>-contrast-<mode>")
+    parser.add_argument("--dicom", action="store_true", help="also score every 2nd file with its grey range "
+                        "stretched (a DICOM without a window): the probability change per class")
     parser.add_argument("--warm", action="store_true", help="only fill the feature-map cache of --sets")
     parser.add_argument("--sets", default="chest,crops,extra,pediatric", help="with --warm")
     return parser
 
 
-def chest_description():
-    """The chest recipe's description (``recipes.run.build_description``)."""
+def chest_description(contrast=None):
+    """The chest recipe's description (``recipes.run.build_description``), with ``contrast`` if given."""
     from recipes.config import recipe_for
     from recipes.run import build_description
     from training.modules import get_module
 
-    recipe = recipe_for("chest")
+    recipe = recipe_for("chest", contrast=contrast)
     return build_description(recipe, get_module(recipe.module))
 
 
 def _warm(args):
     from recipes import tail_data
 
-    data = tail_data.load(chest_description(), args.sets.split(","), args.data_root, args.threads)
+    data = tail_data.load(chest_description(args.contrast), args.sets.split(","), args.data_root,
+                          args.threads)
     return " ".join("{}={}/{}s".format(k, len(v[0]), data.seconds[k]) for k, v in data.sets.items())
 
 
 def _run(args):
     from recipes import tail_cv, tail_data
+    from recipes.config import recipe_for
     from recipes.tail_report import store, summarise_dir
 
     if args.warm:
@@ -73,7 +81,10 @@ def _run(args):
     os.makedirs(args.out, exist_ok=True)
     pediatric = any(tail_cv.VARIANTS[n].pretrain for n in names)
     sets = ("chest", "crops", "extra") + (("pediatric",) if pediatric else ())
-    data = tail_data.load(chest_description(), sets, args.data_root, args.threads)
+    data = tail_data.load(chest_description(args.contrast), sets + (("dicom",) if args.dicom else ()),
+                          args.data_root, args.threads)
+    mode = data.recipe.contrast
+    suffix = "" if mode == recipe_for("chest").contrast else "-contrast-" + mode
     changes = {k: v for k, v in (("cv_folds", args.folds), ("tune_epochs", args.tune_epochs),
                                              ("tune_lr", args.tune_lr)) if v}
     tail_cv.with_recipe(data, **changes)
@@ -82,11 +93,12 @@ def _run(args):
     for name in names:
         variant = tail_cv.VARIANTS[name]
         if variant.pretrain and body is None:
-            body, pretrain_s = tail_cv.pretrain_pediatric(data, data.recipe,
-                                                          store=os.path.join(args.out, "pretrained-tail.pt"))
+            kept = os.path.join(args.out, "pretrained-tail{}.pt".format(suffix))
+            body, pretrain_s = tail_cv.pretrain_pediatric(data, data.recipe, store=kept)
         result = tail_cv.run_variant(data, variant, classes, body if variant.pretrain else None)
         result["pretrain_s"] = pretrain_s if variant.pretrain else None
         label = name + ("-lr{:g}".format(args.tune_lr) if args.tune_lr and variant.tune_blocks else "")
+        label += suffix
         store(os.path.join(args.out, label + ".json"), label, variant, result, data)
     if not os.path.isfile(os.path.join(args.out, "head.json")):
         return "stored {} in {} (the comparison needs head: run --variants head)".format(

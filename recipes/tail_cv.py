@@ -146,7 +146,7 @@ def pretrain_pediatric(data, recipe, blocks=PRETRAIN_BLOCKS, epochs=PRETRAIN_EPO
     that keeps the state (read when present with the same settings)."""
     if store and os.path.isfile(store):
         saved = torch.load(store)
-        if saved["settings"] == [blocks, epochs, PRETRAIN_LR, recipe.seed, "last"]:
+        if saved["settings"] == _pretrain_settings(recipe, blocks, epochs):
             log("paediatric-pretrained tail read from {}".format(store))
             return saved["body"], saved["seconds"]
     started = time.time()
@@ -169,10 +169,16 @@ def pretrain_pediatric(data, recipe, blocks=PRETRAIN_BLOCKS, epochs=PRETRAIN_EPO
     log("paediatric pretraining of blocks {}-{}: {:.0f}s".format(start, BLOCKS - 1, seconds))
     body = copy.deepcopy(net.backbone.body.state_dict())
     if store:
-        torch.save({"settings": [blocks, epochs, PRETRAIN_LR, recipe.seed, "last"], "body": body,
+        torch.save({"settings": _pretrain_settings(recipe, blocks, epochs), "body": body,
                     "seconds": seconds}, store + ".tmp")
         os.replace(store + ".tmp", store)
     return body, seconds
+
+
+def _pretrain_settings(recipe, blocks, epochs):
+    """What a stored pretrained tail must match (the input normalisation too: never a stale tail)."""
+    settings = [blocks, epochs, PRETRAIN_LR, recipe.seed, "last"]
+    return settings + ([recipe.contrast] if recipe.contrast != "none" else [])
 
 
 def _rows(samples, folds_of, wanted, train_only=False):
@@ -248,6 +254,8 @@ def run_variant(data, variant, classes, body_state=None, seed=0):
     log("{}: feature maps and embeddings ready ({:.0f}s)".format(variant, time.time() - started))
     files = data.sets["chest"][0]
     folds_of = cv.fold_of_patients(files, classes, recipe.cv_folds, recipe.seed)
+    dicom = _dicom_part(data, net0, start)
+    dicom_oof = np.zeros((len(dicom[0]), len(classes))) if dicom is not None else None
     loss = AuxLoss(len(classes), variant.aux_weight) if aux else "multiclass"
     outputs = len(classes) + (len(data.names) if aux else 0)
     oof = np.zeros((len(files), len(classes)))
@@ -273,11 +281,45 @@ def run_variant(data, variant, classes, body_state=None, seed=0):
         metrics["temperature"] = temperature
         rows.append(metrics)
         oof[[i for i, s in enumerate(files) if folds_of[s.patient_id] == fold]] = probs
+        if dicom is not None:  # the same fold model on its test patients' stretched images
+            mine = [i for i, s in enumerate(dicom[0]) if folds_of[s.patient_id] == fold]
+            own = None if start == BLOCKS else tail
+            dicom_oof[mine] = _fold_probs(net, own, (dicom[1][mine], dicom[2][mine]), len(classes),
+                                          temperature)
         log("{} fold {}/{}: macro AUROC {:.3f}, ECE {:.3f} ({:.0f}s)".format(
             variant, fold + 1, recipe.cv_folds, metrics["macro_auroc"], metrics["ece"],
             time.time() - started))
-    return {"summary": cv.summarise(rows, classes), "oof": oof, "seconds": round(time.time() - started, 1),
-            "fold_macro_auroc": [float(r["macro_auroc"]) for r in rows], "folds_of": folds_of}
+    result = {"summary": cv.summarise(rows, classes), "oof": oof, "seconds": round(time.time() - started, 1),
+              "fold_macro_auroc": [float(r["macro_auroc"]) for r in rows], "folds_of": folds_of}
+    if dicom is not None:
+        result["dicom_stretch"] = dicom_change(files, dicom[0], classes, oof, dicom_oof)
+    return result
+
+
+def _fold_probs(net, tail, maps_embeddings, count, temperature):
+    """Calibrated probabilities of one fold model (``tail`` None: the cached embeddings are its own)."""
+    maps, embeddings = maps_embeddings
+    with torch.no_grad():
+        emb = run_module(tail, maps, batch_size=128) if tail is not None else embeddings
+        return probs_of(net.backbone.head(emb)[:, :count], "multiclass", temperature)
+
+
+def _dicom_part(data, net, start):
+    """(samples, maps after the frozen prefix, embeddings) of the optional "dicom" set, or None."""
+    if "dicom" not in data.sets:
+        return None
+    samples, maps = data.sets["dicom"]
+    maps = prefix(net, maps, start)
+    return samples, maps, run_module(Lite0Tail(net, start), maps, batch_size=128)
+
+
+def dicom_change(files, stretched_samples, classes, oof, stretched_oof):
+    """``recipes.contrast_chest.probability_change`` of the stretched images against their files."""
+    from recipes.dicom_proxy import probability_change
+
+    row_of = {s.path: i for i, s in enumerate(files)}
+    clean = oof[[row_of[s.path] for s in stretched_samples]]
+    return probability_change(classes, clean, stretched_oof)
 
 
 def pooled_aurocs(truth, probs, index=None):

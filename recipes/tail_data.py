@@ -27,14 +27,18 @@ from training.embed_cache import EmbeddingCache, cache_dir
 
 CUT = 12  # the first block fine-tuned at most: blocks 12-15 run at 7x7 (block 11 is the stride-2 one)
 SETS = ("chest", "crops", "extra", "pediatric")
+OPTIONAL_SETS = ("dicom",)  # loaded only when asked for
+DICOM_EVERY = 2  # the "dicom" set: every 2nd chest file, grey range stretched (recipes.dicom_proxy)
 
 
 def feature_cache(recipe):
-    """The shared cache of the feature maps before block ``CUT`` (its own folder: not embeddings)."""
+    """The shared cache of the feature maps before block ``CUT`` (its own folder: not embeddings), one
+    folder per input contrast normalisation (as the embeddings': ``cache_dir``)."""
     from recipes.photo_data import EMBED_DIR
 
     weights = "imagenet-block{}".format(CUT)
-    return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size, weights))
+    return EmbeddingCache(cache_dir(EMBED_DIR, recipe.arch, recipe.image_size, weights,
+                                    contrast=recipe.contrast))
 
 
 def pretrained_net(description):
@@ -64,7 +68,15 @@ def _chest_sets(recipe, data_root, spec):
     rows, names = aux_cv.nih_findings(data_root)
     crops = [photo_part(recipe, split, part, spec) for part in ("train", "val")]
     extra = aux_cv.extra_samples(rows, {s.path for s in order})
+
+    def stretched():
+        from recipes.dicom_proxy import stretched_inputs
+
+        chosen = order[::DICOM_EVERY]
+        return chosen, stretched_inputs(chosen, spec)
+
     return {
+        "dicom": stretched,
         "chest": lambda: (order, cache_images(order, spec)),
         "crops": lambda: (crops[0][0] + crops[1][0], torch.cat([crops[0][1], crops[1][1]])),
         "extra": lambda: (extra, cache_images(extra, spec)),
@@ -85,11 +97,12 @@ def _pediatric_set(data_root, spec):
 def load(description, sets=SETS, data_root=DEFAULT_DATA_ROOT, threads=1, onnx=True):
     """SimpleNamespace: recipe, net (``description``'s, ImageNet-pretrained), NIH rows/names and {set:
     (samples, feature maps)}; missing feature maps are computed (ONNX Runtime by default) and cached."""
-    unknown = sorted(set(sets) - set(SETS))
+    unknown = sorted(set(sets) - set(SETS + OPTIONAL_SETS))
     if unknown:
-        raise ConfigError("unknown set(s) {}. Fix: use some of {}".format(unknown, ", ".join(SETS)))
+        raise ConfigError("unknown set(s) {}. Fix: use some of {}".format(unknown,
+                                                                      ", ".join(SETS + OPTIONAL_SETS)))
     torch.set_num_threads(threads)
-    recipe = recipe_for("chest")
+    recipe = recipe_for("chest", contrast=description.input.contrast)
     net = pretrained_net(description)
     spec = description.input
     makers, rows, names = _chest_sets(recipe, data_root, spec)

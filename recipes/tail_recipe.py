@@ -14,7 +14,15 @@ from recipes.tail_data import CUT
 
 PRETRAINING = ("", "pediatric")
 STORED = os.path.join(ROOT, "runs", "tail-cv-adult")  # recipes.tail_cli's default --out
-PRETRAINED = os.path.join(STORED, "pretrained-tail.pt")  # its paediatric-pretrained tail
+PRETRAINED = os.path.join(STORED, "pretrained-tail.pt")  # its paediatric-pretrained tail (contrast none)
+
+
+def pretrained_store(recipe):
+    """Where the recipe's paediatric-pretrained tail is kept: one file per input normalisation (as
+    ``recipes.tail_cli`` names them)."""
+    if recipe.contrast == "none":
+        return PRETRAINED
+    return os.path.join(STORED, "pretrained-tail-contrast-{}.pt".format(recipe.contrast))
 
 
 def applies(recipe):
@@ -47,7 +55,7 @@ def pretrain(recipe, net, description, data_root):
 
     data = tail_data.load(description, ("pediatric",), data_root)
     data.recipe = recipe
-    body, seconds = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=PRETRAINED)
+    body, seconds = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=pretrained_store(recipe))
     net.backbone.body.load_state_dict(body)
     return seconds
 
@@ -57,11 +65,11 @@ def stored_result(recipe, folder=STORED):
     ``folder``, or None: the CV is deterministic, so the recipe reads it instead of repeating it."""
     from dataclasses import asdict
 
-    from recipes.tail_report import RECIPE_FIELDS, load_dir
+    from recipes.tail_report import load_dir, recipe_fields
 
     if not os.path.isdir(folder):
         return None
-    wanted = {k: getattr(recipe, k) for k in RECIPE_FIELDS}
+    wanted = recipe_fields(recipe)
     for record in load_dir(folder).values():
         if record["settings"] == asdict(variant_of(recipe)) and record["recipe"] == wanted:
             return record
@@ -84,7 +92,7 @@ def cross_validate(recipe, description, data_root, folder=STORED):
         data.recipe = recipe
         body = None
         if recipe.tail_pretrain:
-            body = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=PRETRAINED)[0]
+            body = pretrain_pediatric(data, recipe, recipe.tune_blocks, store=pretrained_store(recipe))[0]
         result = run_variant(data, variant_of(recipe), list(description.classes), body)
         summary, per_fold, seconds = result["summary"], result["fold_macro_auroc"], result["seconds"]
     return {"summary": summary, "k": recipe.cv_folds, "with_photos": True,

@@ -19,17 +19,28 @@ RECIPE_FIELDS = ("cv_folds", "seed", "head_epochs", "head_lr", "tune_epochs", "t
                  "batch_size", "weight_decay")
 
 
+def recipe_fields(recipe):
+    """What a stored record keeps of its recipe: ``RECIPE_FIELDS`` and, when the input is normalised, its
+    ``contrast`` (absent for "none": the records made before the field still match)."""
+    fields = {k: getattr(recipe, k) for k in RECIPE_FIELDS}
+    if recipe.contrast != "none":
+        fields["contrast"] = recipe.contrast
+    return fields
+
+
 def store(path, name, variant, result, data):
     """Write one variant's result (out-of-fold probabilities in the files' order, with their paths)."""
     recipe = data.recipe
     record = {
         "variant": name, "settings": asdict(variant),
-        "recipe": {k: getattr(recipe, k) for k in RECIPE_FIELDS},
+        "recipe": recipe_fields(recipe),
         "summary": as_numpy_summary(result["summary"]), "fold_macro_auroc": result["fold_macro_auroc"],
         "seconds": result["seconds"], "pretrain_s": result.get("pretrain_s"),
         "paths": [s.path for s in data.sets["chest"][0]],
         "oof": np.round(result["oof"], 6).tolist(),
     }
+    if "dicom_stretch" in result:  # recipes.tail_cv with the "dicom" set
+        record["dicom_stretch"] = result["dicom_stretch"]
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(record, handle)

@@ -108,6 +108,10 @@ def test_report_renders_the_results_and_refuses_a_missing_file(tmp_path, capsys)
     text = doc.read_text()
     assert "60 images (5 patient folds;" in text and "| 1 render(s), `val` threshold |" in text
     assert "| Pneumonia (30) | " in text and "+0.000 [+0.000, +0.000]" in text
+    result["settings"]["contrast"] = "stretch"
+    path.write_text(json.dumps(result))
+    assert main(["--report", str(path), "--doc", str(doc)]) == 0
+    assert "| 1 render(s), `val` threshold, contrast `stretch` |" in doc.read_text()
     capsys.readouterr()
     assert main(["--report", str(tmp_path / "missing.json"), "--doc", str(doc)]) == 2
     err = capsys.readouterr().err
@@ -128,3 +132,30 @@ def test_model_card_lines_come_from_the_committed_result(tmp_path):
     assert "Cross-validated over all 60 images (5 patient folds" in text
     assert "| AUROC Pneumonia (30 positives) |" in text and "| refused as out of scope | " in text
     assert "lowest fold 100.0%" in text
+
+
+def test_evaluation_frames_are_stored_raw_and_normalised_after_loading(monkeypatch):
+    """``camera_cli --contrast M``: the stored frames (raw, the same files as for no normalisation) are fed
+    through the mode; no stored frame made for one normalisation serves another."""
+    from recipes.data import normalise_inputs
+
+    rng = np.random.default_rng(3)
+    raw = torch.from_numpy(rng.integers(60, 160, (2, 3, 224, 224)).astype(np.uint8))
+    names = []
+
+    def fake_stored(name, make):
+        names.append(name)
+        return {"paths": ["a", "b"], "names": ["wall", "hand"], "images": raw}
+
+    monkeypatch.setattr(camera_data, "stored", fake_stored)
+    split = {part: [Sample("a", ("Effusion",), "1"), Sample("b", ("Effusion",), "2")]
+             for part in ("train", "val", "test")}
+    plain, stretch = recipe_for("chest"), recipe_for("chest", contrast="stretch")
+    assert camera_data._spec(plain).contrast == "none" and camera_data._spec(stretch).contrast == "stretch"
+    for recipe in (plain, stretch):
+        frames = camera_data.eval_frames(recipe, split, camera_data._spec(recipe))
+        others = camera_data.non_xray_frames(camera_data._spec(recipe))
+        for part in list(frames.values()) + [others]:
+            assert torch.equal(part.images, normalise_inputs(raw, recipe.contrast))
+    assert not torch.equal(normalise_inputs(raw, "stretch"), raw)
+    assert names[:4] == names[4:] and "contrast" not in " ".join(names)

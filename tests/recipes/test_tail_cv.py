@@ -234,3 +234,123 @@ def test_the_recipe_reads_only_its_own_stored_cross_validation(tmp_path):
     flipped = replace(recipe, tune_keep_last=not recipe.tune_keep_last)
     assert stored_result(flipped, str(tmp_path))["variant"] == "other"
     assert stored_result(recipe, str(tmp_path / "missing")) is None
+
+
+def test_feature_maps_and_pretrained_tails_are_kept_per_input_normalisation(monkeypatch, tmp_path):
+    """A tail trial with ``--contrast`` never reads maps, a pretrained tail or a CV record made for another
+    normalisation; the records and files made before the field (contrast none) still match."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from edge.errors import ConfigError
+    from recipes import tail_data, tail_recipe
+    from recipes.config import recipe_for
+    from recipes.tail_report import recipe_fields
+
+    made = []
+    monkeypatch.setattr(tail_data, "EmbeddingCache", made.append)
+    plain, stretch = recipe_for("chest"), recipe_for("chest", contrast="stretch")
+    tail_data.feature_cache(plain)
+    tail_data.feature_cache(stretch)
+    assert made[0].endswith("efficientnet_lite0-224-imagenet-block12")  # the folder made before the field
+    assert made[1].endswith("efficientnet_lite0-224-imagenet-block12-contrast-stretch")
+    assert "contrast" not in recipe_fields(plain) and recipe_fields(stretch)["contrast"] == "stretch"
+    assert tail_recipe.pretrained_store(plain) == tail_recipe.PRETRAINED
+    assert tail_recipe.pretrained_store(stretch).endswith("pretrained-tail-contrast-stretch.pt")
+
+    store = str(tmp_path / "pretrained-tail.pt")
+    settings = [tail_cv.PRETRAIN_BLOCKS, tail_cv.PRETRAIN_EPOCHS, tail_cv.PRETRAIN_LR, plain.seed, "last"]
+    torch.save({"settings": settings, "body": {"kept": 1}, "seconds": 3.0}, store)
+    # Not read: it would train, and these labels stop it at once.
+    data = SimpleNamespace(sets={"pediatric": ([Sample("x", ("CAT",), "p")], None)})
+    assert tail_cv.pretrain_pediatric(data, plain, store=store) == ({"kept": 1}, 3.0)
+    with pytest.raises(ConfigError, match="paediatric labels"):
+        tail_cv.pretrain_pediatric(data, stretch, store=store)
+    torch.save({"settings": settings + ["stretch"], "body": {"kept": 2}, "seconds": 4.0}, store)
+    assert tail_cv.pretrain_pediatric(data, stretch, store=store) == ({"kept": 2}, 4.0)
+    with pytest.raises(ConfigError, match="paediatric labels"):
+        tail_cv.pretrain_pediatric(data, replace(stretch, contrast="equalize"), store=store)
+
+
+def test_a_stored_cross_validation_is_read_only_for_its_own_normalisation(tmp_path):
+    from dataclasses import replace
+
+    from recipes.config import recipe_for
+    from recipes.tail_recipe import stored_result, variant_of
+
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i)) for i in range(40)]
+    oof = np.random.RandomState(0).rand(40, 4)
+    recipe = replace(recipe_for("chest"), tune_blocks=2)
+    name = "tail2-contrast-stretch"
+    _record(tmp_path, name, oof, files, variant_of(recipe), tune_blocks=2, contrast="stretch")
+    assert stored_result(recipe, str(tmp_path)) is None
+    assert stored_result(replace(recipe, contrast="stretch"), str(tmp_path))["variant"] == name
+    _record(tmp_path, "tail2", oof, files, variant_of(recipe), tune_blocks=2)
+    assert stored_result(recipe, str(tmp_path))["variant"] == "tail2"
+    assert stored_result(replace(recipe, contrast="equalize"), str(tmp_path)) is None
+
+
+def test_the_dicom_change_pairs_each_stretched_image_with_its_own_file():
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i)) for i in range(6)]
+    oof = np.tile(np.arange(6)[:, None] / 10.0, (1, 4))
+    stretched = [files[4], files[1]]
+    change = tail_cv.dicom_change(files, stretched, CLASSES, oof, oof[[4, 1]] + [[0.0, 0.0, 0.0, 0.03]] * 2)
+    assert change["per_class"]["No Finding"] == {"mean": 0.03, "max": 0.03}
+    assert change["per_class"]["Effusion"]["max"] == 0.0 and change["over_tolerance"] == 1.0
+
+
+def test_the_cli_refuses_an_unknown_normalisation():
+    from recipes import tail_cli
+
+    with pytest.raises(SystemExit):
+        tail_cli.build_parser().parse_args(["--contrast", "gamma"])
+    assert tail_cli.build_parser().parse_args(["--contrast", "stretch"]).contrast == "stretch"
+    assert tail_cli.chest_description("stretch").input.contrast == "stretch"
+    assert tail_cli.chest_description().input.contrast == "none"
+
+
+def test_a_variant_run_with_another_normalisation_is_stored_under_its_own_names(monkeypatch, tmp_path):
+    """tail_cli end to end with the data, the pretraining and the CV replaced by records of their calls:
+    ``--contrast stretch --dicom`` loads the stretched set, keeps its pretrained tail and its record apart
+    and compares it with the stored head."""
+    import json
+    from types import SimpleNamespace
+
+    from recipes import tail_cli, tail_data
+    from recipes.config import recipe_for
+
+    files = [Sample("f{}".format(i), (CLASSES[i % 4],), "p{}".format(i // 2)) for i in range(40)]
+    oof = np.random.RandomState(0).rand(40, 4)
+    calls = {}
+
+    def load(description, sets, data_root, threads):
+        calls["sets"], calls["contrast"] = tuple(sets), description.input.contrast
+        return SimpleNamespace(recipe=recipe_for("chest", contrast=description.input.contrast),
+                               description=description, sets={"chest": (files, None)})
+
+    def pretrain(data, recipe, store=None):
+        calls["pretrained"] = store
+        return {}, 1.0
+
+    def run_variant(data, variant, classes, body=None):
+        summary = tail_cv.cv.summarise([tail_cv.fold_metrics(oof, np.array([i % 4 for i in range(40)]), 4,
+                                                             CLASSES)] * 2, CLASSES)
+        return {"summary": summary, "fold_macro_auroc": [0.7, 0.7], "seconds": 1.0, "oof": oof,
+                "dicom_stretch": {"over_tolerance": 0.25}}
+
+    monkeypatch.setattr(tail_data, "load", load)
+    monkeypatch.setattr(tail_cv, "pretrain_pediatric", pretrain)
+    monkeypatch.setattr(tail_cv, "run_variant", run_variant)
+    _record(tmp_path, "head", oof, files)
+    argv = ["--variants", "ped-tail2-last", "--tune-lr", "5e-5", "--contrast", "stretch", "--dicom",
+            "--out", str(tmp_path), "--draws", "10"]
+    assert tail_cli.main(argv) == 0
+    assert calls["contrast"] == "stretch" and calls["sets"][-1] == "dicom"
+    assert calls["pretrained"] == str(tmp_path / "pretrained-tail-contrast-stretch.pt")
+    with open(str(tmp_path / "ped-tail2-last-lr5e-05-contrast-stretch.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record["recipe"]["contrast"] == "stretch" and record["dicom_stretch"] == {"over_tolerance": 0.25}
+    assert tail_cli.main(argv[:4] + ["--out", str(tmp_path), "--draws", "10"]) == 0  # the recipe's own
+    assert calls["contrast"] == "none" and "dicom" not in calls["sets"]
+    assert calls["pretrained"] == str(tmp_path / "pretrained-tail.pt")
+    assert (tmp_path / "ped-tail2-last-lr5e-05.json").exists()
