@@ -168,15 +168,21 @@ def trial_for(module):
     return TRIALS[module]
 
 
-def main(argv=None):
-    """Run the comparison; prints one line (the JSON summary) or the error."""
-    parser = argparse.ArgumentParser(prog="python -m recipes.contrast_trial",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", default=",".join(CONTRAST_MODES), help="comma-separated candidates")
+def trial_parser(prog, description, modes):
+    """The trial CLIs' shared options: ``--modes`` (default ``modes``), ``--proxy-every``, ``--threads``,
+    ``--json``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--modes", default=",".join(modes), help="comma-separated candidates")
     parser.add_argument("--proxy-every", type=int, default=3, help="score every n-th file degraded")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--module", default="pediatric-pneumonia", help="one of {}".format(sorted(TRIALS)))
     parser.add_argument("--json", help="also write the summary here")
+    return parser
+
+
+def main(argv=None):
+    """Run the comparison; prints one line (the JSON summary) or the error."""
+    parser = trial_parser("python -m recipes.contrast_trial", __doc__.split("\n")[0], CONTRAST_MODES)
+    parser.add_argument("--module", default="pediatric-pneumonia", help="one of {}".format(sorted(TRIALS)))
     args = parser.parse_args(argv)
     return run_guarded(lambda: print_summary(
         measure(checked_modes(args.modes), args.proxy_every, args.threads, args.module), args.json))

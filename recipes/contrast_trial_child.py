@@ -12,7 +12,6 @@ about the image's median. Deterministic by index (two settings alternate, as ``e
 [--json OUT]`` prints one line (the JSON summary).
 """
 
-import argparse
 import contextlib
 import sys
 
@@ -85,12 +84,8 @@ def measure(modes, proxy_every=3, threads=1):
 
 def main(argv=None):
     """Run the comparison; prints one line (the JSON summary) or the error."""
-    parser = argparse.ArgumentParser(prog="python -m recipes.contrast_trial_child",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated candidates")
-    parser.add_argument("--proxy-every", type=int, default=3, help="score every n-th file degraded")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", help="also write the summary here")
+    parser = contrast_trial.trial_parser("python -m recipes.contrast_trial_child", __doc__.split("\n")[0],
+                                         DEFAULT_MODES)
     args = parser.parse_args(argv)
     return run_guarded(lambda: print_summary(measure(
         contrast_trial.checked_modes(args.modes), at_least_one("--proxy-every", args.proxy_every),
